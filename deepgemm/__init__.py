@@ -1,0 +1,30 @@
+"""deepgemm: fine-grained-scaled FP8 GEMM kernels for NVIDIA Hopper, JIT-compiled at run time."""
+
+__version__ = "0.1.0"
+
+from . import testing
+from .ops import fp8_gemm_nt, get_num_sms, set_num_sms
+from .quant import (
+    align,
+    ceil_div,
+    get_col_major_tma_aligned_tensor,
+    get_mn_major_tma_aligned_tensor,
+    get_tma_aligned_size,
+    per_block_cast_to_fp8,
+    per_token_cast_to_fp8,
+)
+
+__all__ = [
+    "__version__",
+    "align",
+    "ceil_div",
+    "fp8_gemm_nt",
+    "get_col_major_tma_aligned_tensor",
+    "get_mn_major_tma_aligned_tensor",
+    "get_num_sms",
+    "get_tma_aligned_size",
+    "per_block_cast_to_fp8",
+    "per_token_cast_to_fp8",
+    "set_num_sms",
+    "testing",
+]

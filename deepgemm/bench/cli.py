@@ -1,0 +1,221 @@
+"""``python -m deepgemm.bench``: deepgemm against cuBLAS on the shape suites, in one process on one GPU.
+
+Every provider of a problem runs on the same random inputs; its output is checked against a
+reference before it is timed (profiler kernel time, L2 flushed before each call). Without a GPU
+it runs the CPU path on small shapes instead, as a correctness smoke test.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import platform
+import sys
+from collections.abc import Sequence
+
+import torch
+
+import deepgemm
+from deepgemm.testing.bench import L2_FLUSH_BYTES, bench, bench_cpu, bench_kineto
+
+from .providers import Provider
+from .report import SCHEMA, TABLE_HEADER, format_geomeans, format_host_overhead, format_problem, write_json
+from .runner import Timer, measure_host_overhead, run_suite
+from .suites import CPU_PROBLEMS, DENSE, SUITES, Problem, Suite, parse_shapes
+
+CPU_NOTE = (
+    "CPU path (no CUDA device, or --cpu): checks deepgemm.fp8_gemm_nt's CPU implementation on small "
+    "shapes against the reference; its wall-clock times are not a performance claim"
+)
+TIMERS = {
+    "kineto": "profiler (CUPTI) device time of all kernels one call launches; L2 flushed before each call",
+    "events": "CUDA events around each call (includes launch gaps); L2 flushed before each call",
+    "cpu_wallclock": "wall clock around each call of the CPU path",
+}
+FAILED_STATUSES = ("error", "wrong")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    providers = ", ".join(sorted({p.name for suite in SUITES.values() for p in suite.providers}))
+    parser = argparse.ArgumentParser(
+        prog="python -m deepgemm.bench",
+        description="deepgemm against cuBLAS on the shape suites: same random inputs for every provider, "
+        "each checked against a reference, then timed by the profiler with L2 flushed.",
+        epilog=f"providers: {providers}. Without a GPU (or with --cpu) it runs the CPU path of "
+        "deepgemm.fp8_gemm_nt on small shapes as a correctness smoke test.",
+    )
+    parser.add_argument(
+        "--suite", default="all", choices=[*SUITES, "all"], help="suite to run (default: all)"
+    )
+    parser.add_argument("--providers", help="comma-separated providers (default: all of the suite's)")
+    parser.add_argument("--shapes", help="ad-hoc dense shapes 'M,N,K;M,N,K' instead of the suites")
+    parser.add_argument(
+        "--num-tests", type=_positive_int, help="timed calls per measurement (default: 30 GPU, 3 CPU)"
+    )
+    parser.add_argument(
+        "--timer",
+        default="kineto",
+        choices=("kineto", "events"),
+        help="GPU timer: profiler kernel time (default) or CUDA events around each call",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    parser.add_argument("--json", metavar="PATH", help="write every figure and the environment to PATH")
+    parser.add_argument("--cpu", action="store_true", help="run the CPU path even when a GPU is present")
+    parser.add_argument(
+        "--host-overhead",
+        action="store_true",
+        help="instead of the suites: CPU us per call of a cached M=64 N=2112 K=7168 GEMM, per provider",
+    )
+    parser.add_argument(
+        "--host-calls", type=_positive_int, default=2000, help="back-to-back calls for --host-overhead"
+    )
+    return parser
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "device": "cpu",
+        "sm_count": None,
+        "compute_capability": None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "deepgemm": deepgemm.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env |= {
+            "device": props.name,
+            "sm_count": props.multi_processor_count,
+            "compute_capability": f"{props.major}.{props.minor}",
+        }
+    return env
+
+
+def select_suites(args: argparse.Namespace, on_cuda: bool) -> list[Suite]:
+    if not on_cuda:
+        problems = parse_shapes(args.shapes) if args.shapes else CPU_PROBLEMS
+        # Only deepgemm has a CPU path; the cuBLAS providers would all report "unavailable".
+        providers = DENSE.providers if args.providers else DENSE.providers[:1]
+        description = (
+            "deepgemm.fp8_gemm_nt CPU path, correctness smoke run (times are not a performance claim)"
+        )
+        return [
+            dataclasses.replace(
+                DENSE, name="cpu_path", description=description, problems=problems, providers=providers
+            )
+        ]
+    if args.shapes:
+        return [
+            dataclasses.replace(
+                DENSE,
+                name="custom",
+                description=f"ad-hoc dense shapes {args.shapes}",
+                problems=parse_shapes(args.shapes),
+            )
+        ]
+    return list(SUITES.values()) if args.suite == "all" else [SUITES[args.suite]]
+
+
+def select_providers(suite: Suite, names: Sequence[str] | None) -> tuple[Provider, ...]:
+    return suite.providers if names is None else tuple(p for p in suite.providers if p.name in names)
+
+
+def make_timer(on_cuda: bool, timer: str, num_tests: int) -> Timer:
+    if not on_cuda:
+        return lambda fn: bench_cpu(fn, num_tests)
+    if timer == "events":
+        return lambda fn: bench(fn, num_tests)
+    return lambda fn: bench_kineto(fn, None, num_tests)
+
+
+def _failures(results: dict) -> list[str]:
+    return [name for name, result in results.items() if result["status"] in FAILED_STATUSES]
+
+
+def _run_and_print(
+    suite: Suite, providers: Sequence[Provider], device: torch.device, seed: int, timer: Timer, document: dict
+) -> dict:
+    """Run one suite, printing each problem's rows as soon as they are measured."""
+    print(f"\n== {suite.name}: {suite.description}")
+    method = document["method"]
+    print(
+        f"   {document['env']['device']}: {method['timer_description']}; mean of {method['num_tests']} calls"
+    )
+    print(f"   speedup = {method['speedup']}\n{TABLE_HEADER}")
+
+    def print_problem(problem: Problem, record: dict) -> None:
+        print(format_problem(problem, record["results"], record["speedup"]), flush=True)
+
+    record = run_suite(suite, providers, device, seed, timer, on_problem=print_problem)
+    if record["geomean"]:
+        print(format_geomeans(suite.baseline, record["geomean"]))
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns 1 if any provider errored or produced a wrong result, else 0."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    on_cuda = torch.cuda.is_available() and not args.cpu
+    if args.host_overhead and not on_cuda:
+        parser.error("--host-overhead measures the CPU cost of CUDA launches and needs a GPU")
+    try:
+        suites = select_suites(args, on_cuda)
+    except ValueError as error:
+        parser.error(str(error))
+    names = None if args.providers is None else [name.strip() for name in args.providers.split(",")]
+    known = {provider.name for suite in suites for provider in suite.providers}
+    if names is not None and not set(names) <= known:
+        parser.error(f"unknown providers {sorted(set(names) - known)}; choose from {sorted(known)}")
+    num_tests = args.num_tests or (30 if on_cuda else 3)
+    device = torch.device("cuda" if on_cuda else "cpu")
+    timer = make_timer(on_cuda, args.timer, num_tests)
+
+    timer_name = args.timer if on_cuda else "cpu_wallclock"
+    document = {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "backend": device.type,
+        "env": environment(device),
+        "method": {
+            "timer": timer_name,
+            "timer_description": TIMERS[timer_name],
+            "num_tests": num_tests,
+            "l2_flush_bytes": L2_FLUSH_BYTES if on_cuda else None,
+            "seed": args.seed,
+            "inputs": "random normal BF16, quantised with deepgemm.quant (1x128 A scales, 128x128 B scales)",
+            "speedup": "t_provider / t_baseline: how many times faster the baseline (deepgemm) runs",
+        },
+        "suites": [],
+    }
+    if not on_cuda:
+        print(CPU_NOTE)
+    if args.host_overhead:
+        record = measure_host_overhead(
+            DENSE, select_providers(DENSE, names), device, args.seed, args.host_calls
+        )
+        print(format_host_overhead(record))
+        document["host_overhead"] = record
+        failures = _failures(record["providers"])
+    else:
+        failures = []
+        for suite in suites:
+            record = _run_and_print(suite, select_providers(suite, names), device, args.seed, timer, document)
+            document["suites"].append(record)
+            failures += [name for problem in record["problems"] for name in _failures(problem["results"])]
+    if args.json:
+        print(f"\nwrote {write_json(args.json, document)}")
+    if failures:
+        print(
+            f"\nFAILED: {len(failures)} provider result(s) errored or missed the reference", file=sys.stderr
+        )
+        return 1
+    return 0

@@ -1,0 +1,180 @@
+"""The implementations a benchmark compares, each as a ``Provider``.
+
+``prepare(inputs)`` does every conversion a real caller would do once (scale layouts, per-tensor
+quantisation, output allocation) and returns the closure that is timed: one GEMM, nothing else.
+It raises ``ProviderUnavailable`` when this torch/deepgemm/device cannot run the provider, which
+the benchmark reports instead of crashing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
+
+from .inputs import DenseInputs
+
+FP8_MAX = 448.0
+
+
+class ProviderUnavailable(Exception):
+    """This provider cannot run here (op missing, torch too old, wrong device); the message says why."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A named implementation: ``calls`` says exactly what the timed closure runs (kept in the JSON);
+    its output must match ``inputs.reference(reference)`` with ``calc_diff <= max_diff``."""
+
+    name: str
+    calls: str
+    prepare: Callable[[DenseInputs], Callable[[], torch.Tensor]]
+    reference: str
+    max_diff: float
+
+
+def _require_cuda(inputs: DenseInputs) -> None:
+    if inputs.a.device.type != "cuda":
+        raise ProviderUnavailable("cuBLAS providers need CUDA tensors")
+
+
+def _prepare_deepgemm(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    import deepgemm
+
+    gemm = getattr(deepgemm, "fp8_gemm_nt", None)
+    if gemm is None:
+        raise ProviderUnavailable("deepgemm.fp8_gemm_nt does not exist in this build")
+    # A caller converts the A scales once per activation, not per GEMM: keep it out of the timing.
+    sfa = get_mn_major_tma_aligned_tensor(inputs.sfa)
+    d = torch.empty(inputs.a.shape[0], inputs.b.shape[0], dtype=torch.bfloat16, device=inputs.a.device)
+
+    def run() -> torch.Tensor:
+        gemm((inputs.a, sfa), (inputs.b, inputs.sfb), d)
+        return d
+
+    return run
+
+
+def _blockwise_b_scale_candidates(sfb: torch.Tensor) -> list[torch.Tensor]:
+    """Layouts of the B scales that torch versions accept for ``ScalingType.BlockWise128x128``.
+
+    ``scale_b`` goes with ``mat_b = B.t()`` (``[K, N]``), so it is ``sfb.t()`` (``[KB, NB]``,
+    strides ``(1, KB)``). Newer torch wants the KB extent padded to a multiple of 4 (shape
+    ``[round_up(KB, 4), NB]``); older torch wants it unpadded. Both coincide when 4 divides KB.
+    """
+    nb, kb = sfb.shape
+    padded = torch.zeros(nb, ceil_div(kb, 4) * 4, dtype=sfb.dtype, device=sfb.device)
+    padded[:, :kb] = sfb
+    candidates = [padded.t(), sfb.t()]
+    return candidates[:1] if kb % 4 == 0 else candidates
+
+
+def _prepare_cublas_blockwise(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    _require_cuda(inputs)
+    try:
+        from torch.nn.functional import ScalingType, scaled_mm
+    except ImportError as error:
+        raise ProviderUnavailable(
+            f"torch {torch.__version__} has no torch.nn.functional.scaled_mm"
+        ) from error
+    # 1x128 scales of A must be M-major: shape [M, KB], strides (1, M).
+    scale_a = inputs.sfa.t().contiguous().t()
+
+    def call_with(scale_b: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def run() -> torch.Tensor:
+            return scaled_mm(
+                inputs.a,
+                inputs.b.t(),
+                scale_a,
+                ScalingType.BlockWise1x128,
+                scale_b,
+                ScalingType.BlockWise128x128,
+                output_dtype=torch.bfloat16,
+            )
+
+        return run
+
+    # Try each layout once, untimed; torch raises on a layout it does not accept.
+    rejections: list[tuple[torch.Tensor, Exception]] = []
+    for scale_b in _blockwise_b_scale_candidates(inputs.sfb):
+        run = call_with(scale_b)
+        try:
+            run()
+        except (RuntimeError, ValueError, NotImplementedError) as error:
+            rejections.append((scale_b, error))
+            continue
+        return run
+    message = "scaled_mm rejected every B scale layout: " + " | ".join(
+        f"shape {tuple(scale_b.shape)} strides {scale_b.stride()}: {error}" for scale_b, error in rejections
+    )
+    # NotImplementedError is torch saying "not on this GPU/build" (e.g. not SM90); anything else
+    # means these arguments are wrong, which must show up as a failure, not as "unavailable".
+    if all(isinstance(error, NotImplementedError) for _, error in rejections):
+        raise ProviderUnavailable(message)
+    raise RuntimeError(message)
+
+
+def _per_tensor_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` in FP8 with one FP32 scale for the whole tensor (``x ~= q * scale``)."""
+    scale = x.abs().amax().float().clamp(min=1e-4) / FP8_MAX
+    return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
+
+
+def _prepare_cublas_per_tensor(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    _require_cuda(inputs)
+    if not hasattr(torch, "_scaled_mm"):
+        raise ProviderUnavailable(f"torch {torch.__version__} has no torch._scaled_mm")
+    a, scale_a = _per_tensor_cast_to_fp8(inputs.a_bf16)
+    b, scale_b = _per_tensor_cast_to_fp8(inputs.b_bf16)
+
+    def run() -> torch.Tensor:
+        return torch._scaled_mm(a, b.t(), scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
+
+    return run
+
+
+def _prepare_cublas_bf16(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    _require_cuda(inputs)
+    a, b = inputs.a_bf16, inputs.b_bf16
+
+    def run() -> torch.Tensor:
+        return a @ b.t()
+
+    return run
+
+
+# calc_diff bounds (DESIGN.md §1): a fine-grained FP8 GEMM matches the dequantised FP8 reference to
+# about 1e-6 (BF16 output rounding); quantisation alone costs up to 1e-3 against BF16 inputs.
+DEEPGEMM = Provider(
+    "deepgemm",
+    "deepgemm.fp8_gemm_nt((a, get_mn_major_tma_aligned_tensor(sfa)), (b, sfb), d) into a preallocated BF16 d;"
+    " the sfa conversion is done once, untimed",
+    _prepare_deepgemm,
+    reference="fp8",
+    max_diff=1e-5,
+)
+CUBLAS_BLOCKWISE = Provider(
+    "cublas_blockwise",
+    "torch.nn.functional.scaled_mm(a, b.t(), sfa as [M, KB] strides (1, M), ScalingType.BlockWise1x128,"
+    " sfb.t() (KB padded to a multiple of 4 where torch requires it), ScalingType.BlockWise128x128,"
+    " output_dtype=torch.bfloat16)",
+    _prepare_cublas_blockwise,
+    reference="fp8",
+    max_diff=1e-5,
+)
+CUBLAS_PER_TENSOR = Provider(
+    "cublas_per_tensor",
+    "torch._scaled_mm(a_pt, b_pt.t(), scale_a=s_a, scale_b=s_b, out_dtype=torch.bfloat16) on a separate"
+    " per-tensor FP8 quantisation of the same BF16 inputs (one FP32 scale each)",
+    _prepare_cublas_per_tensor,
+    reference="bf16",
+    max_diff=1e-3,
+)
+CUBLAS_BF16 = Provider(
+    "cublas_bf16",
+    "a_bf16 @ b_bf16.t() on the unquantised BF16 inputs",
+    _prepare_cublas_bf16,
+    reference="bf16",
+    max_diff=1e-5,
+)

@@ -1,0 +1,169 @@
+"""Run a suite: per problem, build the inputs once, then check and time every provider on them.
+
+JSON records (all times in microseconds):
+
+- provider result: ``{"status": "ok" | "wrong" | "unavailable" | "error", "reason": str | None,
+  "us", "tflops", "gbps": float | None, "reference": "fp8" | "bf16", "max_diff": float,
+  "diffs": {"fp8": float, "bf16": float}, "correct": bool | None}``. ``wrong`` = ran, but its
+  output missed its reference by more than ``max_diff`` (still timed; left out of the ratios).
+  ``diffs`` holds calc_diff against both references; ``reference`` names the one that is checked.
+- problem record: ``{"m", "n", "k", "num_groups", "flops", "bytes", "deepgemm_config",
+  "results": {provider: result}, "speedup": {provider: t_provider / t_baseline}}``.
+- suite record: ``{"name", "description", "baseline", "providers": {name: what it calls},
+  "splits": [labels], "problems": [problem record], "geomean": {provider: {split: {"geomean", "n"}}}}``.
+- host-overhead record: ``{"problem": {...}, "num_calls", "providers": {name: result with "us_per_call"}}``.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+
+from deepgemm.testing import calc_diff
+from deepgemm.testing.bench import bench_host_overhead
+
+from .providers import Provider, ProviderUnavailable
+from .report import gbps, speedups, split_geomeans, tflops
+from .suites import Problem, Suite
+
+Timer = Callable[[Callable[[], object]], float]
+Measure = Callable[[Callable[[], object]], dict]
+
+# The decode-sized GEMM of the anchors' host-cost table.
+HOST_OVERHEAD_PROBLEM = Problem(64, 2112, 7168)
+
+
+def _check(provider: Provider, output: torch.Tensor, inputs) -> dict:
+    diffs = {kind: float(calc_diff(output, inputs.reference(kind))) for kind in ("fp8", "bf16")}
+    return {"diffs": diffs, "correct": diffs[provider.reference] <= provider.max_diff}
+
+
+def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[str]) -> dict:
+    """Prepare ``provider`` on ``inputs``, check its output against its reference, then ``measure`` it.
+
+    ``measure(run)`` returns the figures named in ``fields``; they stay ``None`` when it cannot run.
+    """
+    result = {
+        "status": "ok",
+        "reason": None,
+        **dict.fromkeys(fields),
+        "reference": provider.reference,
+        "max_diff": provider.max_diff,
+        "diffs": {},
+        "correct": None,
+    }
+    try:
+        run = provider.prepare(inputs)
+        result.update(_check(provider, run(), inputs))
+        result.update(measure(run))
+    except ProviderUnavailable as error:
+        return result | {"status": "unavailable", "reason": str(error)}
+    except Exception as error:  # one broken provider must not stop the others
+        return result | {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+    if not result["correct"]:
+        result["status"] = "wrong"
+        result["reason"] = f"calc_diff vs {provider.reference} reference above {provider.max_diff:g}"
+    return result
+
+
+def deepgemm_config(problem: Problem, num_sms: int) -> object:
+    """The kernel config deepgemm's heuristics pick for ``problem``, as JSON-ready data.
+
+    Optional metadata, so every step is guarded: it uses ``deepgemm.heuristics.describe_config(m, n,
+    k)`` if the package has it, else ``select_config(GemmShape(m, n, k), num_sms)``; ``None`` when
+    neither exists, ``{"error": ...}`` when the call fails.
+    """
+    import deepgemm.heuristics as heuristics
+
+    try:
+        if hasattr(heuristics, "describe_config"):
+            config = heuristics.describe_config(problem.m, problem.n, problem.k)
+        elif hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape"):
+            config = heuristics.select_config(heuristics.GemmShape(problem.m, problem.n, problem.k), num_sms)
+        else:
+            return None
+    except Exception as error:  # never fail a benchmark over metadata
+        return {"error": f"{type(error).__name__}: {error}"}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return config if isinstance(config, dict | str | int | float) else repr(config)
+
+
+def _config_on(device: torch.device, problem: Problem) -> object:
+    if device.type != "cuda":
+        return None
+    return deepgemm_config(problem, torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+def measure_problem(
+    suite: Suite,
+    problem: Problem,
+    providers: Sequence[Provider],
+    device: torch.device,
+    seed: int,
+    timer: Timer,
+) -> dict:
+    inputs = suite.make_inputs(problem, device, seed)
+    nbytes = suite.bytes_moved(problem)
+
+    def measure(run: Callable[[], object]) -> dict:
+        seconds = timer(run)
+        return {"us": seconds * 1e6, "tflops": tflops(problem.flops, seconds), "gbps": gbps(nbytes, seconds)}
+
+    results = {
+        provider.name: run_provider(provider, inputs, measure, ("us", "tflops", "gbps"))
+        for provider in providers
+    }
+    return {
+        **dataclasses.asdict(problem),
+        "flops": problem.flops,
+        "bytes": nbytes,
+        "deepgemm_config": _config_on(device, problem),
+        "results": results,
+        "speedup": speedups(results, suite.baseline),
+    }
+
+
+def run_suite(
+    suite: Suite,
+    providers: Sequence[Provider],
+    device: torch.device,
+    seed: int,
+    timer: Timer,
+    on_problem: Callable[[Problem, dict], None] = lambda problem, record: None,
+) -> dict:
+    """Measure every problem of ``suite``; ``on_problem`` sees each record as soon as it is done."""
+    records = []
+    for problem in suite.problems:
+        record = measure_problem(suite, problem, providers, device, seed, timer)
+        on_problem(problem, record)
+        records.append(record)
+    others = [provider.name for provider in providers if provider.name != suite.baseline]
+    ratios = [(problem, record["speedup"]) for problem, record in zip(suite.problems, records, strict=True)]
+    return {
+        "name": suite.name,
+        "description": suite.description,
+        "baseline": suite.baseline,
+        "providers": {provider.name: provider.calls for provider in providers},
+        "splits": [split.label for split in suite.splits],
+        "problems": records,
+        "geomean": split_geomeans(ratios, suite.splits, others),
+    }
+
+
+def measure_host_overhead(
+    suite: Suite, providers: Sequence[Provider], device: torch.device, seed: int, num_calls: int
+) -> dict:
+    """CPU microseconds per call of each provider on ``HOST_OVERHEAD_PROBLEM`` (cached, no sync)."""
+    inputs = suite.make_inputs(HOST_OVERHEAD_PROBLEM, device, seed)
+
+    def measure(run: Callable[[], object]) -> dict:
+        return {"us_per_call": bench_host_overhead(run, num_calls) * 1e6}
+
+    return {
+        "problem": dataclasses.asdict(HOST_OVERHEAD_PROBLEM),
+        "num_calls": num_calls,
+        "providers": {
+            provider.name: run_provider(provider, inputs, measure, ("us_per_call",)) for provider in providers
+        },
+    }

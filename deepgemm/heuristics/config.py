@@ -1,0 +1,123 @@
+"""Tile configurations of the FP8 GEMM kernel and the rules that make one valid.
+
+Each rule here mirrors a `static_assert` or a layout constant of
+`include/deepgemm/impls/sm90_fp8_gemm_1d2d.cuh`; the kernel checks them again at compile time.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+
+BLOCK_K = 128
+# Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
+MAX_SMEM_BYTES = 232448
+SCALE_BLOCK = 128
+
+
+def ceil_div(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def align(a: int, b: int) -> int:
+    return ceil_div(a, b) * b
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One dense GEMM D[m, n] = A[m, k] · B[n, k]ᵀ; `out_bytes` is 2 for BF16 output, 4 for FP32."""
+
+    m: int
+    n: int
+    k: int
+    out_bytes: int = 2
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """A compile-time tile configuration plus the launch grid (`num_sms` persistent CTAs)."""
+
+    block_m: int
+    block_n: int
+    num_stages: int
+    num_tma_multicast: int
+    multicast_on_a: bool
+    swizzle_d_bytes: int
+    num_sms: int
+    out_bytes: int = 2
+
+    @property
+    def num_math_threads(self) -> int:
+        return 128 if self.block_m == 64 else 256
+
+    @property
+    def num_threads(self) -> int:
+        # One producer warpgroup in front of the consumer warpgroups.
+        return self.num_math_threads + 128
+
+    def smem_bytes(self, k: int) -> int:
+        return fp8_gemm_smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes)
+
+
+def uniform_scale_b(block_n: int) -> bool:
+    """True when no tile can straddle a 128-column block of B scales."""
+    return SCALE_BLOCK % block_n == 0
+
+
+def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int) -> int:
+    """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
+    smem_d = align(block_m * block_n * out_bytes, 1024)
+    per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
+    num_scale_b = ceil_div(k, BLOCK_K) * (1 if uniform_scale_b(block_n) else 2)
+    smem_sfb = align(num_scale_b * 4, 8)
+    barriers = num_stages * 2 * 8
+    return smem_d + num_stages * per_stage + smem_sfb + barriers
+
+
+def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
+    """Widest TMA swizzle span dividing a D tile row (0: unswizzled)."""
+    row_bytes = block_n * out_bytes
+    return next((s for s in (128, 64, 32) if row_bytes % s == 0), 0)
+
+
+def max_accumulator_registers(block_m: int, block_n: int) -> int:
+    """FP32 registers per consumer thread for the WGMMA accumulator plus the promoted sums."""
+    num_waves = 2 if block_m == 256 else 1
+    return block_n // 2 * (1 + num_waves)
+
+
+def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
+    """Every rule `cfg` breaks for `shape` (empty when the kernel can run it)."""
+    errors = []
+    if cfg.block_m not in (64, 128, 256):
+        errors.append(f"block_m={cfg.block_m} must be 64, 128 or 256")
+    if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:
+        errors.append(f"block_n={cfg.block_n} must be a multiple of 8 in [8, 256] (WGMMA N)")
+    # A tile may span at most two 128-column scale blocks (one predicate selects between them).
+    if cfg.block_n - gcd(cfg.block_n, SCALE_BLOCK) > SCALE_BLOCK:
+        errors.append(f"block_n={cfg.block_n} lets a tile straddle three 128-column scale blocks")
+    if max_accumulator_registers(cfg.block_m, cfg.block_n) > 192:
+        errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
+    if cfg.num_stages < 2:
+        errors.append(f"num_stages={cfg.num_stages} must be at least 2")
+    smem = cfg.smem_bytes(shape.k)
+    if smem > MAX_SMEM_BYTES:
+        errors.append(f"shared memory {smem} B exceeds {MAX_SMEM_BYTES} B")
+    if cfg.swizzle_d_bytes != swizzle_d_bytes(cfg.block_n, cfg.out_bytes):
+        errors.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes} does not match block_n={cfg.block_n}")
+    if cfg.out_bytes != shape.out_bytes:
+        errors.append("config and shape disagree on the output element size")
+    if cfg.num_tma_multicast not in (1, 2):
+        errors.append(f"num_tma_multicast={cfg.num_tma_multicast} must be 1 or 2")
+    elif cfg.num_tma_multicast == 2:
+        if cfg.num_sms % 2:
+            errors.append("2-CTA multicast needs an even grid")
+        # Both CTAs of a cluster must work on tiles sharing the multicast operand (scheduler rule).
+        if cfg.multicast_on_a and ceil_div(shape.n, cfg.block_n) % 2:
+            errors.append("multicast on A needs an even number of n-blocks")
+        if not cfg.multicast_on_a and ceil_div(shape.m, cfg.block_m) % 2:
+            errors.append("multicast on B needs an even number of m-blocks")
+    if cfg.num_sms < 1:
+        errors.append("the grid needs at least one CTA")
+    return errors

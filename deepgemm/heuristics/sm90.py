@@ -1,0 +1,101 @@
+"""Config selection for the sm_90 FP8 GEMM: a deterministic cost model, no timing at call time.
+
+The model estimates, for each candidate tile, the time of the slowest of three resources over the
+waves of persistent tiles: tensor-core work, operand bytes pulled from L2 into shared memory (which
+multicast halves for the shared operand), and the whole problem's bytes from HBM. Wave
+quantisation enters through the number of waves: a tile that leaves SMs idle in the last wave
+pays for a full one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .config import (
+    MAX_SMEM_BYTES,
+    GemmConfig,
+    GemmShape,
+    ceil_div,
+    config_errors,
+    fp8_gemm_smem_bytes,
+    swizzle_d_bytes,
+)
+
+# Per-SM rates in bytes or FLOPs per cycle (H100/H200 SXM at ~1.75 GHz): dense FP8 tensor cores,
+# L2 -> shared memory, and HBM (H100's 3.35 TB/s; H200 is faster, which only moves memory-bound
+# shapes further from the tensor-core bound).
+FP8_FLOPS_PER_CYCLE_PER_SM = 8192
+L2_BYTES_PER_CYCLE_PER_SM = 48
+HBM_BYTES_PER_CYCLE = 1900
+# One consumer warpgroup cannot hide its promotion FFMAs behind another warpgroup's WGMMAs.
+SINGLE_WARPGROUP_MMA_EFFICIENCY = 0.75
+MAX_STAGES = 12
+
+BLOCK_N_CANDIDATES = tuple(range(16, 129, 16)) + (144, 160, 192)
+
+
+def _block_m_candidates(m: int) -> tuple[int, ...]:
+    return (64,) if m <= 64 else (64, 128, 256)
+
+
+def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
+    def fits(stages: int) -> bool:
+        return fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) <= MAX_SMEM_BYTES
+
+    return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
+
+
+def _estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
+    """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
+    all sit at the HBM floor in favour of the one with the most slack under it."""
+    num_blocks = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
+    num_waves = ceil_div(num_blocks, cfg.num_sms)
+    mma_efficiency = SINGLE_WARPGROUP_MMA_EFFICIENCY if cfg.block_m == 64 else 1.0
+    mma_cycles = 2 * cfg.block_m * cfg.block_n * shape.k / (FP8_FLOPS_PER_CYCLE_PER_SM * mma_efficiency)
+    shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
+    shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
+    load_bytes = shape.k * (cfg.block_m / shared_a + cfg.block_n / shared_b)
+    load_cycles = load_bytes / L2_BYTES_PER_CYCLE_PER_SM
+    tile_cycles = num_waves * max(mma_cycles, load_cycles)
+    hbm_bytes = shape.m * shape.k + shape.n * shape.k + shape.m * shape.n * shape.out_bytes
+    return max(tile_cycles, hbm_bytes / HBM_BYTES_PER_CYCLE), tile_cycles
+
+
+def _candidates(shape: GemmShape, num_sms: int):
+    for block_m in _block_m_candidates(shape.m):
+        for block_n in BLOCK_N_CANDIDATES:
+            num_stages = _max_stages(block_m, block_n, shape.k, shape.out_bytes)
+            num_blocks = ceil_div(shape.m, block_m) * ceil_div(shape.n, block_n)
+            grid = min(num_sms, num_blocks)
+            # Multicast keeps the two CTAs of a cluster in lock step: worth it only with several
+            # waves of tiles to amortise that.
+            multicasts = [(1, True)]
+            if num_blocks > num_sms:
+                multicasts += [(2, True), (2, False)]
+            for num_tma_multicast, on_a in multicasts:
+                cfg = GemmConfig(
+                    block_m=block_m,
+                    block_n=block_n,
+                    num_stages=num_stages,
+                    num_tma_multicast=num_tma_multicast,
+                    multicast_on_a=on_a,
+                    swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
+                    num_sms=grid,
+                    out_bytes=shape.out_bytes,
+                )
+                if not config_errors(cfg, shape):
+                    yield cfg
+
+
+@lru_cache(maxsize=4096)
+def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+    """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached)."""
+    best, best_key = None, None
+    for cfg in _candidates(shape, num_sms):
+        # Remaining ties go to the larger tile (fewer bytes per FLOP), then to multicast.
+        key = (*_estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, -cfg.num_tma_multicast)
+        if best_key is None or key < best_key:
+            best, best_key = cfg, key
+    if best is None:
+        raise ValueError(f"no valid FP8 GEMM configuration for {shape} on {num_sms} SMs")
+    return best

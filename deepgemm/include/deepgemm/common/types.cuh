@@ -1,0 +1,26 @@
+#pragma once
+
+// Fixed-width integer types and the tensor-map parameter type, declared here because the kernels
+// include no CUDA toolkit header: the NVRTC wheel ships none, and nvcc must see the same source.
+namespace deepgemm {
+
+using int8_t = signed char;
+using uint8_t = unsigned char;
+using int16_t = short;
+using uint16_t = unsigned short;
+using int32_t = int;
+using uint32_t = unsigned int;
+using int64_t = long long;
+using uint64_t = unsigned long long;
+
+static_assert(sizeof(int32_t) == 4 && sizeof(int64_t) == 8, "unexpected integer widths");
+
+// Same size and alignment as the driver's CUtensorMap; the host encodes it and passes it by value
+// as a `const __grid_constant__` parameter, so TMA reads it straight from the parameter space.
+struct alignas(64) TmaDescriptor {
+    unsigned long long opaque[16];
+};
+
+static_assert(sizeof(TmaDescriptor) == 128, "a tensor map is 128 bytes");
+
+}  // namespace deepgemm

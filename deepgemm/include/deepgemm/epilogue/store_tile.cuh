@@ -1,0 +1,77 @@
+#pragma once
+
+#include <deepgemm/common/math.cuh>
+#include <deepgemm/common/types.cuh>
+#include <deepgemm/ptx/smem.cuh>
+#include <deepgemm/ptx/tma.cuh>
+
+namespace deepgemm {
+
+// Writes a BLOCK_M x BLOCK_N FP32 accumulator tile to shared memory (as BF16 or FP32) and stores it
+// to global memory with TMA.
+//
+// The tile is kept as column slabs of kSwizzleBytes-wide rows carrying the TMA swizzle of that
+// width (one TMA store per slab). Swizzling makes the accumulator-layout writes conflict-free: the 8
+// rows a warp writes at once land in 8 different 16-byte chunks. With kSwizzleBytes == 0 the tile is
+// one unswizzled slab (only for widths no swizzle mode divides).
+template <uint32_t BLOCK_M, uint32_t BLOCK_N, bool kIsFP32Out, uint32_t kSwizzleBytes>
+struct TileStore {
+    static constexpr uint32_t kElemBytes = kIsFP32Out ? 4 : 2;
+    static constexpr uint32_t kRowBytes = kSwizzleBytes == 0 ? BLOCK_N * kElemBytes : kSwizzleBytes;
+    static constexpr uint32_t kSlabCols = kRowBytes / kElemBytes;
+    static constexpr uint32_t kNumSlabs = BLOCK_N / kSlabCols;
+    static constexpr uint32_t kSlabBytes = BLOCK_M * kRowBytes;
+
+    static_assert(kSwizzleBytes == 0 || kSwizzleBytes == 32 || kSwizzleBytes == 64 || kSwizzleBytes == 128,
+                  "TMA swizzle spans are 32, 64 or 128 bytes");
+    static_assert(BLOCK_N % kSlabCols == 0, "the swizzle width must divide the tile width");
+    static_assert(kRowBytes % 16 == 0, "TMA boxes are a multiple of 16 bytes wide");
+    static_assert(kSlabBytes % 1024 == 0, "each slab starts on a swizzle-pattern boundary");
+
+    // Byte offset of (row, col) in the slabbed, swizzled tile: the 16-byte chunk index inside a
+    // 128-byte line is XORed with the line index modulo the pattern length, as TMA does.
+    __device__ __forceinline__ static uint32_t offset(uint32_t row, uint32_t col) {
+        const uint32_t col_bytes = col * kElemBytes;
+        const uint32_t slab = col_bytes / kRowBytes;
+        uint32_t off = row * kRowBytes + col_bytes % kRowBytes;
+        if constexpr (kSwizzleBytes > 0)
+            off ^= ((off >> 7) & (kSwizzleBytes / 16 - 1)) << 4;
+        return slab * kSlabBytes + off;
+    }
+
+    // One thread's share of a 64 x BLOCK_N WGMMA accumulator (rows `row` and `row + 8`, columns
+    // 8 * i + 2 * quad and the next), as laid out by ptx::WgmmaFP8.
+    template <uint32_t kNumAccum>
+    __device__ __forceinline__ static void write_fragment(uint8_t* smem_d, uint32_t row, uint32_t quad,
+                                                          const float (&accum)[kNumAccum]) {
+        static_assert(kNumAccum * 2 == BLOCK_N, "one accumulator fragment covers the tile width");
+        const uint32_t base = ptx::smem_addr(smem_d);
+        #pragma unroll
+        for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
+            const uint32_t col = i * 8 + quad * 2;
+            #pragma unroll
+            for (uint32_t half = 0; half < 2; ++half) {
+                const uint32_t addr = base + offset(row + half * 8, col);
+                const float x = accum[i * 4 + half * 2], y = accum[i * 4 + half * 2 + 1];
+                if constexpr (kIsFP32Out)
+                    ptx::st_shared_f32x2(addr, x, y);
+                else
+                    ptx::st_shared_u32(addr, ptx::pack_bf16x2(x, y));
+            }
+        }
+    }
+
+    // Issued by one thread after every writer fenced and synchronised; TMA clips rows and columns
+    // past the tensor's end, and slabs wholly past column `shape_n` are skipped.
+    __device__ __forceinline__ static void issue_store(const void* tmap_d, const uint8_t* smem_d,
+                                                       uint32_t m_offset, uint32_t n_offset, uint32_t shape_n) {
+        #pragma unroll
+        for (uint32_t s = 0; s < kNumSlabs; ++s) {
+            if (n_offset + s * kSlabCols < shape_n)
+                ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes, n_offset + s * kSlabCols, m_offset);
+        }
+        ptx::tma_store_commit();
+    }
+};
+
+}  // namespace deepgemm

@@ -1,0 +1,255 @@
+#pragma once
+
+#include <deepgemm/common/math.cuh>
+#include <deepgemm/common/types.cuh>
+#include <deepgemm/epilogue/store_tile.cuh>
+#include <deepgemm/ptx/cluster.cuh>
+#include <deepgemm/ptx/mbarrier.cuh>
+#include <deepgemm/ptx/smem.cuh>
+#include <deepgemm/ptx/tma.cuh>
+#include <deepgemm/ptx/warpgroup.cuh>
+#include <deepgemm/ptx/wgmma_fp8.cuh>
+#include <deepgemm/scheduler/tile_scheduler.cuh>
+
+// D[M, N] = A[M, K] * B[N, K]^T with DeepSeek-V3 fine-grained scaling: A carries one FP32 scale per
+// row per 128 K ("1D"), B one per 128x128 block ("2D"). One persistent CTA per SM: a producer
+// warpgroup streams A, B and the A scales through a ring of shared-memory stages with TMA; one or
+// two consumer warpgroups run FP8 WGMMAs per 128-K block and promote each partial sum into FP32
+// registers with the two scales (the tensor-core accumulator keeps only ~14 mantissa bits).
+namespace deepgemm {
+
+template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
+          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes>
+struct Fp8GemmLayout {
+    static constexpr uint32_t BLOCK_K = 128;
+    static constexpr uint32_t kNumMathWarpgroups = BLOCK_M == 64 ? 1 : 2;
+    static constexpr uint32_t kNumMathThreads = 128 * kNumMathWarpgroups;
+    static constexpr uint32_t kNumThreads = kNumMathThreads + 128;
+    // Each consumer warpgroup owns 64 rows of a "wave"; BLOCK_M = 256 runs two waves per k-block.
+    static constexpr uint32_t kWaveM = 64 * kNumMathWarpgroups;
+    static constexpr uint32_t kNumWaves = BLOCK_M / kWaveM;
+    static constexpr uint32_t kNumKBlocks = ceil_div(SHAPE_K, BLOCK_K);
+    static constexpr uint32_t kNumScaleBlocksN = ceil_div(SHAPE_N, 128u);
+    // A tile never straddles a 128-column scale block when BLOCK_N divides 128.
+    static constexpr bool kUniformScaleB = 128 % BLOCK_N == 0;
+
+    static constexpr uint32_t kSmemDBytes = align_up(BLOCK_M * BLOCK_N * (kIsFP32Out ? 4u : 2u), 1024u);
+    static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K;
+    static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
+    static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
+    static constexpr uint32_t kSmemSFBBytes = align_up(kNumKBlocks * (kUniformScaleB ? 1u : 2u) * 4u, 8u);
+    static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
+    static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
+                                           kNumStages * 2 * 8;
+
+    static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "BLOCK_M is 64, 128 or 256");
+    static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "WGMMA N is a multiple of 8 up to 256");
+    static_assert(kSmemBBytes % 1024 == 0, "128B-swizzled tiles must stay 1024-byte aligned");
+    static_assert(kNumTMAMulticast == 1 || kNumTMAMulticast == 2, "clusters of 1 or 2 CTAs");
+    static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt into");
+};
+
+template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
+          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes>
+__global__ void __launch_bounds__(
+    (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
+                   kIsFP32Out, kSwizzleDBytes>::kNumThreads), 1)
+sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
+                   const __grid_constant__ TmaDescriptor tmap_a, const __grid_constant__ TmaDescriptor tmap_b,
+                   const __grid_constant__ TmaDescriptor tmap_sfa, const __grid_constant__ TmaDescriptor tmap_d) {
+    using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
+                                 kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes>;
+    using Scheduler = TileScheduler<SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using MMA = ptx::WgmmaFP8<BLOCK_N>;
+    using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out, kSwizzleDBytes>;
+    constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
+    constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
+    constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
+    constexpr uint32_t kNumAccum = MMA::kNumAccum;
+    constexpr uint32_t kMathBarrier = 1;
+
+    // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
+    // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
+    extern __shared__ __align__(1024) uint8_t smem[];
+    uint8_t* smem_d = smem;
+    uint8_t* smem_a = smem_d + Layout::kSmemDBytes;
+    uint8_t* smem_b = smem_a + kNumStages * Layout::kSmemABytes;
+    uint8_t* smem_sfa = smem_b + kNumStages * Layout::kSmemBBytes;
+    float* smem_sfb = reinterpret_cast<float*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
+    uint64_t* full_barriers = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(smem_sfb) + Layout::kSmemSFBBytes);
+    uint64_t* empty_barriers = full_barriers + kNumStages;
+
+    const uint32_t thread = threadIdx.x;
+    if (thread == kNumMathThreads) {
+        // The host sizes dynamic shared memory from a Python mirror of Layout: catch any drift.
+        if (ptx::dynamic_smem_size() < Layout::kSmemBytes)
+            device_trap();
+        ptx::prefetch_tma_descriptor(&tmap_a);
+        ptx::prefetch_tma_descriptor(&tmap_b);
+        ptx::prefetch_tma_descriptor(&tmap_sfa);
+        ptx::prefetch_tma_descriptor(&tmap_d);
+    }
+    if (thread == kNumMathThreads + 32) {
+        for (uint32_t s = 0; s < kNumStages; ++s) {
+            ptx::mbarrier_init(&full_barriers[s], 1);
+            // Every consumer warp of every CTA in the cluster frees the stage: with multicast the
+            // producer overwrites the peer's copy too.
+            ptx::mbarrier_init(&empty_barriers[s], kNumTMAMulticast * kNumMathThreads / 32);
+        }
+        ptx::fence_barrier_init();
+    }
+    if constexpr (kNumTMAMulticast > 1)
+        ptx::cluster_sync();
+    else
+        __syncthreads();
+
+    if (thread >= kNumMathThreads) {
+        // Producer warpgroup: one thread issues every TMA load; the others only give up registers.
+        ptx::warpgroup_reg_dealloc<40>();
+        if (thread == kNumMathThreads) {
+            const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
+            constexpr uint32_t kStageTxBytes = Layout::kSmemABytes + Layout::kSmemBBytes + BLOCK_M * 4;
+            constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
+            Scheduler scheduler(shape_m);
+            uint32_t m_block, n_block, iter = 0;
+            while (scheduler.next(m_block, n_block)) {
+                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
+                    const uint32_t stage = iter % kNumStages;
+                    // Parity of the previous use of this stage: the first round passes at once.
+                    ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
+                    uint64_t* bar = &full_barriers[stage];
+                    ptx::mbarrier_arrive_expect_tx(bar, kStageTxBytes);
+
+                    uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
+                    uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
+                    uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
+                    const int32_t k = k_block * BLOCK_K, m = m_block * BLOCK_M, n = n_block * BLOCK_N;
+                    // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
+                    if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {
+                        if (cta_rank == 0) {
+                            ptx::tma_load_2d_multicast(&tmap_a, bar, dst_a, k, m, kClusterMask);
+                            ptx::tma_load_2d_multicast(&tmap_sfa, bar, dst_sfa, m, k_block, kClusterMask);
+                        }
+                    } else {
+                        ptx::tma_load_2d(&tmap_a, bar, dst_a, k, m);
+                        ptx::tma_load_2d(&tmap_sfa, bar, dst_sfa, m, k_block);
+                    }
+                    if constexpr (kNumTMAMulticast > 1 && !kIsMulticastOnA) {
+                        if (cta_rank == 0)
+                            ptx::tma_load_2d_multicast(&tmap_b, bar, dst_b, k, n, kClusterMask);
+                    } else {
+                        ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
+                    }
+                }
+            }
+        }
+        __syncwarp();
+    } else {
+        // Consumer warpgroups: WGMMA per 128-K block, then promotion into FP32 registers.
+        ptx::warpgroup_reg_alloc<Layout::kNumMathWarpgroups == 1 ? 248 : 232>();
+        const uint32_t warpgroup = thread / 128;
+        const uint32_t lane = thread % 32;
+        // First of the two accumulator rows this thread holds within a wave (the other is +8).
+        const uint32_t row_in_wave = warpgroup * 64 + (thread % 128) / 32 * 16 + lane / 4;
+
+        float accum[kNumAccum];
+        float final_accum[Layout::kNumWaves][kNumAccum];
+        Scheduler scheduler(shape_m);
+        uint32_t m_block, n_block, iter = 0;
+        while (scheduler.next(m_block, n_block)) {
+            // B scales of this column block for every k-block (and of the next 128-column block
+            // when the tile straddles one), read once per tile instead of once per stage.
+            const uint32_t scale_row = n_block * BLOCK_N / 128;
+            const float* sfb_row = sfb + scale_row * kNumKBlocks;
+            const float* sfb_next = sfb + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
+            for (uint32_t i = thread; i < kNumKBlocks; i += kNumMathThreads) {
+                smem_sfb[i] = sfb_row[i];
+                if constexpr (!Layout::kUniformScaleB)
+                    smem_sfb[kNumKBlocks + i] = sfb_next[i];
+            }
+            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
+            // Column groups of 8 before the next 128-column scale block use the first B scale.
+            const uint32_t num_former_groups = min_of(BLOCK_N, 128 - n_block * BLOCK_N % 128) / 8;
+
+            #pragma unroll
+            for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
+                #pragma unroll
+                for (uint32_t i = 0; i < kNumAccum; ++i)
+                    final_accum[w][i] = 0.0f;
+
+            for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
+                const uint32_t stage = iter % kNumStages;
+                const float scale_b0 = smem_sfb[k_block];
+                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : smem_sfb[kNumKBlocks + k_block];
+                ptx::mbarrier_wait(&full_barriers[stage], (iter / kNumStages) & 1);
+
+                const float* stage_sfa = reinterpret_cast<const float*>(smem_sfa + stage * Layout::kSmemSFABytes);
+                const uint8_t* stage_a = smem_a + stage * Layout::kSmemABytes;
+                const uint8_t* stage_b = smem_b + stage * Layout::kSmemBBytes;
+                #pragma unroll
+                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                    const uint32_t row = w * Layout::kWaveM + row_in_wave;
+                    // Read the A scales before the stage can be released and overwritten.
+                    const float scale_a0 = stage_sfa[row], scale_a1 = stage_sfa[row + 8];
+                    const uint8_t* wave_a = stage_a + (w * Layout::kWaveM + warpgroup * 64) * BLOCK_K;
+
+                    ptx::wgmma_fence();
+                    #pragma unroll
+                    for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
+                        MMA::mma(ptx::make_smem_desc_k_major_sw128(wave_a + k * 32),
+                                 ptx::make_smem_desc_k_major_sw128(stage_b + k * 32), accum, k > 0);
+                    ptx::wgmma_commit_group();
+                    ptx::wgmma_wait_group<0>();
+                    #pragma unroll
+                    for (uint32_t i = 0; i < kNumAccum; ++i)
+                        ptx::fence_operand(accum[i]);
+
+                    // Free the stage before promoting so the next TMA load overlaps the FFMAs.
+                    if (w == Layout::kNumWaves - 1 && lane == 0) {
+                        if constexpr (kNumTMAMulticast > 1) {
+                            #pragma unroll
+                            for (uint32_t r = 0; r < kNumTMAMulticast; ++r)
+                                ptx::mbarrier_arrive_cluster(&empty_barriers[stage], r);
+                        } else {
+                            ptx::mbarrier_arrive(&empty_barriers[stage]);
+                        }
+                    }
+
+                    // Promotion: a predicate picks the B scale per 8-column group (not a second loop).
+                    const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
+                    const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
+                    #pragma unroll
+                    for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
+                        const bool former = Layout::kUniformScaleB || i < num_former_groups;
+                        const float s0 = former ? s00 : s01, s1 = former ? s10 : s11;
+                        final_accum[w][i * 4 + 0] += s0 * accum[i * 4 + 0];
+                        final_accum[w][i * 4 + 1] += s0 * accum[i * 4 + 1];
+                        final_accum[w][i * 4 + 2] += s1 * accum[i * 4 + 2];
+                        final_accum[w][i * 4 + 3] += s1 * accum[i * 4 + 3];
+                    }
+                }
+            }
+
+            // Epilogue. The previous tile's TMA store was left in flight to overlap this mainloop;
+            // wait for it to finish reading shared memory before overwriting the D tile.
+            if (thread == 0)
+                ptx::tma_store_wait<0>();
+            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
+            #pragma unroll
+            for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
+                Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
+            ptx::fence_proxy_async_shared();
+            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
+            if (thread == 0)
+                Epilogue::issue_store(&tmap_d, smem_d, m_block * BLOCK_M, n_block * BLOCK_N, SHAPE_N);
+        }
+        if (thread == 0)
+            ptx::tma_store_wait<0>();
+    }
+
+    // A CTA's barriers and shared memory must outlive its peer's remote arrivals and multicasts.
+    if constexpr (kNumTMAMulticast > 1)
+        ptx::cluster_sync();
+}
+
+}  // namespace deepgemm

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <deepgemm/common/types.cuh>
+#include <deepgemm/ptx/smem.cuh>
+
+// mbarrier wrappers. A barrier is a 64-bit word in shared memory; waits use the phase-parity form,
+// so a caller tracks one parity bit per barrier instead of the barrier's state.
+namespace deepgemm::ptx {
+
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(smem_addr(bar)), "r"(count) : "memory");
+}
+
+// Makes barrier initialisation visible to the async proxy (TMA) and to the other CTAs of a cluster.
+__device__ __forceinline__ void fence_barrier_init() {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// Orders this thread's ordinary shared-memory writes before later async-proxy (TMA, WGMMA) reads.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                 :: "r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_addr(bar)) : "memory");
+}
+
+// Arrives on the barrier at the same shared-memory offset in CTA `cta_rank` of this cluster.
+__device__ __forceinline__ void mbarrier_arrive_cluster(uint64_t* bar, uint32_t cta_rank) {
+    asm volatile("{ .reg .b32 remote;\n"
+                 "  mapa.shared::cluster.u32 remote, %0, %1;\n"
+                 "  mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote]; }"
+                 :: "r"(smem_addr(bar)), "r"(cta_rank) : "memory");
+}
+
+__device__ __forceinline__ bool mbarrier_try_wait(uint32_t bar_addr, uint32_t phase_parity) {
+    uint32_t done;
+    asm volatile("{ .reg .pred p;\n"
+                 "  mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 "  selp.u32 %0, 1, 0, p; }"
+                 : "=r"(done) : "r"(bar_addr), "r"(phase_parity) : "memory");
+    return done != 0;
+}
+
+// Blocks until the phase with parity `phase_parity` has completed.
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t phase_parity) {
+    const uint32_t addr = smem_addr(bar);
+    while (!mbarrier_try_wait(addr, phase_parity)) {
+    }
+}
+
+}  // namespace deepgemm::ptx

@@ -1,0 +1,159 @@
+"""Every environment variable deepgemm reads, in one place.
+
+Nothing else in the package touches ``os.environ``. Each knob is declared once in ``KNOBS`` (name, type,
+default, meaning; ``docs/knobs.md`` is generated from that table and a test keeps the two in step) and read
+through a typed accessor below. Knobs are read when they are needed, not at import, so a test or a user can
+change them at run time; kernels already compiled or loaded in this process are not rebuilt when a knob
+changes (see ``deepgemm.jit.clear_memory_cache``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One environment variable: its name, value type (as written in the docs), default and meaning."""
+
+    name: str
+    type: str
+    default: str
+    meaning: str
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("DG_JIT_CACHE_DIR", "path", "`~/.cache/deepgemm`",
+         "Root of the on-disk kernel cache (`<dir>/<kernel>/<key>/{kernel.cu, kernel.cubin, meta.json}`)."),
+    Knob("DG_JIT_DISABLE_CACHE", "bool", "`0`",
+         "Skip the disk cache: always compile (into a throw-away directory). Kernels are still kept in "
+         "memory for the life of the process."),
+    Knob("DG_JIT_COMPILER", "`auto` \\| `nvrtc` \\| `nvcc`", "`auto`",
+         "Which compiler builds kernels. `auto` uses nvcc when one is found, else NVRTC."),
+    Knob("DG_JIT_NVCC", "path", "unset",
+         "The nvcc to use. Unset: `$CUDA_HOME/bin/nvcc`, then `nvcc` on `PATH`, then "
+         "`/usr/local/cuda/bin/nvcc`."),
+    Knob("DG_JIT_CPP_STANDARD", "`17` \\| `20`", "`20`", "C++ standard the kernels are compiled with."),
+    Knob("DG_JIT_WITH_LINEINFO", "bool", "`0`",
+         "Compile with `-lineinfo` (source lines in profilers and sanitizer reports)."),
+    Knob("DG_JIT_PTXAS_VERBOSE", "bool", "`0`",
+         "Print ptxas' per-kernel report (registers, stack frame, spills) for every compile."),
+    Knob("DG_JIT_PTXAS_CHECK", "bool", "`0`",
+         "Fail a compile whose ptxas report shows local memory: a stack frame or spill stores/loads."),
+    Knob("DG_JIT_PRINT_COMPILER_COMMAND", "bool", "`0`",
+         "Print each compiler command (or NVRTC option list) and how long the compile took."),
+    Knob("DG_JIT_DEBUG", "bool", "`0`",
+         "Log JIT activity to stderr: memory and disk cache hits and misses, compiles, cubin loads."),
+    Knob("DG_PRINT_CONFIGS", "bool", "`0`",
+         "Print the kernel configuration chosen for each new problem shape."),
+    Knob("DG_DEBUG_CHECK_INDICES", "bool", "`0`",
+         "Check index tensors of grouped GEMMs (group ids, masked row counts) on the host before launching; "
+         "this synchronises the device, so it is for debugging only."),
+    Knob("CUDA_HOME", "path", "unset",
+         "Standard CUDA variable (`CUDA_PATH` is also read): where to look for `bin/nvcc`."),
+)
+
+
+def _raw(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def _bool(name: str) -> bool:
+    value = (_raw(name) or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r}: expected one of 0/1, true/false, yes/no, on/off")
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_raw(name) or default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _path(name: str) -> Path | None:
+    value = _raw(name)
+    return Path(value).expanduser() if value else None
+
+
+def jit_cache_dir() -> Path:
+    return _path("DG_JIT_CACHE_DIR") or Path.home() / ".cache" / "deepgemm"
+
+
+def jit_disable_cache() -> bool:
+    return _bool("DG_JIT_DISABLE_CACHE")
+
+
+def jit_compiler() -> str:
+    """``"auto"``, ``"nvrtc"`` or ``"nvcc"``."""
+    return _choice("DG_JIT_COMPILER", "auto", ("auto", "nvrtc", "nvcc"))
+
+
+def jit_nvcc() -> Path | None:
+    return _path("DG_JIT_NVCC")
+
+
+def jit_cpp_standard() -> int:
+    return int(_choice("DG_JIT_CPP_STANDARD", "20", ("17", "20")))
+
+
+def jit_with_lineinfo() -> bool:
+    return _bool("DG_JIT_WITH_LINEINFO")
+
+
+def jit_ptxas_verbose() -> bool:
+    return _bool("DG_JIT_PTXAS_VERBOSE")
+
+
+def jit_ptxas_check() -> bool:
+    return _bool("DG_JIT_PTXAS_CHECK")
+
+
+def jit_print_compiler_command() -> bool:
+    return _bool("DG_JIT_PRINT_COMPILER_COMMAND")
+
+
+def jit_debug() -> bool:
+    return _bool("DG_JIT_DEBUG")
+
+
+def print_configs() -> bool:
+    return _bool("DG_PRINT_CONFIGS")
+
+
+def debug_check_indices() -> bool:
+    return _bool("DG_DEBUG_CHECK_INDICES")
+
+
+def cuda_home() -> Path | None:
+    return _path("CUDA_HOME") or _path("CUDA_PATH")
+
+
+def debug_log(message: str) -> None:
+    """One line of JIT diagnostics on stderr, when ``DG_JIT_DEBUG`` is set."""
+    if jit_debug():
+        print(f"deepgemm.jit: {message}", file=sys.stderr, flush=True)
+
+
+def render_markdown() -> str:
+    """The knob table as Markdown (the content of ``docs/knobs.md``)."""
+    lines = [
+        "# Environment variables",
+        "",
+        "deepgemm reads these variables (all in `deepgemm/jit/knobs.py`). Booleans accept "
+        "`1/0`, `true/false`, `yes/no`, `on/off`; any other value is an error.",
+        "",
+        "| Name | Type | Default | Meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| `{k.name}` | {k.type} | {k.default} | {k.meaning} |" for k in KNOBS]
+    return "\n".join(lines) + "\n"

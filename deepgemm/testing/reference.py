@@ -1,0 +1,54 @@
+"""Reference FP8 GEMMs: FP32 emulations of the kernels' math, to check the kernels against.
+
+They share one implementation with the CPU path of the public ops (``deepgemm.ops.cpu_path``),
+which is itself checked against a float64 dequantise-then-multiply product in the test suite.
+Operands are ``(tensor, scale)`` pairs as the public ops take them; every function works on CPU
+and CUDA tensors and expands one 128-wide K block at a time, so memory stays ``O(M · N)``.
+"""
+
+import torch
+
+from ..ops.cpu_path import (
+    fp8_gemm_nt_fp32,
+    m_grouped_fp8_gemm_nt_contiguous_fp32,
+    m_grouped_fp8_gemm_nt_masked_fp32,
+)
+
+Operand = tuple[torch.Tensor, torch.Tensor]
+
+
+def ref_fp8_gemm_nt(a: Operand, b: Operand) -> torch.Tensor:
+    """``D = A · Bᵀ`` in FP32 with per-128-K-block promotion.
+
+    Contract:
+        a: ``(A float8_e4m3fn [M, K], sfa float32 [M, ceil(K/128)])``, any strides.
+        b: ``(B float8_e4m3fn [N, K], sfb float32 [ceil(N/128), ceil(K/128)])``, any strides.
+        returns: float32 ``[M, N]`` with
+            ``D[m, n] = Σ_kb sfa[m, kb] · sfb[n // 128, kb] · Σ_{k in kb} A[m, k] · B[n, k]``.
+    """
+    return fp8_gemm_nt_fp32(*a, *b)
+
+
+def ref_m_grouped_fp8_gemm_nt_contiguous(a: Operand, b: Operand, m_indices: torch.Tensor) -> torch.Tensor:
+    """Contiguous-grouped reference: row ``m`` of A is multiplied by ``B[m_indices[m]]``.
+
+    Contract:
+        a: ``(A float8_e4m3fn [M_sum, K], sfa float32 [M_sum, ceil(K/128)])``.
+        b: ``(B float8_e4m3fn [G, N, K], sfb float32 [G, ceil(N/128), ceil(K/128)])``.
+        m_indices: integer ``[M_sum]``, -1 for padding rows, else a group in ``[0, G)``.
+        returns: float32 ``[M_sum, N]``; padding rows are 0 (compare only valid rows: the kernels
+            leave them unwritten).
+    """
+    return m_grouped_fp8_gemm_nt_contiguous_fp32(*a, *b, m_indices)
+
+
+def ref_m_grouped_fp8_gemm_nt_masked(a: Operand, b: Operand, masked_m: torch.Tensor) -> torch.Tensor:
+    """Masked-grouped reference: group ``g`` computes its first ``masked_m[g]`` rows.
+
+    Contract:
+        a: ``(A float8_e4m3fn [G, max_m, K], sfa float32 [G, max_m, ceil(K/128)])``.
+        b: ``(B float8_e4m3fn [G, N, K], sfb float32 [G, ceil(N/128), ceil(K/128)])``.
+        masked_m: integer ``[G]``, each in ``[0, max_m]``.
+        returns: float32 ``[G, max_m, N]``; rows ``>= masked_m[g]`` are 0.
+    """
+    return m_grouped_fp8_gemm_nt_masked_fp32(*a, *b, masked_m)

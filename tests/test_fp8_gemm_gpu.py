@@ -1,0 +1,111 @@
+"""FP8 dense GEMM on a Hopper GPU: accuracy on the DeepSeek-V3 and edge shapes, no writes outside D."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import deepgemm
+from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
+
+pytestmark = pytest.mark.gpu
+
+if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
+
+DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
+DSV3_SHAPES = [(m, n, k) for m in (64, 128, 4096) for n, k in DSV3_NK]
+EDGE_SHAPES = (
+    [(m, 7168, 2048) for m in (1, 7, 63, 65, 127, 129, 1000, 4097)]
+    + [(m, n, 7168) for m in (1, 129) for n in (8, 120, 1000, 7176)]
+    + [(m, 4096, k) for m in (7, 1000) for k in (16, 128, 208, 7168, 7296)]
+)
+GUARD = 16  # guard band (elements) around d that must stay untouched
+SENTINEL = -12345.0
+
+
+def _make_inputs(m: int, n: int, k: int, a_row_stride: int | None = None, b_row_stride: int | None = None):
+    torch.manual_seed(m * 1_000_003 + n * 7919 + k)
+    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    a_fp8, sfa = deepgemm.per_token_cast_to_fp8(a)
+    b_fp8, sfb = deepgemm.per_block_cast_to_fp8(b)
+    # Strided views: rows live inside a wider buffer.
+    if a_row_stride is not None:
+        buf = torch.zeros(m, a_row_stride, device="cuda", dtype=torch.float8_e4m3fn)
+        buf[:, :k] = a_fp8
+        a_fp8 = buf[:, :k]
+    if b_row_stride is not None:
+        buf = torch.zeros(n, b_row_stride, device="cuda", dtype=torch.float8_e4m3fn)
+        buf[:, :k] = b_fp8
+        b_fp8 = buf[:, :k]
+    return a, b, (a_fp8, sfa), (b_fp8, sfb)
+
+
+def _guarded_output(m: int, n: int, dtype: torch.dtype):
+    """d as a view into a sentinel-filled buffer with GUARD rows and columns on every side."""
+    buf = torch.full((m + 2 * GUARD, n + 2 * GUARD), SENTINEL, device="cuda", dtype=dtype)
+    return buf, buf[GUARD : GUARD + m, GUARD : GUARD + n]
+
+
+def _check(m: int, n: int, k: int, out_dtype=torch.bfloat16, **strides) -> None:
+    a, b, a_q, b_q = _make_inputs(m, n, k, **strides)
+    buf, d = _guarded_output(m, n, out_dtype)
+    out = deepgemm.fp8_gemm_nt(a_q, b_q, d)
+    torch.cuda.synchronize()
+    assert out is d
+
+    ref = ref_fp8_gemm_nt(a_q, b_q)
+    assert calc_diff(d, ref) < 1e-5, f"vs dequantized FP32 reference: {calc_diff(d, ref)}"
+    unquantized = a.float() @ b.float().t()
+    assert calc_diff(d, unquantized) < 1e-3, f"vs unquantized product: {calc_diff(d, unquantized)}"
+
+    inner = torch.zeros_like(buf, dtype=torch.bool)
+    inner[GUARD : GUARD + m, GUARD : GUARD + n] = True
+    assert bool((buf[~inner] == SENTINEL).all()), "the kernel wrote outside d"
+    assert bool(torch.isfinite(d).all())
+
+
+@pytest.mark.parametrize("m,n,k", DSV3_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in DSV3_SHAPES])
+def test_dsv3_shapes(m: int, n: int, k: int) -> None:
+    _check(m, n, k)
+
+
+@pytest.mark.parametrize("m,n,k", EDGE_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in EDGE_SHAPES])
+def test_edge_shapes(m: int, n: int, k: int) -> None:
+    _check(m, n, k)
+
+
+@pytest.mark.parametrize("m,n,k", [(129, 1000, 7168), (4096, 7168, 2048)])
+def test_fp32_output(m: int, n: int, k: int) -> None:
+    _check(m, n, k, out_dtype=torch.float32)
+
+
+@pytest.mark.parametrize("m,n,k", [(65, 2112, 7168), (4096, 4096, 7168)])
+def test_strided_operands(m: int, n: int, k: int) -> None:
+    _check(m, n, k, a_row_stride=k + 128, b_row_stride=k + 32)
+
+
+def test_m_zero_returns_at_once() -> None:
+    _, _, a_q, b_q = _make_inputs(1, 256, 256)
+    a_fp8, sfa = a_q
+    d = torch.empty(0, 256, device="cuda", dtype=torch.bfloat16)
+    assert deepgemm.fp8_gemm_nt((a_fp8[:0], sfa[:0]), b_q, d) is d
+
+
+def test_row_major_and_mn_major_sfa_agree() -> None:
+    _, _, (a_fp8, sfa), b_q = _make_inputs(1000, 2112, 7168)
+    d_row = torch.empty(1000, 2112, device="cuda", dtype=torch.bfloat16)
+    d_mn = torch.empty_like(d_row)
+    deepgemm.fp8_gemm_nt((a_fp8, sfa), b_q, d_row)
+    deepgemm.fp8_gemm_nt((a_fp8, deepgemm.get_mn_major_tma_aligned_tensor(sfa)), b_q, d_mn)
+    assert torch.equal(d_row, d_mn)
+
+
+def test_deterministic() -> None:
+    _, _, a_q, b_q = _make_inputs(4096, 7168, 2048)
+    d1 = torch.empty(4096, 7168, device="cuda", dtype=torch.bfloat16)
+    d2 = torch.empty_like(d1)
+    deepgemm.fp8_gemm_nt(a_q, b_q, d1)
+    deepgemm.fp8_gemm_nt(a_q, b_q, d2)
+    assert torch.equal(d1, d2)
