@@ -104,7 +104,10 @@ def stage_tests(out: Path, args: argparse.Namespace) -> dict:
         raise StageFailed(f"pytest exited with {proc.returncode} and wrote no JUnit report")
     detail = parse_junit(report) | {"returncode": proc.returncode, "junit": report.name}
     if detail["failed"] or detail["errors"] or proc.returncode not in (0, 5):
-        raise StageFailed(f"{detail['failed']} failed, {detail['errors']} errors", detail)
+        raise StageFailed(
+            f"pytest exited with {proc.returncode}: {detail['failed']} failed, {detail['errors']} errors",
+            detail,
+        )
     if detail["total"] == 0:
         raise StageFailed("no GPU test was collected", detail)
     if detail["skipped"] == detail["total"]:
@@ -122,7 +125,10 @@ def _bench_stage(
     proc = run_logged(command, out / f"{name}.log", args.stage_timeout)
     if not result.exists():
         raise StageFailed(f"deepgemm.bench exited with {proc.returncode} and wrote no JSON")
-    detail = {"json": result.name, "returncode": proc.returncode} | summarise(json.loads(result.read_text()))
+    document = json.loads(result.read_text())
+    detail = {"json": result.name, "returncode": proc.returncode} | summarise(document)
+    if document["backend"] != "cuda":
+        raise StageFailed("no GPU visible: the benchmark ran its CPU path", detail)
     if proc.returncode:
         raise StageFailed("some provider errored or missed its reference (see the JSON)", detail)
     return detail
@@ -212,21 +218,23 @@ def run_stage(name: str, function: Stage, out: Path, args: argparse.Namespace) -
     return record
 
 
+# Run in a child so that this process never holds a CUDA context while the stages need the GPU.
+ENV_PROBE = """
+import json, torch
+env = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": None}
+if torch.cuda.is_available():
+    props = torch.cuda.get_device_properties(0)
+    env.update(gpu=props.name, sm_count=props.multi_processor_count, gpu_count=torch.cuda.device_count())
+print(json.dumps(env))
+"""
+
+
 def environment() -> dict:
     env = {"python": platform.python_version(), "host": platform.node()}
-    try:
-        import torch
-    except ImportError as error:
-        return env | {"torch": f"not importable: {error}"}
-    env |= {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": None}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env |= {
-            "gpu": props.name,
-            "sm_count": props.multi_processor_count,
-            "gpu_count": torch.cuda.device_count(),
-        }
-    return env
+    probe = subprocess.run([sys.executable, "-c", ENV_PROBE], capture_output=True, text=True, timeout=300)
+    if probe.returncode:
+        return env | {"torch": f"probe failed: {probe.stderr.strip()[-300:]}"}
+    return env | json.loads(probe.stdout)
 
 
 def _tests_notes(detail: dict) -> list[str]:

@@ -6,6 +6,7 @@ every provider of a shape is checked against them.
 """
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -28,6 +29,9 @@ class DenseInputs:
     b: torch.Tensor
     sfb: torch.Tensor
     _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # Every provider's output is compared with each of these (one of them is its pass/fail check).
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp8", "bf16")
 
     def reference(self, kind: str) -> torch.Tensor:
         """FP32 ``[M, N]`` reference: ``"fp8"`` from the dequantised FP8 operands (what a correct

@@ -4,9 +4,10 @@ JSON records (all times in microseconds):
 
 - provider result: ``{"status": "ok" | "wrong" | "unavailable" | "error", "reason": str | None,
   "us", "tflops", "gbps": float | None, "reference": "fp8" | "bf16", "max_diff": float,
-  "diffs": {"fp8": float, "bf16": float}, "correct": bool | None}``. ``wrong`` = ran, but its
-  output missed its reference by more than ``max_diff`` (still timed; left out of the ratios).
-  ``diffs`` holds calc_diff against both references; ``reference`` names the one that is checked.
+  "diffs": {kind: float}, "correct": bool | None}``. ``wrong`` = ran, but its output missed its
+  reference by more than ``max_diff`` (still timed; left out of the ratios). ``diffs`` holds
+  calc_diff against every reference the inputs offer (dense: ``fp8``, ``bf16``); ``reference``
+  names the one that is checked.
 - problem record: ``{"m", "n", "k", "num_groups", "flops", "bytes", "deepgemm_config",
   "results": {provider: result}, "speedup": {provider: t_provider / t_baseline}}``.
 - suite record: ``{"name", "description", "baseline", "providers": {name: what it calls},
@@ -34,7 +35,7 @@ HOST_OVERHEAD_PROBLEM = Problem(64, 2112, 7168)
 
 
 def _check(provider: Provider, output: torch.Tensor, inputs) -> dict:
-    diffs = {kind: float(calc_diff(output, inputs.reference(kind))) for kind in ("fp8", "bf16")}
+    diffs = {kind: float(calc_diff(output, inputs.reference(kind))) for kind in inputs.reference_kinds}
     return {"diffs": diffs, "correct": diffs[provider.reference] <= provider.max_diff}
 
 

@@ -45,7 +45,7 @@ def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
     return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
 
 
-def _estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
+def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
     all sit at the HBM floor in favour of the one with the most slack under it."""
     num_blocks = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
@@ -61,7 +61,7 @@ def _estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     return max(tile_cycles, hbm_bytes / HBM_BYTES_PER_CYCLE), tile_cycles
 
 
-def _candidates(shape: GemmShape, num_sms: int):
+def candidate_configs(shape: GemmShape, num_sms: int):
     for block_m in _block_m_candidates(shape.m):
         for block_n in BLOCK_N_CANDIDATES:
             num_stages = _max_stages(block_m, block_n, shape.k, shape.out_bytes)
@@ -91,9 +91,9 @@ def _candidates(shape: GemmShape, num_sms: int):
 def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached)."""
     best, best_key = None, None
-    for cfg in _candidates(shape, num_sms):
+    for cfg in candidate_configs(shape, num_sms):
         # Remaining ties go to the larger tile (fewer bytes per FLOP), then to multicast.
-        key = (*_estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, -cfg.num_tma_multicast)
+        key = (*estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, -cfg.num_tma_multicast)
         if best_key is None or key < best_key:
             best, best_key = cfg, key
     if best is None:

@@ -46,23 +46,22 @@ class HeaderDigests:
     """
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, str, Path | None, tuple[Path, ...]], str] = {}
+        self._memo: dict[tuple[str, str, tuple[Path, ...]], str] = {}
 
     def of_source(self, source: str, include_dirs: Sequence[Path]) -> str:
         """Digest of every header ``source`` can reach through ``include_dirs``."""
         dirs = tuple(include_dirs)
         digest = hashlib.sha256()
         for delimiter, name in _INCLUDE.findall(source):
-            digest.update(f"{delimiter}{name}\0{self._of_include(delimiter, name, None, dirs)}\n".encode())
+            digest.update(f"{delimiter}{name}\0{self._of_include(delimiter, name, dirs)}\n".encode())
         return digest.hexdigest()
 
-    def _of_include(self, delimiter: str, name: str, including_dir: Path | None,
-                    dirs: tuple[Path, ...]) -> str:
-        memo_key = (delimiter, name, including_dir, dirs)
+    def _of_include(self, delimiter: str, name: str, dirs: tuple[Path, ...]) -> str:
+        memo_key = (delimiter, name, dirs)
         if memo_key not in self._memo:
             digest = hashlib.sha256()
-            for path, text in _header_closure(delimiter, name, including_dir, dirs):
-                digest.update(f"{path}\0{len(text)}\0".encode())
+            for spelling, text in _header_closure(delimiter, name, dirs):
+                digest.update(f"{spelling}\0{len(text)}\0".encode())
                 digest.update(text)
             self._memo[memo_key] = digest.hexdigest()
         return self._memo[memo_key]
@@ -79,12 +78,11 @@ def _resolve(delimiter: str, name: str, including_dir: Path | None, dirs: tuple[
     return None
 
 
-def _header_closure(delimiter: str, name: str, including_dir: Path | None,
-                    dirs: tuple[Path, ...]) -> list[tuple[str, bytes]]:
-    """(name relative to its include dir, contents) of the header and all it includes, in visit order."""
+def _header_closure(delimiter: str, name: str, dirs: tuple[Path, ...]) -> list[tuple[str, bytes]]:
+    """(include spelling, contents) of the header and everything it includes, in visit order."""
     closure: list[tuple[str, bytes]] = []
     seen: set[Path] = set()
-    pending = [(delimiter, name, including_dir)]
+    pending: list[tuple[str, str, Path | None]] = [(delimiter, name, None)]
     while pending:
         delimiter, name, including_dir = pending.pop()
         path = _resolve(delimiter, name, including_dir, dirs)
@@ -183,6 +181,7 @@ class DiskCache:
         final = self.entry_dir(kernel, key)
         tmp_root = self.root / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
+        _remove_stale(tmp_root)
         staging = tmp_root / f"{kernel}-{key[:16]}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
@@ -220,6 +219,16 @@ def build_uncached(key: str, source: str, build: Builder) -> CacheEntry:
     with tempfile.TemporaryDirectory(prefix="deepgemm-jit-") as directory:
         entry = build_entry(Path(directory), key, source, build)
     return CacheEntry(entry.cubin, entry.meta, None)
+
+
+def _remove_stale(tmp_root: Path, max_age_s: float = 24 * 3600) -> None:
+    # Builds killed mid-compile leave their staging directories behind; a live build is minutes old
+    # at most, so anything older than a day is litter.
+    cutoff = time.time() - max_age_s
+    for path in tmp_root.iterdir():
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

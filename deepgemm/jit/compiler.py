@@ -49,8 +49,6 @@ class CompileOutput:
 class Compiler(ABC):
     """One way of turning ``kernel.cu`` into a cubin for ``ARCH``."""
 
-    name: str
-
     @abstractmethod
     def identity(self) -> str:
         """Compiler name, exact version and location: part of the cache key."""
@@ -70,7 +68,7 @@ def _wants_ptxas_report() -> bool:
 
 
 class NvccCompiler(Compiler):
-    name = "nvcc"
+    """nvcc from a CUDA toolkit, run as a subprocess in the build directory."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -106,7 +104,7 @@ class NvccCompiler(Compiler):
 
 
 class NvrtcCompiler(Compiler):
-    name = "nvrtc"
+    """NVRTC, in process; the ``nvidia-cuda-nvrtc`` wheel is enough (no toolkit, no toolkit headers)."""
 
     def identity(self) -> str:
         major, minor = _nvrtc_call(nvrtc.nvrtcVersion)
@@ -115,6 +113,7 @@ class NvrtcCompiler(Compiler):
     def flags(self) -> tuple[str, ...]:
         # -default-device makes unannotated functions device functions, which is what the kernel
         # headers expect; nvcc gets the same effect for constexpr helpers from --expt-relaxed-constexpr.
+        # NVRTC has no -O flag: device code is fully optimised by default, as with nvcc.
         flags = [f"--gpu-architecture={ARCH}", "-default-device", f"-std=c++{knobs.jit_cpp_standard()}"]
         if knobs.jit_with_lineinfo():
             flags.append("-lineinfo")

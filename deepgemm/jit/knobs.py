@@ -49,7 +49,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("DG_JIT_PRINT_COMPILER_COMMAND", "bool", "`0`",
          "Print each compiler command (or NVRTC option list) and how long the compile took."),
     Knob("DG_JIT_DEBUG", "bool", "`0`",
-         "Log JIT activity to stderr: memory and disk cache hits and misses, compiles, cubin loads."),
+         "Log JIT activity to stderr: disk cache hits and misses, cache publication, kernel loads."),
     Knob("DG_PRINT_CONFIGS", "bool", "`0`",
          "Print the kernel configuration chosen for each new problem shape."),
     Knob("DG_DEBUG_CHECK_INDICES", "bool", "`0`",
@@ -150,7 +150,10 @@ def render_markdown() -> str:
         "# Environment variables",
         "",
         "deepgemm reads these variables (all in `deepgemm/jit/knobs.py`). Booleans accept "
-        "`1/0`, `true/false`, `yes/no`, `on/off`; any other value is an error.",
+        "`1/0`, `true/false`, `yes/no`, `on/off`; any other value is an error. The JIT reads its knobs "
+        "when a kernel is first requested in a process. The compiler and its options (C++ standard, "
+        "line info, ptxas reporting) are part of the cache key, so changing them compiles new entries "
+        "next to the old ones.",
         "",
         "| Name | Type | Default | Meaning |",
         "|---|---|---|---|",

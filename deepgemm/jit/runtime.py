@@ -21,11 +21,11 @@ before capturing (a warm-up call of the op does both).
 from __future__ import annotations
 
 import ctypes
-import enum
 import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from cuda.bindings import driver
@@ -41,24 +41,36 @@ _SUCCESS = driver.CUresult.CUDA_SUCCESS
 _DEFAULT_SMEM_LIMIT = 48 * 1024
 
 
-class ParamType(enum.Enum):
-    """Kernel parameter types as ``(struct format, size, C++ type)``; the kernel signature must match."""
+class ParamType:
+    """A kernel parameter type: ``ParamType.PTR``, ``I32``, ``U32``, ``I64``, ``U64``, ``F32`` or ``TMA``.
 
-    PTR = ("Q", 8, "T*")  # pass an int address, e.g. tensor.data_ptr()
-    I32 = ("i", 4, "int32_t")
-    U32 = ("I", 4, "uint32_t")
-    I64 = ("q", 8, "int64_t")
-    U64 = ("Q", 8, "uint64_t")
-    F32 = ("f", 4, "float")
-    TMA = ("128s", 128, "const __grid_constant__ deepgemm::TmaDescriptor")  # pass a cuda.tma.TmaDescriptor
+    ``cpp`` is the C++ parameter type it must match; ``format`` its ``struct`` code. (A plain class, not an
+    Enum: launcher lookups hash tuples of these on the hot path, and identity hashing is native.)
+    """
 
-    @property
-    def format(self) -> str:
-        return self.value[0]
+    __slots__ = ("name", "format", "size", "cpp")
+    PTR: ClassVar[ParamType]  # pass an int address, e.g. tensor.data_ptr()
+    I32: ClassVar[ParamType]
+    U32: ClassVar[ParamType]
+    I64: ClassVar[ParamType]
+    U64: ClassVar[ParamType]
+    F32: ClassVar[ParamType]
+    TMA: ClassVar[ParamType]  # pass a deepgemm.cuda.TmaDescriptor (128 bytes, copied by value)
 
-    @property
-    def size(self) -> int:
-        return self.value[1]
+    def __init__(self, name: str, format: str, size: int, cpp: str) -> None:
+        self.name, self.format, self.size, self.cpp = name, format, size, cpp
+
+    def __repr__(self) -> str:
+        return f"ParamType.{self.name}"
+
+
+ParamType.PTR = ParamType("PTR", "Q", 8, "T*")
+ParamType.I32 = ParamType("I32", "i", 4, "int32_t")
+ParamType.U32 = ParamType("U32", "I", 4, "uint32_t")
+ParamType.I64 = ParamType("I64", "q", 8, "int64_t")
+ParamType.U64 = ParamType("U64", "Q", 8, "uint64_t")
+ParamType.F32 = ParamType("F32", "f", 4, "float")
+ParamType.TMA = ParamType("TMA", "128s", 128, "const __grid_constant__ deepgemm::TmaDescriptor")
 
 
 class ParamPacker:
@@ -125,13 +137,15 @@ class Launcher:
         config.gridDimX, config.gridDimY, config.gridDimZ = grid
         config.blockDimX, config.blockDimY, config.blockDimZ = block
         config.sharedMemBytes = smem
+        self._attributes = []
         if cluster != (1, 1, 1):
             attribute = driver.CUlaunchAttribute()
             attribute.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
             dim = attribute.value.clusterDim
             dim.x, dim.y, dim.z = cluster
-            config.attrs = [attribute]
-            config.numAttrs = 1
+            self._attributes.append(attribute)  # kept alive as long as the config that points at it
+        config.attrs = self._attributes
+        config.numAttrs = len(self._attributes)
         # The storage and the config are shared by every call, so packing and launching must not
         # interleave between threads (the driver call releases the GIL).
         self._lock = threading.Lock()

@@ -4,7 +4,7 @@
 torch profiler (CUPTI), so launch gaps and host work do not count, and it flushes L2 before every
 call so that no operand is served from cache. ``bench`` (CUDA events) is the fallback when the
 profiler is unusable; ``bench_host_overhead`` measures CPU cost per call; ``bench_cpu`` times the
-CPU path. The profiler-based timers raise ``RuntimeError`` without CUDA.
+CPU path. All but ``bench_cpu`` raise ``RuntimeError`` without CUDA.
 """
 
 import time
@@ -57,9 +57,8 @@ def _calls_events(events: Sequence, num_tests: int, flushed: bool) -> list:
     flush_name = events[0].name if events else None
     if remainder or period < 2 or any(events[i * period].name != flush_name for i in range(num_tests)):
         raise RuntimeError(
-            f"cannot split {len(events)} profiled device activities into {num_tests} x "
-            "[L2 flush, fn's kernels]; "
-            "fn must launch the same kernels on every call (pass kernel_names to select them by name)"
+            f"cannot split {len(events)} profiled device activities into {num_tests} x [L2 flush, "
+            "fn's kernels]; fn must launch the same kernels on every call (or pass kernel_names)"
         )
     return [event for i, event in enumerate(events) if i % period]
 

@@ -1,0 +1,333 @@
+"""Config selection for the sm_90 FP8 GEMM: every config chosen for the shape suites is one the kernel can
+run (rules, shared memory, grid, multicast pairing, swizzle), the choice is deterministic and cached, the
+rule functions agree with hand-computed values, and `DG_PRINT_CONFIGS=1` prints each new shape's config."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from deepgemm.heuristics.config import (
+    GemmConfig,
+    GemmShape,
+    ceil_div,
+    config_errors,
+    fp8_gemm_smem_bytes,
+    max_accumulator_registers,
+    swizzle_d_bytes,
+    uniform_scale_b,
+)
+from deepgemm.heuristics.sm90 import MAX_STAGES, select_config
+
+# sm_90's opt-in dynamic shared memory per block (227 KB), written out rather than imported so that a
+# change of the heuristic's constant cannot make the check vacuous.
+SMEM_LIMIT = 232448
+DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
+DSV3_SHAPES = tuple(GemmShape(m, n, k) for m in (64, 128, 4096) for n, k in DSV3_NK)
+EDGE_SHAPES = tuple(GemmShape(m, n, k) for m, n, k in itertools.product(
+    (1, 7, 63, 65, 127, 129, 1000, 4097), (8, 120, 1000, 7176), (16, 128, 208, 7168, 7296)))
+SUITES = {"dsv3": DSV3_SHAPES, "edge": EDGE_SHAPES}
+SM_COUNTS = (132, 114, 78, 1, 2, 131)
+# Tiles per rasterisation group of the kernel's TileScheduler (kNumBlocksPerGroup).
+SCHEDULER_GROUP = 16
+
+
+def with_out_bytes(shape: GemmShape, out_bytes: int) -> GemmShape:
+    return GemmShape(shape.m, shape.n, shape.k, out_bytes)
+
+
+def make_config(block_m=128, block_n=128, num_stages=4, num_tma_multicast=1, multicast_on_a=True,
+                swizzle=None, num_sms=132, out_bytes=2) -> GemmConfig:
+    swizzle = swizzle_d_bytes(block_n, out_bytes) if swizzle is None else swizzle
+    return GemmConfig(block_m, block_n, num_stages, num_tma_multicast, multicast_on_a, swizzle, num_sms,
+                      out_bytes)
+
+
+def scheduled_tiles(shape: GemmShape, cfg: GemmConfig, cta: int) -> list[tuple[int, int]]:
+    """The (m_block, n_block) tiles CTA `cta` runs, in order: a mirror of `TileScheduler::next` as
+    instantiated by the kernel (grouped along N unless multicasting B)."""
+    num_m, num_n = ceil_div(shape.m, cfg.block_m), ceil_div(shape.n, cfg.block_n)
+    along_n = cfg.multicast_on_a or cfg.num_tma_multicast == 1
+    num_grouped, num_other = (num_n, num_m) if along_n else (num_m, num_n)
+    tiles = []
+    for block in range(cta, num_m * num_n, cfg.num_sms):
+        blocks_per_group = SCHEDULER_GROUP * num_other
+        group = block // blocks_per_group
+        first = group * SCHEDULER_GROUP
+        width = min(SCHEDULER_GROUP, num_grouped - first)
+        in_group = block - group * blocks_per_group
+        other, grouped = in_group // width, first + in_group % width
+        tiles.append((other, grouped) if along_n else (grouped, other))
+    return tiles
+
+
+def multicast_problems(shape: GemmShape, cfg: GemmConfig) -> list[str]:
+    """Why the 2-CTA clusters of `cfg` would not share their multicast operand on every tile."""
+    if cfg.num_sms % 2:
+        return [f"2-CTA multicast with an odd grid of {cfg.num_sms}"]
+    problems, seen = [], set()
+    for cta in range(0, cfg.num_sms, 2):
+        first, second = scheduled_tiles(shape, cfg, cta), scheduled_tiles(shape, cfg, cta + 1)
+        seen.update(first, second)
+        if len(first) != len(second):
+            problems.append(f"CTAs {cta} and {cta + 1} run {len(first)} and {len(second)} tiles")
+            continue
+        shared = 0 if cfg.multicast_on_a else 1  # A is shared along m_block, B along n_block
+        for a, b in zip(first, second, strict=True):
+            if a[shared] != b[shared]:
+                problems.append(f"CTAs {cta} and {cta + 1} run tiles {a} and {b}: nothing to multicast")
+                break
+    num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
+    if len(seen) != num_tiles:
+        problems.append(f"the scheduler covers {len(seen)} of {num_tiles} tiles")
+    return problems
+
+
+def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[str]:
+    """Everything wrong with `cfg` as the choice for `shape` on `num_sms` SMs."""
+    problems = list(config_errors(cfg, shape))
+    smem = cfg.smem_bytes(shape.k)
+    if smem > SMEM_LIMIT:
+        problems.append(f"{smem} B of shared memory")
+    # The kernel runs as many stages as fit (up to MAX_STAGES): one more must not fit.
+    if cfg.num_stages < MAX_STAGES and fp8_gemm_smem_bytes(
+            cfg.block_m, cfg.block_n, cfg.num_stages + 1, shape.k, cfg.out_bytes) <= SMEM_LIMIT:
+        problems.append(f"num_stages={cfg.num_stages} leaves room for another stage")
+    num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
+    if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
+        problems.append(f"grid {cfg.num_sms} for {num_sms} SMs and {num_tiles} tiles")
+    if cfg.out_bytes != shape.out_bytes:
+        problems.append(f"out_bytes={cfg.out_bytes}")
+    row_bytes = cfg.block_n * cfg.out_bytes
+    expected_swizzle = max((s for s in (32, 64, 128) if row_bytes % s == 0), default=0)
+    if cfg.swizzle_d_bytes != expected_swizzle:
+        problems.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes}, expected {expected_swizzle}")
+    if cfg.num_tma_multicast == 2:
+        problems += multicast_problems(shape, cfg)
+    return problems
+
+
+@pytest.mark.parametrize("out_bytes", [2, 4], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("num_sms", SM_COUNTS)
+@pytest.mark.parametrize("suite", SUITES)
+def test_selected_configs_are_valid(suite, num_sms, out_bytes):
+    failures = []
+    for base in SUITES[suite]:
+        shape = with_out_bytes(base, out_bytes)
+        cfg = select_config(shape, num_sms)
+        problems = selection_problems(shape, num_sms, cfg)
+        failures += [f"{shape} on {num_sms} SMs -> {cfg}: {p}" for p in problems]
+    assert failures == []
+
+
+@pytest.mark.parametrize("num_sms", [1, 131])
+def test_no_multicast_with_an_odd_grid(num_sms):
+    shapes = [with_out_bytes(s, ob) for s in DSV3_SHAPES + EDGE_SHAPES for ob in (2, 4)]
+    assert [s for s in shapes if select_config(s, num_sms).num_tma_multicast != 1] == []
+
+
+def test_multicast_is_used_where_it_pays():
+    # Large-M DSV3 shapes have many waves of tiles on 132 SMs: the heuristic must not drop multicast
+    # entirely (the multicast checks above would pass vacuously).
+    chosen = [select_config(s, 132) for s in DSV3_SHAPES if s.m == 4096]
+    assert any(c.num_tma_multicast == 2 and c.multicast_on_a for c in chosen)
+    assert any(c.num_tma_multicast == 2 and not c.multicast_on_a for c in chosen)
+
+
+def test_selection_is_cached():
+    shape = GemmShape(4096, 7168, 2048)
+    first = select_config(shape, 132)
+    hits = select_config.cache_info().hits
+    assert select_config(GemmShape(4096, 7168, 2048), 132) is first
+    assert select_config.cache_info().hits == hits + 1
+    # A recomputation outside the cache agrees.
+    assert select_config.__wrapped__(shape, 132) == first
+
+
+def test_selection_takes_no_timings(monkeypatch):
+    def no_clock():
+        raise AssertionError("config selection read a clock")
+
+    for name in ("time", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time"):
+        monkeypatch.setattr(time, name, no_clock)
+    assert select_config.__wrapped__(GemmShape(128, 24576, 1536), 132).block_m in (64, 128, 256)
+
+
+def test_selection_is_deterministic_across_processes():
+    # A fresh interpreter with another hash seed must choose exactly the same configs.
+    shapes = [with_out_bytes(s, ob) for s in DSV3_SHAPES + EDGE_SHAPES[::7] for ob in (2, 4)]
+    code = (
+        "import sys\n"
+        "from deepgemm.heuristics import GemmShape, select_config\n"
+        f"for m, n, k, ob in {[(s.m, s.n, s.k, s.out_bytes) for s in shapes]!r}:\n"
+        f"    for sms in {SM_COUNTS!r}:\n"
+        "        print(repr(select_config(GemmShape(m, n, k, ob), sms)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": "12345"})
+    here = [repr(select_config(s, sms)) for s in shapes for sms in SM_COUNTS]
+    assert result.stdout.splitlines() == here
+
+
+# --- The rule functions on hand-computed values -------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_m, block_n, stages, k, out_bytes, expected", [
+    # D 128*128*2 = 32768; stage 16384 A + 16384 B + 512 A scales = 33280; 56 B scales = 224; 5 * 2 barriers
+    (128, 128, 5, 7168, 2, 32768 + 5 * 33280 + 224 + 5 * 16),
+    # 57 k-blocks: 228 B of B scales, rounded up to 232
+    (128, 128, 3, 7296, 2, 32768 + 3 * 33280 + 232 + 3 * 16),
+    # D 256*128*2 = 65536; stage 32768 + 16384 + 1024 = 50176
+    (256, 128, 3, 7168, 2, 65536 + 3 * 50176 + 224 + 3 * 16),
+    # block_n 192 straddles scale blocks: two B scales per k-block, 12 * 2 * 4 = 96; stage 8192 + 24576 + 256
+    (64, 192, 6, 1536, 2, 24576 + 6 * 33024 + 96 + 6 * 16),
+    # FP32 out: D 64*144*4 = 36864; stage 8192 + 18432 + 256 = 26880; 57 * 2 * 4 = 456
+    (64, 144, 4, 7296, 4, 36864 + 4 * 26880 + 456 + 4 * 16),
+    # D 64*8*2 = 1024; stage 8192 + 1024 + 256; one k-block: 4 B of scales, rounded up to 8
+    (64, 8, 2, 16, 2, 1024 + 2 * 9472 + 8 + 2 * 16),
+])
+def test_smem_bytes_hand_computed(block_m, block_n, stages, k, out_bytes, expected):
+    assert fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) == expected
+    cfg = make_config(block_m, block_n, stages, out_bytes=out_bytes)
+    assert cfg.smem_bytes(k) == expected
+
+
+def test_smem_limit_is_enforced_at_the_boundary():
+    shape = GemmShape(4096, 7168, 7168)
+    # 5 stages: 199472 B; 6 stages: 32768 + 6 * 33280 + 224 + 96 = 232768 B > 232448 B.
+    assert config_errors(make_config(128, 128, 5), shape) == []
+    errors = config_errors(make_config(128, 128, 6), shape)
+    assert len(errors) == 1 and "232768" in errors[0] and "232448" in errors[0]
+
+
+@pytest.mark.parametrize("block_n", [144, 160, 192])
+def test_block_n_straddling_two_scale_blocks_is_valid(block_n):
+    assert config_errors(make_config(64, block_n, 3), GemmShape(128, 7168, 2048)) == []
+
+
+@pytest.mark.parametrize("block_n", [176, 208, 224])
+def test_block_n_straddling_three_scale_blocks_is_invalid(block_n):
+    errors = config_errors(make_config(64, block_n, 3), GemmShape(128, 7168, 2048))
+    assert any("straddle" in e for e in errors)
+
+
+@pytest.mark.parametrize("block_n", range(8, 257, 8))
+def test_straddle_rule_matches_the_tiles(block_n):
+    # Brute force: the most 128-column scale blocks any tile of width block_n touches.
+    most = max(len({col // 128 for col in range(start, start + block_n)})
+               for start in range(0, 128 * block_n, block_n))
+    errors = config_errors(make_config(64, block_n, 2), GemmShape(64, 8192, 128))
+    assert any("straddle" in e for e in errors) == (most > 2)
+    assert uniform_scale_b(block_n) == (most == 1)
+
+
+@pytest.mark.parametrize("block_n, expected", [(8, True), (16, True), (64, True), (128, True), (48, False),
+                                               (96, False), (144, False), (256, False)])
+def test_uniform_scale_b(block_n, expected):
+    assert uniform_scale_b(block_n) is expected
+
+
+@pytest.mark.parametrize("block_m, block_n, registers", [(64, 16, 16), (64, 192, 192), (128, 192, 192),
+                                                        (256, 128, 192), (256, 144, 216), (128, 256, 256)])
+def test_accumulator_registers(block_m, block_n, registers):
+    assert max_accumulator_registers(block_m, block_n) == registers
+
+
+@pytest.mark.parametrize("block_m, block_n, valid", [
+    (256, 128, True), (256, 136, False), (256, 144, False), (256, 160, False), (256, 192, False),
+    (128, 192, True), (64, 192, True), (128, 256, False), (64, 256, False),
+])
+def test_register_rule(block_m, block_n, valid):
+    shape = GemmShape(4096, 7168, 512)
+    errors = [e for e in config_errors(make_config(block_m, block_n, 2), shape) if "register" in e]
+    assert (errors == []) is valid
+
+
+@pytest.mark.parametrize("block_n, out_bytes, expected", [
+    (16, 2, 32), (32, 2, 64), (64, 2, 128), (112, 2, 32), (144, 2, 32), (160, 2, 64), (192, 2, 128),
+    (8, 2, 0), (120, 2, 0), (8, 4, 32), (24, 4, 32), (112, 4, 64), (160, 4, 128),
+])
+def test_swizzle_d_bytes(block_n, out_bytes, expected):
+    assert swizzle_d_bytes(block_n, out_bytes) == expected
+
+
+def test_wrong_swizzle_is_invalid():
+    errors = config_errors(make_config(128, 160, 2, swizzle=128), GemmShape(4096, 7168, 2048))
+    assert any("swizzle" in e for e in errors)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"block_m": 32}, "block_m"),
+    ({"block_n": 12}, "block_n=12"),
+    ({"block_n": 264}, "block_n=264"),
+    ({"num_stages": 1}, "num_stages"),
+    ({"num_tma_multicast": 4}, "num_tma_multicast"),
+    ({"num_sms": 0}, "at least one CTA"),
+    ({"num_tma_multicast": 2, "num_sms": 131}, "even grid"),
+    # 7168 / 160 -> 45 n-blocks: multicasting A would pair CTAs on different m-blocks.
+    ({"block_n": 160, "num_tma_multicast": 2, "multicast_on_a": True}, "n-blocks"),
+    # 4097 / 128 -> 33 m-blocks.
+    ({"num_tma_multicast": 2, "multicast_on_a": False}, "m-blocks"),
+])
+def test_rule_violations_are_reported(overrides, fragment):
+    args = {"block_m": 128, "block_n": 128, "num_stages": 3} | overrides
+    errors = config_errors(make_config(**args), GemmShape(4097, 7168, 2048))
+    assert any(fragment in e for e in errors), errors
+
+
+def test_output_size_mismatch_is_invalid():
+    errors = config_errors(make_config(128, 128, 3, out_bytes=2), GemmShape(128, 7168, 2048, out_bytes=4))
+    assert any("output element size" in e for e in errors)
+
+
+def test_multicast_rule_agrees_with_the_scheduler():
+    # The evenness rules in config_errors are exactly what keeps cluster pairs on a shared operand tile.
+    cases = itertools.product((129, 256, 4097), (1000, 2112, 7168), (64, 128), (112, 128))
+    for m, n, block_m, block_n in cases:
+        shape = GemmShape(m, n, 2048)
+        for on_a in (True, False):
+            cfg = make_config(block_m, block_n, 2, num_tma_multicast=2, multicast_on_a=on_a, num_sms=8)
+            rule_ok = not any("-blocks" in e for e in config_errors(cfg, shape))
+            assert rule_ok == (multicast_problems(shape, cfg) == []), (shape, cfg)
+
+
+def test_block_size_and_threads():
+    assert make_config(64, 128).num_threads == 256
+    assert make_config(128, 128).num_threads == 384
+    assert make_config(256, 128).num_threads == 384
+
+
+# --- DG_PRINT_CONFIGS ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def choose_config(monkeypatch):
+    from deepgemm.ops import fp8_launch
+
+    monkeypatch.delenv("DG_PRINT_CONFIGS", raising=False)
+    fp8_launch.choose_config.cache_clear()
+    yield fp8_launch.choose_config
+    fp8_launch.choose_config.cache_clear()
+
+
+def test_print_configs_prints_once_per_shape(choose_config, monkeypatch, capsys):
+    monkeypatch.setenv("DG_PRINT_CONFIGS", "1")
+    shapes = [GemmShape(128, 7168, 2048), GemmShape(4096, 7168, 2048, out_bytes=4)]
+    for _ in range(3):
+        for shape in shapes:
+            assert choose_config(shape, 132) == select_config(shape, 132)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(shapes)
+    for line, shape in zip(lines, shapes, strict=True):
+        assert f"m={shape.m} n={shape.n} k={shape.k}" in line
+        assert str(select_config(shape, 132)) in line
+
+
+def test_print_configs_off_prints_nothing(choose_config, capsys):
+    choose_config(GemmShape(64, 2112, 7168), 132)
+    assert capsys.readouterr().out == ""

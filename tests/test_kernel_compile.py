@@ -1,0 +1,209 @@
+"""The FP8 kernel compiles for sm_90a, with nvcc and with NVRTC, for every distinct config the heuristic
+selects on the DeepSeek-V3 shapes and a set of edge shapes (132 SMs), and ptxas reports no local memory
+(stack frame or spills). Also checks that the host's shared-memory and block-size mirror of the kernel's
+layout agrees with the kernel's own constants.
+
+No GPU is needed. Each compiler builds into a fresh cache directory, in parallel threads (the compilers
+run outside the GIL)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+
+from deepgemm.heuristics.config import GemmConfig, GemmShape
+from deepgemm.heuristics.sm90 import select_config
+from deepgemm.jit import CompileError, build_kernel
+from deepgemm.jit.compiler import find_nvcc
+from deepgemm.ops import fp8_launch
+
+NUM_SMS = 132
+DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
+DSV3_SHAPES = tuple((m, n, k) for m in (64, 128, 4096) for n, k in DSV3_NK)
+# The GPU tests' edge shapes and a few more that select configs the others do not.
+EDGE_SHAPES = (
+    tuple((m, 7168, 2048) for m in (1, 7, 63, 65, 127, 129, 1000, 4097))
+    + tuple((m, n, 7168) for m in (1, 129) for n in (8, 120, 1000, 7176))
+    + tuple((m, 4096, k) for m in (7, 1000) for k in (16, 128, 208, 7168, 7296))
+    + ((1, 8, 16), (7, 120, 208), (63, 1000, 7296), (65, 7176, 7296), (127, 120, 128), (129, 7176, 16),
+       (1000, 1000, 16), (1000, 7176, 16), (4097, 7176, 16), (4097, 1000, 7168))
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kernel instantiation: a selected config and the (N, K) of the first shape that selected it."""
+
+    n: int
+    k: int
+    cfg: GemmConfig
+
+    @property
+    def template_args(self) -> tuple[int | bool, ...]:
+        return fp8_launch.template_args(self.n, self.k, self.cfg)
+
+    @property
+    def id(self) -> str:
+        c = self.cfg
+        multicast = "mc1" if c.num_tma_multicast == 1 else "mc2A" if c.multicast_on_a else "mc2B"
+        out = "fp32" if c.out_bytes == 4 else "bf16"
+        return f"bm{c.block_m}-bn{c.block_n}-s{c.num_stages}-{multicast}-{out}-n{self.n}-k{self.k}"
+
+    def mangled_args(self) -> str:
+        """The template arguments as the Itanium ABI spells them in the kernel's symbol."""
+        args = "".join(f"Lb{int(a)}E" if isinstance(a, bool) else f"Lj{a}E" for a in self.template_args)
+        return f"I{args}E"
+
+
+def selected_cases() -> list[Case]:
+    """Every (shape, output type) selection at 132 SMs, in suite order."""
+    return [Case(n, k, select_config(GemmShape(m, n, k, out_bytes), NUM_SMS))
+            for m, n, k in DSV3_SHAPES + EDGE_SHAPES for out_bytes in (2, 4)]
+
+
+def distinct_cases() -> list[Case]:
+    """One case per distinct config: N and K only change compile-time constants (loop trip counts,
+    scheduler extents), not the tile code or its register use."""
+    cases: dict[tuple, Case] = {}
+    for case in selected_cases():
+        cases.setdefault(case.template_args[2:], case)
+    return list(cases.values())
+
+
+CASES = distinct_cases()
+
+
+def _have_nvcc() -> bool:
+    try:
+        return find_nvcc() is not None
+    except FileNotFoundError:  # DG_JIT_NVCC names no executable
+        return False
+
+
+NVCC = pytest.param("nvcc", marks=pytest.mark.skipif(not _have_nvcc(), reason="no nvcc found"))
+
+# ptxas' per-function report (nvcc prints the second line indented, NVRTC behind "ptxas .").
+_REPORT = re.compile(r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes stack frame, "
+                     r"(\d+) bytes spill stores, (\d+) bytes spill loads\s*\n[^\n]*?Used (\d+) registers")
+
+
+@dataclass(frozen=True)
+class PtxasReport:
+    stack_frame: int
+    spill_stores: int
+    spill_loads: int
+    registers: int
+
+
+@dataclass(frozen=True)
+class Build:
+    symbol: str | None = None
+    cubin: bytes = b""
+    compiled: bool = False
+    error: str | None = None
+    report: PtxasReport | None = None
+
+
+def _build(case: Case) -> Build:
+    try:
+        binary = build_kernel(fp8_launch.KERNEL, fp8_launch.HEADER, case.template_args,
+                              comment=fp8_launch.kernel_comment(case.n, case.k, case.cfg))
+    except CompileError as error:  # LocalMemoryError included
+        return Build(error=f"{type(error).__name__}: {error}")
+    return Build(binary.symbol, binary.cubin, binary.compiled)
+
+
+def build_all(compiler: str, cases: list[Case], cache_dir) -> dict[Case, Build]:
+    """Compiles `cases` with `compiler` into `cache_dir`, with DG_JIT_PTXAS_CHECK=1 and ptxas' report."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DG_JIT_COMPILER", compiler)
+        env.setenv("DG_JIT_CACHE_DIR", str(cache_dir))
+        env.setenv("DG_JIT_PTXAS_CHECK", "1")
+        # The report goes to stderr, where it is collected below to read the register counts.
+        env.setenv("DG_JIT_PTXAS_VERBOSE", "1")
+        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
+        log = io.StringIO()
+        with contextlib.redirect_stderr(log), ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            builds = dict(zip(cases, pool.map(_build, cases), strict=True))
+    reports = {name: PtxasReport(*map(int, numbers)) for name, *numbers in _REPORT.findall(log.getvalue())}
+    return {case: Build(b.symbol, b.cubin, b.compiled, b.error, reports.get(b.symbol))
+            for case, b in builds.items()}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """`builds(compiler)`: every case compiled with that compiler (once per module)."""
+    done: dict[str, dict[Case, Build]] = {}
+
+    def get(compiler: str) -> dict[Case, Build]:
+        if compiler not in done:
+            done[compiler] = build_all(compiler, CASES, tmp_path_factory.mktemp(f"jit-cache-{compiler}"))
+        return done[compiler]
+
+    return get
+
+
+def test_cases_cover_the_suites():
+    # Every selected config is compiled (up to N and K), and none is lost to the deduplication.
+    compiled = {case.template_args[2:] for case in CASES}
+    assert {case.template_args[2:] for case in selected_cases()} == compiled
+    assert len(CASES) == len(compiled)
+    assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
+    assert {case.cfg.out_bytes for case in CASES} == {2, 4}
+    assert {case.cfg.num_tma_multicast for case in CASES} == {1, 2}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+@pytest.mark.parametrize("compiler", [NVCC, "nvrtc"])
+def test_kernel_compiles_without_local_memory(builds, compiler, case):
+    build = builds(compiler)[case]
+    assert build.error is None, build.error
+    # A fresh cache directory: this run compiled the kernel, so ptxas reported on it.
+    assert build.compiled
+    assert build.cubin[:4] == b"\x7fELF"
+    # deepgemm::sm90_fp8_gemm_1d2d<args...>(unsigned, const float*, TmaDescriptor x 4)
+    expected = f"_ZN8deepgemm18sm90_fp8_gemm_1d2d{case.mangled_args()}EvjPKfNS_13TmaDescriptorES3_S3_S3_"
+    assert build.symbol == expected
+    report = build.report
+    assert report is not None, f"no ptxas report for {build.symbol}"
+    assert (report.stack_frame, report.spill_stores, report.spill_loads) == (0, 0, 0), report
+    # ptxas cannot exceed the per-thread register file; `setmaxnreg` raises the consumers' budget later.
+    assert 0 < report.registers <= 255
+
+
+PROBE_HEADER = """#pragma once
+#include <{kernel_header}>
+
+// Host mirror (deepgemm/heuristics/config.py) vs. the kernel's own layout constants.
+{asserts}
+
+template <int kUnused>
+__global__ void fp8_layout_probe() {{}}
+"""
+
+
+def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
+    """Dynamic shared memory and block size passed at launch equal `Fp8GemmLayout`'s, for every selection."""
+    selections = {(case.template_args, case.cfg.smem_bytes(case.k), case.cfg.num_threads)
+                  for case in selected_cases()}
+    asserts = []
+    for args, smem, threads in sorted(selections, key=repr):
+        layout = "deepgemm::Fp8GemmLayout<" + ", ".join(
+            ("true" if a else "false") if isinstance(a, bool) else str(a) for a in args) + ">"
+        asserts.append(f'static_assert({layout}::kSmemBytes == {smem}u, "smem of {args}");')
+        asserts.append(f'static_assert({layout}::kNumThreads == {threads}u, "threads of {args}");')
+    include_dir = tmp_path / "include"
+    include_dir.mkdir()
+    (include_dir / "fp8_layout_probe.cuh").write_text(
+        PROBE_HEADER.format(kernel_header=fp8_launch.HEADER, asserts="\n".join(asserts)))
+    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
+    # NVRTC: always available, and the faster of the two front ends.
+    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
+    binary = build_kernel("fp8_layout_probe", "fp8_layout_probe.cuh", (0,), include_dirs=[include_dir])
+    assert binary.compiled and binary.symbol == "_Z16fp8_layout_probeILi0EEvv"
