@@ -61,28 +61,28 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     return max(tile_cycles, hbm_bytes / HBM_BYTES_PER_CYCLE), tile_cycles
 
 
+def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
+                multicast_on_a: bool = True, num_stages: int | None = None) -> GemmConfig:
+    """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid."""
+    num_blocks = ceil_div(shape.m, block_m) * ceil_div(shape.n, block_n)
+    return GemmConfig(
+        block_m=block_m,
+        block_n=block_n,
+        num_stages=num_stages or _max_stages(block_m, block_n, shape.k, shape.out_bytes),
+        num_tma_multicast=num_tma_multicast,
+        multicast_on_a=multicast_on_a,
+        swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
+        num_sms=min(num_sms, num_blocks),
+        out_bytes=shape.out_bytes,
+    )
+
+
 def candidate_configs(shape: GemmShape, num_sms: int):
+    """Every valid config the heuristic considers for `shape`."""
     for block_m in _block_m_candidates(shape.m):
         for block_n in BLOCK_N_CANDIDATES:
-            num_stages = _max_stages(block_m, block_n, shape.k, shape.out_bytes)
-            num_blocks = ceil_div(shape.m, block_m) * ceil_div(shape.n, block_n)
-            grid = min(num_sms, num_blocks)
-            # Multicast keeps the two CTAs of a cluster in lock step: worth it only with several
-            # waves of tiles to amortise that.
-            multicasts = [(1, True)]
-            if num_blocks > num_sms:
-                multicasts += [(2, True), (2, False)]
-            for num_tma_multicast, on_a in multicasts:
-                cfg = GemmConfig(
-                    block_m=block_m,
-                    block_n=block_n,
-                    num_stages=num_stages,
-                    num_tma_multicast=num_tma_multicast,
-                    multicast_on_a=on_a,
-                    swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
-                    num_sms=grid,
-                    out_bytes=shape.out_bytes,
-                )
+            for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
+                cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
                 if not config_errors(cfg, shape):
                     yield cfg
 
