@@ -2,9 +2,10 @@
 
 import torch
 
-from ..quant.cast import BLOCK_MN
+from ..quant.cast import BLOCK_K, BLOCK_MN, FP8_DTYPE
+from ..quant.layout import TMA_ALIGNMENT_BYTES
 from .cpu_path import fp8_gemm_nt_fp32
-from .settings import check_hopper
+from .settings import require_hopper
 from .validation import (
     check_dtype,
     check_fp8_operand,
@@ -49,6 +50,31 @@ def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     for a wrong rank or shape, a size or stride rule, or tensors on different or unsupported
     devices; ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
     """
+    A, sfa, B, sfb, m, n, k, cuda_index = _fast_checked(a, b, d) or _checked(a, b, d)
+    if cuda_index is not None:
+        require_hopper(cuda_index)
+
+    if m == 0 or n == 0:
+        return d
+    if k == 0:
+        return d.zero_()
+    if cuda_index is None:
+        return d.copy_(fp8_gemm_nt_fp32(A, sfa, B, sfb))
+    _gpu_launch()(A, sfa, B, sfb, d, m, n, k, cuda_index)
+    return d
+
+
+# The arguments once checked: (A, sfa, B, sfb, M, N, K, the CUDA device index or None for the CPU).
+Checked = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, int, int, int | None]
+
+
+def _checked(a: object, b: object, d: object) -> Checked:
+    """Check every rule of ``fp8_gemm_nt`` in turn, raising with a message that names the first one broken.
+
+    This is the definition of the rules. It builds names and tuples as it goes, so ``fp8_gemm_nt`` only
+    runs it when ``_fast_checked`` cannot vouch for the arguments (an error, an empty size, an unusual
+    type), not on every call.
+    """
     A, sfa = check_fp8_operand("a", a, ("A", "sfa"), ("M", "K"), scale_block_rows=1)
     B, sfb = check_fp8_operand("b", b, ("B", "sfb"), ("N", "K"), scale_block_rows=BLOCK_MN)
     check_dtype("d", check_tensor("d", d), OUT_DTYPES)
@@ -63,17 +89,85 @@ def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     check_tma_operand("B (b[0])", B)
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("ceil(N/128)", "ceil(K/128)"))
-    if device.type == "cuda":
-        check_hopper(device)
+    return A, sfa, B, sfb, m, n, k, device.index if device.type == "cuda" else None
 
-    if m == 0 or n == 0:
-        return d
-    if k == 0:
-        return d.zero_()
-    if device.type == "cpu":
-        return d.copy_(fp8_gemm_nt_fp32(A, sfa, B, sfb))
-    # Imported here so that CPU use never loads the CUDA driver modules.
-    from .fp8_launch import launch_fp8_gemm_nt
 
-    launch_fp8_gemm_nt(A, sfa, B, sfb, d)
-    return d
+_PAIR_TYPES = (tuple, list)
+_FP32 = torch.float32
+# Elements of d per 16 bytes, by dtype: N and d's row stride must be multiples of it (TMA rule).
+_D_ELEMENTS_PER_16_BYTES = {torch.bfloat16: 8, torch.float32: 4}
+
+
+def _fast_checked(a: object, b: object, d: object) -> Checked | None:
+    """What ``_checked`` returns, when the arguments plainly keep every rule; else ``None``.
+
+    The common call (non-empty 2-D tensors of the right dtypes, row-major, on one CPU or CUDA device)
+    checked with one read of each tensor attribute and plain int comparisons: ``_checked`` costs ~20 us
+    per call, this ~3 us, and the ops run on every layer of every step. It may refuse valid arguments
+    (e.g. empty ones) but must never accept an invalid one: ``None`` sends the caller to ``_checked``,
+    which raises the precise error or, for valid arguments, returns the same result. Every rule is
+    mirrored here by a comparison on the same line as its reason.
+    """
+    if type(a) not in _PAIR_TYPES or type(b) not in _PAIR_TYPES or len(a) != 2 or len(b) != 2:
+        return None
+    A, sfa = a
+    B, sfb = b
+    Tensor = torch.Tensor
+    if not (isinstance(A, Tensor) and isinstance(sfa, Tensor) and isinstance(B, Tensor)
+            and isinstance(sfb, Tensor) and isinstance(d, Tensor)):
+        return None
+    d_per_16_bytes = _D_ELEMENTS_PER_16_BYTES.get(d.dtype)
+    if A.dtype is not FP8_DTYPE or B.dtype is not FP8_DTYPE or sfa.dtype is not _FP32 or sfb.dtype is not _FP32 \
+            or d_per_16_bytes is None:
+        return None
+    a_shape, b_shape = A.shape, B.shape
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        return None
+    m, k = a_shape
+    n = b_shape[0]
+    if m <= 0 or n <= 0 or k <= 0:  # empty: leave the edge cases (strides of empty tensors) to _checked
+        return None
+    k_blocks = (k + BLOCK_K - 1) // BLOCK_K
+    if (b_shape[1] != k or sfa.shape != (m, k_blocks) or sfb.shape != ((n + BLOCK_MN - 1) // BLOCK_MN, k_blocks)
+            or d.shape != (m, n)):
+        return None
+    if k % 16 or n % d_per_16_bytes:  # 16-byte rows of A and B, and of d
+        return None
+    device = A.device
+    if sfa.device != device or B.device != device or sfb.device != device or d.device != device:
+        return None
+    if A.is_cuda:
+        cuda_index = device.index
+    elif A.is_cpu:
+        cuda_index = None
+    else:
+        return None
+    # TMA operands (check_tma_operand, 2-D and non-empty): contiguous rows, row stride a multiple of
+    # 16 bytes and at least a row (rows do not overlap), 16-byte-aligned start.
+    if not (_tma_rows_ok(A.stride(), k, m, 16) and _tma_rows_ok(B.stride(), k, n, 16)
+            and _tma_rows_ok(d.stride(), n, m, d_per_16_bytes)):
+        return None
+    if (A.data_ptr() | B.data_ptr() | d.data_ptr()) % TMA_ALIGNMENT_BYTES:
+        return None
+    if not sfb.is_contiguous():
+        return None
+    return A, sfa, B, sfb, m, n, k, cuda_index
+
+
+def _tma_rows_ok(strides: tuple[int, ...], cols: int, rows: int, elements_per_16_bytes: int) -> bool:
+    row_stride = strides[0]
+    return strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
+
+
+_launch = None
+
+
+def _gpu_launch():
+    """``fp8_launch.launch_checked``, imported on first use so that CPU use never loads the CUDA driver
+    modules (and not with an import statement per call, which costs a lookup in ``sys.modules``)."""
+    global _launch
+    if _launch is None:
+        from .fp8_launch import launch_checked
+
+        _launch = launch_checked
+    return _launch

@@ -9,12 +9,12 @@ from functools import lru_cache
 
 import torch
 
-from ..cuda.tma import make_tma_descriptor
+from ..cuda.tma import TmaDescriptor, make_tma_descriptor
 from ..heuristics.config import BLOCK_K, GemmConfig, GemmShape
 from ..heuristics.sm90 import select_config
 from ..jit import ParamType, get_kernel, knobs
-from ..quant.layout import get_mn_major_tma_aligned_tensor
-from .settings import get_num_sms
+from ..quant.layout import TMA_ALIGNMENT_BYTES, ceil_div, get_mn_major_tma_aligned_tensor, get_tma_aligned_size
+from .settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
 HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
@@ -53,18 +53,85 @@ def launch_fp8_gemm_nt(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb:
     """Enqueues D = A·Bᵀ on the current stream. `config` overrides the heuristic (tuning tools only)."""
     m, k = A.shape
     n = B.shape[0]
-    cfg = config or choose_config(GemmShape(m, n, k, d.element_size()), get_num_sms())
-    launch = _launcher(n, k, cfg, A.device.index)
+    if config is None:
+        launch_checked(A, sfa, B, sfb, d, m, n, k, A.device.index)
+    else:
+        _run(_Plan(m, n, k, d.dtype, config, A.device.index), A, sfa, B, sfb, d, m)
 
+
+def launch_checked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,
+                   m: int, n: int, k: int, device_index: int) -> None:
+    """`launch_fp8_gemm_nt` with the heuristic's config, for arguments `fp8_gemm_nt` has checked and
+    measured (M, N, K > 0, A on CUDA device `device_index`): the per-call path, one plan lookup."""
+    num_sms = num_sms_for(device_index)
+    key = (m, n, k, d.dtype, num_sms, device_index)
+    plan = _plans.get(key)
+    if plan is None:
+        cfg = choose_config(GemmShape(m, n, k, d.element_size()), num_sms)
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        plan = _plans[key] = _Plan(m, n, k, d.dtype, cfg, device_index)
+    _run(plan, A, sfa, B, sfb, d, m)
+
+
+class _Plan:
+    """What a launch needs that depends only on the problem (M, N, K, d's dtype, SM count, device): the config,
+    its launcher and the fixed tensor-map arguments, plus the tensor maps memoised by the tensors' addresses
+    and row strides, the only inputs of a descriptor that vary between calls of one problem."""
+
+    __slots__ = ("cfg", "launch", "m", "n", "k", "d_dtype", "sfa_strides", "slab_cols", "tmaps")
+
+    def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, cfg: GemmConfig, device_index: int) -> None:
+        self.cfg, self.m, self.n, self.k, self.d_dtype = cfg, m, n, k, d_dtype
+        self.launch = _launcher(n, k, cfg, device_index)
+        # The layout `get_mn_major_tma_aligned_tensor` gives sfa [M, ceil(K/128)] (FP32).
+        self.sfa_strides = (1, get_tma_aligned_size(m, 4))
+        self.slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
+        self.tmaps: dict[tuple[int, ...], tuple[TmaDescriptor, ...]] = {}
+
+    def tensor_maps(self, key: tuple[int, ...]) -> tuple[TmaDescriptor, ...]:
+        """(tmap_a, tmap_b, tmap_sfa, tmap_d) for `key` = (A, row stride of A, B, row stride of B, sfa, d,
+        row stride of d), addresses as ints and strides in elements."""
+        tmaps = self.tmaps.get(key)
+        if tmaps is None:
+            tmaps = self._encode(*key)
+            if len(self.tmaps) >= _MAX_TMAPS_PER_PLAN:  # bounded: activations may move around
+                self.tmaps.clear()
+            self.tmaps[key] = tmaps
+        return tmaps
+
+    def _encode(self, a_ptr: int, a_stride: int, b_ptr: int, b_stride: int, sfa_ptr: int, d_ptr: int,
+                d_stride: int) -> tuple[TmaDescriptor, ...]:
+        # `make_tma_descriptor` memoises each map, so a new activation address re-encodes A's map, not B's.
+        m, n, k, cfg = self.m, self.n, self.k, self.cfg
+        d_bytes = self.d_dtype.itemsize
+        return (
+            make_tma_descriptor(a_ptr, FP8, (k, m), (a_stride,), (BLOCK_K, cfg.block_m), 128),
+            make_tma_descriptor(b_ptr, FP8, (k, n), (b_stride,), (BLOCK_K, cfg.block_n), 128),
+            make_tma_descriptor(sfa_ptr, torch.float32, (m, ceil_div(k, BLOCK_K)), (self.sfa_strides[1] * 4,),
+                                (cfg.block_m, 1), 0),
+            make_tma_descriptor(d_ptr, self.d_dtype, (n, m), (d_stride * d_bytes,), (self.slab_cols, cfg.block_m),
+                                cfg.swizzle_d_bytes),
+        )
+
+
+FP8 = torch.float8_e4m3fn
+# Bounds on the memos: problems seen (one per distinct M in inference), and tensor addresses per problem.
+_MAX_PLANS = 4096
+_MAX_TMAPS_PER_PLAN = 64
+_plans: dict[tuple, _Plan] = {}
+
+
+def _run(plan: _Plan, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,
+         m: int) -> None:
     # The kernel reads A's scales with one TMA box per (m-block, k-block): MN-major, 16-byte aligned.
     # The conversion is not cached across calls: activations' scales are new each call, and a cache
     # keyed on the tensor would go stale under CUDA-graph replays that rewrite it in place.
-    sfa = get_mn_major_tma_aligned_tensor(sfa)
-    tmap_a = make_tma_descriptor(A.data_ptr(), A.dtype, (k, m), (A.stride(0),), (BLOCK_K, cfg.block_m), 128)
-    tmap_b = make_tma_descriptor(B.data_ptr(), B.dtype, (k, n), (B.stride(0),), (BLOCK_K, cfg.block_n), 128)
-    tmap_sfa = make_tma_descriptor(sfa.data_ptr(), sfa.dtype, (m, sfa.shape[1]),
-                                   (sfa.stride(1) * 4,), (cfg.block_m, 1), 0)
-    slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
-    tmap_d = make_tma_descriptor(d.data_ptr(), d.dtype, (n, m), (d.stride(0) * d.element_size(),),
-                                 (slab_cols, cfg.block_m), cfg.swizzle_d_bytes)
-    launch(m, sfb.data_ptr(), tmap_a, tmap_b, tmap_sfa, tmap_d)
+    # The test is `get_mn_major_tma_aligned_tensor`'s own, inlined: it is on every call.
+    sfa_ptr = sfa.data_ptr()
+    if sfa.stride() != plan.sfa_strides or sfa_ptr % TMA_ALIGNMENT_BYTES:
+        sfa = get_mn_major_tma_aligned_tensor(sfa)
+        sfa_ptr = sfa.data_ptr()
+    tmaps = plan.tensor_maps((A.data_ptr(), A.stride()[0], B.data_ptr(), B.stride()[0], sfa_ptr, d.data_ptr(),
+                              d.stride()[0]))
+    plan.launch(m, sfb.data_ptr(), *tmaps)

@@ -62,6 +62,15 @@ def get_num_sms() -> int:
     return _current_device_sm_count()
 
 
+def num_sms_for(index: int) -> int:
+    """``get_num_sms()`` for a launch on CUDA device ``index``: the ``set_num_sms`` value, else that
+    device's SM count. For the launch path: no availability check (a CUDA tensor proves CUDA works) and
+    the device is the one the kernel runs on, not torch's current one."""
+    if _num_sms is not None:
+        return _num_sms
+    return _device_properties(index).multi_processor_count
+
+
 def check_hopper(device: torch.device) -> None:
     """Raise ``RuntimeError`` unless the CUDA ``device`` is a Hopper GPU (compute capability 9.0).
 
@@ -76,3 +85,14 @@ def check_hopper(device: torch.device) -> None:
             f"deepgemm needs a Hopper GPU (sm_90, compute capability 9.0); {device} is "
             f"{props.name} (sm_{props.major}{props.minor}, compute capability {props.major}.{props.minor})"
         )
+
+
+# Indices of the CUDA devices ``check_hopper`` has passed: a device's capability never changes.
+_hopper_devices: set[int] = set()
+
+
+def require_hopper(index: int) -> None:
+    """``check_hopper`` for CUDA device ``index``, remembered once passed: the ops call it on every GPU call."""
+    if index not in _hopper_devices:
+        check_hopper(torch.device("cuda", index))
+        _hopper_devices.add(index)

@@ -66,7 +66,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
+    // Hardware barrier ids (0 is __syncthreads): all consumers, then the two issue-token barriers.
     constexpr uint32_t kMathBarrier = 1;
+    constexpr uint32_t kIssueBarrier = 2;
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
@@ -154,6 +156,11 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
 
         float accum[kNumAccum];
         float final_accum[Layout::kNumWaves][kNumAccum];
+        // With two consumer warpgroups the WGMMA issue alternates between them (a token passed
+        // through two named barriers), so one warpgroup's promotion FFMAs run while the tensor
+        // cores work on the other's WGMMAs instead of both promoting at once.
+        constexpr bool kAlternateIssue = Layout::kNumMathWarpgroups == 2;
+        bool first_unit = true;
         Scheduler scheduler(shape_m);
         uint32_t m_block, n_block, iter = 0;
         while (scheduler.next(m_block, n_block)) {
@@ -184,21 +191,30 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                 ptx::mbarrier_wait(&full_barriers[stage], (iter / kNumStages) & 1);
 
                 const float* stage_sfa = reinterpret_cast<const float*>(smem_sfa + stage * Layout::kSmemSFABytes);
-                const uint8_t* stage_a = smem_a + stage * Layout::kSmemABytes;
-                const uint8_t* stage_b = smem_b + stage * Layout::kSmemBBytes;
+                // Descriptors are built once per stage; each 32-wide K step adds 32 bytes (2 in the
+                // descriptor's 16-byte address units) inside the 128-byte swizzle row.
+                const uint64_t desc_b = ptx::make_smem_desc_k_major_sw128(smem_b + stage * Layout::kSmemBBytes);
+                const uint64_t desc_a = ptx::make_smem_desc_k_major_sw128(
+                    smem_a + stage * Layout::kSmemABytes + warpgroup * 64 * BLOCK_K);
                 #pragma unroll
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
                     const uint32_t row = w * Layout::kWaveM + row_in_wave;
                     // Read the A scales before the stage can be released and overwritten.
                     const float scale_a0 = stage_sfa[row], scale_a1 = stage_sfa[row + 8];
-                    const uint8_t* wave_a = stage_a + (w * Layout::kWaveM + warpgroup * 64) * BLOCK_K;
+                    const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
 
+                    if constexpr (kAlternateIssue) {
+                        if (!(first_unit && warpgroup == 0))
+                            ptx::named_barrier_sync(kIssueBarrier + warpgroup, kNumMathThreads);
+                        first_unit = false;
+                    }
                     ptx::wgmma_fence();
                     #pragma unroll
                     for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
-                        MMA::mma(ptx::make_smem_desc_k_major_sw128(wave_a + k * 32),
-                                 ptx::make_smem_desc_k_major_sw128(stage_b + k * 32), accum, k > 0);
+                        MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
                     ptx::wgmma_commit_group();
+                    if constexpr (kAlternateIssue)
+                        ptx::named_barrier_arrive(kIssueBarrier + (warpgroup ^ 1), kNumMathThreads);
                     ptx::wgmma_wait_group<0>();
                     #pragma unroll
                     for (uint32_t i = 0; i < kNumAccum; ++i)
@@ -245,6 +261,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
         }
         if (thread == 0)
             ptx::tma_store_wait<0>();
+        // Take the issue token the other warpgroup passed after its last WGMMAs, leaving both
+        // named barriers balanced.
+        if (kAlternateIssue && warpgroup == 0 && !first_unit)
+            ptx::named_barrier_sync(kIssueBarrier, kNumMathThreads);
     }
 
     // A CTA's barriers and shared memory must outlive its peer's remote arrivals and multicasts.
