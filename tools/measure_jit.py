@@ -9,13 +9,16 @@
   lookups an op performs on every call;
 - ``tma_encode_us``: CPU microseconds per TMA descriptor, memo hit and memo miss.
 
-The GPU parts need a Hopper GPU and are ``null`` (with the reason) without one. Usage:
-``python tools/measure_jit.py [--launches 2000]``.
+The compile parts run anywhere (NVRTC needs no GPU; nvcc is skipped when not installed); the GPU parts
+need a Hopper GPU and hold the reason instead of numbers without one. A part that fails holds
+``{"error": ...}`` and the others are still measured; the exit status is then 1. Usage, from anywhere:
+``python tools/measure_jit.py [--launches 2000]`` (the repository is put on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -23,26 +26,52 @@ import sys
 import tempfile
 import textwrap
 import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `python tools/measure_jit.py` works without PYTHONPATH
+
+# The test kernel lives outside the package: every build and lookup must name its include directory
+# (absolute, so the current directory does not matter). get_kernel / build_kernel arguments:
+# (kernel, header, template_args, comment, include_dirs).
 KERNELS = REPO / "tests" / "kernels"
-KERNEL = ("deepgemm_tests::scale_add", "scale_add.cuh", (128, True))
+KERNEL = ("deepgemm_tests::scale_add", "scale_add.cuh", (128, True), "", (KERNELS,))
+
+
+@contextlib.contextmanager
+def jit_env(**variables: str) -> Iterator[None]:
+    """Set DG_JIT_* variables for one measurement, then restore them, and start from an empty in-memory
+    kernel cache (knobs are read when a kernel is first requested)."""
+    from deepgemm.jit import clear_memory_cache
+
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    clear_memory_cache()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        clear_memory_cache()
 
 
 def cold_compile(compiler: str) -> dict:
-    from deepgemm.jit import build_kernel, clear_memory_cache
+    from deepgemm.jit import build_kernel
     from deepgemm.jit.compiler import find_nvcc
 
     if compiler == "nvcc" and find_nvcc() is None:
         return {"skipped": "no nvcc found"}
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ.update(DG_JIT_CACHE_DIR=cache, DG_JIT_COMPILER=compiler)
-        clear_memory_cache()
+    with tempfile.TemporaryDirectory() as cache, jit_env(DG_JIT_CACHE_DIR=cache, DG_JIT_COMPILER=compiler):
         start = time.perf_counter()
-        binary = build_kernel(*KERNEL, include_dirs=[KERNELS])
+        binary = build_kernel(*KERNEL)
         total = time.perf_counter() - start
         meta = json.loads((binary.directory / "meta.json").read_text())
     return {"build_kernel_s": round(total, 4), "compiler_s": meta["compile_seconds"],
@@ -70,12 +99,15 @@ CHILD = textwrap.dedent("""
 def new_process_first_launch() -> dict:
     from deepgemm.jit import build_kernel
 
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ.update(DG_JIT_CACHE_DIR=cache, DG_JIT_COMPILER="auto")
-        build_kernel(*KERNEL, include_dirs=[KERNELS])  # populate the disk cache
+    with tempfile.TemporaryDirectory() as cache, jit_env(DG_JIT_CACHE_DIR=cache, DG_JIT_COMPILER="auto"):
+        build_kernel(*KERNEL)  # populate the disk cache
+        # The child imports deepgemm from this checkout, whatever the current directory and PYTHONPATH.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         spawned = time.time()
         result = subprocess.run([sys.executable, "-c", CHILD, str(KERNELS)], capture_output=True, text=True,
-                                check=True)
+                                env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"the child process failed (exit {result.returncode}):\n{result.stderr.strip()}")
     report = json.loads(result.stdout)
     stamps = {"spawned": spawned, **report["stamps"]}
     names = list(stamps)
@@ -90,7 +122,7 @@ def launch_cpu_us(launches: int) -> dict:
 
     params = (P.PTR, P.PTR, P.F32, P.U32)
     x = torch.ones(128, device="cuda")
-    kernel = get_kernel(*KERNEL, include_dirs=[KERNELS])
+    kernel = get_kernel(*KERNEL)
     launch = kernel.launcher(params, grid=1, block=128)
     args = (x.data_ptr(), x.data_ptr(), 1.0, 128)
     for _ in range(100):
@@ -133,26 +165,57 @@ def tma_encode_us(count: int) -> dict:
     return {"memo_hit": round(hit / count * 1e6, 3), "memo_miss": round(miss / count * 1e6, 3)}
 
 
-def main() -> None:
+def launch_cpu_us_in_new_cache(launches: int) -> dict:
+    with tempfile.TemporaryDirectory() as cache, jit_env(DG_JIT_CACHE_DIR=cache):
+        return launch_cpu_us(launches)
+
+
+def no_hopper_reason() -> str | None:
+    """Why the GPU parts cannot run here, or None when a Hopper GPU is available."""
+    if not torch.cuda.is_available():
+        build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
+        return f"skipped: needs a Hopper (sm_90) GPU ({build})"
+    capability = torch.cuda.get_device_capability()
+    if capability != (9, 0):
+        return f"skipped: needs a Hopper (sm_90) GPU, found {torch.cuda.get_device_name()} (sm_{''.join(map(str, capability))})"
+    return None
+
+
+def measure(part: str, function: Callable[..., dict], *args, failed: list[str]) -> dict:
+    """``function(*args)``, or ``{"error": ...}`` when it raises: one part failing keeps the others' numbers."""
+    try:
+        return function(*args)
+    except Exception as error:  # reported in the JSON and on stderr; the next part still runs
+        traceback.print_exc()
+        failed.append(part)
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launches", type=int, default=2000)
     launches = parser.parse_args().launches
 
+    failed: list[str] = []
     results: dict = {"torch": torch.__version__}
-    results["cold_compile"] = {compiler: cold_compile(compiler) for compiler in ("nvrtc", "nvcc")}
-    if torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0):
+    results["cold_compile"] = {compiler: measure(f"cold_compile.{compiler}", cold_compile, compiler, failed=failed)
+                               for compiler in ("nvrtc", "nvcc")}
+    reason = no_hopper_reason()
+    if reason is None:
         results["device"] = torch.cuda.get_device_name()
-        results["new_process_first_launch"] = new_process_first_launch()
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ.update(DG_JIT_CACHE_DIR=cache)
-            results["launch_cpu_us"] = launch_cpu_us(launches)
-        results["tma_encode_us"] = tma_encode_us(launches)
+        results["new_process_first_launch"] = measure("new_process_first_launch", new_process_first_launch,
+                                                      failed=failed)
+        results["launch_cpu_us"] = measure("launch_cpu_us", launch_cpu_us_in_new_cache, launches, failed=failed)
+        results["tma_encode_us"] = measure("tma_encode_us", tma_encode_us, launches, failed=failed)
     else:
-        reason = "needs a Hopper (sm_90) GPU"
+        print(f"measure_jit: GPU parts {reason}", file=sys.stderr)
         results.update(device=None, new_process_first_launch=reason, launch_cpu_us=reason,
                        tma_encode_us=reason)
+    if failed:
+        results["failed"] = failed
     print(json.dumps(results, indent=2))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -92,7 +92,7 @@ _hopper_devices: set[int] = set()
 
 
 def require_hopper(index: int) -> None:
-    """``check_hopper`` for CUDA device ``index``, remembered once passed: the ops call it on every GPU call."""
+    """``check_hopper`` for CUDA device ``index``, remembered once passed (ops call it on every GPU call)."""
     if index not in _hopper_devices:
         check_hopper(torch.device("cuda", index))
         _hopper_devices.add(index)

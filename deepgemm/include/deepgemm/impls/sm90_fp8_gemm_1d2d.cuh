@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deepgemm/common/math.cuh>
+#include <deepgemm/common/promotion.cuh>
 #include <deepgemm/common/types.cuh>
 #include <deepgemm/epilogue/store_tile.cuh>
 #include <deepgemm/ptx/cluster.cuh>
@@ -231,18 +232,13 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                         }
                     }
 
-                    // Promotion: a predicate picks the B scale per 8-column group (not a second loop).
                     const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
                     const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
-                    #pragma unroll
-                    for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
-                        const bool former = Layout::kUniformScaleB || i < num_former_groups;
-                        const float s0 = former ? s00 : s01, s1 = former ? s10 : s11;
-                        final_accum[w][i * 4 + 0] += s0 * accum[i * 4 + 0];
-                        final_accum[w][i * 4 + 1] += s0 * accum[i * 4 + 1];
-                        final_accum[w][i * 4 + 2] += s1 * accum[i * 4 + 2];
-                        final_accum[w][i * 4 + 3] += s1 * accum[i * 4 + 3];
-                    }
+                    if constexpr (Layout::kUniformScaleB)
+                        promote<kNumAccum / 4>(final_accum[w], accum, s00, s01, s10, s11);
+                    else
+                        promote_straddling<BLOCK_N>(num_former_groups, final_accum[w], accum,
+                                                    s00, s01, s10, s11);
                 }
             }
 
