@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
     GemmConfig,
     GemmShape,
@@ -22,7 +23,7 @@ from deepgemm.heuristics.config import (
     swizzle_d_bytes,
     uniform_scale_b,
 )
-from deepgemm.heuristics.sm90 import MAX_STAGES, select_config
+from deepgemm.heuristics.sm90 import MAX_STAGES, candidate_configs, select_config
 
 # sm_90's opt-in dynamic shared memory per block (227 KB), written out rather than imported so that a
 # change of the heuristic's constant cannot make the check vacuous.
@@ -134,12 +135,21 @@ def test_no_multicast_with_an_odd_grid(num_sms):
     assert all(c.num_sms < num_sms for c in chosen if c.num_tma_multicast != 1)
 
 
-def test_multicast_is_used_where_it_pays():
-    # Large-M DSV3 shapes have many waves of tiles on 132 SMs: the heuristic must not drop multicast
-    # entirely (the multicast checks above would pass vacuously).
-    chosen = [select_config(s, 132) for s in DSV3_SHAPES if s.m == 4096]
-    assert any(c.num_tma_multicast == 2 and c.multicast_on_a for c in chosen)
-    assert any(c.num_tma_multicast == 2 and not c.multicast_on_a for c in chosen)
+def test_multicast_is_chosen_when_the_model_says_it_pays(monkeypatch):
+    # Multicast configs are always candidates. On the measured H100 they never beat the same tile
+    # without multicast on the DSV3 shapes, so the fitted model does not pick them there; when L2
+    # bandwidth is the bottleneck (simulated by a slow L2), the model must pick them, on A and on B.
+    large = [s for s in DSV3_SHAPES if s.m == 4096]
+    for shape in large:
+        assert any(c.num_tma_multicast == 2 for c in candidate_configs(shape, 132))
+    monkeypatch.setattr(sm90, "L2_BYTES_PER_CYCLE_PER_SM", 8)
+    sm90.select_config.cache_clear()
+    try:
+        chosen = [sm90.select_config(s, 132) for s in large]
+    finally:
+        sm90.select_config.cache_clear()
+    assert all(c.num_tma_multicast == 2 for c in chosen)
+    assert {c.multicast_on_a for c in chosen} == {True, False}
 
 
 def test_selection_is_cached():

@@ -102,7 +102,8 @@ def new_process_first_launch() -> dict:
     with tempfile.TemporaryDirectory() as cache, jit_env(DG_JIT_CACHE_DIR=cache, DG_JIT_COMPILER="auto"):
         build_kernel(*KERNEL)  # populate the disk cache
         # The child imports deepgemm from this checkout, whatever the current directory and PYTHONPATH.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": python_path}
         spawned = time.time()
         result = subprocess.run([sys.executable, "-c", CHILD, str(KERNELS)], capture_output=True, text=True,
                                 env=env)
@@ -175,20 +176,27 @@ def no_hopper_reason() -> str | None:
     if not torch.cuda.is_available():
         build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
         return f"skipped: needs a Hopper (sm_90) GPU ({build})"
-    capability = torch.cuda.get_device_capability()
-    if capability != (9, 0):
-        return f"skipped: needs a Hopper (sm_90) GPU, found {torch.cuda.get_device_name()} (sm_{''.join(map(str, capability))})"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        found = f"{torch.cuda.get_device_name()} (sm_{major}{minor})"
+        return f"skipped: needs a Hopper (sm_90) GPU, found {found}"
     return None
 
 
-def measure(part: str, function: Callable[..., dict], *args, failed: list[str]) -> dict:
-    """``function(*args)``, or ``{"error": ...}`` when it raises: one part failing keeps the others' numbers."""
-    try:
-        return function(*args)
-    except Exception as error:  # reported in the JSON and on stderr; the next part still runs
-        traceback.print_exc()
-        failed.append(part)
-        return {"error": f"{type(error).__name__}: {error}"}
+class Parts:
+    """Runs the measurements one by one: a part that raises gets ``{"error": ...}`` in the JSON (and its
+    traceback on stderr) and the next part still runs."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def measure(self, part: str, function: Callable[..., dict], *args) -> dict:
+        try:
+            return function(*args)
+        except Exception as error:
+            traceback.print_exc()
+            self.failed.append(part)
+            return {"error": f"{type(error).__name__}: {error}"}
 
 
 def main() -> int:
@@ -196,25 +204,25 @@ def main() -> int:
     parser.add_argument("--launches", type=int, default=2000)
     launches = parser.parse_args().launches
 
-    failed: list[str] = []
+    parts = Parts()
     results: dict = {"torch": torch.__version__}
-    results["cold_compile"] = {compiler: measure(f"cold_compile.{compiler}", cold_compile, compiler, failed=failed)
+    results["cold_compile"] = {compiler: parts.measure(f"cold_compile.{compiler}", cold_compile, compiler)
                                for compiler in ("nvrtc", "nvcc")}
     reason = no_hopper_reason()
     if reason is None:
         results["device"] = torch.cuda.get_device_name()
-        results["new_process_first_launch"] = measure("new_process_first_launch", new_process_first_launch,
-                                                      failed=failed)
-        results["launch_cpu_us"] = measure("launch_cpu_us", launch_cpu_us_in_new_cache, launches, failed=failed)
-        results["tma_encode_us"] = measure("tma_encode_us", tma_encode_us, launches, failed=failed)
+        results["new_process_first_launch"] = parts.measure("new_process_first_launch",
+                                                            new_process_first_launch)
+        results["launch_cpu_us"] = parts.measure("launch_cpu_us", launch_cpu_us_in_new_cache, launches)
+        results["tma_encode_us"] = parts.measure("tma_encode_us", tma_encode_us, launches)
     else:
         print(f"measure_jit: GPU parts {reason}", file=sys.stderr)
         results.update(device=None, new_process_first_launch=reason, launch_cpu_us=reason,
                        tma_encode_us=reason)
-    if failed:
-        results["failed"] = failed
+    if parts.failed:
+        results["failed"] = parts.failed
     print(json.dumps(results, indent=2))
-    return 1 if failed else 0
+    return 1 if parts.failed else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Config selection for the sm_90 FP8 GEMM: a deterministic cost model, no timing at call time.
 
-The model estimates, for each candidate tile, the time of the slowest of three resources over the
-waves of persistent tiles: tensor-core work, operand bytes pulled from L2 into shared memory (which
-multicast halves for the shared operand), and the whole problem's bytes from HBM. Wave
-quantisation enters through the number of waves: a tile that leaves SMs idle in the last wave
-pays for a full one.
+The model estimates, for each candidate tile, the time of the slowest resource over the waves of
+persistent tiles: tensor-core work, shared-memory bandwidth (WGMMA operand reads plus TMA writes),
+operand bytes pulled from L2 (which multicast halves for the shared operand), and the whole
+problem's bytes from HBM. Wave quantisation enters through the number of waves: a tile that leaves
+SMs idle in the last wave pays for a full one. The efficiency factors were fitted to a sweep of
+every valid config over the DeepSeek-V3 shapes on an H100 SXM (`tools/sweep_fp8.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .config import (
+    BLOCK_K,
     MAX_SMEM_BYTES,
     GemmConfig,
     GemmShape,
@@ -19,16 +21,22 @@ from .config import (
     config_errors,
     fp8_gemm_smem_bytes,
     swizzle_d_bytes,
+    uniform_scale_b,
 )
 
-# Per-SM rates in bytes or FLOPs per cycle (H100/H200 SXM at ~1.75 GHz): dense FP8 tensor cores,
+# Per-SM rates in bytes or FLOPs per cycle (H100/H200 SXM): dense FP8 tensor cores, shared memory,
 # L2 -> shared memory, and HBM (H100's 3.35 TB/s; H200 is faster, which only moves memory-bound
 # shapes further from the tensor-core bound).
 FP8_FLOPS_PER_CYCLE_PER_SM = 8192
-L2_BYTES_PER_CYCLE_PER_SM = 48
+SMEM_BYTES_PER_CYCLE_PER_SM = 128
+L2_BYTES_PER_CYCLE_PER_SM = 64
 HBM_BYTES_PER_CYCLE = 1900
 # One consumer warpgroup cannot hide its promotion FFMAs behind another warpgroup's WGMMAs.
 SINGLE_WARPGROUP_MMA_EFFICIENCY = 0.75
+# Measured costs: switching B scales inside a tile (extra promotion work), and keeping the two
+# CTAs of a cluster in lock step (multicast never beat the same tile without it on the H100).
+STRADDLING_SCALE_COST = 1.08
+MULTICAST_LOCKSTEP_COST = 1.03
 MAX_STAGES = 12
 
 BLOCK_N_CANDIDATES = tuple(range(16, 129, 16)) + (144, 160, 192)
@@ -50,13 +58,24 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     all sit at the HBM floor in favour of the one with the most slack under it."""
     num_blocks = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
     num_waves = ceil_div(num_blocks, cfg.num_sms)
+    num_k_blocks = ceil_div(shape.k, BLOCK_K)
+
+    # Per 128-K block of one tile.
     mma_efficiency = SINGLE_WARPGROUP_MMA_EFFICIENCY if cfg.block_m == 64 else 1.0
-    mma_cycles = 2 * cfg.block_m * cfg.block_n * shape.k / (FP8_FLOPS_PER_CYCLE_PER_SM * mma_efficiency)
+    mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K / (FP8_FLOPS_PER_CYCLE_PER_SM * mma_efficiency)
+    # Every 64-row WGMMA reads its A slice and the whole B tile from shared memory; TMA writes both.
+    wgmma_reads = cfg.block_m // 64 * (64 + cfg.block_n) * BLOCK_K
+    smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K) / SMEM_BYTES_PER_CYCLE_PER_SM
     shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
     shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
-    load_bytes = shape.k * (cfg.block_m / shared_a + cfg.block_n / shared_b)
-    load_cycles = load_bytes / L2_BYTES_PER_CYCLE_PER_SM
-    tile_cycles = num_waves * max(mma_cycles, load_cycles)
+    l2 = BLOCK_K * (cfg.block_m / shared_a + cfg.block_n / shared_b) / L2_BYTES_PER_CYCLE_PER_SM
+
+    k_block_cycles = max(mma, smem, l2)
+    if not uniform_scale_b(cfg.block_n):
+        k_block_cycles *= STRADDLING_SCALE_COST
+    if cfg.num_tma_multicast > 1:
+        k_block_cycles *= MULTICAST_LOCKSTEP_COST
+    tile_cycles = num_waves * num_k_blocks * k_block_cycles
     hbm_bytes = shape.m * shape.k + shape.n * shape.k + shape.m * shape.n * shape.out_bytes
     return max(tile_cycles, hbm_bytes / HBM_BYTES_PER_CYCLE), tile_cycles
 
