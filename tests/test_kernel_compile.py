@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from deepgemm.heuristics.config import GemmConfig, GemmShape
-from deepgemm.heuristics.sm90 import select_config
+from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops import fp8_launch
@@ -76,7 +76,15 @@ def distinct_cases() -> list[Case]:
     return list(cases.values())
 
 
-CASES = distinct_cases()
+def multicast_cases() -> list[Case]:
+    """2-CTA multicast kernels on A and on B: valid configs the model picks only where it predicts a
+    gain (none of the suites' shapes on the fitted H100 model), so they are added explicitly."""
+    shape = GemmShape(4096, 7168, 2048)
+    return [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n, 2, on_a))
+            for block_m, block_n, on_a in ((256, 128, True), (128, 192, False), (64, 112, True))]
+
+
+CASES = distinct_cases() + multicast_cases()
 
 
 def _have_nvcc() -> bool:
@@ -152,7 +160,7 @@ def builds(tmp_path_factory):
 def test_cases_cover_the_suites():
     # Every selected config is compiled (up to N and K), and none is lost to the deduplication.
     compiled = {case.template_args[2:] for case in CASES}
-    assert {case.template_args[2:] for case in selected_cases()} == compiled
+    assert {case.template_args[2:] for case in selected_cases() + multicast_cases()} == compiled
     assert len(CASES) == len(compiled)
     assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
     assert {case.cfg.out_bytes for case in CASES} == {2, 4}

@@ -81,7 +81,7 @@ def launch_checked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: tor
     _run(plan, A, sfa, B, sfb, d)
 
 
-FP8 = torch.float8_e4m3fn
+_FP8 = torch.float8_e4m3fn
 # Bounds of the memos: problems (one per distinct M in inference), tensor addresses per problem.
 _MAX_PLANS = 4096
 _MAX_TMAPS_PER_PLAN = 64
@@ -120,8 +120,8 @@ class _Plan:
         # is not encoded again.
         m, n, k, cfg = self.m, self.n, self.k, self.cfg
         return (
-            make_tma_descriptor(a_ptr, FP8, (k, m), (a_stride,), (BLOCK_K, cfg.block_m), 128),
-            make_tma_descriptor(b_ptr, FP8, (k, n), (b_stride,), (BLOCK_K, cfg.block_n), 128),
+            make_tma_descriptor(a_ptr, _FP8, (k, m), (a_stride,), (BLOCK_K, cfg.block_m), 128),
+            make_tma_descriptor(b_ptr, _FP8, (k, n), (b_stride,), (BLOCK_K, cfg.block_n), 128),
             make_tma_descriptor(sfa_ptr, torch.float32, (m, ceil_div(k, BLOCK_K)), (self.sfa_strides[1] * 4,),
                                 (cfg.block_m, 1), 0),
             make_tma_descriptor(d_ptr, self.d_dtype, (n, m), (d_stride * self.d_dtype.itemsize,),

@@ -3,7 +3,9 @@
 Each check raises before any work is queued, with a message naming the argument and the rule:
 ``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong rank, shape, alignment, stride
 or device. The rules are the same for CPU and CUDA tensors, so code that passes on a laptop also
-passes on a GPU. Messages are only formatted on failure: these run on every call.
+passes on a GPU. Messages are only formatted on failure. These checks define the rules and word the
+errors; an op may vouch for its common case with a cheaper test of the same rules first (see
+``fp8_gemm._fast_checked``) and fall back to them for anything else.
 """
 
 from collections.abc import Mapping, Sequence
