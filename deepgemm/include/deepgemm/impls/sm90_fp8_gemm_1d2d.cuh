@@ -150,7 +150,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
     } else {
         // Consumer warpgroups: WGMMA per 128-K block, then promotion into FP32 registers.
         ptx::warpgroup_reg_alloc<Layout::kNumMathWarpgroups == 1 ? 248 : 232>();
-        const uint32_t warpgroup = thread / 128;
+        // Broadcast from lane 0 so the compiler knows the index is warp-uniform and keeps the
+        // descriptors derived from it in uniform registers.
+        const uint32_t warpgroup = __shfl_sync(0xffffffff, thread / 128, 0);
         const uint32_t lane = thread % 32;
         // First of the two accumulator rows this thread holds within a wave (the other is +8).
         const uint32_t row_in_wave = warpgroup * 64 + (thread % 128) / 32 * 16 + lane / 4;
@@ -162,8 +164,15 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
         // cores work on the other's WGMMAs instead of both promoting at once.
         constexpr bool kAlternateIssue = Layout::kNumMathWarpgroups == 2;
         bool first_unit = true;
+        // Everything per stage is a base plus stage times a stride, computed once here: the
+        // k-loop then spends its issue slots on WGMMA and promotion, not on address arithmetic.
+        // Descriptors advance in 16-byte units; every tile stays inside the 256 KB window.
+        const uint64_t desc_a_base = ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * BLOCK_K);
+        const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
+        const float* sfa_base = reinterpret_cast<const float*>(smem_sfa) + row_in_wave;
+        uint32_t stage = 0, phase = 0;
         Scheduler scheduler(shape_m);
-        uint32_t m_block, n_block, iter = 0;
+        uint32_t m_block, n_block;
         while (scheduler.next(m_block, n_block)) {
             // B scales of this column block for every k-block (and of the next 128-column block
             // when the tile straddles one), read once per tile instead of once per stage.
@@ -185,23 +194,20 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                 for (uint32_t i = 0; i < kNumAccum; ++i)
                     final_accum[w][i] = 0.0f;
 
-            for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
-                const uint32_t stage = iter % kNumStages;
+            for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
                 const float scale_b0 = smem_sfb[k_block];
                 const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : smem_sfb[kNumKBlocks + k_block];
-                ptx::mbarrier_wait(&full_barriers[stage], (iter / kNumStages) & 1);
+                ptx::mbarrier_wait(&full_barriers[stage], phase);
 
-                const float* stage_sfa = reinterpret_cast<const float*>(smem_sfa + stage * Layout::kSmemSFABytes);
-                // Descriptors are built once per stage; each 32-wide K step adds 32 bytes (2 in the
-                // descriptor's 16-byte address units) inside the 128-byte swizzle row.
-                const uint64_t desc_b = ptx::make_smem_desc_k_major_sw128(smem_b + stage * Layout::kSmemBBytes);
-                const uint64_t desc_a = ptx::make_smem_desc_k_major_sw128(
-                    smem_a + stage * Layout::kSmemABytes + warpgroup * 64 * BLOCK_K);
+                const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
+                const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
+                const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
                 #pragma unroll
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                    const uint32_t row = w * Layout::kWaveM + row_in_wave;
                     // Read the A scales before the stage can be released and overwritten.
-                    const float scale_a0 = stage_sfa[row], scale_a1 = stage_sfa[row + 8];
+                    const float scale_a0 = stage_sfa[w * Layout::kWaveM];
+                    const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
+                    // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
                     const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
 
                     if constexpr (kAlternateIssue) {
@@ -240,6 +246,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                         promote_straddling<BLOCK_N>(num_former_groups, final_accum[w], accum,
                                                     s00, s01, s10, s11);
                 }
+                if (++stage == kNumStages)
+                    stage = 0, phase ^= 1;
             }
 
             // Epilogue. The previous tile's TMA store was left in flight to overlap this mainloop;
