@@ -31,8 +31,10 @@ FP8_FLOPS_PER_CYCLE_PER_SM = 8192
 SMEM_BYTES_PER_CYCLE_PER_SM = 128
 L2_BYTES_PER_CYCLE_PER_SM = 64
 HBM_BYTES_PER_CYCLE = 1900
-# One consumer warpgroup cannot hide its promotion FFMAs behind another warpgroup's WGMMAs.
-SINGLE_WARPGROUP_MMA_EFFICIENCY = 0.75
+# One consumer warpgroup cannot hide its promotion FFMAs behind another warpgroup's WGMMAs, and
+# releases stages later; measured to cost about a quarter of a tile's throughput even when the
+# problem is memory-bound.
+SINGLE_WARPGROUP_EFFICIENCY = 0.75
 # Measured costs: switching B scales inside a tile (extra promotion work), and keeping the two
 # CTAs of a cluster in lock step (multicast never beat the same tile without it on the H100).
 STRADDLING_SCALE_COST = 1.08
@@ -61,8 +63,7 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     num_k_blocks = ceil_div(shape.k, BLOCK_K)
 
     # Per 128-K block of one tile.
-    mma_efficiency = SINGLE_WARPGROUP_MMA_EFFICIENCY if cfg.block_m == 64 else 1.0
-    mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K / (FP8_FLOPS_PER_CYCLE_PER_SM * mma_efficiency)
+    mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K / FP8_FLOPS_PER_CYCLE_PER_SM
     # Every 64-row WGMMA reads its A slice and the whole B tile from shared memory; TMA writes both.
     wgmma_reads = cfg.block_m // 64 * (64 + cfg.block_n) * BLOCK_K
     smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K) / SMEM_BYTES_PER_CYCLE_PER_SM
@@ -71,6 +72,8 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     l2 = BLOCK_K * (cfg.block_m / shared_a + cfg.block_n / shared_b) / L2_BYTES_PER_CYCLE_PER_SM
 
     k_block_cycles = max(mma, smem, l2)
+    if cfg.block_m == 64:
+        k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
     if not uniform_scale_b(cfg.block_n):
         k_block_cycles *= STRADDLING_SCALE_COST
     if cfg.num_tma_multicast > 1:
