@@ -24,6 +24,8 @@ from ..quant.layout import (
 from .settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
+# Rows per TMA store box of D: one WGMMA's 64 rows (`TileStore::issue_store`).
+D_STORE_ROWS = 64
 HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 # (shape_m, sfb, tmap_a, tmap_b, tmap_sfa, tmap_d), as in the kernel's signature.
 PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
@@ -42,7 +44,7 @@ def kernel_comment(n: int, k: int, cfg: GemmConfig) -> str:
 @lru_cache(maxsize=1024)
 def _launcher(n: int, k: int, cfg: GemmConfig, device: int):
     kernel = get_kernel(KERNEL, HEADER, template_args(n, k, cfg), comment=kernel_comment(n, k, cfg))
-    return kernel.launcher(PARAM_TYPES, grid=cfg.num_sms, block=cfg.num_threads, smem=cfg.smem_bytes(k),
+    return kernel.launcher(PARAM_TYPES, grid=cfg.num_sms, block=cfg.num_threads, smem=cfg.smem_bytes(),
                            cluster=cfg.num_tma_multicast, device=device)
 
 
@@ -124,8 +126,9 @@ class _Plan:
             make_tma_descriptor(b_ptr, _FP8, (k, n), (b_stride,), (BLOCK_K, cfg.block_n), 128),
             make_tma_descriptor(sfa_ptr, torch.float32, (m, ceil_div(k, BLOCK_K)), (self.sfa_strides[1] * 4,),
                                 (cfg.block_m, 1), 0),
+            # Each consumer warpgroup stores its own 64-row WGMMA slices of the tile.
             make_tma_descriptor(d_ptr, self.d_dtype, (n, m), (d_stride * self.d_dtype.itemsize,),
-                                (self.slab_cols, cfg.block_m), cfg.swizzle_d_bytes),
+                                (self.slab_cols, D_STORE_ROWS), cfg.swizzle_d_bytes),
         )
 
 

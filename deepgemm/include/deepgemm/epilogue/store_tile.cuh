@@ -61,16 +61,17 @@ struct TileStore {
         }
     }
 
-    // Issued by one thread after every writer fenced and synchronised; TMA clips rows and columns
-    // past the tensor's end, and slabs wholly past column `shape_n` are skipped.
-    __device__ __forceinline__ static void issue_store(const void* tmap_d, const uint8_t* smem_d,
+    // Stores the 64 rows starting at tile row `row` (a WGMMA's worth, one TMA box per slab), issued
+    // by one thread after every writer of those rows fenced and synchronised. TMA clips rows and
+    // columns past the tensor's end; slabs wholly past column `shape_n` are skipped. The caller
+    // commits the bulk group.
+    __device__ __forceinline__ static void issue_store(const void* tmap_d, const uint8_t* smem_d, uint32_t row,
                                                        uint32_t m_offset, uint32_t n_offset, uint32_t shape_n) {
         #pragma unroll
         for (uint32_t s = 0; s < kNumSlabs; ++s) {
             if (n_offset + s * kSlabCols < shape_n)
-                ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes, n_offset + s * kSlabCols, m_offset);
+                ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes + row * kRowBytes, n_offset + s * kSlabCols, m_offset);
         }
-        ptx::tma_store_commit();
     }
 };
 

@@ -38,9 +38,8 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
     static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
-    static constexpr uint32_t kSmemSFBBytes = align_up(kNumKBlocks * (kUniformScaleB ? 1u : 2u) * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
-    static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
+    static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes +
                                            kNumStages * 2 * 8;
 
     static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "BLOCK_M is 64, 128 or 256");
@@ -67,19 +66,17 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
-    // Hardware barrier ids (0 is __syncthreads): all consumers, then the two issue-token barriers.
-    constexpr uint32_t kMathBarrier = 1;
-    constexpr uint32_t kIssueBarrier = 2;
+    // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises its epilogue on 1 + g.
+    constexpr uint32_t kEpilogueBarrier = 1;
 
-    // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
+    // Shared memory: [D tile][A stages][B stages][A-scale stages][full | empty barriers].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t* smem_d = smem;
     uint8_t* smem_a = smem_d + Layout::kSmemDBytes;
     uint8_t* smem_b = smem_a + kNumStages * Layout::kSmemABytes;
     uint8_t* smem_sfa = smem_b + kNumStages * Layout::kSmemBBytes;
-    float* smem_sfb = reinterpret_cast<float*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
-    uint64_t* full_barriers = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(smem_sfb) + Layout::kSmemSFBBytes);
+    uint64_t* full_barriers = reinterpret_cast<uint64_t*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
     uint64_t* empty_barriers = full_barriers + kNumStages;
 
     const uint32_t thread = threadIdx.x;
@@ -159,11 +156,6 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
 
         float accum[kNumAccum];
         float final_accum[Layout::kNumWaves][kNumAccum];
-        // With two consumer warpgroups the WGMMA issue alternates between them (a token passed
-        // through two named barriers), so one warpgroup's promotion FFMAs run while the tensor
-        // cores work on the other's WGMMAs instead of both promoting at once.
-        constexpr bool kAlternateIssue = Layout::kNumMathWarpgroups == 2;
-        bool first_unit = true;
         // Everything per stage is a base plus stage times a stride, computed once here: the
         // k-loop then spends its issue slots on WGMMA and promotion, not on address arithmetic.
         // Descriptors advance in 16-byte units; every tile stays inside the 256 KB window.
@@ -174,17 +166,12 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
         Scheduler scheduler(shape_m);
         uint32_t m_block, n_block;
         while (scheduler.next(m_block, n_block)) {
-            // B scales of this column block for every k-block (and of the next 128-column block
-            // when the tile straddles one), read once per tile instead of once per stage.
+            // B scales of this column block (and of the next 128-column block when the tile
+            // straddles one): read straight from global memory, every thread the same address, so
+            // the warpgroups never wait for each other.
             const uint32_t scale_row = n_block * BLOCK_N / 128;
             const float* sfb_row = sfb + scale_row * kNumKBlocks;
             const float* sfb_next = sfb + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
-            for (uint32_t i = thread; i < kNumKBlocks; i += kNumMathThreads) {
-                smem_sfb[i] = sfb_row[i];
-                if constexpr (!Layout::kUniformScaleB)
-                    smem_sfb[kNumKBlocks + i] = sfb_next[i];
-            }
-            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
             const uint32_t num_former_groups = min_of(BLOCK_N, 128 - n_block * BLOCK_N % 128) / 8;
 
@@ -195,8 +182,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     final_accum[w][i] = 0.0f;
 
             for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                const float scale_b0 = smem_sfb[k_block];
-                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : smem_sfb[kNumKBlocks + k_block];
+                const float scale_b0 = __ldg(sfb_row + k_block);
+                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : __ldg(sfb_next + k_block);
                 ptx::mbarrier_wait(&full_barriers[stage], phase);
 
                 const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
@@ -210,18 +197,11 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
                     const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
 
-                    if constexpr (kAlternateIssue) {
-                        if (!(first_unit && warpgroup == 0))
-                            ptx::named_barrier_sync(kIssueBarrier + warpgroup, kNumMathThreads);
-                        first_unit = false;
-                    }
                     ptx::wgmma_fence();
                     #pragma unroll
                     for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
                         MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
                     ptx::wgmma_commit_group();
-                    if constexpr (kAlternateIssue)
-                        ptx::named_barrier_arrive(kIssueBarrier + (warpgroup ^ 1), kNumMathThreads);
                     ptx::wgmma_wait_group<0>();
                     #pragma unroll
                     for (uint32_t i = 0; i < kNumAccum; ++i)
@@ -250,25 +230,29 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     stage = 0, phase ^= 1;
             }
 
-            // Epilogue. The previous tile's TMA store was left in flight to overlap this mainloop;
-            // wait for it to finish reading shared memory before overwriting the D tile.
-            if (thread == 0)
+            // Epilogue, per warpgroup on its own rows of the D tile. The previous tile's TMA store
+            // was left in flight to overlap this mainloop; its issuing thread waits for it to finish
+            // reading shared memory before the warpgroup overwrites those rows.
+            const bool is_store_thread = thread % 128 == 0;
+            if (is_store_thread)
                 ptx::tma_store_wait<0>();
-            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
+            ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
                 Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
             ptx::fence_proxy_async_shared();
-            ptx::named_barrier_sync(kMathBarrier, kNumMathThreads);
-            if (thread == 0)
-                Epilogue::issue_store(&tmap_d, smem_d, m_block * BLOCK_M, n_block * BLOCK_N, SHAPE_N);
+            ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
+            if (is_store_thread) {
+                #pragma unroll
+                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                    const uint32_t row = w * Layout::kWaveM + warpgroup * 64;
+                    Epilogue::issue_store(&tmap_d, smem_d, row, m_block * BLOCK_M + row, n_block * BLOCK_N, SHAPE_N);
+                }
+                ptx::tma_store_commit();
+            }
         }
-        if (thread == 0)
+        if (thread % 128 == 0)
             ptx::tma_store_wait<0>();
-        // Take the issue token the other warpgroup passed after its last WGMMAs, leaving both
-        // named barriers balanced.
-        if (kAlternateIssue && warpgroup == 0 && !first_unit)
-            ptx::named_barrier_sync(kIssueBarrier, kNumMathThreads);
     }
 
     // A CTA's barriers and shared memory must outlive its peer's remote arrivals and multicasts.

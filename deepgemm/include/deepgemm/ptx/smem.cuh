@@ -40,10 +40,4 @@ __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t num_thr
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
 }
 
-// Signals hardware barrier `id` without waiting: the producer half of a producer/consumer pair whose
-// other side calls named_barrier_sync with the same total `num_threads`.
-__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t num_threads) {
-    asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
-}
-
 }  // namespace deepgemm::ptx
