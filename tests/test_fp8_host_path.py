@@ -162,7 +162,7 @@ def test_launch_arguments(gpu_stub) -> None:
     fp8_launch.launch_checked(A, sfa, B, sfb, d, m, n, k, 0)
 
     cfg = select_config(GemmShape(m, n, k), 132)
-    assert record.launchers == [dict(grid=132, block=cfg.num_threads, smem=cfg.smem_bytes(),
+    assert record.launchers == [dict(grid=132, block=cfg.num_threads, smem=cfg.smem_bytes(k),
                                      cluster=cfg.num_tma_multicast, device=0)]
     (tmap_a, tmap_b, tmap_sfa, tmap_d) = record.tmaps
     assert tmap_a == (A.data_ptr(), FP8, (k, m), (k + 128,), (128, cfg.block_m), 128)

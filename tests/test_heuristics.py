@@ -92,12 +92,12 @@ def multicast_problems(shape: GemmShape, cfg: GemmConfig) -> list[str]:
 def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[str]:
     """Everything wrong with `cfg` as the choice for `shape` on `num_sms` SMs."""
     problems = list(config_errors(cfg, shape))
-    smem = cfg.smem_bytes()
+    smem = cfg.smem_bytes(shape.k)
     if smem > SMEM_LIMIT:
         problems.append(f"{smem} B of shared memory")
     # The kernel runs as many stages as fit (up to MAX_STAGES): one more must not fit.
     if cfg.num_stages < MAX_STAGES and fp8_gemm_smem_bytes(
-            cfg.block_m, cfg.block_n, cfg.num_stages + 1, cfg.out_bytes) <= SMEM_LIMIT:
+            cfg.block_m, cfg.block_n, cfg.num_stages + 1, shape.k, cfg.out_bytes) <= SMEM_LIMIT:
         problems.append(f"num_stages={cfg.num_stages} leaves room for another stage")
     num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
     if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
@@ -190,31 +190,34 @@ def test_selection_is_deterministic_across_processes():
 # --- The rule functions on hand-computed values -------------------------------------------------------
 
 
-@pytest.mark.parametrize("block_m, block_n, stages, out_bytes, expected", [
-    # D 128*128*2 = 32768; stage 16384 A + 16384 B + 512 A scales = 33280; 5 * 2 barriers of 8 B
-    (128, 128, 5, 2, 32768 + 5 * 33280 + 5 * 16),
-    (128, 128, 3, 2, 32768 + 3 * 33280 + 3 * 16),
+@pytest.mark.parametrize("block_m, block_n, stages, k, out_bytes, expected", [
+    # D 128*128*2 = 32768; stage 16384 A + 16384 B + 512 A scales = 33280; B scales: 2 warpgroups
+    # x 56 k-blocks x 4 B = 448; 5 * 2 barriers of 8 B
+    (128, 128, 5, 7168, 2, 32768 + 5 * 33280 + 448 + 5 * 16),
+    # 57 k-blocks: 2 * 57 * 4 = 456 B of B scales
+    (128, 128, 3, 7296, 2, 32768 + 3 * 33280 + 456 + 3 * 16),
     # D 256*128*2 = 65536; stage 32768 + 16384 + 1024 = 50176
-    (256, 128, 3, 2, 65536 + 3 * 50176 + 3 * 16),
+    (256, 128, 3, 7168, 2, 65536 + 3 * 50176 + 448 + 3 * 16),
+    # block_n 192 straddles scale blocks: two B scales per k-block, one warpgroup: 12 * 2 * 4 = 96;
     # stage 8192 + 24576 + 256
-    (64, 192, 6, 2, 24576 + 6 * 33024 + 6 * 16),
-    # FP32 out: D 64*144*4 = 36864; stage 8192 + 18432 + 256 = 26880
-    (64, 144, 4, 4, 36864 + 4 * 26880 + 4 * 16),
-    # D 64*8*2 = 1024; stage 8192 + 1024 + 256 (the A-scale box is padded to 128 B)
-    (64, 8, 2, 2, 1024 + 2 * 9472 + 2 * 16),
+    (64, 192, 6, 1536, 2, 24576 + 6 * 33024 + 96 + 6 * 16),
+    # FP32 out: D 64*144*4 = 36864; stage 8192 + 18432 + 256 = 26880; 57 * 2 * 4 = 456
+    (64, 144, 4, 7296, 4, 36864 + 4 * 26880 + 456 + 4 * 16),
+    # D 64*8*2 = 1024; stage 8192 + 1024 + 256; one k-block: 4 B of scales, rounded up to 8
+    (64, 8, 2, 16, 2, 1024 + 2 * 9472 + 8 + 2 * 16),
 ])
-def test_smem_bytes_hand_computed(block_m, block_n, stages, out_bytes, expected):
-    assert fp8_gemm_smem_bytes(block_m, block_n, stages, out_bytes) == expected
+def test_smem_bytes_hand_computed(block_m, block_n, stages, k, out_bytes, expected):
+    assert fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) == expected
     cfg = make_config(block_m, block_n, stages, out_bytes=out_bytes)
-    assert cfg.smem_bytes() == expected
+    assert cfg.smem_bytes(k) == expected
 
 
 def test_smem_limit_is_enforced_at_the_boundary():
     shape = GemmShape(4096, 7168, 7168)
-    # 5 stages: 199248 B; 6 stages: 32768 + 6 * 33280 + 6 * 16 = 232544 B > 232448 B.
+    # 5 stages: 199696 B; 6 stages: 32768 + 6 * 33280 + 448 + 6 * 16 = 232992 B > 232448 B.
     assert config_errors(make_config(128, 128, 5), shape) == []
     errors = config_errors(make_config(128, 128, 6), shape)
-    assert len(errors) == 1 and "232544" in errors[0] and "232448" in errors[0]
+    assert len(errors) == 1 and "232992" in errors[0] and "232448" in errors[0]
 
 
 @pytest.mark.parametrize("block_n", [144, 160, 192])

@@ -198,7 +198,7 @@ __global__ void fp8_layout_probe() {{}}
 
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Fp8GemmLayout`'s, for every selection."""
-    selections = {(case.template_args, case.cfg.smem_bytes(), case.cfg.num_threads)
+    selections = {(case.template_args, case.cfg.smem_bytes(case.k), case.cfg.num_threads)
                   for case in selected_cases()}
     asserts = []
     for args, smem, threads in sorted(selections, key=repr):

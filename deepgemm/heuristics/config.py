@@ -56,8 +56,8 @@ class GemmConfig:
         # One producer warpgroup in front of the consumer warpgroups.
         return self.num_math_threads + 128
 
-    def smem_bytes(self) -> int:
-        return fp8_gemm_smem_bytes(self.block_m, self.block_n, self.num_stages, self.out_bytes)
+    def smem_bytes(self, k: int) -> int:
+        return fp8_gemm_smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes)
 
 
 def uniform_scale_b(block_n: int) -> bool:
@@ -65,12 +65,16 @@ def uniform_scale_b(block_n: int) -> bool:
     return SCALE_BLOCK % block_n == 0
 
 
-def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, out_bytes: int) -> int:
+def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int) -> int:
     """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
     smem_d = align(block_m * block_n * out_bytes, 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
+    # One copy of the tile's B scales per consumer warpgroup.
+    num_warpgroups = 1 if block_m == 64 else 2
+    num_scales_b = ceil_div(k, BLOCK_K) * (1 if uniform_scale_b(block_n) else 2)
+    smem_sfb = align(num_warpgroups * num_scales_b * 4, 8)
     barriers = num_stages * 2 * 8
-    return smem_d + num_stages * per_stage + barriers
+    return smem_d + num_stages * per_stage + smem_sfb + barriers
 
 
 def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
@@ -99,7 +103,7 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
         errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
     if cfg.num_stages < 2:
         errors.append(f"num_stages={cfg.num_stages} must be at least 2")
-    smem = cfg.smem_bytes()
+    smem = cfg.smem_bytes(shape.k)
     if smem > MAX_SMEM_BYTES:
         errors.append(f"shared memory {smem} B exceeds {MAX_SMEM_BYTES} B")
     if cfg.swizzle_d_bytes != swizzle_d_bytes(cfg.block_n, cfg.out_bytes):

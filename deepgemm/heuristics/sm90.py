@@ -48,9 +48,9 @@ def _block_m_candidates(m: int) -> tuple[int, ...]:
     return (64,) if m <= 64 else (64, 128, 256)
 
 
-def _max_stages(block_m: int, block_n: int, out_bytes: int) -> int:
+def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
     def fits(stages: int) -> bool:
-        return fp8_gemm_smem_bytes(block_m, block_n, stages, out_bytes) <= MAX_SMEM_BYTES
+        return fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) <= MAX_SMEM_BYTES
 
     return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
 
@@ -90,7 +90,7 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
     return GemmConfig(
         block_m=block_m,
         block_n=block_n,
-        num_stages=num_stages or _max_stages(block_m, block_n, shape.out_bytes),
+        num_stages=num_stages or _max_stages(block_m, block_n, shape.k, shape.out_bytes),
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
         swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),

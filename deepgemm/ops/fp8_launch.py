@@ -44,7 +44,7 @@ def kernel_comment(n: int, k: int, cfg: GemmConfig) -> str:
 @lru_cache(maxsize=1024)
 def _launcher(n: int, k: int, cfg: GemmConfig, device: int):
     kernel = get_kernel(KERNEL, HEADER, template_args(n, k, cfg), comment=kernel_comment(n, k, cfg))
-    return kernel.launcher(PARAM_TYPES, grid=cfg.num_sms, block=cfg.num_threads, smem=cfg.smem_bytes(),
+    return kernel.launcher(PARAM_TYPES, grid=cfg.num_sms, block=cfg.num_threads, smem=cfg.smem_bytes(k),
                            cluster=cfg.num_tma_multicast, device=device)
 
 

@@ -38,8 +38,12 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
     static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
+    // Each consumer warpgroup keeps its own copy of the tile's B scales (one per k-block, two when
+    // the tile straddles a 128-column block), so no barrier spans both warpgroups.
+    static constexpr uint32_t kNumScalesB = kNumKBlocks * (kUniformScaleB ? 1u : 2u);
+    static constexpr uint32_t kSmemSFBBytes = align_up(kNumMathWarpgroups * kNumScalesB * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
-    static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes +
+    static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
                                            kNumStages * 2 * 8;
 
     static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "BLOCK_M is 64, 128 or 256");
@@ -66,17 +70,18 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
-    // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises its epilogue on 1 + g.
-    constexpr uint32_t kEpilogueBarrier = 1;
+    // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises within itself on 1 + g.
+    constexpr uint32_t kWarpgroupBarrier = 1;
 
-    // Shared memory: [D tile][A stages][B stages][A-scale stages][full | empty barriers].
+    // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t* smem_d = smem;
     uint8_t* smem_a = smem_d + Layout::kSmemDBytes;
     uint8_t* smem_b = smem_a + kNumStages * Layout::kSmemABytes;
     uint8_t* smem_sfa = smem_b + kNumStages * Layout::kSmemBBytes;
-    uint64_t* full_barriers = reinterpret_cast<uint64_t*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
+    float* smem_sfb = reinterpret_cast<float*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
+    uint64_t* full_barriers = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(smem_sfb) + Layout::kSmemSFBBytes);
     uint64_t* empty_barriers = full_barriers + kNumStages;
 
     const uint32_t thread = threadIdx.x;
@@ -166,12 +171,19 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
         Scheduler scheduler(shape_m);
         uint32_t m_block, n_block;
         while (scheduler.next(m_block, n_block)) {
-            // B scales of this column block (and of the next 128-column block when the tile
-            // straddles one): read straight from global memory, every thread the same address, so
-            // the warpgroups never wait for each other.
+            // B scales of this column block for every k-block (and of the next 128-column block
+            // when the tile straddles one), copied once per tile into this warpgroup's own buffer:
+            // a global load per k-block would put its latency on the critical path of short tiles.
             const uint32_t scale_row = n_block * BLOCK_N / 128;
             const float* sfb_row = sfb + scale_row * kNumKBlocks;
             const float* sfb_next = sfb + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
+            float* wg_sfb = smem_sfb + warpgroup * Layout::kNumScalesB;
+            for (uint32_t i = thread % 128; i < kNumKBlocks; i += 128) {
+                wg_sfb[i] = __ldg(sfb_row + i);
+                if constexpr (!Layout::kUniformScaleB)
+                    wg_sfb[kNumKBlocks + i] = __ldg(sfb_next + i);
+            }
+            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
             const uint32_t num_former_groups = min_of(BLOCK_N, 128 - n_block * BLOCK_N % 128) / 8;
 
@@ -182,8 +194,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     final_accum[w][i] = 0.0f;
 
             for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                const float scale_b0 = __ldg(sfb_row + k_block);
-                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : __ldg(sfb_next + k_block);
+                const float scale_b0 = wg_sfb[k_block];
+                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
                 ptx::mbarrier_wait(&full_barriers[stage], phase);
 
                 const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
@@ -236,12 +248,12 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
             const bool is_store_thread = thread % 128 == 0;
             if (is_store_thread)
                 ptx::tma_store_wait<0>();
-            ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
+            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
                 Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
             ptx::fence_proxy_async_shared();
-            ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
+            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
             if (is_store_thread) {
                 #pragma unroll
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
