@@ -11,6 +11,7 @@ import argparse
 import torch
 
 import deepgemm
+from deepgemm.bench.inputs import make_dense_inputs
 from deepgemm.heuristics import GemmShape, select_config
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.ops.fp8_launch import launch_fp8_gemm_nt
@@ -22,18 +23,19 @@ def main() -> None:
     parser.add_argument("m", type=int)
     parser.add_argument("n", type=int)
     parser.add_argument("k", type=int)
-    parser.add_argument("--config", default="", help="overrides of the heuristic's config: field=value,...")
+    parser.add_argument("--config", default="",
+                        help="build this config instead of the heuristic's: make_config field=value,...")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    a = torch.randn(args.m, args.k, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(args.n, args.k, device="cuda", dtype=torch.bfloat16)
-    (a_fp8, sfa), (b_fp8, sfb) = deepgemm.per_token_cast_to_fp8(a), deepgemm.per_block_cast_to_fp8(b)
-    sfa = deepgemm.get_mn_major_tma_aligned_tensor(sfa)
+    inputs = make_dense_inputs(args.m, args.n, args.k, torch.device("cuda"), seed=0)
+    a_fp8, b_fp8, sfb = inputs.a, inputs.b, inputs.sfb
+    sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
     d = torch.empty(args.m, args.n, device="cuda", dtype=torch.bfloat16)
     shape, num_sms = GemmShape(args.m, args.n, args.k), deepgemm.get_num_sms()
     pairs = (item.split("=") for item in args.config.split(",") if item)
-    overrides = {key: int(value) for key, value in pairs}
+    # make_config's fields: block_m, block_n, num_tma_multicast, multicast_on_a (0/1), num_stages.
+    overrides = {key: bool(int(value)) if key == "multicast_on_a" else int(value) for key, value in pairs}
     cfg = make_config(shape, num_sms, **overrides) if overrides else select_config(shape, num_sms)
     print(cfg)
     for _ in range(args.repeat):

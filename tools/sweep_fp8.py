@@ -21,11 +21,12 @@ from dataclasses import asdict
 import torch
 
 import deepgemm
+from deepgemm.bench.inputs import make_dense_inputs
 from deepgemm.heuristics.config import GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import candidate_configs, estimated_cycles, select_config
 from deepgemm.jit import build_kernel
 from deepgemm.ops.fp8_launch import HEADER, KERNEL, kernel_comment, launch_fp8_gemm_nt, template_args
-from deepgemm.testing import bench_kineto, calc_diff, ref_fp8_gemm_nt
+from deepgemm.testing import bench_kineto, calc_diff
 
 DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
 
@@ -60,12 +61,10 @@ def sweep(shapes: list[tuple[int, int, int]], top: int, num_tests: int) -> list[
 
 
 def _time_shape(m: int, n: int, k: int, cfgs: list[GemmConfig], num_sms: int, num_tests: int) -> dict:
-    torch.manual_seed(0)
-    a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
-    (a_fp8, sfa), (b_fp8, sfb) = deepgemm.per_token_cast_to_fp8(a), deepgemm.per_block_cast_to_fp8(b)
-    sfa = deepgemm.get_mn_major_tma_aligned_tensor(sfa)
-    ref = ref_fp8_gemm_nt((a_fp8, sfa), (b_fp8, sfb))
+    inputs = make_dense_inputs(m, n, k, torch.device("cuda"), seed=0)
+    a_fp8, b_fp8, sfb = inputs.a, inputs.b, inputs.sfb
+    sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
+    ref = inputs.reference("fp8")
     d = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
     shape = GemmShape(m, n, k)
     timings = []

@@ -24,9 +24,9 @@ from ..quant.layout import (
 from .settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
+HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 # Rows per TMA store box of D: one WGMMA's 64 rows (`TileStore::issue_store`).
 D_STORE_ROWS = 64
-HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 # (shape_m, sfb, tmap_a, tmap_b, tmap_sfa, tmap_d), as in the kernel's signature.
 PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
 

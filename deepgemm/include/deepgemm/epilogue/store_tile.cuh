@@ -11,7 +11,7 @@ namespace deepgemm {
 // to global memory with TMA.
 //
 // The tile is kept as column slabs of kSwizzleBytes-wide rows carrying the TMA swizzle of that
-// width (one TMA store per slab). Swizzling makes the accumulator-layout writes conflict-free: the 8
+// width (one TMA store per slab and 64-row WGMMA slice, so each consumer warpgroup stores its own). Swizzling makes the accumulator-layout writes conflict-free: the 8
 // rows a warp writes at once land in 8 different 16-byte chunks. With kSwizzleBytes == 0 the tile is
 // one unswizzled slab (only for widths no swizzle mode divides).
 template <uint32_t BLOCK_M, uint32_t BLOCK_N, bool kIsFP32Out, uint32_t kSwizzleBytes>
