@@ -148,9 +148,9 @@ def gpu_stub(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(fp8_launch, "get_kernel", lambda *args, **kwargs: Kernel())
     monkeypatch.setattr(fp8_launch, "make_tma_descriptor", make_tma_descriptor)
     monkeypatch.setattr(fp8_launch, "_plans", {})
-    fp8_launch._launcher.cache_clear()
+    fp8_launch.kernel_launcher.cache_clear()
     yield fp8_launch, record
-    fp8_launch._launcher.cache_clear()
+    fp8_launch.kernel_launcher.cache_clear()
 
 
 def test_launch_arguments(gpu_stub) -> None:
@@ -173,7 +173,9 @@ def test_launch_arguments(gpu_stub) -> None:
     slab = cfg.swizzle_d_bytes // 2 if cfg.swizzle_d_bytes else cfg.block_n
     assert tmap_d == (d.data_ptr(), torch.bfloat16, (n, m), ((n + 32) * 2,), (slab, cfg.block_m),
                       cfg.swizzle_d_bytes)
-    assert record.launches == [(m, sfb.data_ptr(), *[("tmap", t[0]) for t in record.tmaps])]
+    # (shape_m, one group, no index tensor, sfb, d, no row-exact stores: d's strides unused, tensor maps)
+    plain = (m, 1, 0, sfb.data_ptr(), d.data_ptr(), 0, 0)
+    assert record.launches == [(*plain, *[("tmap", t[0]) for t in record.tmaps])]
 
 
 def test_plans_and_tensor_maps_are_memoised(gpu_stub) -> None:
@@ -189,7 +191,7 @@ def test_plans_and_tensor_maps_are_memoised(gpu_stub) -> None:
     A2 = fp8(m, k)  # a new activation address: new maps, same plan
     fp8_launch.launch_checked(A2, sfa, B, sfb, d, m, n, k, 0)
     assert len(record.launchers) == 1 and len(record.tmaps) == 8
-    assert record.launches[-1][2] == ("tmap", A2.data_ptr())
+    assert record.launches[-1][7] == ("tmap", A2.data_ptr())  # tmap_a, after the 7 plain parameters
 
     settings._num_sms = 66  # as set_num_sms(66) (restored by the fixture): a new plan, with a 66-CTA grid
     fp8_launch.launch_checked(A2, sfa, B, sfb, d, m, n, k, 0)

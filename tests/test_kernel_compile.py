@@ -1,5 +1,6 @@
 """The FP8 kernel compiles for sm_90a, with nvcc and with NVRTC, for every distinct config the heuristic
-selects on the DeepSeek-V3 shapes and a set of edge shapes (132 SMs), and ptxas reports no local memory
+selects on the DeepSeek-V3 shapes, a set of edge shapes and the MoE grouped suites, in every GemmKind
+that selects it (132 SMs), and ptxas reports no local memory
 (stack frame or spills). Also checks that the host's shared-memory and block-size mirror of the kernel's
 layout agrees with the kernel's own constants.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deepgemm.heuristics.config import GemmConfig, GemmShape
+from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.compiler import find_nvcc
@@ -36,6 +37,16 @@ EDGE_SHAPES = (
 )
 
 
+# The MoE benchmark suites: (groups, rows per group) x (N, K), contiguous and masked (decode included).
+GROUPED_NK = ((4096, 7168), (7168, 2048))
+CONTIGUOUS_SHAPES = tuple((g, rows, n, k) for g, rows in ((4, 8192), (8, 4096)) for n, k in GROUPED_NK)
+MASKED_SHAPES = tuple((g, rows, n, k) for g, rows in ((1, 1024), (2, 512), (4, 256), (32, 16), (32, 64),
+                                                     (32, 192)) for n, k in GROUPED_NK)
+# `deepgemm::GemmKind` enumerator values, for the mangled kernel name.
+KIND_VALUES = {fp8_launch.GEMM_KIND_DENSE: 0, fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES: 1,
+               fp8_launch.GEMM_KIND_CONTIGUOUS_ENDS: 2, fp8_launch.GEMM_KIND_MASKED: 3}
+
+
 @dataclass(frozen=True)
 class Case:
     """One kernel instantiation: a selected config and the (N, K) of the first shape that selected it."""
@@ -43,28 +54,40 @@ class Case:
     n: int
     k: int
     cfg: GemmConfig
+    kind: str = fp8_launch.GEMM_KIND_DENSE
 
     @property
-    def template_args(self) -> tuple[int | bool, ...]:
-        return fp8_launch.template_args(self.n, self.k, self.cfg)
+    def template_args(self) -> tuple[int | bool | str, ...]:
+        return fp8_launch.template_args(self.n, self.k, self.cfg, self.kind)
 
     @property
     def id(self) -> str:
         c = self.cfg
         multicast = "mc1" if c.num_tma_multicast == 1 else "mc2A" if c.multicast_on_a else "mc2B"
         out = "fp32" if c.out_bytes == 4 else "bf16"
-        return f"bm{c.block_m}-bn{c.block_n}-s{c.num_stages}-{multicast}-{out}-n{self.n}-k{self.k}"
+        kind = self.kind.rsplit(":", 1)[-1]
+        return f"{kind}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}-{multicast}-{out}-n{self.n}-k{self.k}"
 
     def mangled_args(self) -> str:
         """The template arguments as the Itanium ABI spells them in the kernel's symbol."""
-        args = "".join(f"Lb{int(a)}E" if isinstance(a, bool) else f"Lj{a}E" for a in self.template_args)
-        return f"I{args}E"
+        def mangle(arg: int | bool | str) -> str:
+            if isinstance(arg, str):
+                return f"LNS_8GemmKindE{KIND_VALUES[arg]}E"
+            return f"Lb{int(arg)}E" if isinstance(arg, bool) else f"Lj{arg}E"
+
+        return "I" + "".join(mangle(a) for a in self.template_args) + "E"
 
 
 def selected_cases() -> list[Case]:
-    """Every (shape, output type) selection at 132 SMs, in suite order."""
-    return [Case(n, k, select_config(GemmShape(m, n, k, out_bytes), NUM_SMS))
-            for m, n, k in DSV3_SHAPES + EDGE_SHAPES for out_bytes in (2, 4)]
+    """Every (shape, output type) selection at 132 SMs, in suite order: dense, then each MoE kind."""
+    dense = [Case(n, k, select_config(GemmShape(m, n, k, out_bytes), NUM_SMS))
+             for m, n, k in DSV3_SHAPES + EDGE_SHAPES for out_bytes in (2, 4)]
+    contiguous = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS), NUM_SMS), kind)
+                  for g, rows, n, k in CONTIGUOUS_SHAPES
+                  for kind in (fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES, fp8_launch.GEMM_KIND_CONTIGUOUS_ENDS)]
+    masked = [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED), NUM_SMS),
+                   fp8_launch.GEMM_KIND_MASKED) for g, rows, n, k in MASKED_SHAPES]
+    return dense + contiguous + masked
 
 
 def distinct_cases() -> list[Case]:
@@ -165,6 +188,7 @@ def test_cases_cover_the_suites():
     assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
     assert {case.cfg.out_bytes for case in CASES} == {2, 4}
     assert {case.cfg.num_tma_multicast for case in CASES} == {1, 2}
+    assert {case.kind for case in CASES} == set(KIND_VALUES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
@@ -175,8 +199,10 @@ def test_kernel_compiles_without_local_memory(builds, compiler, case):
     # A fresh cache directory: this run compiled the kernel, so ptxas reported on it.
     assert build.compiled
     assert build.cubin[:4] == b"\x7fELF"
-    # deepgemm::sm90_fp8_gemm_1d2d<args...>(unsigned, const float*, TmaDescriptor x 4)
-    expected = f"_ZN8deepgemm18sm90_fp8_gemm_1d2d{case.mangled_args()}EvjPKfNS_13TmaDescriptorES3_S3_S3_"
+    # deepgemm::sm90_fp8_gemm_1d2d<args...>(unsigned, unsigned, const int*, const float*, unsigned char*,
+    # unsigned long long x 2, TmaDescriptor x 4)
+    expected = (f"_ZN8deepgemm18sm90_fp8_gemm_1d2d{case.mangled_args()}"
+                "EvjjPKiPKfPhyyNS_13TmaDescriptorES7_S7_S7_")
     assert build.symbol == expected
     report = build.report
     assert report is not None, f"no ptxas report for {build.symbol}"
@@ -198,7 +224,8 @@ __global__ void fp8_layout_probe() {{}}
 
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Fp8GemmLayout`'s, for every selection."""
-    selections = {(case.template_args, case.cfg.smem_bytes(case.k), case.cfg.num_threads)
+    # Fp8GemmLayout has the kernel's template parameters but the GemmKind.
+    selections = {(case.template_args[:-1], case.cfg.smem_bytes(case.k), case.cfg.num_threads)
                   for case in selected_cases()}
     asserts = []
     for args, smem, threads in sorted(selections, key=repr):

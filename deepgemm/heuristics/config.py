@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from math import gcd
 
 BLOCK_K = 128
+# Rows of one expert in the contiguous MoE layout start at multiples of this.
+M_ALIGNMENT_CONTIGUOUS = 128
+# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous or masked layout.
+DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
 # Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
 MAX_SMEM_BYTES = 232448
 SCALE_BLOCK = 128
@@ -26,12 +30,27 @@ def align(a: int, b: int) -> int:
 
 @dataclass(frozen=True)
 class GemmShape:
-    """One dense GEMM D[m, n] = A[m, k] · B[n, k]ᵀ; `out_bytes` is 2 for BF16 output, 4 for FP32."""
+    """A GEMM D[m, n] = A[m, k] · B[n, k]ᵀ; `out_bytes` is 2 for BF16 output, 4 for FP32.
+
+    MoE layouts (`layout`) multiply by `num_groups` B matrices [n, k]: "contiguous" has `m` rows in
+    all (every expert's rows together), "masked" has `m` (expected) rows in each of the groups.
+    """
 
     m: int
     n: int
     k: int
     out_bytes: int = 2
+    num_groups: int = 1
+    layout: str = DENSE
+
+    def num_tiles(self, block_m: int, block_n: int) -> int:
+        m_blocks = ceil_div(self.m, block_m) * (self.num_groups if self.layout == MASKED else 1)
+        return m_blocks * ceil_div(self.n, block_n)
+
+    def hbm_bytes(self) -> int:
+        """Bytes every tile config must move at least once: A, all B matrices and D."""
+        rows = self.m * (self.num_groups if self.layout == MASKED else 1)
+        return rows * self.k + self.num_groups * self.n * self.k + rows * self.n * self.out_bytes
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,10 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     errors = []
     if cfg.block_m not in (64, 128, 256):
         errors.append(f"block_m={cfg.block_m} must be 64, 128 or 256")
+    if shape.layout == CONTIGUOUS and M_ALIGNMENT_CONTIGUOUS % cfg.block_m:
+        errors.append(f"block_m={cfg.block_m} must divide {M_ALIGNMENT_CONTIGUOUS} (a tile spans one expert)")
+    if shape.layout != DENSE and cfg.num_tma_multicast != 1:
+        errors.append("grouped GEMMs do not multicast")
     if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:
         errors.append(f"block_n={cfg.block_n} must be a multiple of 8 in [8, 256] (WGMMA N)")
     # A tile may span at most two 128-column scale blocks (one predicate selects between them).

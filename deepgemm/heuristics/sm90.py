@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from .config import (
     BLOCK_K,
+    CONTIGUOUS,
+    MASKED,
     MAX_SMEM_BYTES,
     GemmConfig,
     GemmShape,
@@ -44,8 +46,11 @@ MAX_STAGES = 12
 BLOCK_N_CANDIDATES = tuple(range(16, 129, 16)) + (144, 160, 192)
 
 
-def _block_m_candidates(m: int) -> tuple[int, ...]:
-    return (64,) if m <= 64 else (64, 128, 256)
+def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
+    # The masked layout's `m` is per group: small groups want small tiles just as small GEMMs do.
+    if shape.m <= 64:
+        return (64,)
+    return (64, 128) if shape.layout == CONTIGUOUS else (64, 128, 256)
 
 
 def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
@@ -58,8 +63,7 @@ def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
 def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
     all sit at the HBM floor in favour of the one with the most slack under it."""
-    num_blocks = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
-    num_waves = ceil_div(num_blocks, cfg.num_sms)
+    num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
     num_k_blocks = ceil_div(shape.k, BLOCK_K)
 
     # Per 128-K block of one tile.
@@ -79,14 +83,15 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     if cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     tile_cycles = num_waves * num_k_blocks * k_block_cycles
-    hbm_bytes = shape.m * shape.k + shape.n * shape.k + shape.m * shape.n * shape.out_bytes
-    return max(tile_cycles, hbm_bytes / HBM_BYTES_PER_CYCLE), tile_cycles
+    return max(tile_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE), tile_cycles
 
 
 def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
                 multicast_on_a: bool = True, num_stages: int | None = None) -> GemmConfig:
-    """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid."""
-    num_blocks = ceil_div(shape.m, block_m) * ceil_div(shape.n, block_n)
+    """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid.
+
+    The masked layout keeps every SM in the grid: its real tile count is only known on the GPU."""
+    num_blocks = num_sms if shape.layout == MASKED else shape.num_tiles(block_m, block_n)
     return GemmConfig(
         block_m=block_m,
         block_n=block_n,
@@ -101,7 +106,7 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
 
 def candidate_configs(shape: GemmShape, num_sms: int):
     """Every valid config the heuristic considers for `shape`."""
-    for block_m in _block_m_candidates(shape.m):
+    for block_m in _block_m_candidates(shape):
         for block_n in BLOCK_N_CANDIDATES:
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
                 cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)

@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 
 from ..cuda.tma import TmaDescriptor, make_tma_descriptor
-from ..heuristics.config import BLOCK_K, GemmConfig, GemmShape
+from ..heuristics.config import BLOCK_K, DENSE, GemmConfig, GemmShape
 from ..heuristics.sm90 import select_config
 from ..jit import ParamType, get_kernel, knobs
 from ..quant.layout import (
@@ -27,23 +27,35 @@ KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
 HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 # Rows per TMA store box of D: one WGMMA's 64 rows (`TileStore::issue_store`).
 D_STORE_ROWS = 64
-# (shape_m, sfb, tmap_a, tmap_b, tmap_sfa, tmap_d), as in the kernel's signature.
-PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
+# (shape_m, num_groups, grouped_layout, sfb, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b, tmap_sfa,
+# tmap_d), as in the kernel's signature. The dense GEMM passes 1 group, no layout and d only for form:
+# it stores through tmap_d alone.
+PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
+               ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
+# `deepgemm::GemmKind` enumerators by GemmShape layout; the contiguous layout has two ways to name
+# each row's expert, hence two kinds.
+GEMM_KIND_DENSE = "deepgemm::GemmKind::Dense"
+GEMM_KIND_CONTIGUOUS_INDICES = "deepgemm::GemmKind::ContiguousIndices"
+GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
+GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
 
 
-def template_args(n: int, k: int, cfg: GemmConfig) -> tuple[int | bool, ...]:
+def template_args(n: int, k: int, cfg: GemmConfig,
+                  kind: str = GEMM_KIND_DENSE) -> tuple[int | bool | str, ...]:
     """Template arguments of `sm90_fp8_gemm_1d2d`, in its declaration order."""
     return (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast, cfg.multicast_on_a,
-            cfg.out_bytes == 4, cfg.swizzle_d_bytes)
+            cfg.out_bytes == 4, cfg.swizzle_d_bytes, kind)
 
 
-def kernel_comment(n: int, k: int, cfg: GemmConfig) -> str:
-    return f"n={n}, k={k}\n{cfg!r}"
+def kernel_comment(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) -> str:
+    return f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg!r}"
 
 
 @lru_cache(maxsize=1024)
-def _launcher(n: int, k: int, cfg: GemmConfig, device: int):
-    kernel = get_kernel(KERNEL, HEADER, template_args(n, k, cfg), comment=kernel_comment(n, k, cfg))
+def kernel_launcher(n: int, k: int, cfg: GemmConfig, device: int, kind: str = GEMM_KIND_DENSE):
+    """The compiled kernel for (N, K, config, kind), ready to launch on CUDA device `device`."""
+    kernel = get_kernel(KERNEL, HEADER, template_args(n, k, cfg, kind),
+                        comment=kernel_comment(n, k, cfg, kind))
     return kernel.launcher(PARAM_TYPES, grid=cfg.num_sms, block=cfg.num_threads, smem=cfg.smem_bytes(k),
                            cluster=cfg.num_tma_multicast, device=device)
 
@@ -53,7 +65,8 @@ def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
     cfg = select_config(shape, num_sms)
     if knobs.print_configs():
-        print(f"deepgemm: fp8_gemm_nt m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
+        layout = "" if shape.layout == DENSE else f" {shape.layout} groups={shape.num_groups}"
+        print(f"deepgemm: fp8 gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
     return cfg
 
 
@@ -99,7 +112,7 @@ class _Plan:
     def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, cfg: GemmConfig,
                  device_index: int) -> None:
         self.cfg, self.m, self.n, self.k, self.d_dtype = cfg, m, n, k, d_dtype
-        self.launch = _launcher(n, k, cfg, device_index)
+        self.launch = kernel_launcher(n, k, cfg, device_index)
         # sfa [M, ceil(K/128)] FP32 as `get_mn_major_tma_aligned_tensor` lays it out.
         self.sfa_strides = (1, get_tma_aligned_size(m, 4))
         self.slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
@@ -148,4 +161,4 @@ def _run(plan: _Plan, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: 
         sfa_ptr = sfa.data_ptr()
     tmaps = plan.tensor_maps((A.data_ptr(), A.stride()[0], B.data_ptr(), B.stride()[0], sfa_ptr,
                               d.data_ptr(), d.stride()[0]))
-    plan.launch(plan.m, sfb.data_ptr(), *tmaps)
+    plan.launch(plan.m, 1, 0, sfb.data_ptr(), d.data_ptr(), 0, 0, *tmaps)

@@ -20,6 +20,11 @@ __host__ __device__ constexpr T min_of(T a, T b) {
 }
 
 template <typename T>
+__host__ __device__ constexpr T max_of(T a, T b) {
+    return a < b ? b : a;
+}
+
+template <typename T>
 __host__ __device__ constexpr T gcd(T a, T b) {
     return b == 0 ? a : gcd(b, a % b);
 }

@@ -15,6 +15,11 @@ using uint64_t = unsigned long long;
 
 static_assert(sizeof(int32_t) == 4 && sizeof(int64_t) == 8, "unexpected integer widths");
 
+// Sixteen bytes moved as one vector load or store (CUDA's uint4 needs the runtime headers).
+struct alignas(16) Bytes16 {
+    uint32_t word[4];
+};
+
 // Same size and alignment as the driver's CUtensorMap; the host encodes it and passes it by value
 // as a `const __grid_constant__` parameter, so TMA reads it straight from the parameter space.
 struct alignas(64) TmaDescriptor {

@@ -63,14 +63,42 @@ struct TileStore {
 
     // Stores the 64 rows starting at tile row `row` (a WGMMA's worth, one TMA box per slab), issued
     // by one thread after every writer of those rows fenced and synchronised. TMA clips rows and
-    // columns past the tensor's end; slabs wholly past column `shape_n` are skipped. The caller
-    // commits the bulk group.
+    // columns past the tensor's end; slabs wholly past column `shape_n` are skipped. With a 3-D
+    // tensor map (kIs3D: [groups, rows, N]) the box goes to group `group`. The caller commits the
+    // bulk group.
+    template <bool kIs3D>
     __device__ __forceinline__ static void issue_store(const void* tmap_d, const uint8_t* smem_d, uint32_t row,
-                                                       uint32_t m_offset, uint32_t n_offset, uint32_t shape_n) {
+                                                       uint32_t m_offset, uint32_t n_offset, uint32_t shape_n,
+                                                       uint32_t group) {
         #pragma unroll
         for (uint32_t s = 0; s < kNumSlabs; ++s) {
-            if (n_offset + s * kSlabCols < shape_n)
-                ptx::tma_store_2d(tmap_d, smem_d + s * kSlabBytes + row * kRowBytes, n_offset + s * kSlabCols, m_offset);
+            if (n_offset + s * kSlabCols < shape_n) {
+                const uint8_t* src = smem_d + s * kSlabBytes + row * kRowBytes;
+                if constexpr (kIs3D)
+                    ptx::tma_store_3d(tmap_d, src, n_offset + s * kSlabCols, m_offset, group);
+                else
+                    ptx::tma_store_2d(tmap_d, src, n_offset + s * kSlabCols, m_offset);
+            }
+        }
+    }
+
+    // Copies tile rows [row, row + num_rows) to global memory with plain 16-byte stores, for tiles
+    // whose valid rows end inside a TMA box: a TMA store would also overwrite the rows after them,
+    // which belong to padding or to no group and must stay untouched. `d_row` points at the first
+    // element of the destination row of tile row `row`; `num_cols` columns are in bounds. Called by
+    // all 128 threads of the warpgroup that wrote the rows, after its barrier.
+    __device__ __forceinline__ static void copy_rows(const uint8_t* smem_d, uint32_t row, uint32_t num_rows,
+                                                     uint8_t* d_row, uint64_t d_row_bytes, uint32_t num_cols,
+                                                     uint32_t thread_in_warpgroup) {
+        constexpr uint32_t kChunksPerRow = BLOCK_N * kElemBytes / 16;
+        constexpr uint32_t kColsPerChunk = 16 / kElemBytes;
+        for (uint32_t i = thread_in_warpgroup; i < num_rows * kChunksPerRow; i += 128) {
+            const uint32_t r = i / kChunksPerRow, col = i % kChunksPerRow * kColsPerChunk;
+            if (col < num_cols) {
+                // A 16-byte chunk is the unit the swizzle permutes, so it stays contiguous.
+                const Bytes16 value = *reinterpret_cast<const Bytes16*>(smem_d + offset(row + r, col));
+                *reinterpret_cast<Bytes16*>(d_row + r * d_row_bytes + col * kElemBytes) = value;
+            }
         }
     }
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/promotion.cuh>
 #include <deepgemm/common/types.cuh>
@@ -17,6 +18,11 @@
 // warpgroup streams A, B and the A scales through a ring of shared-memory stages with TMA; one or
 // two consumer warpgroups run FP8 WGMMAs per 128-K block and promote each partial sum into FP32
 // registers with the two scales (the tensor-core accumulator keeps only ~14 mantissa bits).
+//
+// The MoE grouped GEMMs are the same kernel with another GemmKind: the scheduler then also names
+// each tile's expert (B is [G, N, K], read through a 3-D tensor map) and how many of its rows are
+// valid. Warpgroups whose rows are all invalid skip their WGMMAs, and a tile whose valid rows end
+// inside a 64-row store box is written with plain stores, so rows outside every group stay untouched.
 namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
@@ -54,16 +60,18 @@ struct Fp8GemmLayout {
 };
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
-          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes>
+          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
+          GemmKind kKind>
 __global__ void __launch_bounds__(
     (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
                    kIsFP32Out, kSwizzleDBytes>::kNumThreads), 1)
-sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
+sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ grouped_layout,
+                   const float* __restrict__ sfb, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                    const __grid_constant__ TmaDescriptor tmap_a, const __grid_constant__ TmaDescriptor tmap_b,
                    const __grid_constant__ TmaDescriptor tmap_sfa, const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
                                  kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes>;
-    using Scheduler = TileScheduler<SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using MMA = ptx::WgmmaFP8<BLOCK_N>;
     using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out, kSwizzleDBytes>;
     constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
@@ -72,6 +80,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
     // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises within itself on 1 + g.
     constexpr uint32_t kWarpgroupBarrier = 1;
+    // Masked A, its scales and D are [G, rows, ...] tensor maps; every grouped kind reads B as [G, N, K].
+    constexpr bool kIsMasked = kKind == GemmKind::Masked;
+    constexpr bool kIsGroupedB = kKind != GemmKind::Dense;
+    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1, "only the dense GEMM multicasts");
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
@@ -115,9 +127,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
             const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
             constexpr uint32_t kStageTxBytes = Layout::kSmemABytes + Layout::kSmemBBytes + BLOCK_M * 4;
             constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
-            Scheduler scheduler(shape_m);
-            uint32_t m_block, n_block, iter = 0;
-            while (scheduler.next(m_block, n_block)) {
+            Scheduler scheduler(shape_m, num_groups, grouped_layout);
+            Tile tile;
+            uint32_t iter = 0;
+            while (scheduler.next(tile)) {
                 for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
                     const uint32_t stage = iter % kNumStages;
                     // Parity of the previous use of this stage: the first round passes at once.
@@ -128,13 +141,16 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
                     uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
                     uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
-                    const int32_t k = k_block * BLOCK_K, m = m_block * BLOCK_M, n = n_block * BLOCK_N;
+                    const int32_t k = k_block * BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N, g = tile.group;
                     // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
                     if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {
                         if (cta_rank == 0) {
                             ptx::tma_load_2d_multicast(&tmap_a, bar, dst_a, k, m, kClusterMask);
                             ptx::tma_load_2d_multicast(&tmap_sfa, bar, dst_sfa, m, k_block, kClusterMask);
                         }
+                    } else if constexpr (kIsMasked) {
+                        ptx::tma_load_3d(&tmap_a, bar, dst_a, k, m, g);
+                        ptx::tma_load_3d(&tmap_sfa, bar, dst_sfa, m, k_block, g);
                     } else {
                         ptx::tma_load_2d(&tmap_a, bar, dst_a, k, m);
                         ptx::tma_load_2d(&tmap_sfa, bar, dst_sfa, m, k_block);
@@ -142,6 +158,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     if constexpr (kNumTMAMulticast > 1 && !kIsMulticastOnA) {
                         if (cta_rank == 0)
                             ptx::tma_load_2d_multicast(&tmap_b, bar, dst_b, k, n, kClusterMask);
+                    } else if constexpr (kIsGroupedB) {
+                        ptx::tma_load_3d(&tmap_b, bar, dst_b, k, n, g);
                     } else {
                         ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
                     }
@@ -168,24 +186,42 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
         const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
         const float* sfa_base = reinterpret_cast<const float*>(smem_sfa) + row_in_wave;
         uint32_t stage = 0, phase = 0;
-        Scheduler scheduler(shape_m);
-        uint32_t m_block, n_block;
-        while (scheduler.next(m_block, n_block)) {
+        Scheduler scheduler(shape_m, num_groups, grouped_layout);
+        Tile tile;
+        while (scheduler.next(tile)) {
             // B scales of this column block for every k-block (and of the next 128-column block
             // when the tile straddles one), copied once per tile into this warpgroup's own buffer:
             // a global load per k-block would put its latency on the critical path of short tiles.
-            const uint32_t scale_row = n_block * BLOCK_N / 128;
-            const float* sfb_row = sfb + scale_row * kNumKBlocks;
-            const float* sfb_next = sfb + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
+            const uint32_t scale_row = tile.n_block * BLOCK_N / 128;
+            const float* sfb_group = sfb + tile.group * (Layout::kNumScaleBlocksN * kNumKBlocks);
+            const float* sfb_row = sfb_group + scale_row * kNumKBlocks;
+            const float* sfb_next = sfb_group + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
             float* wg_sfb = smem_sfb + warpgroup * Layout::kNumScalesB;
             for (uint32_t i = thread % 128; i < kNumKBlocks; i += 128) {
                 wg_sfb[i] = __ldg(sfb_row + i);
                 if constexpr (!Layout::kUniformScaleB)
                     wg_sfb[kNumKBlocks + i] = __ldg(sfb_next + i);
             }
-            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
+            // Valid rows among this warpgroup's 64 rows of each wave (a prefix of them). With
+            // per-row expert indices the warpgroup counts its rows that belong to the tile's expert
+            // in the barrier that publishes the B scales.
+            uint32_t num_valid_rows[Layout::kNumWaves];
+            if constexpr (kKind == GemmKind::ContiguousIndices) {
+                static_assert(Layout::kNumWaves == 1, "contiguous-layout tiles hold at most 128 rows");
+                const uint32_t row = tile.row + warpgroup * 64 + thread % 128;
+                const bool valid = thread % 128 < 64 && row < shape_m &&
+                                   static_cast<uint32_t>(__ldg(grouped_layout + row)) == tile.group;
+                num_valid_rows[0] = ptx::named_barrier_count(kWarpgroupBarrier + warpgroup, 128, valid);
+            } else {
+                ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
+                #pragma unroll
+                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                    const uint32_t first = w * Layout::kWaveM + warpgroup * 64;
+                    num_valid_rows[w] = tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
+                }
+            }
             // Column groups of 8 before the next 128-column scale block use the first B scale.
-            const uint32_t num_former_groups = min_of(BLOCK_N, 128 - n_block * BLOCK_N % 128) / 8;
+            const uint32_t num_former_groups = min_of(BLOCK_N, 128 - tile.n_block * BLOCK_N % 128) / 8;
 
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
@@ -208,16 +244,20 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                     const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
                     // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
                     const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
+                    // Rows outside every group (padding, past masked_m) cost no tensor-core work.
+                    const bool is_active = kKind == GemmKind::Dense || num_valid_rows[w] > 0;
 
-                    ptx::wgmma_fence();
-                    #pragma unroll
-                    for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
-                        MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
-                    ptx::wgmma_commit_group();
-                    ptx::wgmma_wait_group<0>();
-                    #pragma unroll
-                    for (uint32_t i = 0; i < kNumAccum; ++i)
-                        ptx::fence_operand(accum[i]);
+                    if (is_active) {
+                        ptx::wgmma_fence();
+                        #pragma unroll
+                        for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
+                            MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
+                        ptx::wgmma_commit_group();
+                        ptx::wgmma_wait_group<0>();
+                        #pragma unroll
+                        for (uint32_t i = 0; i < kNumAccum; ++i)
+                            ptx::fence_operand(accum[i]);
+                    }
 
                     // Free the stage before promoting so the next TMA load overlaps the FFMAs.
                     if (w == Layout::kNumWaves - 1 && lane == 0) {
@@ -230,6 +270,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                         }
                     }
 
+                    if (!is_active)
+                        continue;
                     const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
                     const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
                     if constexpr (Layout::kUniformScaleB)
@@ -254,14 +296,23 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, const float* __restrict__ sfb,
                 Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
             ptx::fence_proxy_async_shared();
             ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            if (is_store_thread) {
-                #pragma unroll
-                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                    const uint32_t row = w * Layout::kWaveM + warpgroup * 64;
-                    Epilogue::issue_store(&tmap_d, smem_d, row, m_block * BLOCK_M + row, n_block * BLOCK_N, SHAPE_N);
+            const uint32_t n_offset = tile.n_block * BLOCK_N;
+            #pragma unroll
+            for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                const uint32_t row = w * Layout::kWaveM + warpgroup * 64;
+                if (kKind == GemmKind::Dense || num_valid_rows[w] == 64) {
+                    if (is_store_thread)
+                        Epilogue::template issue_store<kIsMasked>(&tmap_d, smem_d, row, tile.row + row, n_offset,
+                                                                  SHAPE_N, tile.group);
+                } else if (num_valid_rows[w] > 0) {
+                    uint8_t* d_row = d + tile.group * d_group_bytes + (tile.row + row) * d_row_bytes +
+                                     n_offset * Epilogue::kElemBytes;
+                    Epilogue::copy_rows(smem_d, row, num_valid_rows[w], d_row, d_row_bytes, SHAPE_N - n_offset,
+                                        thread % 128);
                 }
-                ptx::tma_store_commit();
             }
+            if (is_store_thread)
+                ptx::tma_store_commit();
         }
         if (thread % 128 == 0)
             ptx::tma_store_wait<0>();

@@ -1,42 +1,126 @@
 #pragma once
 
+#include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
 
 namespace deepgemm {
 
-// Persistent walk over the output tiles of one GEMM: CTA b takes tiles b, b + grid, b + 2 * grid, ...
+// One output tile as the scheduler hands it out.
+struct Tile {
+    // First row of the tile: in A's and D's rows for the dense and contiguous kinds, within the
+    // group for the masked kind.
+    uint32_t row;
+    uint32_t n_block;
+    // Expert (B matrix) of the tile; 0 for the dense kind.
+    uint32_t group;
+    // Rows of the tile, from `row` on, that belong to the group: a prefix of the tile. BLOCK_M for
+    // the dense kind (TMA clips the M tail) and for ContiguousIndices (whose consumers count the
+    // rows themselves from the per-row indices).
+    uint32_t num_valid_rows;
+};
+
+// Persistent walk over output tiles: CTA b takes tiles b, b + grid, b + 2 * grid, ... The dense and
+// ContiguousIndices kinds number the tiles of one [shape_m, N] problem, ContiguousIndices skipping
+// tiles whose first row is padding; the ContiguousEnds and Masked kinds number the tiles group
+// after group, each group a [rows of the group, N] problem of its own.
 //
-// Tiles are numbered in groups of kNumBlocksPerGroup blocks along one dimension (N when
-// kGroupAlongN) so that the CTAs running at the same moment read the same few operand tiles and
-// keep them in L2. Within a group, consecutive tile ids step along the grouped dimension; so with a
-// 2-CTA cluster (consecutive block ids) multicasting A, the pair shares its m-block as long as every
-// group is of even width, which the host guarantees by choosing multicast on A only when the number
-// of n-blocks is even (on B: the number of m-blocks).
-template <uint32_t SHAPE_N, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumBlocksPerGroup, bool kGroupAlongN>
+// Within one problem, tiles are numbered in groups of kNumBlocksPerGroup blocks along one dimension
+// (N when kGroupAlongN) so that the CTAs running at the same moment read the same few operand tiles
+// and keep them in L2. Within a group, consecutive tile ids step along the grouped dimension; so with
+// a 2-CTA cluster (consecutive block ids) multicasting A, the pair shares its m-block as long as
+// every group is of even width, which the host guarantees by choosing multicast on A only when the
+// number of n-blocks is even (on B: the number of m-blocks). Only the dense kind multicasts.
+//
+// Index values that break the layout contract never lead outside the tensors: experts outside
+// [0, num_groups) are skipped, row counts and ends are clamped to shape_m.
+template <GemmKind kKind, uint32_t SHAPE_N, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumBlocksPerGroup,
+          bool kGroupAlongN>
 struct TileScheduler {
     static constexpr uint32_t kNumNBlocks = ceil_div(SHAPE_N, BLOCK_N);
+    static constexpr uint32_t kContiguousAlignment = 128;
+    static constexpr bool kWalksGroups = kKind == GemmKind::ContiguousEnds || kKind == GemmKind::Masked;
     static_assert(kNumBlocksPerGroup % 2 == 0, "an even group keeps 2-CTA cluster pairs on one row or column");
+    static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Masked || kContiguousAlignment % BLOCK_M == 0,
+                  "a contiguous-layout tile must not span two experts");
 
-    const uint32_t num_m_blocks;
-    const uint32_t num_blocks;
+    const uint32_t shape_m;
+    const uint32_t num_groups;
+    const int32_t* const grouped_layout;
     uint32_t next_block;
+    // The problem the walk is in: its m-blocks and first tile id; for the group-walking kinds also
+    // its group, first row, rows, and the previous group's raw end (ContiguousEnds).
+    uint32_t num_m_blocks = 0;
+    uint32_t first_block = 0;
+    uint32_t group = 0;
+    uint32_t group_row = 0;
+    uint32_t group_rows = 0;
+    int32_t previous_end = 0;
 
-    __device__ explicit TileScheduler(uint32_t shape_m)
-        : num_m_blocks(ceil_div(shape_m, BLOCK_M)), num_blocks(num_m_blocks * kNumNBlocks), next_block(blockIdx.x) {}
-
-    __device__ bool next(uint32_t& m_block, uint32_t& n_block) {
-        const uint32_t block = next_block;
-        if (block >= num_blocks)
-            return false;
-        next_block += gridDim.x;
-        if constexpr (kGroupAlongN)
-            rasterise(block, kNumNBlocks, num_m_blocks, n_block, m_block);
+    __device__ TileScheduler(uint32_t shape_m, uint32_t num_groups, const int32_t* grouped_layout)
+        : shape_m(shape_m), num_groups(num_groups), grouped_layout(grouped_layout), next_block(blockIdx.x) {
+        if constexpr (kWalksGroups)
+            enter_group();
         else
-            rasterise(block, num_m_blocks, kNumNBlocks, m_block, n_block);
-        return true;
+            num_m_blocks = ceil_div(shape_m, BLOCK_M);
+    }
+
+    __device__ bool next(Tile& tile) {
+        while (true) {
+            const uint32_t block = next_block;
+            if constexpr (kWalksGroups) {
+                // Move on to the group holding `block`; empty groups hold no tiles.
+                while (block - first_block >= num_m_blocks * kNumNBlocks) {
+                    first_block += num_m_blocks * kNumNBlocks;
+                    if (++group >= num_groups)
+                        return false;
+                    enter_group();
+                }
+            } else if (block >= num_m_blocks * kNumNBlocks) {
+                return false;
+            }
+            next_block += gridDim.x;
+
+            uint32_t m_block;
+            if constexpr (kGroupAlongN)
+                rasterise(block - first_block, kNumNBlocks, num_m_blocks, tile.n_block, m_block);
+            else
+                rasterise(block - first_block, num_m_blocks, kNumNBlocks, m_block, tile.n_block);
+            tile.row = group_row + m_block * BLOCK_M;
+            tile.group = group;
+            tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;
+            if constexpr (kKind == GemmKind::ContiguousIndices) {
+                // All rows of a tile belong to one expert or are padding, so the first row decides.
+                tile.group = static_cast<uint32_t>(__ldg(grouped_layout + tile.row));
+                if (tile.group >= num_groups)
+                    continue;  // padding (-1), or an index out of range: nothing to compute
+            }
+            return true;
+        }
     }
 
 private:
+    // Reads the size of `group` (when there is one left) and where its rows start.
+    __device__ void enter_group() {
+        if (group >= num_groups) {
+            num_m_blocks = 0;
+            return;
+        }
+        const int32_t value = __ldg(grouped_layout + group);
+        if constexpr (kKind == GemmKind::Masked) {
+            group_row = 0;
+            group_rows = min_of(static_cast<uint32_t>(max_of(value, 0)), shape_m);
+        } else {
+            // Rows [align_up(previous end, 128), end), clamped to the tensor.
+            const uint32_t start = min_of(align_up(static_cast<uint32_t>(max_of(previous_end, 0)),
+                                                   kContiguousAlignment), shape_m);
+            const uint32_t end = min_of(static_cast<uint32_t>(max_of(value, 0)), shape_m);
+            group_row = start;
+            group_rows = end > start ? end - start : 0;
+            previous_end = value;
+        }
+        num_m_blocks = ceil_div(group_rows, BLOCK_M);
+    }
+
     // Splits `block` into its coordinate along the grouped dimension (`num_grouped` blocks long) and
     // along the other one (`num_other` blocks long). The last group may be narrower.
     __device__ static void rasterise(uint32_t block, uint32_t num_grouped, uint32_t num_other,
