@@ -3,7 +3,15 @@
 __version__ = "0.1.0"
 
 from . import testing
-from .ops import fp8_gemm_nt, get_num_sms, set_num_sms
+from .ops import (
+    fp8_gemm_nt,
+    get_m_alignment_for_contiguous_layout,
+    get_num_sms,
+    m_grouped_fp8_gemm_nt_contiguous,
+    m_grouped_fp8_gemm_nt_contiguous_offsets,
+    m_grouped_fp8_gemm_nt_masked,
+    set_num_sms,
+)
 from .quant import (
     align,
     ceil_div,
@@ -20,9 +28,13 @@ __all__ = [
     "ceil_div",
     "fp8_gemm_nt",
     "get_col_major_tma_aligned_tensor",
+    "get_m_alignment_for_contiguous_layout",
     "get_mn_major_tma_aligned_tensor",
     "get_num_sms",
     "get_tma_aligned_size",
+    "m_grouped_fp8_gemm_nt_contiguous",
+    "m_grouped_fp8_gemm_nt_contiguous_offsets",
+    "m_grouped_fp8_gemm_nt_masked",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "set_num_sms",

@@ -53,8 +53,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("DG_PRINT_CONFIGS", "bool", "`0`",
          "Print the kernel configuration chosen for each new problem shape."),
     Knob("DG_DEBUG_CHECK_INDICES", "bool", "`0`",
-         "Check index tensors of grouped GEMMs (group ids, masked row counts) on the host before launching; "
-         "this synchronises the device, so it is for debugging only."),
+         "Check the index tensors of the grouped GEMMs on the host before launching (`m_indices` values "
+         "and 128-row block layout, `group_ends` order, `masked_m` range) and raise `ValueError` naming the "
+         "first bad entry. This synchronises the device, so it is for debugging only; CPU calls always "
+         "check."),
     Knob("CUDA_HOME", "path", "unset",
          "Standard CUDA variable (`CUDA_PATH` is also read): where to look for `bin/nvcc`."),
 )

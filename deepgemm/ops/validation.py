@@ -1,13 +1,14 @@
 """Argument checks shared by the public ops.
 
 Each check raises before any work is queued, with a message naming the argument and the rule:
-``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong rank, shape, alignment, stride
-or device. The rules are the same for CPU and CUDA tensors, so code that passes on a laptop also
+``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong rank, shape, alignment, stride,
+value or device. The rules are the same for CPU and CUDA tensors, so code that passes on a laptop also
 passes on a GPU. Messages are only formatted on failure. These checks define the rules and word the
 errors; an op may vouch for its common case with a cheaper test of the same rules first (see
 ``fp8_gemm._fast_checked``) and fall back to them for anything else.
 """
 
+import numbers
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -141,3 +142,30 @@ def check_row_major(name: str, tensor: torch.Tensor, dims: Sequence[str]) -> Non
             f"{name} must be contiguous row-major [{', '.join(dims)}], found strides {tensor.stride()}; "
             "pass .contiguous() of it"
         )
+
+
+def check_index_vector(name: str, value: object, dim: str, length: int) -> torch.Tensor:
+    """``value`` itself, after checking it is an index tensor the kernels read as a flat array.
+
+    Contract checked: ``int32 [length]`` (``dim`` names the length in messages, e.g. ``"G"``), contiguous.
+    Its values are not read here: on a GPU that would cost a host sync.
+    """
+    tensor = check_tensor(name, value)
+    check_dtype(name, tensor, (torch.int32,))
+    check_rank(name, tensor, (dim,))
+    check_shape(name, tensor, (dim,), (length,))
+    if not tensor.is_contiguous():
+        raise ValueError(
+            f"{name} must be contiguous (the kernels read it as a flat int32 array), found strides "
+            f"{tensor.stride()}; pass .contiguous() of it"
+        )
+    return tensor
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an ``int``, after checking it is an integer (not a ``bool``) and ``> 0``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return int(value)
