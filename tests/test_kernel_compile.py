@@ -21,6 +21,7 @@ import pytest
 from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
+from deepgemm.jit.codegen import render_template_arg
 from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops import fp8_launch
 
@@ -224,13 +225,11 @@ __global__ void fp8_layout_probe() {{}}
 
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Fp8GemmLayout`'s, for every selection."""
-    # Fp8GemmLayout has the kernel's template parameters but the GemmKind.
-    selections = {(case.template_args[:-1], case.cfg.smem_bytes(case.k), case.cfg.num_threads)
+    selections = {(case.template_args, case.cfg.smem_bytes(case.k), case.cfg.num_threads)
                   for case in selected_cases()}
     asserts = []
     for args, smem, threads in sorted(selections, key=repr):
-        layout = "deepgemm::Fp8GemmLayout<" + ", ".join(
-            ("true" if a else "false") if isinstance(a, bool) else str(a) for a in args) + ">"
+        layout = "deepgemm::Fp8GemmLayout<" + ", ".join(render_template_arg(a) for a in args) + ">"
         asserts.append(f'static_assert({layout}::kSmemBytes == {smem}u, "smem of {args}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {threads}u, "threads of {args}");')
     include_dir = tmp_path / "include"

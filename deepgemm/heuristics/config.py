@@ -65,6 +65,8 @@ class GemmConfig:
     swizzle_d_bytes: int
     num_sms: int
     out_bytes: int = 2
+    # Compiled for a grouped (MoE) layout: the kernel then keeps a tile slot per stage.
+    grouped: bool = False
 
     @property
     def num_math_threads(self) -> int:
@@ -76,7 +78,8 @@ class GemmConfig:
         return self.num_math_threads + 128
 
     def smem_bytes(self, k: int) -> int:
-        return fp8_gemm_smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes)
+        return fp8_gemm_smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes,
+                                   self.grouped)
 
 
 def uniform_scale_b(block_n: int) -> bool:
@@ -84,7 +87,8 @@ def uniform_scale_b(block_n: int) -> bool:
     return SCALE_BLOCK % block_n == 0
 
 
-def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int) -> int:
+def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int,
+                        grouped: bool = False) -> int:
     """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
     smem_d = align(block_m * block_n * out_bytes, 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
@@ -93,7 +97,9 @@ def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out
     num_scales_b = ceil_div(k, BLOCK_K) * (1 if uniform_scale_b(block_n) else 2)
     smem_sfb = align(num_warpgroups * num_scales_b * 4, 8)
     barriers = num_stages * 2 * 8
-    return smem_d + num_stages * per_stage + smem_sfb + barriers
+    # The grouped kinds' producer passes each tile (4 x uint32) to the consumers in a per-stage slot.
+    tile_slots = num_stages * 16 if grouped else 0
+    return smem_d + num_stages * per_stage + smem_sfb + barriers + tile_slots
 
 
 def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
@@ -133,6 +139,8 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
         errors.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes} does not match block_n={cfg.block_n}")
     if cfg.out_bytes != shape.out_bytes:
         errors.append("config and shape disagree on the output element size")
+    if cfg.grouped != (shape.layout != DENSE):
+        errors.append("config and shape disagree on whether the GEMM is grouped")
     if cfg.num_tma_multicast not in (1, 2):
         errors.append(f"num_tma_multicast={cfg.num_tma_multicast} must be 1 or 2")
     elif cfg.num_tma_multicast == 2:

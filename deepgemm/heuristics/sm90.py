@@ -15,6 +15,7 @@ from functools import lru_cache
 from .config import (
     BLOCK_K,
     CONTIGUOUS,
+    DENSE,
     MASKED,
     MAX_SMEM_BYTES,
     GemmConfig,
@@ -53,9 +54,9 @@ def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
     return (64, 128) if shape.layout == CONTIGUOUS else (64, 128, 256)
 
 
-def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int) -> int:
+def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int, grouped: bool) -> int:
     def fits(stages: int) -> bool:
-        return fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) <= MAX_SMEM_BYTES
+        return fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes, grouped) <= MAX_SMEM_BYTES
 
     return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
 
@@ -92,15 +93,17 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
 
     The masked layout keeps every SM in the grid: its real tile count is only known on the GPU."""
     num_blocks = num_sms if shape.layout == MASKED else shape.num_tiles(block_m, block_n)
+    grouped = shape.layout != DENSE
     return GemmConfig(
         block_m=block_m,
         block_n=block_n,
-        num_stages=num_stages or _max_stages(block_m, block_n, shape.k, shape.out_bytes),
+        num_stages=num_stages or _max_stages(block_m, block_n, shape.k, shape.out_bytes, grouped),
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
         swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
         num_sms=min(num_sms, num_blocks),
         out_bytes=shape.out_bytes,
+        grouped=grouped,
     )
 
 

@@ -32,30 +32,39 @@ _MAX_PLANS = 1024
 _MAX_TMAPS_PER_PLAN = 64
 
 
+# `config`, where given, overrides the heuristic (tuning tools only).
+
+
 def launch_m_grouped_contiguous(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
-                                d: torch.Tensor, m_indices: torch.Tensor, device_index: int) -> None:
+                                d: torch.Tensor, m_indices: torch.Tensor, device_index: int,
+                                config: GemmConfig | None = None) -> None:
     """Enqueues the contiguous-layout grouped GEMM with per-row expert indices `m_indices` [M_sum]."""
-    _launch(GEMM_KIND_CONTIGUOUS_INDICES, A.shape[0], A, sfa, B, sfb, d, m_indices, device_index)
+    _launch(GEMM_KIND_CONTIGUOUS_INDICES, A.shape[0], A, sfa, B, sfb, d, m_indices, device_index, config)
 
 
 def launch_m_grouped_contiguous_offsets(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor,
                                         sfb: torch.Tensor, d: torch.Tensor, group_ends: torch.Tensor,
-                                        device_index: int) -> None:
+                                        device_index: int, config: GemmConfig | None = None) -> None:
     """Enqueues the contiguous-layout grouped GEMM with per-expert running row ends `group_ends` [G]."""
-    _launch(GEMM_KIND_CONTIGUOUS_ENDS, A.shape[0], A, sfa, B, sfb, d, group_ends, device_index)
+    _launch(GEMM_KIND_CONTIGUOUS_ENDS, A.shape[0], A, sfa, B, sfb, d, group_ends, device_index, config)
 
 
 def launch_m_grouped_masked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
                             d: torch.Tensor, masked_m: torch.Tensor, expected_m: int,
-                            device_index: int) -> None:
+                            device_index: int, config: GemmConfig | None = None) -> None:
     """Enqueues the masked-layout grouped GEMM; `expected_m` rows per group only guide the config."""
-    _launch(GEMM_KIND_MASKED, expected_m, A, sfa, B, sfb, d, masked_m, device_index)
+    _launch(GEMM_KIND_MASKED, expected_m, A, sfa, B, sfb, d, masked_m, device_index, config)
 
 
 def _launch(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
-            d: torch.Tensor, grouped_layout: torch.Tensor, device_index: int) -> None:
+            d: torch.Tensor, grouped_layout: torch.Tensor, device_index: int,
+            config: GemmConfig | None) -> None:
     num_groups, n, k = B.shape
     rows = A.shape[-2]
+    if config is not None:
+        _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, config, device_index).run(
+            A, sfa, B, sfb, d, grouped_layout)
+        return
     num_sms = num_sms_for(device_index)
     key = (kind, config_m, rows, n, k, num_groups, d.dtype, num_sms, device_index)
     plan = _plans.get(key)

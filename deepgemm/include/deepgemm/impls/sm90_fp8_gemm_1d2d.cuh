@@ -26,7 +26,8 @@
 namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
-          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes>
+          uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
+          GemmKind kKind>
 struct Fp8GemmLayout {
     static constexpr uint32_t BLOCK_K = 128;
     static constexpr uint32_t kNumMathWarpgroups = BLOCK_M == 64 ? 1 : 2;
@@ -49,8 +50,14 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kNumScalesB = kNumKBlocks * (kUniformScaleB ? 1u : 2u);
     static constexpr uint32_t kSmemSFBBytes = align_up(kNumMathWarpgroups * kNumScalesB * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
+    // The grouped kinds' producer hands each tile to the consumers in a slot of the stage that holds
+    // the tile's first k-block: the consumers then run no scheduler of their own. (A scheduler that
+    // walks groups in the consumers' loop made ptxas move the stage index and the WGMMA descriptors
+    // out of uniform registers: ~20% slower.)
+    static constexpr bool kHandsOffTiles = kKind != GemmKind::Dense;
+    static constexpr uint32_t kSmemTileBytes = kHandsOffTiles ? kNumStages * sizeof(Tile) : 0;
     static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
-                                           kNumStages * 2 * 8;
+                                           kNumStages * 2 * 8 + kSmemTileBytes;
 
     static_assert(BLOCK_M == 64 || BLOCK_M == 128 || BLOCK_M == 256, "BLOCK_M is 64, 128 or 256");
     static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "WGMMA N is a multiple of 8 up to 256");
@@ -64,13 +71,13 @@ template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N
           GemmKind kKind>
 __global__ void __launch_bounds__(
     (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
-                   kIsFP32Out, kSwizzleDBytes>::kNumThreads), 1)
+                   kIsFP32Out, kSwizzleDBytes, kKind>::kNumThreads), 1)
 sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ grouped_layout,
                    const float* __restrict__ sfb, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                    const __grid_constant__ TmaDescriptor tmap_a, const __grid_constant__ TmaDescriptor tmap_b,
                    const __grid_constant__ TmaDescriptor tmap_sfa, const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
-                                 kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes>;
+                                 kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using MMA = ptx::WgmmaFP8<BLOCK_N>;
     using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out, kSwizzleDBytes>;
@@ -85,7 +92,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     constexpr bool kIsGroupedB = kKind != GemmKind::Dense;
     static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1, "only the dense GEMM multicasts");
 
-    // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers].
+    // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers]
+    // [tile per stage (grouped kinds)].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t* smem_d = smem;
@@ -95,6 +103,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     float* smem_sfb = reinterpret_cast<float*>(smem_sfa + kNumStages * Layout::kSmemSFABytes);
     uint64_t* full_barriers = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(smem_sfb) + Layout::kSmemSFBBytes);
     uint64_t* empty_barriers = full_barriers + kNumStages;
+    Tile* stage_tiles = reinterpret_cast<Tile*>(empty_barriers + kNumStages);
 
     const uint32_t thread = threadIdx.x;
     if (thread == kNumMathThreads) {
@@ -135,6 +144,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                     const uint32_t stage = iter % kNumStages;
                     // Parity of the previous use of this stage: the first round passes at once.
                     ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
+                    // Published by the barrier arrival below, whose release the consumers' wait acquires.
+                    if (Layout::kHandsOffTiles && k_block == 0)
+                        stage_tiles[stage] = tile;
                     uint64_t* bar = &full_barriers[stage];
                     ptx::mbarrier_arrive_expect_tx(bar, kStageTxBytes);
 
@@ -165,6 +177,13 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                     }
                 }
             }
+            if constexpr (Layout::kHandsOffTiles) {
+                // No tile left: a slot marked as the end, completed by a plain arrival.
+                const uint32_t stage = iter % kNumStages;
+                ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
+                stage_tiles[stage] = Tile{0, kNoMoreTiles, 0, 0};
+                ptx::mbarrier_arrive(&full_barriers[stage]);
+            }
         }
         __syncwarp();
     } else {
@@ -172,7 +191,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         ptx::warpgroup_reg_alloc<Layout::kNumMathWarpgroups == 1 ? 248 : 232>();
         // Broadcast from lane 0 so the compiler knows the index is warp-uniform and keeps the
         // descriptors derived from it in uniform registers.
-        const uint32_t warpgroup = __shfl_sync(0xffffffff, thread / 128, 0);
+        const uint32_t warpgroup = warp_uniform(thread / 128);
         const uint32_t lane = thread % 32;
         // First of the two accumulator rows this thread holds within a wave (the other is +8).
         const uint32_t row_in_wave = warpgroup * 64 + (thread % 128) / 32 * 16 + lane / 4;
@@ -186,9 +205,20 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
         const float* sfa_base = reinterpret_cast<const float*>(smem_sfa) + row_in_wave;
         uint32_t stage = 0, phase = 0;
-        Scheduler scheduler(shape_m, num_groups, grouped_layout);
+        // Runs only for the dense kind (the others take their tiles from the producer).
+        TileScheduler<Layout::kHandsOffTiles ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16,
+                      kIsMulticastOnA || kNumTMAMulticast == 1> scheduler(shape_m, num_groups, grouped_layout);
         Tile tile;
-        while (scheduler.next(tile)) {
+        while (true) {
+            if constexpr (Layout::kHandsOffTiles) {
+                // The tile rides with its first stage.
+                ptx::mbarrier_wait_opaque(&full_barriers[stage], phase);
+                tile = read_tile(stage_tiles + stage);
+                if (tile.n_block == kNoMoreTiles)
+                    break;
+            } else if (!scheduler.next(tile)) {
+                break;
+            }
             // B scales of this column block for every k-block (and of the next 128-column block
             // when the tile straddles one), copied once per tile into this warpgroup's own buffer:
             // a global load per k-block would put its latency on the critical path of short tiles.
@@ -211,7 +241,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 const uint32_t row = tile.row + warpgroup * 64 + thread % 128;
                 const bool valid = thread % 128 < 64 && row < shape_m &&
                                    static_cast<uint32_t>(__ldg(grouped_layout + row)) == tile.group;
-                num_valid_rows[0] = ptx::named_barrier_count(kWarpgroupBarrier + warpgroup, 128, valid);
+                // Uniform in fact; the broadcast lets the compiler see it (and keep the mainloop's
+                // descriptors in uniform registers).
+                const uint32_t count = ptx::named_barrier_count(kWarpgroupBarrier + warpgroup, 128, valid);
+                num_valid_rows[0] = warp_uniform(count);
             } else {
                 ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
                 #pragma unroll

@@ -57,4 +57,17 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t phase_pari
     }
 }
 
+// `mbarrier_wait` with the retry loop written in PTX (its labels are local to the braces), so the
+// compiler sees one opaque statement rather than a data-dependent loop. The grouped kernels wait this
+// way at the top of their tile loop: the C++ loop there made ptxas keep the mainloop's stage index
+// and WGMMA descriptors out of uniform registers. (Not used everywhere: in the busiest configs it
+// costs ptxas a spill.)
+__device__ __forceinline__ void mbarrier_wait_opaque(uint64_t* bar, uint32_t phase_parity) {
+    asm volatile("{ .reg .pred p;\n"
+                 "WAIT:\n"
+                 "  mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "  @!p bra WAIT; }"
+                 :: "r"(smem_addr(bar)), "r"(phase_parity) : "memory");
+}
+
 }  // namespace deepgemm::ptx

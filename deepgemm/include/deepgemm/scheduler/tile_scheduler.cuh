@@ -19,6 +19,22 @@ struct Tile {
     uint32_t num_valid_rows;
 };
 
+// `Tile::n_block` of the marker that ends a stream of tiles handed from one role to another.
+constexpr uint32_t kNoMoreTiles = 0xffffffffu;
+
+// A tile another thread wrote to shared memory, read word by word: a whole-struct copy let ptxas
+// move the consumers' stage index and WGMMA descriptors out of uniform registers (~20% slower).
+__device__ __forceinline__ Tile read_tile(const Tile* slot) {
+    const volatile uint32_t* words = reinterpret_cast<const volatile uint32_t*>(slot);
+    return {words[0], words[1], words[2], words[3]};
+}
+
+// `value` as lane 0 of the warp holds it: for a value every lane computes alike, the broadcast
+// tells the compiler it is warp-uniform, so values derived from it can live in uniform registers.
+__device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
+    return __shfl_sync(0xffffffffu, value, 0);
+}
+
 // Persistent walk over output tiles: CTA b takes tiles b, b + grid, b + 2 * grid, ... The dense and
 // ContiguousIndices kinds number the tiles of one [shape_m, N] problem, ContiguousIndices skipping
 // tiles whose first row is padding; the ContiguousEnds and Masked kinds number the tiles group
