@@ -13,20 +13,52 @@ import pytest
 import torch
 
 import deepgemm
+from deepgemm.bench import providers
+from deepgemm.bench.cli import build_parser, cpu_suite, select_providers, select_suites
 from deepgemm.bench.cli import main as bench_main
+from deepgemm.bench.inputs import CONTIGUOUS_M_ALIGNMENT, contiguous_starts, make_grouped_inputs
 from deepgemm.bench.providers import (
+    CUBLAS_BLOCKWISE_LOOP,
+    DEEPGEMM_CONTIGUOUS,
     Provider,
     ProviderUnavailable,
     _blockwise_b_scale_candidates,
     _per_tensor_cast_to_fp8,
 )
-from deepgemm.bench.report import gbps, geomean, speedups, split_geomeans, tflops, write_json
-from deepgemm.bench.runner import run_suite
-from deepgemm.bench.suites import DENSE, SUITES, Problem, Split, Suite, fp8_gemm_bytes, parse_shapes
-from deepgemm.testing import calc_diff
+from deepgemm.bench.report import (
+    TABLE_HEADER,
+    format_geomeans,
+    format_problem,
+    gbps,
+    geomean,
+    pair_speedups,
+    speedups,
+    split_geomeans,
+    table_header,
+    tflops,
+    write_json,
+)
+from deepgemm.bench.runner import deepgemm_config, run_provider, run_suite
+from deepgemm.bench.suites import (
+    DENSE,
+    GROUPED_MASKED,
+    SUITES,
+    Problem,
+    Split,
+    Suite,
+    fp8_gemm_bytes,
+    parse_shapes,
+)
+from deepgemm.quant import align
+from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
 from deepgemm.testing.bench import _calls_events, bench, bench_cpu, bench_host_overhead, bench_kineto
 
 REPO = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+GROUPED_SUITES = ("grouped_contiguous", "grouped_masked", "grouped_decode")
+requires_grouped_ops = pytest.mark.skipif(
+    not hasattr(deepgemm, "m_grouped_fp8_gemm_nt_masked"), reason="the grouped GEMMs are not exported yet"
+)
 
 
 # ---- suites -------------------------------------------------------------------------------------
@@ -62,6 +94,61 @@ def test_parse_shapes():
             parse_shapes(bad)
 
 
+def test_grouped_suites_are_the_anchor_tables_and_decode_sizes():
+    nks = [(4096, 7168), (7168, 2048)]
+
+    def rows(name):
+        return [(p.num_groups, p.m, p.n, p.k, p.layout, p.max_m) for p in SUITES[name].problems]
+
+    assert rows("grouped_contiguous") == [
+        (g, m, n, k, "contiguous", None) for g, m in ((4, 8192), (8, 4096)) for n, k in nks
+    ]
+    assert all(p.m % CONTIGUOUS_M_ALIGNMENT == 0 for p in SUITES["grouped_contiguous"].problems)
+    assert rows("grouped_masked") == [
+        (g, m, n, k, "masked", 4096) for g, m in ((1, 1024), (2, 512), (4, 256)) for n, k in nks
+    ]
+    decode = SUITES["grouped_decode"].problems
+    assert len(decode) == 8 and {(p.n, p.k) for p in decode} == set(nks)
+    assert len({p.m for p in decode}) == 4
+    for p in decode:
+        assert p.num_groups == 32 and p.layout == "masked" and 16 <= p.m <= 192 and p.max_m == align(p.m, 128)
+
+
+def test_grouped_suites_providers_ratios_and_cpu_problems():
+    masked = ["cublas_blockwise_loop", "deepgemm", "deepgemm_dense"]
+    assert {name: [p.name for p in SUITES[name].providers] for name in GROUPED_SUITES} == {
+        "grouped_contiguous": ["cublas_blockwise_loop", "deepgemm", "deepgemm_offsets", "deepgemm_dense"],
+        "grouped_masked": masked,
+        "grouped_decode": masked,
+    }
+    for name in GROUPED_SUITES:
+        suite = SUITES[name]
+        assert suite.baseline == "cublas_blockwise_loop" and suite.faster == "provider"
+        assert suite.pairs == (("deepgemm", "deepgemm_dense"),)
+        assert [split.label for split in suite.splits] == ["all"]
+        assert all(suite.splits[0].contains(p) for p in suite.problems)
+        # Everything but the cuBLAS loop runs on the CPU path, on small problems of the suite's layout.
+        assert [p.name for p in suite.providers if p.has_cpu_path] == [p.name for p in suite.providers[1:]]
+        assert suite.cpu_problems and {p.layout for p in suite.cpu_problems} == {suite.problems[0].layout}
+    assert DENSE.faster == "baseline" and DENSE.pairs == () and DENSE.cpu_problems
+
+
+def test_cpu_runs_select_each_suite_on_its_small_problems():
+    parser = build_parser()
+    suites = select_suites(parser.parse_args(["--cpu"]), on_cuda=False)
+    assert [suite.name for suite in suites] == [f"cpu_path_{name}" for name in SUITES]
+    assert [suite.problems for suite in suites] == [suite.cpu_problems for suite in SUITES.values()]
+    (masked,) = select_suites(parser.parse_args(["--cpu", "--suite", "grouped_masked"]), on_cuda=False)
+    assert masked.baseline == "cublas_blockwise_loop" and masked.problems == GROUPED_MASKED.cpu_problems
+    (custom,) = select_suites(parser.parse_args(["--cpu", "--shapes", "64,256,512"]), on_cuda=False)
+    assert custom.name == "cpu_path_dense" and custom.problems == (Problem(64, 256, 512),)
+    names = [p.name for p in select_providers(GROUPED_MASKED, None, on_cuda=False)]
+    assert names == ["deepgemm", "deepgemm_dense"]
+    assert select_providers(GROUPED_MASKED, None) == GROUPED_MASKED.providers
+    named = select_providers(GROUPED_MASKED, ["cublas_blockwise_loop", "deepgemm"], on_cuda=False)
+    assert [p.name for p in named] == ["cublas_blockwise_loop", "deepgemm"]
+
+
 # ---- arithmetic ---------------------------------------------------------------------------------
 
 
@@ -78,6 +165,28 @@ def test_tflops_and_gbps_on_hand_values():
     assert fp8_gemm_bytes(Problem(10, 200, 130, num_groups=3)) == 3 * (
         (10 * 130 + 200 * 130) + 4 * (10 * 2 + 2 * 2) + 2 * 10 * 200
     )
+
+
+def test_grouped_flops_count_valid_rows_only():
+    contiguous = Problem(8192, 4096, 7168, 4, "contiguous")
+    assert contiguous.flops == 2 * 4 * 8192 * 4096 * 7168
+    # The anchors' grouped rows: contiguous 4 x 8192, 1396.6 us -> 1378 TFLOPS; masked 1 x 1024 of
+    # max_m 4096, 45.2 us -> 1329 TFLOPS (masked-off rows are not work).
+    assert tflops(contiguous.flops, 1396.6e-6) == pytest.approx(1378, abs=0.5)
+    masked = Problem(1024, 4096, 7168, 1, "masked", 4096)
+    assert masked.flops == 2 * 1024 * 4096 * 7168
+    assert tflops(masked.flops, 45.2e-6) == pytest.approx(1329, abs=2)
+    assert fp8_gemm_bytes(Problem(256, 7168, 2048, 4, "masked", 4096)) == fp8_gemm_bytes(
+        Problem(256, 7168, 2048, 4)
+    )
+    # Uneven groups: 2 * sum(valid rows) * N * K, whatever the padding.
+    for layout, max_m in (("contiguous", None), ("masked", 64)):
+        inputs = make_grouped_inputs(layout, 3, (5, 0, 17), 16, 32, max_m, CPU, seed=0)
+        assert inputs.num_valid_rows == 22 and inputs.flops == 2 * 22 * 16 * 32
+    # The suites' inputs do the same count as their problems.
+    for name in GROUPED_SUITES:
+        for problem in SUITES[name].cpu_problems:
+            assert SUITES[name].make_inputs(problem, CPU, 0).flops == problem.flops
 
 
 def test_geomean():
@@ -102,6 +211,19 @@ def test_speedups_use_only_correct_providers():
     assert speedups(results | {"deepgemm": _result("error", None)}, "deepgemm") == {}
 
 
+def test_speedups_toward_the_provider_and_pair_ratios():
+    results = {
+        "loop": _result("ok", 30.0),
+        "deepgemm": _result("ok", 20.0),
+        "dense": _result("ok", 16.0),
+        "bad": _result("wrong", 1.0),
+    }
+    assert speedups(results, "loop", "provider") == {"deepgemm": 1.5, "dense": 1.875}
+    assert speedups(results, "loop") == {"deepgemm": pytest.approx(2 / 3), "dense": pytest.approx(16 / 30)}
+    pairs = [("deepgemm", "dense"), ("deepgemm", "bad"), ("deepgemm", "missing")]
+    assert pair_speedups(results, pairs) == {"deepgemm/dense": 0.8}
+
+
 def test_split_geomeans():
     ratios = [
         (Problem(64, 1, 1), {"x": 2.0}),
@@ -120,6 +242,152 @@ def test_split_geomeans():
         "none": {"geomean": None, "n": 0},
     }
     assert summary["y"]["small"] == {"geomean": None, "n": 0}
+
+
+def _ok(us: float) -> dict:
+    return {"status": "ok", "reason": None, "us": us, "tflops": 1.0, "gbps": 2.0, "diffs": {"fp8": 1e-6},
+            "reference": "fp8"}  # fmt: skip
+
+
+def test_grouped_table_and_geomean_lines():
+    problem = Problem(256, 7168, 2048, 4, "masked", 4096)
+    results = {"cublas_blockwise_loop": _ok(30.0), "deepgemm": _ok(20.0), "deepgemm_dense": _ok(16.0)}
+    ratios = speedups(results, "cublas_blockwise_loop", "provider")
+    pair_ratios = pair_speedups(results, [("deepgemm", "deepgemm_dense")])
+    lines = format_problem(problem, results, ratios, pair_ratios).splitlines()
+    assert table_header("masked").split()[:6] == ["G", "M", "max_m", "N", "K", "provider"]
+    assert lines[0].split()[:6] == ["4", "256", "4096", "7168", "2048", "cublas_blockwise_loop"]
+    assert lines[1].split()[:2] == ["deepgemm", "20.0"] and "1.50x" in lines[1]
+    assert lines[-1].split() == ["deepgemm/deepgemm_dense", "speed:", "0.80x"]
+    # Grouped rows line up under the grouped header; the dense header is unchanged.
+    assert lines[1].index("deepgemm") == table_header("masked").index("provider")
+    assert TABLE_HEADER == table_header("dense") and TABLE_HEADER.split()[:4] == ["M", "N", "K", "provider"]
+    contiguous = format_problem(Problem(8192, 4096, 7168, 4, "contiguous"), results, ratios)
+    assert contiguous.split()[:5] == ["4", "8192", "-", "4096", "7168"]
+
+    splits = (Split("all", lambda p: True),)
+    summary = split_geomeans([(problem, ratios)], splits, ["deepgemm", "deepgemm_dense"])
+    pair_summary = split_geomeans([(problem, pair_ratios)], splits, ["deepgemm/deepgemm_dense"])
+    text = format_geomeans("cublas_blockwise_loop", summary, "provider", pair_summary).splitlines()
+    assert text[0] == "geometric-mean speed relative to cublas_blockwise_loop:"
+    assert text[1].split() == ["deepgemm", "all", "(1):", "1.50x"]
+    assert text[-1].split() == ["deepgemm/deepgemm_dense", "all", "(1):", "0.80x"]
+    assert format_geomeans("deepgemm", summary).startswith("geometric-mean speed of deepgemm relative to:")
+
+
+# ---- grouped inputs -----------------------------------------------------------------------------
+
+
+def test_contiguous_inputs_bookkeeping():
+    counts = (100, 0, 130, 128, 1)
+    inputs = make_grouped_inputs("contiguous", 5, counts, 256, 384, None, CPU, seed=3)
+    assert inputs.starts == contiguous_starts(counts) == (0, 128, 128, 384, 512)
+    assert inputs.a.shape == (640, 384) and inputs.a.dtype == torch.float8_e4m3fn
+    assert inputs.sfa.shape == (640, 3) and inputs.b.shape == (5, 256, 384) and inputs.sfb.shape == (5, 2, 3)
+    assert inputs.masked_m is None and inputs.expected_m is None
+
+    m_indices = inputs.m_indices
+    assert m_indices.dtype == torch.int32 and m_indices.shape == (640,)
+    expected = torch.full((640,), -1, dtype=torch.int32)
+    for group, (start, count) in enumerate(zip(inputs.starts, counts, strict=True)):
+        assert start % CONTIGUOUS_M_ALIGNMENT == 0
+        expected[start : start + count] = group
+    assert torch.equal(m_indices, expected) and int((m_indices >= 0).sum()) == sum(counts)
+
+    # group_ends follows the offsets API: ends[g] = align(ends[g - 1], 128) + count[g], ends[-1] := 0;
+    # the rows it assigns are exactly m_indices'.
+    ends = inputs.group_ends.tolist()
+    assert inputs.group_ends.dtype == torch.int32 and ends == [100, 128, 258, 512, 513]
+    rebuilt, previous = torch.full((640,), -1, dtype=torch.int32), 0
+    for group, (end, count) in enumerate(zip(ends, counts, strict=True)):
+        assert end == align(previous, CONTIGUOUS_M_ALIGNMENT) + count
+        rebuilt[align(previous, CONTIGUOUS_M_ALIGNMENT) : end] = group
+        previous = end
+    assert torch.equal(rebuilt, m_indices)
+    assert align(ends[-1], CONTIGUOUS_M_ALIGNMENT) == inputs.a.shape[0]
+
+    assert torch.equal(inputs.valid_rows(inputs.a_bf16), inputs.a_bf16[m_indices >= 0])
+    assert torch.equal(inputs.group_rows(inputs.a_bf16, 2), inputs.a_bf16[128:258])
+
+
+def test_masked_inputs_bookkeeping():
+    counts = (0, 64, 17, 64)
+    inputs = make_grouped_inputs("masked", 4, counts, 200, 256, 64, CPU, seed=1)
+    assert inputs.a.shape == (4, 64, 256) and inputs.sfa.shape == (4, 64, 2)
+    assert inputs.b.shape == (4, 200, 256) and inputs.sfb.shape == (4, 2, 2)
+    assert inputs.masked_m.dtype == torch.int32 and inputs.masked_m.tolist() == list(counts)
+    assert inputs.expected_m == 37  # ceil(145 / 4)
+    assert inputs.m_indices is None and inputs.group_ends is None
+    valid = torch.arange(64)[None, :] < inputs.masked_m[:, None]
+    assert torch.equal(inputs.valid_rows(inputs.a_bf16), inputs.a_bf16[valid])
+
+    uniform = make_grouped_inputs("masked", 2, 48, 128, 128, 128, CPU, seed=1, expected_m=40)
+    assert uniform.masked_m.tolist() == [48, 48] and uniform.expected_m == 40
+    for problem in GROUPED_MASKED.cpu_problems:
+        suite_inputs = GROUPED_MASKED.make_inputs(problem, CPU, 0)
+        assert suite_inputs.masked_m.tolist() == [problem.m] * problem.num_groups
+        assert suite_inputs.expected_m == problem.m and suite_inputs.a.shape[1] == problem.max_m
+
+
+def _dequantised(q: torch.Tensor, sf: torch.Tensor, rows_per_scale: int) -> torch.Tensor:
+    scales = sf.repeat_interleave(128, dim=-1)[..., : q.shape[-1]]
+    scales = scales.repeat_interleave(rows_per_scale, dim=-2)[..., : q.shape[-2], :]
+    return q.float() * scales
+
+
+def test_grouped_inputs_are_seeded_quantised_random_normal():
+    first = make_grouped_inputs("contiguous", 2, (100, 28), 136, 256, None, CPU, seed=5)
+    again = make_grouped_inputs("contiguous", 2, (100, 28), 136, 256, None, CPU, seed=5)
+    other = make_grouped_inputs("contiguous", 2, (100, 28), 136, 256, None, CPU, seed=6)
+    assert torch.equal(first.a_bf16, again.a_bf16) and torch.equal(first.b_bf16, again.b_bf16)
+    assert torch.equal(first.a.view(torch.uint8), again.a.view(torch.uint8))
+    assert not torch.equal(first.a_bf16, other.a_bf16)
+    assert 0.9 < float(first.a_bf16.float().std()) < 1.1 and 0.9 < float(first.b_bf16.float().std()) < 1.1
+    # Padding rows hold random data too: a kernel that reads them would show it.
+    assert float(first.a_bf16[100:128].float().std()) > 0.5
+    assert calc_diff(_dequantised(first.a, first.sfa, 1), first.a_bf16) < 1e-3
+    assert calc_diff(_dequantised(first.b, first.sfb, 128), first.b_bf16) < 1e-3
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "masked"])
+def test_grouped_references_match_per_group_dense_gemms(layout):
+    counts = (37, 0, 128, 5)
+    inputs = make_grouped_inputs(layout, 4, counts, 136, 384, 128 if layout == "masked" else None, CPU, 2)
+    fp8, bf16 = inputs.reference("fp8"), inputs.reference("bf16")
+    assert fp8.shape == bf16.shape == (170, 136) and fp8.dtype == bf16.dtype == torch.float32
+    experts = [inputs.expert_inputs(group) for group in range(4)]
+    assert [expert.a.shape[0] for expert in experts] == list(counts)
+    per_group = torch.cat([ref_fp8_gemm_nt((e.a, e.sfa), (e.b, e.sfb)) for e in experts])
+    torch.testing.assert_close(fp8, per_group, rtol=1e-6, atol=1e-5)
+    assert calc_diff(fp8, bf16) < 1e-3
+    # Per-group outputs (empty groups left out) stack into the same rows.
+    assert torch.equal(inputs.valid_rows([per_group[:37], per_group[37:165], per_group[165:]]), per_group)
+    with pytest.raises(ValueError, match="unknown reference kind"):
+        inputs.reference("fp16")
+
+    # The dense GEMM of the same total size: every valid row times group 0's weights, built once.
+    dense = inputs.dense_equivalent()
+    assert dense is inputs.dense_equivalent()
+    assert torch.equal(dense.a_bf16, inputs.valid_rows(inputs.a_bf16)) and dense.a.shape == (170, 384)
+    assert torch.equal(dense.sfa, inputs.valid_rows(inputs.sfa))
+    assert torch.equal(dense.b.view(torch.uint8), inputs.b[0].view(torch.uint8))
+    assert torch.equal(dense.sfb, inputs.sfb[0])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("dense", 2, 8, 16, 16, None),
+        ("contiguous", 2, (8,), 16, 16, None),
+        ("contiguous", 2, (8, -1), 16, 16, None),
+        ("contiguous", 2, 8, 16, 16, 128),
+        ("masked", 2, 8, 16, 16, None),
+        ("masked", 2, (8, 129), 16, 16, 128),
+    ],
+)
+def test_make_grouped_inputs_rejects_inconsistent_arguments(args):
+    with pytest.raises(ValueError):
+        make_grouped_inputs(*args, CPU, 0)
 
 
 # ---- providers (the parts that run without CUDA) ----------------------------------------------
@@ -148,6 +416,57 @@ def test_per_tensor_quantisation_is_within_fp8_accuracy():
     assert calc_diff(product, a.float() @ b.float().t()) < 1e-3
 
 
+def _measure(run) -> dict:
+    return {"us": 1.0}
+
+
+def test_cublas_loop_runs_the_dense_blockwise_call_per_nonempty_group(monkeypatch):
+    inputs = make_grouped_inputs("contiguous", 4, (37, 0, 128, 5), 136, 384, None, CPU, seed=2)
+    result = run_provider(CUBLAS_BLOCKWISE_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+
+    # Without CUDA, stand in for scaled_mm with the dense reference: the loop must hand each
+    # non-empty group's valid rows and weights to the dense provider's code, and stack the outputs.
+    seen = []
+
+    def fake_blockwise(expert):
+        seen.append(expert.a.shape[0])
+        return lambda: ref_fp8_gemm_nt((expert.a, expert.sfa), (expert.b, expert.sfb)).bfloat16()
+
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    monkeypatch.setattr(providers, "_prepare_cublas_blockwise", fake_blockwise)
+    result = run_provider(CUBLAS_BLOCKWISE_LOOP, inputs, _measure, ("us",))
+    assert seen == [37, 128, 5]
+    assert result["status"] == "ok" and result["diffs"]["fp8"] < 1e-5 and result["diffs"]["bf16"] < 1e-3
+
+
+@requires_grouped_ops
+def test_grouped_provider_refuses_the_other_layout():
+    inputs = make_grouped_inputs("masked", 2, 8, 128, 128, 128, CPU, seed=0)
+    result = run_provider(DEEPGEMM_CONTIGUOUS, inputs, _measure, ("us",))
+    assert result["status"] == "error" and "contiguous grouped inputs" in result["reason"]
+
+
+def test_deepgemm_config_of_grouped_problems(monkeypatch):
+    import deepgemm.heuristics as heuristics
+
+    seen = []
+
+    def select_config(shape, num_sms):
+        seen.append((shape, num_sms))
+        return "c"
+
+    monkeypatch.setattr(heuristics, "GemmShape", lambda *args, **kwargs: (args, kwargs))
+    monkeypatch.setattr(heuristics, "select_config", select_config)
+    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132) == "c"
+    assert deepgemm_config(Problem(256, 7168, 2048, 4, "masked", 4096), 132) == "c"
+    # Contiguous: every group's rows with their padding; masked: the expected rows of one group.
+    assert seen == [
+        (((512, 4096, 7168), {"num_groups": 4, "layout": "contiguous"}), 132),
+        (((256, 7168, 2048), {"num_groups": 4, "layout": "masked"}), 132),
+    ]
+
+
 # ---- runner records and the JSON file -----------------------------------------------------------
 
 
@@ -161,6 +480,9 @@ class _StubInputs:
 
     def reference(self, kind: str) -> torch.Tensor:
         return self.value if kind == "fp8" else self.value + 0.5
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
 
 
 def _stub_provider(name: str, output: str) -> Provider:
@@ -225,6 +547,30 @@ def test_run_suite_records_and_json_round_trip(tmp_path):
     assert json.loads(path.read_text()) == json.loads(json.dumps({"schema": "x", "suites": [record]}))
 
 
+@requires_grouped_ops
+@pytest.mark.parametrize("name", GROUPED_SUITES)
+def test_grouped_suites_run_on_the_cpu_path(name):
+    suite = cpu_suite(SUITES[name])
+    record = run_suite(suite, select_providers(suite, None, on_cuda=False), CPU, 0, timer=lambda fn: 1e-3)
+    assert record["baseline"] == "cublas_blockwise_loop" and record["faster"] == "provider"
+    assert record["pairs"] == {"deepgemm/deepgemm_dense": "t_deepgemm_dense / t_deepgemm: how many times "
+                               "faster deepgemm runs than deepgemm_dense"}  # fmt: skip
+    (problem,) = record["problems"]
+    (expected,) = SUITES[name].cpu_problems
+    assert (problem["layout"], problem["num_groups"], problem["max_m"]) == (
+        expected.layout, expected.num_groups, expected.max_m,
+    )  # fmt: skip
+    assert problem["flops"] == expected.flops
+    for result in problem["results"].values():
+        assert result["status"] == "ok", result
+        assert result["diffs"]["fp8"] < 1e-5 and result["diffs"]["bf16"] < 1e-3
+    # The baseline (cuBLAS) has no CPU path, so there is no ratio against it; the pair ratio remains.
+    assert problem["speedup"] == {}
+    assert problem["pair_speedup"] == {"deepgemm/deepgemm_dense": pytest.approx(1.0)}
+    pair_geomean = record["pair_geomean"]["deepgemm/deepgemm_dense"]
+    assert pair_geomean == {"all": {"geomean": pytest.approx(1.0), "n": 1}}
+
+
 # ---- the CLI --------------------------------------------------------------------------------------
 
 
@@ -261,6 +607,22 @@ def test_cli_runs_the_cpu_path(tmp_path):
     result = problem["results"]["deepgemm"]
     assert result["status"] == "ok" and result["us"] > 0
     assert result["diffs"]["fp8"] < 1e-5 and result["diffs"]["bf16"] < 1e-3
+
+
+@requires_grouped_ops
+def test_cli_runs_a_grouped_suite_on_the_cpu_path(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--cpu", "--suite", "grouped_contiguous", "--num-tests", "1", "--json", str(out)]
+    assert bench_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "t_baseline / t_provider" in printed and "deepgemm/deepgemm_dense speed:" in printed
+    (suite,) = json.loads(out.read_text())["suites"]
+    assert suite["name"] == "cpu_path_grouped_contiguous" and suite["baseline"] == "cublas_blockwise_loop"
+    assert list(suite["providers"]) == ["deepgemm", "deepgemm_offsets", "deepgemm_dense"]
+    (problem,) = suite["problems"]
+    assert problem["layout"] == "contiguous" and problem["num_groups"] == 3
+    assert {result["status"] for result in problem["results"].values()} == {"ok"}
+    assert set(problem["pair_speedup"]) == {"deepgemm/deepgemm_dense"}
 
 
 def test_cli_help_and_usage_errors(capsys):
@@ -399,3 +761,65 @@ def test_gpu_check_skips_a_missing_jit_script_and_rejects_unknown_stages(gpu_che
     assert json.loads((tmp_path / "gpu_check.json").read_text())["stages"]["jit"]["status"] == "skipped"
     with pytest.raises(SystemExit):
         gpu_check.main(["--stages", "tests,nope"])
+
+
+def test_gpu_check_benches_every_suite(gpu_check):
+    assert gpu_check.BENCH_SUITES == tuple(SUITES)
+
+
+# Stands in for `python -m deepgemm.bench` in the fake repo: one JSON per --suite; grouped_masked
+# has a wrong result, grouped_decode crashes before writing anything.
+FAKE_BENCH = """\
+import argparse, json, sys
+parser = argparse.ArgumentParser()
+for flag in ("--suite", "--json", "--num-tests"):
+    parser.add_argument(flag)
+args = parser.parse_args()
+if args.suite == "grouped_decode":
+    sys.exit("crashed before writing anything")
+grouped = args.suite != "dense"
+status = "wrong" if args.suite == "grouped_masked" else "ok"
+suite = {
+    "name": args.suite,
+    "baseline": "cublas_blockwise_loop" if grouped else "deepgemm",
+    "faster": "provider" if grouped else "baseline",
+    "geomean": {"deepgemm" if grouped else "cublas_blockwise": {"all": {"geomean": 1.25, "n": 4}}},
+    "pair_geomean": {"deepgemm/deepgemm_dense": {"all": {"geomean": 0.95, "n": 4}}} if grouped else {},
+    "problems": [{"m": 256, "n": 4096, "k": 7168, "num_groups": 4,
+                  "results": {"deepgemm": {"status": status, "reason": "calc_diff"}}}],
+}
+document = {"backend": "cuda", "env": {"device": "fake H200"}, "num_tests": args.num_tests, "suites": [suite]}
+with open(args.json, "w") as file:
+    json.dump(document, file)
+sys.exit(1 if status == "wrong" else 0)
+"""
+
+
+def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_path, capsys):
+    package = gpu_check.REPO / "deepgemm" / "bench"
+    package.mkdir(parents=True)
+    (gpu_check.REPO / "deepgemm" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_BENCH)
+    out = tmp_path / "out"
+    assert gpu_check.main(["--out", str(out), "--stages", "bench", "--num-tests", "2"]) == 1
+
+    merged = json.loads((out / "bench.json").read_text())
+    assert [suite["name"] for suite in merged["suites"]] == ["dense", "grouped_contiguous", "grouped_masked"]
+    assert merged["num_tests"] == "2" and merged["env"]["device"] == "fake H200"
+    bench = json.loads((out / "gpu_check.json").read_text())["stages"]["bench"]
+    assert bench["status"] == "failed" and "grouped_masked, grouped_decode" in bench["error"]
+    assert bench["detail"]["failed_suites"] == {
+        "grouped_masked": "deepgemm.bench exited with 1",
+        "grouped_decode": "deepgemm.bench exited with 1 and wrote no JSON",
+    }
+    assert bench["detail"]["suites"]["grouped_masked"]["not_ok"] == [
+        {"shape": [256, 4096, 7168], "num_groups": 4, "provider": "deepgemm", "status": "wrong",
+         "reason": "calc_diff"},
+    ]  # fmt: skip
+    assert "crashed before writing anything" in (out / "bench.log").read_text()
+    printed = capsys.readouterr().out
+    # "a vs b: r" reads "a runs r times as fast as b", whichever way the suite's ratios point.
+    assert "dense: deepgemm vs cublas_blockwise: all 1.25x" in printed
+    assert "grouped_contiguous: deepgemm vs cublas_blockwise_loop: all 1.25x" in printed
+    assert "grouped_contiguous: deepgemm vs deepgemm_dense: all 0.95x" in printed

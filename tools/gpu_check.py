@@ -6,9 +6,13 @@ Stages (each a subprocess, so one crash cannot take the others down; a failed st
 and the next one runs):
 
 - ``tests``: ``pytest -m gpu tests/`` with a JUnit XML report -> pass/fail/skip counts and the
-  names of failures. Fails if any test fails, if none was collected, or if every test skipped
-  (no GPU visible: that would be a silent "all good").
-- ``bench``: ``python -m deepgemm.bench --json OUT/bench.json`` (all suites).
+  names of failures. That is every ``gpu``-marked file: the dense GEMM
+  (``tests/test_fp8_gemm_gpu.py``), the grouped GEMMs (``tests/test_grouped_fp8_gemm_gpu.py``), the
+  JIT. Fails if any test fails, if none was collected, or if every test skipped (no GPU visible:
+  that would be a silent "all good").
+- ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
+  ``BENCH_SUITES`` (dense, then the grouped ones), each in its own process so that a crash in one
+  suite keeps the others' figures; merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
@@ -31,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("tests", "bench", "host", "jit")
+# deepgemm.bench's suites, in the order the bench stage runs them.
+BENCH_SUITES = ("dense", "grouped_contiguous", "grouped_masked", "grouped_decode")
 SCHEMA = "deepgemm.gpu_check/1"
 # Lines of a failed stage's log kept in the JSON; the printed summary shows the last few.
 LOG_TAIL_LINES = 30
@@ -51,13 +57,14 @@ def _now() -> str:
 
 
 def run_logged(
-    command: Sequence[str], log: Path, timeout: float, stdout: Path | None = None
+    command: Sequence[str], log: Path, timeout: float, stdout: Path | None = None, append: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run ``command`` in the repo root with its output in ``log`` (its stdout in ``stdout`` if given).
+    """Run ``command`` in the repo root with its output in ``log`` (its stdout in ``stdout`` if given),
+    after what ``log`` holds already if ``append``.
 
     Raises ``StageFailed`` on timeout.
     """
-    with log.open("w") as log_file, (stdout or Path(os.devnull)).open("w") as stdout_file:
+    with log.open("a" if append else "w") as log_file, (stdout or Path(os.devnull)).open("w") as stdout_file:
         log_file.write(f"$ {' '.join(command)}\n")
         log_file.flush()
         try:
@@ -135,12 +142,14 @@ def _bench_stage(
 
 
 def _bench_summary(document: dict) -> dict:
-    """Per suite: the geometric means and every provider result that is not ``ok``."""
+    """Per suite: the geometric means (against the baseline, and of the pair ratios), which way they
+    point, and every provider result that is not ``ok``."""
     suites = {}
     for suite in document["suites"]:
         problems = [
             {
                 "shape": [p["m"], p["n"], p["k"]],
+                "num_groups": p["num_groups"],
                 "provider": name,
                 "status": r["status"],
                 "reason": r["reason"],
@@ -149,7 +158,13 @@ def _bench_summary(document: dict) -> dict:
             for name, r in p["results"].items()
             if r["status"] != "ok"
         ]
-        suites[suite["name"]] = {"geomean": suite["geomean"], "not_ok": problems}
+        suites[suite["name"]] = {
+            "baseline": suite["baseline"],
+            "faster": suite["faster"],
+            "geomean": suite["geomean"],
+            "pair_geomean": suite["pair_geomean"],
+            "not_ok": problems,
+        }
     return {"device": document["env"]["device"], "suites": suites}
 
 
@@ -159,8 +174,46 @@ def _host_summary(document: dict) -> dict:
 
 
 def stage_bench(out: Path, args: argparse.Namespace) -> dict:
-    extra = ["--suite", "all"] + (["--num-tests", str(args.num_tests)] if args.num_tests else [])
-    return _bench_stage(out, args, "bench", extra, _bench_summary)
+    """Every suite of ``BENCH_SUITES`` in its own process (one ``--stage-timeout`` for them all),
+    merged into ``OUT/bench.json``; fails if any suite's run failed or wrote nothing."""
+    deadline = time.monotonic() + args.stage_timeout
+    extra = ["--num-tests", str(args.num_tests)] if args.num_tests else []
+    result = out / "bench.json"
+    result.unlink(missing_ok=True)
+    documents, failed = [], {}
+    for index, suite in enumerate(BENCH_SUITES):
+        suite_json = out / f"bench-{suite}.json"
+        suite_json.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "deepgemm.bench", "--suite", suite, "--json", str(suite_json)]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            failed[suite] = "not run: the stage timed out"
+            continue
+        try:
+            proc = run_logged([*command, *extra], out / "bench.log", remaining, append=index > 0)
+        except StageFailed as failure:
+            failed[suite] = failure.message
+            continue
+        if suite_json.exists():
+            documents.append(json.loads(suite_json.read_text()))
+        if proc.returncode:
+            failed[suite] = f"deepgemm.bench exited with {proc.returncode}" + (
+                "" if suite_json.exists() else " and wrote no JSON"
+            )
+    if not documents:
+        raise StageFailed("deepgemm.bench wrote no JSON", {"failed_suites": failed})
+    document = documents[0] | {"suites": [record for doc in documents for record in doc["suites"]]}
+    result.write_text(json.dumps(document, indent=2) + "\n")
+    detail = {"json": result.name, "failed_suites": failed} | _bench_summary(document)
+    if any(doc["backend"] != "cuda" for doc in documents):
+        raise StageFailed("no GPU visible: the benchmark ran its CPU path", detail)
+    if failed:
+        raise StageFailed(
+            f"suites {', '.join(failed)} failed: a provider errored or missed its reference, the run "
+            "crashed or timed out (see the JSON and bench.log)",
+            detail,
+        )
+    return detail
 
 
 def stage_host(out: Path, args: argparse.Namespace) -> dict:
@@ -242,15 +295,25 @@ def _tests_notes(detail: dict) -> list[str]:
     return [counts] + [f"{f['kind'].upper()} {f['test']}: {f['message']}" for f in detail["failures"]]
 
 
+def _means(splits: dict) -> str:
+    return "  ".join(f"{label} {_ratio(cell['geomean'])}" for label, cell in splits.items())
+
+
 def _bench_notes(detail: dict) -> list[str]:
+    """``a vs b: 1.20x`` reads "a runs 1.20x as fast as b", whichever way the suite's ratios point."""
     lines = [f"on {detail['device']}"]
     for suite, info in detail["suites"].items():
+        baseline = info["baseline"]
         for provider, splits in info["geomean"].items():
-            means = "  ".join(f"{label} {_ratio(cell['geomean'])}" for label, cell in splits.items())
-            lines.append(f"{suite}: deepgemm vs {provider}: {means}")
+            pair = (baseline, provider) if info["faster"] == "baseline" else (provider, baseline)
+            lines.append(f"{suite}: {pair[0]} vs {pair[1]}: {_means(splits)}")
+        for label, splits in info["pair_geomean"].items():
+            lines.append(f"{suite}: {label.replace('/', ' vs ')}: {_means(splits)}")
         lines += [
             f"{suite} {r['shape']} {r['provider']}: {r['status']} ({r['reason']})" for r in info["not_ok"]
         ]
+    for suite, reason in detail["failed_suites"].items():
+        lines.append(f"{suite}: {reason}")
     return lines
 
 

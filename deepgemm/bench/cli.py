@@ -2,7 +2,7 @@
 
 Every provider of a problem runs on the same random inputs; its output is checked against a
 reference before it is timed (profiler kernel time, L2 flushed before each call). Without a GPU
-it runs the CPU path on small shapes instead, as a correctness smoke test.
+it runs the CPU path of each selected suite on small shapes instead, as a correctness smoke test.
 """
 
 import argparse
@@ -18,13 +18,21 @@ import deepgemm
 from deepgemm.testing.bench import L2_FLUSH_BYTES, bench, bench_cpu, bench_kineto
 
 from .providers import Provider
-from .report import SCHEMA, TABLE_HEADER, format_geomeans, format_host_overhead, format_problem, write_json
+from .report import (
+    SCHEMA,
+    format_geomeans,
+    format_host_overhead,
+    format_problem,
+    speedup_definition,
+    table_header,
+    write_json,
+)
 from .runner import Timer, measure_host_overhead, run_suite
-from .suites import CPU_PROBLEMS, DENSE, SUITES, Problem, Suite, parse_shapes
+from .suites import DENSE, SUITES, Problem, Suite, parse_shapes
 
 CPU_NOTE = (
-    "CPU path (no CUDA device, or --cpu): checks deepgemm.fp8_gemm_nt's CPU implementation on small "
-    "shapes against the reference; its wall-clock times are not a performance claim"
+    "CPU path (no CUDA device, or --cpu): checks the CPU implementation of deepgemm's ops (dense and "
+    "grouped) on small shapes against the reference; its wall-clock times are not a performance claim"
 )
 TIMERS = {
     "kineto": "profiler (CUPTI) device time of all kernels one call launches; L2 flushed before each call",
@@ -47,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m deepgemm.bench",
         description="deepgemm against cuBLAS on the shape suites: same random inputs for every provider, "
         "each checked against a reference, then timed by the profiler with L2 flushed.",
-        epilog=f"providers: {providers}. Without a GPU (or with --cpu) it runs the CPU path of "
-        "deepgemm.fp8_gemm_nt on small shapes as a correctness smoke test.",
+        epilog=f"providers: {providers}. Without a GPU (or with --cpu) it runs the CPU path of the "
+        "selected suites' deepgemm ops on small shapes as a correctness smoke test.",
     )
     parser.add_argument(
         "--suite", default="all", choices=[*SUITES, "all"], help="suite to run (default: all)"
@@ -99,19 +107,23 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def cpu_suite(suite: Suite) -> Suite:
+    """``suite`` on its small CPU problems (same providers, so the same baseline)."""
+    return dataclasses.replace(
+        suite,
+        name=f"cpu_path_{suite.name}",
+        description=f"{suite.name} on the CPU path, a correctness smoke run (times are no performance claim)",
+        problems=suite.cpu_problems,
+    )
+
+
 def select_suites(args: argparse.Namespace, on_cuda: bool) -> list[Suite]:
     if not on_cuda:
-        problems = parse_shapes(args.shapes) if args.shapes else CPU_PROBLEMS
-        # Only deepgemm has a CPU path; the cuBLAS providers would all report "unavailable".
-        providers = DENSE.providers if args.providers else DENSE.providers[:1]
-        description = (
-            "deepgemm.fp8_gemm_nt CPU path, correctness smoke run (times are not a performance claim)"
-        )
-        return [
-            dataclasses.replace(
-                DENSE, name="cpu_path", description=description, problems=problems, providers=providers
-            )
-        ]
+        if args.shapes:
+            suites = [dataclasses.replace(DENSE, cpu_problems=parse_shapes(args.shapes))]
+        else:
+            suites = list(SUITES.values()) if args.suite == "all" else [SUITES[args.suite]]
+        return [cpu_suite(suite) for suite in suites if suite.cpu_problems]
     if args.shapes:
         return [
             dataclasses.replace(
@@ -124,8 +136,12 @@ def select_suites(args: argparse.Namespace, on_cuda: bool) -> list[Suite]:
     return list(SUITES.values()) if args.suite == "all" else [SUITES[args.suite]]
 
 
-def select_providers(suite: Suite, names: Sequence[str] | None) -> tuple[Provider, ...]:
-    return suite.providers if names is None else tuple(p for p in suite.providers if p.name in names)
+def select_providers(suite: Suite, names: Sequence[str] | None, on_cuda: bool = True) -> tuple[Provider, ...]:
+    """The providers named in ``names``; by default all of the suite's, or on the CPU those with a CPU
+    path (the cuBLAS providers would all report "unavailable")."""
+    if names is not None:
+        return tuple(p for p in suite.providers if p.name in names)
+    return suite.providers if on_cuda else tuple(p for p in suite.providers if p.has_cpu_path)
 
 
 def make_timer(on_cuda: bool, timer: str, num_tests: int) -> Timer:
@@ -149,14 +165,17 @@ def _run_and_print(
     print(
         f"   {document['env']['device']}: {method['timer_description']}; mean of {method['num_tests']} calls"
     )
-    print(f"   speedup = {method['speedup']}\n{TABLE_HEADER}")
+    print(f"   speedup = {speedup_definition(suite.baseline, suite.faster)}")
+    print(table_header(suite.problems[0].layout if suite.problems else "dense"))
 
     def print_problem(problem: Problem, record: dict) -> None:
-        print(format_problem(problem, record["results"], record["speedup"]), flush=True)
+        print(
+            format_problem(problem, record["results"], record["speedup"], record["pair_speedup"]), flush=True
+        )
 
     record = run_suite(suite, providers, device, seed, timer, on_problem=print_problem)
-    if record["geomean"]:
-        print(format_geomeans(suite.baseline, record["geomean"]))
+    if record["geomean"] or record["pair_geomean"]:
+        print(format_geomeans(suite.baseline, record["geomean"], suite.faster, record["pair_geomean"]))
     return record
 
 
@@ -192,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "l2_flush_bytes": L2_FLUSH_BYTES if on_cuda else None,
             "seed": args.seed,
             "inputs": "random normal BF16, quantised with deepgemm.quant (1x128 A scales, 128x128 B scales)",
-            "speedup": "t_provider / t_baseline: how many times faster the baseline (deepgemm) runs",
+            "speedup": "per suite: its speedup_definition (dense: t_provider / t_baseline, the baseline "
+            "deepgemm; grouped: t_baseline / t_provider, the baseline the cuBLAS loop) and pair ratios "
+            "a/b = t_b / t_a",
         },
         "suites": [],
     }
@@ -208,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         failures = []
         for suite in suites:
-            record = _run_and_print(suite, select_providers(suite, names), device, args.seed, timer, document)
+            providers = select_providers(suite, names, on_cuda)
+            record = _run_and_print(suite, providers, device, args.seed, timer, document)
             document["suites"].append(record)
             failures += [name for problem in record["problems"] for name in _failures(problem["results"])]
     if args.json:

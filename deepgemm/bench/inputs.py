@@ -2,16 +2,23 @@
 
 Random normal data matters: all-ones or all-zero operands draw less power and inflate TFLOPS.
 The reference outputs are computed lazily (in FP32, on the inputs' device) and cached, since
-every provider of a shape is checked against them.
+every provider of a shape is checked against them. ``DenseInputs`` holds one GEMM's operands,
+``GroupedInputs`` an MoE grouped GEMM's (contiguous or masked layout) with its group bookkeeping.
 """
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from deepgemm.quant import per_block_cast_to_fp8, per_token_cast_to_fp8
-from deepgemm.testing import ref_fp8_gemm_nt
+from deepgemm.quant import align, ceil_div, per_block_cast_to_fp8, per_token_cast_to_fp8
+from deepgemm.testing import (
+    ref_fp8_gemm_nt,
+    ref_m_grouped_fp8_gemm_nt_contiguous,
+    ref_m_grouped_fp8_gemm_nt_masked,
+)
 
 
 @dataclass
@@ -45,6 +52,10 @@ class DenseInputs:
                 raise ValueError(f"unknown reference kind {kind!r}; expected 'fp8' or 'bf16'")
         return self._references[kind]
 
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        """The part of an output that is checked: all of it (grouped inputs keep only valid rows)."""
+        return output
+
 
 def make_dense_inputs(m: int, n: int, k: int, device: torch.device, seed: int) -> DenseInputs:
     """Random normal ``A [M, K]`` and ``B [N, K]`` in BF16, quantised with deepgemm's helpers."""
@@ -54,3 +65,188 @@ def make_dense_inputs(m: int, n: int, k: int, device: torch.device, seed: int) -
     a, sfa = per_token_cast_to_fp8(a_bf16)
     b, sfb = per_block_cast_to_fp8(b_bf16)
     return DenseInputs(a_bf16=a_bf16, b_bf16=b_bf16, a=a, sfa=sfa, b=b, sfb=sfb)
+
+
+# Rows of one expert in the contiguous MoE layout start at multiples of this
+# (``deepgemm.get_m_alignment_for_contiguous_layout()``); each expert is padded up to it.
+CONTIGUOUS_M_ALIGNMENT = 128
+GROUPED_LAYOUTS = ("contiguous", "masked")
+
+
+@dataclass
+class GroupedInputs:
+    """Operands of an MoE grouped GEMM: group ``g`` computes ``counts[g]`` rows of ``A · B[g]ᵀ``.
+
+    ``layout`` is ``"contiguous"`` or ``"masked"``:
+
+    - contiguous: ``a`` FP8 ``[M_sum, K]``, ``sfa`` ``[M_sum, ceil(K/128)]``; group ``g``'s rows are
+      ``[starts[g], starts[g] + counts[g])``, ``starts[g]`` a multiple of 128, the rows up to the next
+      multiple of 128 are padding. ``m_indices`` int32 ``[M_sum]`` (the group of each row, -1 on
+      padding) and ``group_ends`` int32 ``[G]`` (``starts[g] + counts[g]``) describe the same split.
+    - masked: ``a`` FP8 ``[G, max_m, K]``, ``sfa`` ``[G, max_m, ceil(K/128)]``; the first ``counts[g]``
+      rows of group ``g`` are valid (``masked_m`` int32 ``[G]``); ``expected_m`` is the host-side hint.
+
+    ``b``/``sfb``: FP8 ``[G, N, K]`` with FP32 128x128 scales ``[G, ceil(N/128), ceil(K/128)]``.
+    Every row of ``a`` is random, padding and masked-off rows too: a kernel that reads them shows it.
+    Outputs are compared on the valid rows only (``valid_rows``), stacked group after group.
+    """
+
+    layout: str
+    counts: tuple[int, ...]
+    starts: tuple[int, ...]
+    a_bf16: torch.Tensor
+    b_bf16: torch.Tensor
+    a: torch.Tensor
+    sfa: torch.Tensor
+    b: torch.Tensor
+    sfb: torch.Tensor
+    m_indices: torch.Tensor | None = None
+    group_ends: torch.Tensor | None = None
+    masked_m: torch.Tensor | None = None
+    expected_m: int | None = None
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _dense: DenseInputs | None = field(default=None, repr=False)
+
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp8", "bf16")
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.counts)
+
+    @property
+    def num_valid_rows(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def flops(self) -> int:
+        """``2 · Σ counts · N · K``: padding and masked-off rows do not count."""
+        n, k = self.b.shape[1:]
+        return 2 * self.num_valid_rows * n * k
+
+    def group_rows(self, x: torch.Tensor, group: int) -> torch.Tensor:
+        """The valid rows of ``group`` in ``x``, a tensor laid out like ``a`` (A, its scales, D)."""
+        count = self.counts[group]
+        if self.layout == "contiguous":
+            return x[self.starts[group] : self.starts[group] + count]
+        return x[group, :count]
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[Σ counts, N]``: the valid rows of ``output``, group after group.
+
+        ``output`` is laid out like ``a`` (``[M_sum, N]`` or ``[G, max_m, N]``), or is a sequence of
+        per-group outputs of the valid rows only, in group order (empty groups may be left out).
+        """
+        if not isinstance(output, torch.Tensor):
+            return torch.cat(list(output))
+        return torch.cat([self.group_rows(output, group) for group in range(self.num_groups)])
+
+    def expert_inputs(self, group: int) -> DenseInputs:
+        """The dense GEMM of ``group``'s valid rows with its own weights (views, no copies)."""
+        rows = functools.partial(self.group_rows, group=group)
+        return DenseInputs(
+            a_bf16=rows(self.a_bf16),
+            b_bf16=self.b_bf16[group],
+            a=rows(self.a),
+            sfa=rows(self.sfa),
+            b=self.b[group],
+            sfb=self.sfb[group],
+        )
+
+    def dense_equivalent(self) -> DenseInputs:
+        """The dense GEMM of the same total size: every valid row (``Σ counts`` rows) times group 0's
+        weights. Built once (copies of the valid rows), then cached."""
+        if self._dense is None:
+            self._dense = DenseInputs(
+                a_bf16=self.valid_rows(self.a_bf16),
+                b_bf16=self.b_bf16[0],
+                a=self.valid_rows(self.a),
+                sfa=self.valid_rows(self.sfa),
+                b=self.b[0],
+                sfb=self.sfb[0],
+            )
+        return self._dense
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """FP32 ``[Σ counts, N]`` reference on the valid rows (kinds as in ``DenseInputs.reference``)."""
+        if kind not in self._references:
+            a, b = (self.a, self.sfa), (self.b, self.sfb)
+            if kind == "fp8" and self.layout == "contiguous":
+                full = ref_m_grouped_fp8_gemm_nt_contiguous(a, b, self.m_indices)
+                self._references[kind] = self.valid_rows(full)
+            elif kind == "fp8":
+                full = ref_m_grouped_fp8_gemm_nt_masked(a, b, self.masked_m)
+                self._references[kind] = self.valid_rows(full)
+            elif kind == "bf16":
+                self._references[kind] = self.valid_rows(
+                    [
+                        self.group_rows(self.a_bf16, group).float() @ self.b_bf16[group].float().t()
+                        for group in range(self.num_groups)
+                    ]
+                )
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; expected 'fp8' or 'bf16'")
+        return self._references[kind]
+
+
+def contiguous_starts(counts: Sequence[int]) -> tuple[int, ...]:
+    """First row of each group in the contiguous layout: after the previous group, aligned to 128."""
+    starts, end = [], 0
+    for count in counts:
+        starts.append(align(end, CONTIGUOUS_M_ALIGNMENT))
+        end = starts[-1] + count
+    return tuple(starts)
+
+
+def make_grouped_inputs(
+    layout: str,
+    num_groups: int,
+    rows_per_group: int | Sequence[int],
+    n: int,
+    k: int,
+    max_m: int | None,
+    device: torch.device,
+    seed: int,
+    expected_m: int | None = None,
+) -> GroupedInputs:
+    """Random normal BF16 ``A`` and ``B [G, N, K]``, quantised with deepgemm's helpers, in ``layout``.
+
+    ``rows_per_group``: valid rows of every group (an int) or of each group (``G`` ints, 0 allowed).
+    ``max_m``: rows per group of the masked layout (each count ``<= max_m``); ``None`` for
+    contiguous, whose ``M_sum`` is the sum of the counts each rounded up to 128. ``expected_m``
+    (masked): the hint passed to the kernel; default the mean count rounded up (at least 1).
+    Raises ``ValueError`` for an unknown layout or counts that do not fit it.
+    """
+    if layout not in GROUPED_LAYOUTS:
+        raise ValueError(f"layout must be one of {GROUPED_LAYOUTS}, got {layout!r}")
+    counts = (rows_per_group,) * num_groups if isinstance(rows_per_group, int) else tuple(rows_per_group)
+    if len(counts) != num_groups or min(counts, default=0) < 0:
+        raise ValueError(f"need {num_groups} non-negative row counts, got {counts}")
+    if layout == "masked" and (max_m is None or max(counts, default=0) > max_m):
+        raise ValueError(f"the masked layout needs max_m >= every count, got max_m={max_m}, counts {counts}")
+    if layout == "contiguous" and max_m is not None:
+        raise ValueError("max_m is for the masked layout; the contiguous one derives M_sum from the counts")
+
+    if layout == "contiguous":
+        starts = contiguous_starts(counts)
+        rows_shape = (sum(align(count, CONTIGUOUS_M_ALIGNMENT) for count in counts),)
+    else:
+        starts = (0,) * num_groups
+        rows_shape = (num_groups, max_m)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_bf16 = torch.randn(*rows_shape, k, generator=generator, device=device, dtype=torch.bfloat16)
+    b_bf16 = torch.randn(num_groups, n, k, generator=generator, device=device, dtype=torch.bfloat16)
+    a, sfa = per_token_cast_to_fp8(a_bf16)
+    b, sfb = per_block_cast_to_fp8(b_bf16)
+    inputs = GroupedInputs(layout, counts, starts, a_bf16, b_bf16, a, sfa, b, sfb)
+
+    to_device = functools.partial(torch.tensor, dtype=torch.int32, device=device)
+    if layout == "contiguous":
+        m_indices = torch.full(rows_shape, -1, dtype=torch.int32)
+        for group, (start, count) in enumerate(zip(starts, counts, strict=True)):
+            m_indices[start : start + count] = group
+        inputs.m_indices = m_indices.to(device)
+        inputs.group_ends = to_device([start + count for start, count in zip(starts, counts, strict=True)])
+    else:
+        inputs.masked_m = to_device(counts)
+        inputs.expected_m = expected_m or max(1, ceil_div(sum(counts), num_groups))
+    return inputs

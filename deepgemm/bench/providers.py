@@ -1,19 +1,22 @@
 """The implementations a benchmark compares, each as a ``Provider``.
 
 ``prepare(inputs)`` does every conversion a real caller would do once (scale layouts, per-tensor
-quantisation, output allocation) and returns the closure that is timed: one GEMM, nothing else.
+quantisation, output allocation) and returns the closure that is timed: one GEMM (one grouped GEMM,
+or the loop of per-group GEMMs that stands in for one), nothing else.
 It raises ``ProviderUnavailable`` when this torch/deepgemm/device cannot run the provider, which
 the benchmark reports instead of crashing.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
 
-from .inputs import DenseInputs
+from .inputs import DenseInputs, GroupedInputs
 
 FP8_MAX = 448.0
 
@@ -25,26 +28,39 @@ class ProviderUnavailable(Exception):
 @dataclass(frozen=True)
 class Provider:
     """A named implementation: ``calls`` says exactly what the timed closure runs (kept in the JSON);
-    its output must match ``inputs.reference(reference)`` with ``calc_diff <= max_diff``."""
+    its output must match ``inputs.reference(reference)`` with ``calc_diff <= max_diff`` on
+    ``inputs.valid_rows(output)``.
+
+    ``adapt``, if set, derives the inputs the provider runs on (and is checked against) from the
+    suite's inputs, e.g. the dense GEMM of a grouped problem's total size. ``has_cpu_path``: it runs
+    on CPU tensors, so the CPU smoke run includes it.
+    """
 
     name: str
     calls: str
-    prepare: Callable[[DenseInputs], Callable[[], torch.Tensor]]
+    prepare: Callable[[Any], Callable[[], object]]
     reference: str
     max_diff: float
+    adapt: Callable[[Any], Any] | None = None
+    has_cpu_path: bool = False
 
 
-def _require_cuda(inputs: DenseInputs) -> None:
+def _require_cuda(inputs: DenseInputs | GroupedInputs) -> None:
     if inputs.a.device.type != "cuda":
         raise ProviderUnavailable("cuBLAS providers need CUDA tensors")
 
 
-def _prepare_deepgemm(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+def _deepgemm_op(name: str) -> Callable:
     import deepgemm
 
-    gemm = getattr(deepgemm, "fp8_gemm_nt", None)
-    if gemm is None:
-        raise ProviderUnavailable("deepgemm.fp8_gemm_nt does not exist in this build")
+    op = getattr(deepgemm, name, None)
+    if op is None:
+        raise ProviderUnavailable(f"deepgemm.{name} does not exist in this build")
+    return op
+
+
+def _prepare_deepgemm(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op("fp8_gemm_nt")
     # A caller converts the A scales once per activation, not per GEMM: keep it out of the timing.
     sfa = get_mn_major_tma_aligned_tensor(inputs.sfa)
     d = torch.empty(inputs.a.shape[0], inputs.b.shape[0], dtype=torch.bfloat16, device=inputs.a.device)
@@ -144,6 +160,57 @@ def _prepare_cublas_bf16(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
     return run
 
 
+def _grouped_output(inputs: GroupedInputs, layout: str) -> torch.Tensor:
+    """An uninitialised BF16 D laid out like A: ``[M_sum, N]`` (contiguous) or ``[G, max_m, N]``."""
+    if inputs.layout != layout:
+        raise ValueError(f"this provider takes {layout} grouped inputs, got {inputs.layout}")
+    shape = (*inputs.a.shape[:-1], inputs.b.shape[1])
+    return torch.empty(shape, dtype=torch.bfloat16, device=inputs.a.device)
+
+
+def _prepare_deepgemm_contiguous(inputs: GroupedInputs, by_offsets: bool) -> Callable[[], torch.Tensor]:
+    if by_offsets:
+        gemm, groups = _deepgemm_op("m_grouped_fp8_gemm_nt_contiguous_offsets"), inputs.group_ends
+    else:
+        gemm, groups = _deepgemm_op("m_grouped_fp8_gemm_nt_contiguous"), inputs.m_indices
+    sfa = get_mn_major_tma_aligned_tensor(inputs.sfa)
+    d = _grouped_output(inputs, "contiguous")
+
+    def run() -> torch.Tensor:
+        gemm((inputs.a, sfa), (inputs.b, inputs.sfb), d, groups)
+        return d
+
+    return run
+
+
+def _prepare_deepgemm_masked(inputs: GroupedInputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op("m_grouped_fp8_gemm_nt_masked")
+    sfa = get_mn_major_tma_aligned_tensor(inputs.sfa)
+    d = _grouped_output(inputs, "masked")
+
+    def run() -> torch.Tensor:
+        gemm((inputs.a, sfa), (inputs.b, inputs.sfb), d, inputs.masked_m, inputs.expected_m)
+        return d
+
+    return run
+
+
+def _prepare_cublas_blockwise_loop(inputs: GroupedInputs) -> Callable[[], list[torch.Tensor]]:
+    """The dense cuBLAS blockwise provider once per non-empty group, on its valid rows and ``B[g]``:
+    what a caller without a grouped blockwise GEMM does. Each group's call is prepared once."""
+    _require_cuda(inputs)
+    calls = [
+        _prepare_cublas_blockwise(inputs.expert_inputs(group))
+        for group, count in enumerate(inputs.counts)
+        if count
+    ]
+
+    def run() -> list[torch.Tensor]:
+        return [call() for call in calls]
+
+    return run
+
+
 # calc_diff bounds (DESIGN.md §1): a fine-grained FP8 GEMM matches the dequantised FP8 reference to
 # about 1e-6 (BF16 output rounding); quantisation alone costs up to 1e-3 against BF16 inputs.
 DEEPGEMM = Provider(
@@ -153,6 +220,7 @@ DEEPGEMM = Provider(
     _prepare_deepgemm,
     reference="fp8",
     max_diff=1e-5,
+    has_cpu_path=True,
 )
 CUBLAS_BLOCKWISE = Provider(
     "cublas_blockwise",
@@ -177,4 +245,53 @@ CUBLAS_BF16 = Provider(
     _prepare_cublas_bf16,
     reference="bf16",
     max_diff=1e-5,
+)
+
+# The grouped suites' providers. Each output is checked on the valid rows only.
+_SFA_ONCE = "the sfa conversion to get_mn_major_tma_aligned_tensor's layout is done once, untimed"
+DEEPGEMM_CONTIGUOUS = Provider(
+    "deepgemm",
+    "deepgemm.m_grouped_fp8_gemm_nt_contiguous((a, sfa), (b, sfb), d, m_indices) into a preallocated"
+    f" BF16 d [M_sum, N]; {_SFA_ONCE}",
+    functools.partial(_prepare_deepgemm_contiguous, by_offsets=False),
+    reference="fp8",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+DEEPGEMM_CONTIGUOUS_OFFSETS = Provider(
+    "deepgemm_offsets",
+    "deepgemm.m_grouped_fp8_gemm_nt_contiguous_offsets((a, sfa), (b, sfb), d, group_ends) into a"
+    f" preallocated BF16 d [M_sum, N]; {_SFA_ONCE}",
+    functools.partial(_prepare_deepgemm_contiguous, by_offsets=True),
+    reference="fp8",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+DEEPGEMM_MASKED = Provider(
+    "deepgemm",
+    "deepgemm.m_grouped_fp8_gemm_nt_masked((a, sfa), (b, sfb), d, masked_m, expected_m) into a"
+    f" preallocated BF16 d [G, max_m, N]; {_SFA_ONCE}",
+    _prepare_deepgemm_masked,
+    reference="fp8",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+CUBLAS_BLOCKWISE_LOOP = Provider(
+    "cublas_blockwise_loop",
+    "a Python loop over the non-empty groups g: the cublas_blockwise call (torch.nn.functional.scaled_mm,"
+    " BlockWise1x128 / BlockWise128x128) on group g's valid rows of a and b[g], one BF16 output per"
+    " group; the profiler timer sums the G kernels, not the host gaps between them",
+    _prepare_cublas_blockwise_loop,
+    reference="fp8",
+    max_diff=1e-5,
+)
+DEEPGEMM_DENSE = Provider(
+    "deepgemm_dense",
+    "deepgemm.fp8_gemm_nt on the dense GEMM of the same total M, N, K: all valid rows of a (gathered"
+    " once, untimed) times group 0's b and sfb, into a preallocated BF16 d [sum of valid rows, N]",
+    _prepare_deepgemm,
+    reference="fp8",
+    max_diff=1e-5,
+    adapt=GroupedInputs.dense_equivalent,
+    has_cpu_path=True,
 )

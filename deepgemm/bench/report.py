@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .suites import Problem, Split
+from .suites import BASELINE_FASTER, Problem, Split
 
 SCHEMA = "deepgemm.bench/1"
 
@@ -30,8 +30,12 @@ def geomean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(value) for value in values) / len(values))
 
 
-def speedups(results: Mapping[str, Mapping], baseline: str) -> dict[str, float]:
-    """Speed of ``baseline`` relative to each other provider: ``t_provider / t_baseline``.
+def speedups(
+    results: Mapping[str, Mapping], baseline: str, faster: str = BASELINE_FASTER
+) -> dict[str, float]:
+    """Speed ratio of each other provider against ``baseline``, oriented by ``faster`` (see ``Suite``):
+    ``"baseline"``: speed of the baseline relative to the provider, ``t_provider / t_baseline``;
+    ``"provider"``: speed of the provider relative to the baseline, ``t_baseline / t_provider``.
 
     Only providers that ran and matched their reference (status ``ok``) take part.
     """
@@ -39,10 +43,34 @@ def speedups(results: Mapping[str, Mapping], baseline: str) -> dict[str, float]:
     if base is None or base["status"] != "ok":
         return {}
     return {
-        name: result["us"] / base["us"]
+        name: result["us"] / base["us"] if faster == BASELINE_FASTER else base["us"] / result["us"]
         for name, result in results.items()
         if name != baseline and result["status"] == "ok"
     }
+
+
+def pair_label(faster: str, slower: str) -> str:
+    return f"{faster}/{slower}"
+
+
+def pair_speedups(results: Mapping[str, Mapping], pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
+    """``{"a/b": t_b / t_a}``: speed of ``a`` relative to ``b``, for each pair whose two are ``ok``."""
+    return {
+        pair_label(a, b): results[b]["us"] / results[a]["us"]
+        for a, b in pairs
+        if all(name in results and results[name]["status"] == "ok" for name in (a, b))
+    }
+
+
+def speedup_definition(baseline: str, faster: str) -> str:
+    """What a suite's ``speedup`` figures mean, in words (printed and kept in the JSON)."""
+    if faster == BASELINE_FASTER:
+        return f"t_provider / t_baseline: how many times faster the baseline ({baseline}) runs"
+    return f"t_baseline / t_provider: how many times faster each provider runs than the baseline ({baseline})"
+
+
+def pair_definition(a: str, b: str) -> str:
+    return f"t_{b} / t_{a}: how many times faster {a} runs than {b}"
 
 
 def split_geomeans(
@@ -72,19 +100,40 @@ def _ratio(value: float | None, missing: str = "-") -> str:
     return missing if value is None else f"{value:.2f}x"
 
 
-TABLE_HEADER = (
-    f"{'M':>6} {'N':>6} {'K':>6}  {'provider':<18} {'us':>9} {'TFLOPS':>7} {'GB/s':>7} "
-    f"{'speedup':>8}  {'calc_diff':>9}  status"
-)
+def table_header(layout: str = "dense") -> str:
+    """Column names; grouped problems show G, the valid rows M of each group and max_m (masked)."""
+    if layout == "dense":
+        shape = f"{'M':>6} {'N':>6} {'K':>6}"
+    else:
+        shape = f"{'G':>3} {'M':>6} {'max_m':>6} {'N':>6} {'K':>6}"
+    columns = f"{'provider':<18} {'us':>9} {'TFLOPS':>7} {'GB/s':>7} {'speedup':>8}  {'calc_diff':>9}  status"
+    return f"{shape}  {columns}"
 
 
-def format_problem(problem: Problem, results: Mapping[str, Mapping], ratios: Mapping[str, float]) -> str:
-    """The table lines of one problem: one per provider, the shape printed on the first only.
+TABLE_HEADER = table_header()
 
-    ``speedup`` is how much faster the baseline runs than that provider (blank for the baseline).
+
+def _shape_cells(problem: Problem) -> str:
+    if problem.layout == "dense":
+        return f"{problem.m:>6} {problem.n:>6} {problem.k:>6}"
+    max_m = "-" if problem.max_m is None else problem.max_m
+    return f"{problem.num_groups:>3} {problem.m:>6} {max_m:>6} {problem.n:>6} {problem.k:>6}"
+
+
+def format_problem(
+    problem: Problem,
+    results: Mapping[str, Mapping],
+    ratios: Mapping[str, float],
+    pair_ratios: Mapping[str, float] | None = None,
+) -> str:
+    """The table lines of one problem: one per provider, the shape printed on the first only, then
+    one line per pair ratio.
+
+    ``speedup`` is the provider's ratio against the baseline (blank for the baseline), oriented as
+    the suite says (``speedup_definition``).
     """
     lines = []
-    shape = f"{problem.m:>6} {problem.n:>6} {problem.k:>6}"
+    shape = _shape_cells(problem)
     for name, result in results.items():
         cells = [
             _cell(result["us"], ".1f", 9),
@@ -96,17 +145,37 @@ def format_problem(problem: Problem, results: Mapping[str, Mapping], ratios: Map
         ]
         lines.append(f"{shape}  {name:<18} {' '.join(cells)}".rstrip())
         shape = " " * len(shape)
+    for label, ratio in (pair_ratios or {}).items():
+        lines.append(f"{shape}  {label} speed: {_ratio(ratio)}")
     return "\n".join(lines)
 
 
-def format_geomeans(baseline: str, summary: Mapping[str, Mapping[str, Mapping]]) -> str:
-    """One line per provider: geometric-mean speed of ``baseline`` relative to it, per split."""
-    lines = [f"geometric-mean speed of {baseline} relative to:"]
-    for provider, splits in summary.items():
+def _geomean_lines(summary: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
+    width = max([18, *map(len, summary)])
+    lines = []
+    for name, splits in summary.items():
         cells = "  ".join(
             f"{label} ({cell['n']}): {_ratio(cell['geomean'])}" for label, cell in splits.items()
         )
-        lines.append(f"  {provider:<18} {cells}")
+        lines.append(f"  {name:<{width}} {cells}")
+    return lines
+
+
+def format_geomeans(
+    baseline: str,
+    summary: Mapping[str, Mapping[str, Mapping]],
+    faster: str = BASELINE_FASTER,
+    pair_summary: Mapping[str, Mapping[str, Mapping]] | None = None,
+) -> str:
+    """One line per provider: geometric-mean speed ratio against ``baseline``, per split, oriented by
+    ``faster``; then the pair ratios' geometric means (``"a/b"``: speed of a relative to b)."""
+    if faster == BASELINE_FASTER:
+        lines = [f"geometric-mean speed of {baseline} relative to:"]
+    else:
+        lines = [f"geometric-mean speed relative to {baseline}:"]
+    lines += _geomean_lines(summary)
+    if pair_summary:
+        lines += ["geometric-mean speed of a relative to b (a/b):", *_geomean_lines(pair_summary)]
     return "\n".join(lines)
 
 

@@ -6,12 +6,15 @@ JSON records (all times in microseconds):
   "us", "tflops", "gbps": float | None, "reference": "fp8" | "bf16", "max_diff": float,
   "diffs": {kind: float}, "correct": bool | None}``. ``wrong`` = ran, but its output missed its
   reference by more than ``max_diff`` (still timed; left out of the ratios). ``diffs`` holds
-  calc_diff against every reference the inputs offer (dense: ``fp8``, ``bf16``); ``reference``
-  names the one that is checked.
-- problem record: ``{"m", "n", "k", "num_groups", "flops", "bytes", "deepgemm_config",
-  "results": {provider: result}, "speedup": {provider: t_provider / t_baseline}}``.
-- suite record: ``{"name", "description", "baseline", "providers": {name: what it calls},
-  "splits": [labels], "problems": [problem record], "geomean": {provider: {split: {"geomean", "n"}}}}``.
+  calc_diff against every reference the inputs offer (``fp8``, ``bf16``), on the valid rows only
+  for grouped problems; ``reference`` names the one that is checked.
+- problem record: ``{"m", "n", "k", "num_groups", "layout", "max_m", "flops", "bytes",
+  "deepgemm_config", "results": {provider: result}, "speedup": {provider: ratio against the
+  baseline}, "pair_speedup": {"a/b": t_b / t_a}}``. ``m`` is the valid rows of each group and
+  ``flops`` counts valid rows only.
+- suite record: ``{"name", "description", "baseline", "faster", "speedup_definition", "providers":
+  {name: what it calls}, "pairs": {"a/b": definition}, "splits": [labels], "problems": [problem
+  record], "geomean": {provider: {split: {"geomean", "n"}}}, "pair_geomean": {"a/b": {split: ...}}}``.
 - host-overhead record: ``{"problem": {...}, "num_calls", "providers": {name: result with "us_per_call"}}``.
 """
 
@@ -20,11 +23,22 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from deepgemm.quant import align
 from deepgemm.testing import calc_diff
 from deepgemm.testing.bench import bench_host_overhead
 
+from .inputs import CONTIGUOUS_M_ALIGNMENT
 from .providers import Provider, ProviderUnavailable
-from .report import gbps, speedups, split_geomeans, tflops
+from .report import (
+    gbps,
+    pair_definition,
+    pair_label,
+    pair_speedups,
+    speedup_definition,
+    speedups,
+    split_geomeans,
+    tflops,
+)
 from .suites import Problem, Suite
 
 Timer = Callable[[Callable[[], object]], float]
@@ -34,13 +48,15 @@ Measure = Callable[[Callable[[], object]], dict]
 HOST_OVERHEAD_PROBLEM = Problem(64, 2112, 7168)
 
 
-def _check(provider: Provider, output: torch.Tensor, inputs) -> dict:
-    diffs = {kind: float(calc_diff(output, inputs.reference(kind))) for kind in inputs.reference_kinds}
+def _check(provider: Provider, output: object, inputs) -> dict:
+    checked = inputs.valid_rows(output)
+    diffs = {kind: float(calc_diff(checked, inputs.reference(kind))) for kind in inputs.reference_kinds}
     return {"diffs": diffs, "correct": diffs[provider.reference] <= provider.max_diff}
 
 
 def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[str]) -> dict:
-    """Prepare ``provider`` on ``inputs``, check its output against its reference, then ``measure`` it.
+    """Prepare ``provider`` on ``inputs`` (adapted first if it says so), check its output against
+    its reference, then ``measure`` it.
 
     ``measure(run)`` returns the figures named in ``fields``; they stay ``None`` when it cannot run.
     """
@@ -54,6 +70,8 @@ def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[
         "correct": None,
     }
     try:
+        if provider.adapt is not None:
+            inputs = provider.adapt(inputs)
         run = provider.prepare(inputs)
         result.update(_check(provider, run(), inputs))
         result.update(measure(run))
@@ -70,14 +88,27 @@ def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[
 def deepgemm_config(problem: Problem, num_sms: int) -> object:
     """The kernel config deepgemm's heuristics pick for ``problem``, as JSON-ready data.
 
-    Optional metadata, so every step is guarded: it uses ``deepgemm.heuristics.describe_config(m, n,
-    k)`` if the package has it, else ``select_config(GemmShape(m, n, k), num_sms)``; ``None`` when
-    neither exists, ``{"error": ...}`` when the call fails.
+    Optional metadata, so every step is guarded: for a dense problem it uses
+    ``deepgemm.heuristics.describe_config(m, n, k)`` if the package has it, else
+    ``select_config(GemmShape(m, n, k), num_sms)``; for a grouped one ``select_config`` on the
+    ``GemmShape`` of its layout (contiguous: ``m`` = every group's rows with their padding; masked:
+    ``m`` = the expected rows of one group). ``None`` when these do not exist, ``{"error": ...}``
+    when the call fails.
     """
     import deepgemm.heuristics as heuristics
 
     try:
-        if hasattr(heuristics, "describe_config"):
+        if problem.layout != "dense":
+            if not (hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape")):
+                return None
+            rows = problem.m
+            if problem.layout == "contiguous":
+                rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
+            shape = heuristics.GemmShape(
+                rows, problem.n, problem.k, num_groups=problem.num_groups, layout=problem.layout
+            )
+            config = heuristics.select_config(shape, num_sms)
+        elif hasattr(heuristics, "describe_config"):
             config = heuristics.describe_config(problem.m, problem.n, problem.k)
         elif hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape"):
             config = heuristics.select_config(heuristics.GemmShape(problem.m, problem.n, problem.k), num_sms)
@@ -121,7 +152,8 @@ def measure_problem(
         "bytes": nbytes,
         "deepgemm_config": _config_on(device, problem),
         "results": results,
-        "speedup": speedups(results, suite.baseline),
+        "speedup": speedups(results, suite.baseline, suite.faster),
+        "pair_speedup": pair_speedups(results, suite.pairs),
     }
 
 
@@ -141,14 +173,24 @@ def run_suite(
         records.append(record)
     others = [provider.name for provider in providers if provider.name != suite.baseline]
     ratios = [(problem, record["speedup"]) for problem, record in zip(suite.problems, records, strict=True)]
+    pair_ratios = [
+        (problem, record["pair_speedup"]) for problem, record in zip(suite.problems, records, strict=True)
+    ]
+    # Only pairs whose two providers run: a --providers selection may leave one out.
+    names = {provider.name for provider in providers}
+    pairs = {pair_label(a, b): pair_definition(a, b) for a, b in suite.pairs if {a, b} <= names}
     return {
         "name": suite.name,
         "description": suite.description,
         "baseline": suite.baseline,
+        "faster": suite.faster,
+        "speedup_definition": speedup_definition(suite.baseline, suite.faster),
         "providers": {provider.name: provider.calls for provider in providers},
+        "pairs": pairs,
         "splits": [split.label for split in suite.splits],
         "problems": records,
         "geomean": split_geomeans(ratios, suite.splits, others),
+        "pair_geomean": split_geomeans(pair_ratios, suite.splits, pairs),
     }
 
 

@@ -2,8 +2,10 @@
 
 A suite is data: its problems, a function that builds the shared inputs of one problem, the
 providers it compares (the first is the baseline the ratios are taken against), the nominal
-bytes a problem moves (for GB/s) and the splits over which geometric means are reported. Adding
-the grouped or BF16 suites means writing their inputs and providers and one ``Suite(...)`` entry.
+bytes a problem moves (for GB/s) and the splits over which geometric means are reported. The
+dense suite compares deepgemm with cuBLAS on one GEMM; the grouped suites compare deepgemm's MoE
+grouped GEMMs with a loop of per-group cuBLAS calls and with deepgemm's dense GEMM of the same total
+size. Adding a suite means writing its inputs and providers and one ``Suite(...)`` entry.
 """
 
 from collections.abc import Callable
@@ -11,23 +13,42 @@ from dataclasses import dataclass
 
 import torch
 
-from deepgemm.quant import ceil_div
+from deepgemm.quant import align, ceil_div
 
-from .inputs import make_dense_inputs
-from .providers import CUBLAS_BF16, CUBLAS_BLOCKWISE, CUBLAS_PER_TENSOR, DEEPGEMM, Provider
+from .inputs import make_dense_inputs, make_grouped_inputs
+from .providers import (
+    CUBLAS_BF16,
+    CUBLAS_BLOCKWISE,
+    CUBLAS_BLOCKWISE_LOOP,
+    CUBLAS_PER_TENSOR,
+    DEEPGEMM,
+    DEEPGEMM_CONTIGUOUS,
+    DEEPGEMM_CONTIGUOUS_OFFSETS,
+    DEEPGEMM_DENSE,
+    DEEPGEMM_MASKED,
+    Provider,
+)
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One GEMM size: ``num_groups`` groups of ``m`` (valid) rows, each ``[m, k] x [n, k]ᵀ``."""
+    """One GEMM size: ``num_groups`` groups of ``m`` (valid) rows, each ``[m, k] x [n, k]ᵀ``.
+
+    ``layout``: ``"dense"`` (one GEMM), or the MoE layout of the groups' rows: ``"contiguous"`` (all
+    groups' rows in one A, each group's start aligned to 128 rows) or ``"masked"`` (A ``[num_groups,
+    max_m, k]``, the first ``m`` rows of each group valid, ``m`` also the ``expected_m`` hint).
+    """
 
     m: int
     n: int
     k: int
     num_groups: int = 1
+    layout: str = "dense"
+    max_m: int | None = None
 
     @property
     def flops(self) -> int:
+        """Valid rows only: padding and masked-off rows are not work."""
         return 2 * self.num_groups * self.m * self.n * self.k
 
 
@@ -39,8 +60,20 @@ class Split:
     contains: Callable[[Problem], bool]
 
 
+# Directions of a suite's speed ratios against its baseline (``Suite.faster``).
+BASELINE_FASTER, PROVIDER_FASTER = "baseline", "provider"
+
+
 @dataclass(frozen=True)
 class Suite:
+    """``faster`` orients the ratio of each provider to the baseline (the first provider):
+    ``"baseline"``: how many times faster the baseline runs than the provider (``t_provider /
+    t_baseline``; the baseline is what is measured, deepgemm); ``"provider"``: how many times faster
+    the provider runs than the baseline (``t_baseline / t_provider``; the baseline is the yardstick).
+    ``pairs``: further ratios ``(a, b)``, how many times faster ``a`` runs than ``b`` (``t_b / t_a``).
+    ``cpu_problems``: small problems for the CPU smoke run; with none the suite does not run there.
+    """
+
     name: str
     description: str
     problems: tuple[Problem, ...]
@@ -48,6 +81,9 @@ class Suite:
     providers: tuple[Provider, ...]
     bytes_moved: Callable[[Problem], int]
     splits: tuple[Split, ...]
+    faster: str = BASELINE_FASTER
+    pairs: tuple[tuple[str, str], ...] = ()
+    cpu_problems: tuple[Problem, ...] = ()
 
     @property
     def baseline(self) -> str:
@@ -71,6 +107,12 @@ def _dense_inputs(problem: Problem, device: torch.device, seed: int) -> object:
     return make_dense_inputs(problem.m, problem.n, problem.k, device, seed)
 
 
+def _grouped_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_grouped_inputs(
+        problem.layout, problem.num_groups, problem.m, problem.n, problem.k, problem.max_m, device, seed
+    )
+
+
 DENSE_MS = (64, 128, 4096)
 DENSE_NKS = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
 
@@ -83,12 +125,73 @@ DENSE = Suite(
     bytes_moved=fp8_gemm_bytes,
     # Decode-sized GEMMs are memory-bound and prefill-sized ones compute-bound: summarise apart.
     splits=(Split("M<=128", lambda p: p.m <= 128), Split("M>128", lambda p: p.m > 128)),
+    cpu_problems=(Problem(64, 256, 512), Problem(128, 384, 1024)),
 )
 
-SUITES: dict[str, Suite] = {suite.name: suite for suite in (DENSE,)}
+# The grouped suites: the MoE tables of reference/anchors-h200.md, and decode-sized masked GEMMs.
+GROUPED_NKS = ((4096, 7168), (7168, 2048))
+CONTIGUOUS_GMS = ((4, 8192), (8, 4096))
+MASKED_GMS = ((1, 1024), (2, 512), (4, 256))
+MASKED_MAX_M = 4096
+DECODE_GROUPS = 32
+DECODE_MS = (16, 64, 128, 192)
 
-# What runs on a machine without a GPU: the CPU path on two small shapes, as a correctness smoke test.
-CPU_PROBLEMS = (Problem(64, 256, 512), Problem(128, 384, 1024))
+
+def grouped_suite(
+    name: str,
+    description: str,
+    problems: tuple[Problem, ...],
+    providers: tuple[Provider, ...],
+    cpu_problems: tuple[Problem, ...],
+) -> Suite:
+    """A grouped suite. Its baseline is the yardstick: cuBLAS has no grouped blockwise GEMM, so the
+    first provider is a loop of per-group cuBLAS calls, and ratios say how much faster each provider
+    runs; deepgemm/deepgemm_dense shows how close the grouped op gets to the dense GEMM of the same size.
+    """
+    return Suite(
+        name=name,
+        description=description,
+        problems=problems,
+        make_inputs=_grouped_inputs,
+        providers=providers,
+        bytes_moved=fp8_gemm_bytes,
+        splits=(Split("all", lambda p: True),),
+        faster=PROVIDER_FASTER,
+        pairs=(("deepgemm", "deepgemm_dense"),),
+        cpu_problems=cpu_problems,
+    )
+
+
+GROUPED_CONTIGUOUS = grouped_suite(
+    "grouped_contiguous",
+    "MoE grouped FP8 GEMMs, contiguous layout: G experts of M rows each (128-aligned) stacked in one"
+    " A [G*M, K], expert g times B[g] [N, K]; 1x128 / 128x128 FP32 scales, BF16 out",
+    tuple(Problem(m, n, k, g, "contiguous") for g, m in CONTIGUOUS_GMS for n, k in GROUPED_NKS),
+    (CUBLAS_BLOCKWISE_LOOP, DEEPGEMM_CONTIGUOUS, DEEPGEMM_CONTIGUOUS_OFFSETS, DEEPGEMM_DENSE),
+    cpu_problems=(Problem(100, 256, 384, 3, "contiguous"),),
+)
+GROUPED_MASKED = grouped_suite(
+    "grouped_masked",
+    f"MoE grouped FP8 GEMMs, masked layout: A [G, max_m={MASKED_MAX_M}, K] with the first M rows of each"
+    " group valid (masked_m = expected_m = M), group g times B[g] [N, K]; TFLOPS count valid rows",
+    tuple(Problem(m, n, k, g, "masked", MASKED_MAX_M) for g, m in MASKED_GMS for n, k in GROUPED_NKS),
+    (CUBLAS_BLOCKWISE_LOOP, DEEPGEMM_MASKED, DEEPGEMM_DENSE),
+    cpu_problems=(Problem(48, 256, 384, 3, "masked", 128),),
+)
+GROUPED_DECODE = grouped_suite(
+    "grouped_decode",
+    f"MoE grouped FP8 GEMMs at decode sizes, masked layout: G={DECODE_GROUPS} groups of M valid rows,"
+    " max_m = M rounded up to 128, masked_m = expected_m = M",
+    tuple(
+        Problem(m, n, k, DECODE_GROUPS, "masked", align(m, 128)) for m in DECODE_MS for n, k in GROUPED_NKS
+    ),
+    (CUBLAS_BLOCKWISE_LOOP, DEEPGEMM_MASKED, DEEPGEMM_DENSE),
+    cpu_problems=(Problem(16, 256, 384, 8, "masked", 128),),
+)
+
+SUITES: dict[str, Suite] = {
+    suite.name: suite for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE)
+}
 
 
 def parse_shapes(text: str) -> tuple[Problem, ...]:

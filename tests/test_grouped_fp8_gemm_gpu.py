@@ -1,0 +1,196 @@
+"""MoE grouped FP8 GEMMs on a Hopper GPU: accuracy on the DeepSeek-V3 expert shapes with uneven and
+empty experts, no writes to padding or masked-off rows (nor outside d), the offsets variant against
+the m_indices one, masked calls replayed from a CUDA graph with new row counts, determinism.
+
+Inputs come from the benchmark's builder (``deepgemm.bench.inputs``), whose bookkeeping (m_indices,
+group_ends, masked_m, alignment) is tested on the CPU in tests/test_bench.py. Each distinct
+(layout, N, K, config) JIT-compiles once (about a second), so the cases share shapes where they can.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import deepgemm
+from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
+from deepgemm.quant import align
+from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
+
+pytestmark = pytest.mark.gpu
+
+if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
+    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
+
+NKS = [(4096, 7168), (7168, 2048), (6144, 7168), (7168, 3072), (4096, 4096)]
+# (G, expected rows per expert, N, K). Every (N, K) with a few experts; the two most common with one
+# and with many; 256 small experts; N that is not a multiple of any tile.
+CASES = (
+    [(4, 384, n, k) for n, k in NKS]
+    + [(1, 1000, 7168, 2048), (32, 96, 4096, 7168), (32, 96, 7168, 2048), (256, 24, 512, 512)]
+    + [(4, 300, 1000, 512), (4, 300, 7176, 512)]
+)
+CASE_IDS = [f"G{g}-m{m}-{n}x{k}" for g, m, n, k in CASES]
+# A BF16 NaN with a payload no kernel computes: rows that must stay untouched hold exactly these bits.
+SENTINEL_BITS = 0x7FA5
+GUARD = 4096  # sentinel elements before and after d's storage (a multiple of 8: d stays 16-byte aligned)
+
+
+def _expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None = None) -> list[int]:
+    """0.7-1.3x ``expected`` rows each; with 4+ experts every fifth (from the second) is empty, and
+    with ``max_m`` (masked) the last one is full."""
+    rng = random.Random(seed)
+    sizes = [rng.randint(expected * 7 // 10, expected * 13 // 10) for _ in range(num_groups)]
+    if num_groups >= 4:
+        for group in range(1, num_groups, 5):
+            sizes[group] = 0
+        if max_m is not None:
+            sizes[-1] = max_m
+    return sizes
+
+
+def _make(layout: str, num_groups: int, expected: int, n: int, k: int) -> GroupedInputs:
+    seed = num_groups * 1_000_003 + n * 7919 + k
+    max_m = align(expected * 13 // 10, 128) if layout == "masked" else None
+    sizes = _expert_sizes(num_groups, expected, seed, max_m)
+    return make_grouped_inputs(
+        layout, num_groups, sizes, n, k, max_m, torch.device("cuda"), seed, expected_m=expected
+    )
+
+
+def _sentinel_output(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``d`` (BF16, ``shape``) full of the sentinel, inside a buffer with GUARD sentinels either side."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    buf = torch.full((numel + 2 * GUARD,), SENTINEL_BITS, dtype=torch.int16, device="cuda")
+    return buf, buf[GUARD : GUARD + numel].view(torch.bfloat16).view(shape)
+
+
+def _output_shape(inputs: GroupedInputs) -> tuple[int, ...]:
+    return (*inputs.a.shape[:-1], inputs.b.shape[1])
+
+
+def _valid_mask(inputs: GroupedInputs, masked_m: torch.Tensor | None = None) -> torch.Tensor:
+    """Which rows of d the op writes: ``[M_sum]`` (contiguous) or ``[G, max_m]`` (masked)."""
+    if inputs.layout == "contiguous":
+        return inputs.m_indices >= 0
+    counts = inputs.masked_m if masked_m is None else masked_m
+    return torch.arange(inputs.a.shape[1], device="cuda")[None, :] < counts[:, None]
+
+
+def _assert_untouched(buf: torch.Tensor, d: torch.Tensor, valid: torch.Tensor, what: str) -> None:
+    bits = d.view(torch.int16)
+    assert bool((bits[~valid] == SENTINEL_BITS).all()), f"{what}: wrote a padding or masked-off row"
+    assert bool((buf[:GUARD] == SENTINEL_BITS).all()), f"{what}: wrote before d"
+    assert bool((buf[-GUARD:] == SENTINEL_BITS).all()), f"{what}: wrote after d"
+
+
+def _assert_accurate(inputs: GroupedInputs, d: torch.Tensor, what: str) -> None:
+    out = inputs.valid_rows(d)
+    assert bool(torch.isfinite(out).all()), f"{what}: non-finite values in valid rows"
+    fp8 = calc_diff(out, inputs.reference("fp8"))
+    assert fp8 < 1e-5, f"{what}: calc_diff vs the FP32 reference of the FP8 operands {fp8:.3e}"
+    bf16 = calc_diff(out, inputs.reference("bf16"))
+    assert bf16 < 1e-3, f"{what}: calc_diff vs the product of the unquantised inputs {bf16:.3e}"
+
+
+def _run_contiguous(inputs: GroupedInputs, by_offsets: bool, sfa: torch.Tensor | None = None):
+    buf, d = _sentinel_output(_output_shape(inputs))
+    a, b = (inputs.a, inputs.sfa if sfa is None else sfa), (inputs.b, inputs.sfb)
+    if by_offsets:
+        out = deepgemm.m_grouped_fp8_gemm_nt_contiguous_offsets(a, b, d, inputs.group_ends)
+    else:
+        out = deepgemm.m_grouped_fp8_gemm_nt_contiguous(a, b, d, inputs.m_indices)
+    torch.cuda.synchronize()
+    assert out is d
+    return buf, d
+
+
+def _run_masked(inputs: GroupedInputs):
+    buf, d = _sentinel_output(_output_shape(inputs))
+    out = deepgemm.m_grouped_fp8_gemm_nt_masked(
+        (inputs.a, inputs.sfa), (inputs.b, inputs.sfb), d, inputs.masked_m, inputs.expected_m
+    )
+    torch.cuda.synchronize()
+    assert out is d
+    return buf, d
+
+
+@pytest.mark.parametrize("g,m,n,k", CASES, ids=CASE_IDS)
+def test_contiguous(g: int, m: int, n: int, k: int) -> None:
+    inputs = _make("contiguous", g, m, n, k)
+    valid = _valid_mask(inputs)
+    # One call with the scales as the cast returns them, one in the kernel's own layout.
+    buf, d = _run_contiguous(inputs, by_offsets=False)
+    _assert_untouched(buf, d, valid, "m_indices")
+    _assert_accurate(inputs, d, "m_indices")
+    buf, d_offsets = _run_contiguous(
+        inputs, by_offsets=True, sfa=deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
+    )
+    _assert_untouched(buf, d_offsets, valid, "group_ends")
+    _assert_accurate(inputs, d_offsets, "group_ends")
+    # Both variants pick their config from the same shape and run the same tiles: same bits.
+    assert torch.equal(d.view(torch.int16), d_offsets.view(torch.int16))
+
+
+@pytest.mark.parametrize("g,m,n,k", CASES, ids=CASE_IDS)
+def test_masked(g: int, m: int, n: int, k: int) -> None:
+    inputs = _make("masked", g, m, n, k)
+    buf, d = _run_masked(inputs)
+    _assert_untouched(buf, d, _valid_mask(inputs), "masked")
+    _assert_accurate(inputs, d, "masked")
+
+
+def test_contiguous_alignment_is_128() -> None:
+    assert deepgemm.get_m_alignment_for_contiguous_layout() == 128
+
+
+def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
+    inputs = _make("masked", 4, 384, 7168, 2048)
+    max_m = inputs.a.shape[1]
+    sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)  # so the captured call copies nothing
+    a, b = (inputs.a, sfa), (inputs.b, inputs.sfb)
+    masked_m = inputs.masked_m.clone()
+    buf, d = _sentinel_output(_output_shape(inputs))
+
+    def call() -> None:
+        deepgemm.m_grouped_fp8_gemm_nt_masked(a, b, d, masked_m, inputs.expected_m)
+
+    call()  # compiles and loads the kernel, which capture does not allow
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+
+    rng = random.Random(0)
+    for counts in (
+        [0, 0, 0, 0],
+        [max_m] * 4,
+        [0, max_m, 17, 200],
+        [1, 0, max_m - 1, 64],
+        [rng.randint(0, max_m) for _ in range(4)],
+    ):
+        buf.fill_(SENTINEL_BITS)
+        masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
+        graph.replay()
+        torch.cuda.synchronize()
+        valid = _valid_mask(inputs, masked_m)
+        _assert_untouched(buf, d, valid, f"replay with masked_m={counts}")
+        ref = ref_m_grouped_fp8_gemm_nt_masked(a, b, masked_m)
+        diff = calc_diff(d[valid], ref[valid])
+        assert diff < 1e-5, f"replay with masked_m={counts}: calc_diff {diff:.3e}"
+        assert bool(torch.isfinite(d[valid]).all())
+
+
+def test_deterministic() -> None:
+    contiguous = _make("contiguous", 4, 384, 7168, 2048)
+    first, _ = _run_contiguous(contiguous, by_offsets=False)
+    second, _ = _run_contiguous(contiguous, by_offsets=False)
+    assert torch.equal(first, second)
+    masked = _make("masked", 4, 384, 7168, 2048)
+    first, _ = _run_masked(masked)
+    second, _ = _run_masked(masked)
+    assert torch.equal(first, second)
