@@ -218,6 +218,19 @@ def test_stride_errors_masked() -> None:
 
 
 @pytest.mark.parametrize("op_name", OPS)
+def test_b_experts_must_be_back_to_back(op_name: str) -> None:
+    # Padded rows are fine; a gap between experts is not (the kernel reads B as one [G * N, K] matrix).
+    op, make_args = OPS[op_name]
+    args = make_args()
+    sfb = args["b"][1]
+    gapped = fp8(G * (N + 1) * K).as_strided((G, N, K), ((N + 1) * K, K, 1))
+    with pytest.raises(ValueError, match=r"B \(b\[0\]\) must hold its groups back to back, stride\(0\) =="):
+        op(**{**args, "b": (gapped, sfb)})
+    padded_rows = fp8(G, N, K + 16)[..., :K]
+    op(**{**args, "b": (padded_rows, sfb)})
+
+
+@pytest.mark.parametrize("op_name", OPS)
 def test_sfb_must_be_row_major(op_name: str) -> None:
     B, sfb = weights(n=256)
     op, make_args = OPS[op_name]

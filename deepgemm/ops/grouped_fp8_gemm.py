@@ -23,6 +23,7 @@ from .validation import (
     check_fp8_operand,
     check_index_vector,
     check_multiple,
+    check_packed_groups,
     check_positive_int,
     check_row_major,
     check_same_device,
@@ -238,6 +239,7 @@ def _check_sizes_devices_layouts(
     )
     check_tma_operand("A (a[0])", A)
     check_tma_operand("B (b[0])", B)
+    check_packed_groups("B (b[0])", B, ("G", "N", "K"))
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("G", "ceil(N/128)", "ceil(K/128)"))
     if device.type != "cuda":

@@ -5,9 +5,10 @@ each tile's expert from the index tensor on the GPU, so nothing here reads index
 sync; the masked call can be captured in a CUDA graph). Inputs arrive validated by
 `grouped_fp8_gemm.py`, with every size (rows, N, K, groups) positive.
 
-Tensor maps: B is always 3-D [G, N, K]. The contiguous layouts see A, its scales and D as the 2-D
-tensors they are; the masked layout reads them as 3-D [G, max_m, ...], so each group's rows end at
-max_m for TMA (zero-filled loads, clipped stores) and never run into the next group.
+Tensor maps: B [G, N, K] is read as one [G * N, K] matrix (its experts lie back to back). The
+contiguous layouts see A, its scales and D as the 2-D tensors they are; the masked layout reads them
+as 3-D [G, max_m, ...], so each group's rows end at max_m for TMA (zero-filled loads, clipped stores)
+and never run into the next group.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def _launch(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor, B: tor
     num_groups, n, k = B.shape
     rows = A.shape[-2]
     if config is not None:
+        if not config.grouped:
+            raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
+                             "kernels keep a tile slot per stage in shared memory")
         _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, config, device_index).run(
             A, sfa, B, sfb, d, grouped_layout)
         return
@@ -110,8 +114,10 @@ class _GroupedPlan:
                 d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         rows, n, k, cfg = self.rows, self.n, self.k, self.cfg
         k_blocks = ceil_div(k, BLOCK_K)
-        tmap_b = make_tma_descriptor(B.data_ptr(), _FP8, (k, n, self.num_groups),
-                                     (B.stride(1), self._group_stride(B, 1)), (BLOCK_K, cfg.block_n, 1), 128)
+        # The experts' matrices lie back to back (validated): one [G * N, K] map. A tile past an
+        # expert's last row reads the next expert's rows into columns that are never stored.
+        tmap_b = make_tma_descriptor(B.data_ptr(), _FP8, (k, n * self.num_groups), (B.stride(1),),
+                                     (BLOCK_K, cfg.block_n), 128)
         if not self.is_masked:
             return (
                 make_tma_descriptor(A.data_ptr(), _FP8, (k, rows), (A.stride(0),), (BLOCK_K, cfg.block_m),

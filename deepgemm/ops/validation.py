@@ -135,6 +135,18 @@ def check_tma_operand(name: str, tensor: torch.Tensor) -> None:
         )
 
 
+def check_packed_groups(name: str, tensor: torch.Tensor, dims: Sequence[str]) -> None:
+    """Check that the groups of a ``[G, rows, cols]`` tensor follow each other with no gap
+    (``stride(0) == rows * stride(1)``), so the kernels can address it as one ``[G * rows, cols]``
+    matrix. Rows may still be padded (``stride(1) >= cols``)."""
+    groups, rows = tensor.shape[0], tensor.shape[1]
+    if tensor.numel() and groups > 1 and tensor.stride(0) != rows * tensor.stride(1):
+        raise ValueError(
+            f"{name} must hold its groups back to back, stride(0) == {dims[1]} * stride(1) = "
+            f"{rows * tensor.stride(1)}, found strides {tensor.stride()}; pass .contiguous() of it"
+        )
+
+
 def check_row_major(name: str, tensor: torch.Tensor, dims: Sequence[str]) -> None:
     """Check ``tensor`` is contiguous row-major (its last dim innermost)."""
     if not tensor.is_contiguous():

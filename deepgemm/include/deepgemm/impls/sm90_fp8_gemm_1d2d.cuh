@@ -20,7 +20,7 @@
 // registers with the two scales (the tensor-core accumulator keeps only ~14 mantissa bits).
 //
 // The MoE grouped GEMMs are the same kernel with another GemmKind: the scheduler then also names
-// each tile's expert (B is [G, N, K], read through a 3-D tensor map) and how many of its rows are
+// each tile's expert (B is [G, N, K], read as one [G * N, K] matrix) and how many of its rows are
 // valid. Warpgroups whose rows are all invalid skip their WGMMAs, and a tile whose valid rows end
 // inside a 64-row store box is written with plain stores, so rows outside every group stay untouched.
 namespace deepgemm {
@@ -87,7 +87,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
     // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises within itself on 1 + g.
     constexpr uint32_t kWarpgroupBarrier = 1;
-    // Masked A, its scales and D are [G, rows, ...] tensor maps; every grouped kind reads B as [G, N, K].
+    // Masked A, its scales and D are [G, rows, ...] tensor maps; every grouped kind reads B as [G * N, K].
     constexpr bool kIsMasked = kKind == GemmKind::Masked;
     constexpr bool kIsGroupedB = kKind != GemmKind::Dense;
     static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1, "only the dense GEMM multicasts");
@@ -171,7 +171,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                         if (cta_rank == 0)
                             ptx::tma_load_2d_multicast(&tmap_b, bar, dst_b, k, n, kClusterMask);
                     } else if constexpr (kIsGroupedB) {
-                        ptx::tma_load_3d(&tmap_b, bar, dst_b, k, n, g);
+                        // The experts' B matrices lie back to back: one [G * N, K] tensor map.
+                        ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n + g * SHAPE_N);
                     } else {
                         ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
                     }
