@@ -92,13 +92,9 @@ struct TileStore {
                                                      uint32_t thread_in_warpgroup) {
         constexpr uint32_t kChunksPerRow = BLOCK_N * kElemBytes / 16;
         constexpr uint32_t kColsPerChunk = 16 / kElemBytes;
-        // The trip count is the same in every lane (only the last pass is partial), so the loop
-        // leaves the compiler's view of warp-uniform values intact: a lane-dependent loop made the
-        // kernel's mainloop keep its stage index and descriptors in ordinary registers.
-        for (uint32_t first = 0; first < num_rows * kChunksPerRow; first += 128) {
-            const uint32_t i = first + thread_in_warpgroup;
+        for (uint32_t i = thread_in_warpgroup; i < num_rows * kChunksPerRow; i += 128) {
             const uint32_t r = i / kChunksPerRow, col = i % kChunksPerRow * kColsPerChunk;
-            if (r < num_rows && col < num_cols) {
+            if (col < num_cols) {
                 // A 16-byte chunk is the unit the swizzle permutes, so it stays contiguous.
                 const Bytes16 value = *reinterpret_cast<const Bytes16*>(smem_d + offset(row + r, col));
                 *reinterpret_cast<Bytes16*>(d_row + r * d_row_bytes + col * kElemBytes) = value;

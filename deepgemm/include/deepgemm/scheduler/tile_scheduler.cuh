@@ -23,7 +23,7 @@ struct Tile {
 constexpr uint32_t kNoMoreTiles = 0xffffffffu;
 
 // A tile another thread wrote to shared memory, read word by word: a whole-struct copy let ptxas
-// move the consumers' stage index and WGMMA descriptors out of uniform registers (~20% slower).
+// move the consumers' stage index and WGMMA descriptors out of uniform registers.
 __device__ __forceinline__ Tile read_tile(const Tile* slot) {
     const volatile uint32_t* words = reinterpret_cast<const volatile uint32_t*>(slot);
     return {words[0], words[1], words[2], words[3]};
