@@ -4,9 +4,15 @@ __version__ = "0.1.0"
 
 from . import testing
 from .ops import (
+    bf16_gemm_nn,
+    bf16_gemm_nt,
+    bf16_gemm_tn,
+    bf16_gemm_tt,
     fp8_gemm_nt,
     get_m_alignment_for_contiguous_layout,
     get_num_sms,
+    m_grouped_bf16_gemm_nt_contiguous,
+    m_grouped_bf16_gemm_nt_masked,
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
@@ -25,6 +31,10 @@ from .quant import (
 __all__ = [
     "__version__",
     "align",
+    "bf16_gemm_nn",
+    "bf16_gemm_nt",
+    "bf16_gemm_tn",
+    "bf16_gemm_tt",
     "ceil_div",
     "fp8_gemm_nt",
     "get_col_major_tma_aligned_tensor",
@@ -32,6 +42,8 @@ __all__ = [
     "get_mn_major_tma_aligned_tensor",
     "get_num_sms",
     "get_tma_aligned_size",
+    "m_grouped_bf16_gemm_nt_contiguous",
+    "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",

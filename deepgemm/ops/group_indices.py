@@ -107,3 +107,20 @@ def check_masked_m(masked_m: torch.Tensor, max_m: int) -> None:
     group = _first((masked_m < 0) | (masked_m > max_m))
     if group is not None:
         raise ValueError(f"masked_m[{group}] must be in [0, max_m={max_m}], found {int(masked_m[group])}")
+
+
+def check_index_values_now(cuda_index: int | None) -> bool:
+    """Whether to check the index values on the host: always for CPU tensors (reading them is free),
+    on a GPU only under ``DG_DEBUG_CHECK_INDICES`` (it costs a sync)."""
+    if cuda_index is None:
+        return True
+    from ..jit.knobs import debug_check_indices  # here: CPU-only use never loads deepgemm.jit
+
+    return debug_check_indices()
+
+
+def write_rows(d: torch.Tensor, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Copy the ``rows`` (a bool mask over ``d``'s leading dims) of the FP32 ``out`` into ``d``, leaving
+    the other rows of ``d`` as they are, as the kernels do; returns ``d``."""
+    d[rows] = out[rows].to(d.dtype)
+    return d

@@ -12,10 +12,12 @@ from .cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_
 from .fp8_gemm import OUT_DTYPES, FP8Operand
 from .group_indices import (
     check_group_ends,
+    check_index_values_now,
     check_m_indices,
     check_masked_m,
     group_ends_to_m_indices,
     masked_rows,
+    write_rows,
 )
 from .settings import require_hopper
 from .validation import (
@@ -88,13 +90,13 @@ def m_grouped_fp8_gemm_nt_contiguous(
     num_groups, n = B.shape[:2]
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if _check_index_values(cuda_index):
+    if check_index_values_now(cuda_index):
         check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
     if k == 0:
         return d.masked_fill_((m_indices >= 0)[:, None], 0)
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
-        return _write_rows(d, out, m_indices >= 0)
+        return write_rows(d, out, m_indices >= 0)
     _launch_module().launch_m_grouped_contiguous(A, sfa, B, sfb, d, m_indices, cuda_index)
     return d
 
@@ -121,14 +123,14 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
     num_groups, n = B.shape[:2]
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if _check_index_values(cuda_index):
+    if check_index_values_now(cuda_index):
         check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
     if k == 0 or cuda_index is None:
         m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
         if k == 0:
             return d.masked_fill_((m_indices >= 0)[:, None], 0)
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
-        return _write_rows(d, out, m_indices >= 0)
+        return write_rows(d, out, m_indices >= 0)
     _launch_module().launch_m_grouped_contiguous_offsets(A, sfa, B, sfb, d, group_ends, cuda_index)
     return d
 
@@ -173,13 +175,13 @@ def m_grouped_fp8_gemm_nt_masked(
     n = B.shape[1]
     if num_groups == 0 or max_m == 0 or n == 0:
         return d
-    if _check_index_values(cuda_index):
+    if check_index_values_now(cuda_index):
         check_masked_m(masked_m, max_m)
     if k == 0:
         return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0)
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_masked_fp32(A, sfa, B, sfb, masked_m)
-        return _write_rows(d, out, masked_rows(masked_m, max_m))
+        return write_rows(d, out, masked_rows(masked_m, max_m))
     _launch_module().launch_m_grouped_masked(A, sfa, B, sfb, d, masked_m, expected_m, cuda_index)
     return d
 
@@ -249,23 +251,6 @@ def _check_sizes_devices_layouts(
 
 
 # --- running ----------------------------------------------------------------------------------------------
-
-
-def _check_index_values(cuda_index: int | None) -> bool:
-    """Whether to check the index values on the host: always for CPU tensors (reading them is free),
-    on a GPU only under ``DG_DEBUG_CHECK_INDICES`` (it costs a sync)."""
-    if cuda_index is None:
-        return True
-    from ..jit.knobs import debug_check_indices  # here: CPU-only use never loads deepgemm.jit
-
-    return debug_check_indices()
-
-
-def _write_rows(d: torch.Tensor, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Copy the ``rows`` (a bool mask over ``d``'s leading dims) of the FP32 ``out`` into ``d``, leaving
-    the other rows of ``d`` as they are, as the kernels do; returns ``d``."""
-    d[rows] = out[rows].to(d.dtype)
-    return d
 
 
 _grouped_launch = None

@@ -1,0 +1,270 @@
+"""The 16-bit (BF16 / FP16) GEMMs: dense in the four storage layouts, and MoE grouped in NT.
+
+The letters say how A and B are stored: the first is A's (``n``: ``[M, K]``, ``t``: ``[K, M]``),
+the second B's (``t``: ``[N, K]``, ``n``: ``[K, N]``); ``nt`` is the FP8 op's layout. 16-bit WGMMA
+reads either major-ness from shared memory, so no layout copies anything. The tensor cores
+accumulate in FP32 (no promotion step), rounded once to ``d``'s dtype. Each op validates its
+arguments, then runs the CPU path (FP32 torch math) or the GPU kernel (``bf16_launch``).
+"""
+
+import torch
+
+from .group_indices import check_index_values_now, check_m_indices, check_masked_m, masked_rows, write_rows
+from .grouped_fp8_gemm import M_ALIGNMENT_CONTIGUOUS
+from .settings import require_hopper
+from .validation import (
+    check_dtype,
+    check_index_vector,
+    check_multiple,
+    check_packed_groups,
+    check_positive_int,
+    check_rank,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    check_tma_operand,
+)
+
+IN_DTYPES = (torch.bfloat16, torch.float16)
+OUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+# Dims of A and B as stored, by layout: the last one is contiguous.
+STORED_DIMS = {
+    "nt": (("M", "K"), ("N", "K")),
+    "nn": (("M", "K"), ("K", "N")),
+    "tn": (("K", "M"), ("K", "N")),
+    "tt": (("K", "M"), ("N", "K")),
+}
+
+_CONTRACT = """
+    Tensor contract (all on one device, CPU or a Hopper GPU):
+        a: ``bfloat16`` or ``float16`` {a_dims}; b: the same dtype, {b_dims}.
+        d: ``bfloat16``, ``float16`` or ``float32 [M, N]``.
+        c: ``None``, or a tensor of ``d``'s dtype and shape (``d`` itself accumulates in place).
+    Every tensor: ``stride(1) == 1``, ``stride(0)`` a multiple of 16 bytes and ``>= `` its row length
+    (views of larger buffers work), 16-byte-aligned start (TMA rules).
+    Sizes: any ``M, N, K >= 0``; the contiguous dim of each stored tensor ({inner}, and N of ``d``
+    and ``c``) a multiple of 16 bytes (8 BF16/FP16 elements, 4 FP32). ``M == 0`` or ``N == 0``:
+    nothing to do; ``K == 0``: ``d`` becomes ``c`` (or zeros).
+
+    Raises (before anything runs): ``TypeError`` for a non-tensor or a wrong dtype; ``ValueError`` for
+    a wrong rank or shape, a size or stride rule, or tensors on different or unsupported devices;
+    ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
+    """
+
+
+def _documented(layout: str):
+    """Appends the tensor contract of ``layout`` to an op's docstring."""
+    a_dims, b_dims = STORED_DIMS[layout]
+    inner = f"{a_dims[1]} of A, {b_dims[1]} of B"
+
+    def decorate(op):
+        op.__doc__ += _CONTRACT.format(a_dims=f"[{', '.join(a_dims)}]", b_dims=f"[{', '.join(b_dims)}]",
+                                       inner=inner)
+        return op
+
+    return decorate
+
+
+@_documented("nt")
+def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                 c: torch.Tensor | None = None) -> torch.Tensor:
+    """``D = C + A · Bᵀ`` with A ``[M, K]`` and B ``[N, K]`` (both K-major), in FP32, rounded once
+    into ``d``; returns ``d``.
+    """
+    return _gemm("nt", a, b, d, c)
+
+
+@_documented("nn")
+def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                 c: torch.Tensor | None = None) -> torch.Tensor:
+    """``D = C + A · B`` with A ``[M, K]`` (K-major) and B ``[K, N]`` (N-major: ``torch``'s usual
+    ``a @ b``), in FP32, rounded once into ``d``; returns ``d``.
+    """
+    return _gemm("nn", a, b, d, c)
+
+
+@_documented("tn")
+def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                 c: torch.Tensor | None = None) -> torch.Tensor:
+    """``D = C + Aᵀ · B`` with A stored ``[K, M]`` and B ``[K, N]`` (both MN-major), in FP32, rounded
+    once into ``d``; returns ``d``.
+    """
+    return _gemm("tn", a, b, d, c)
+
+
+@_documented("tt")
+def bf16_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                 c: torch.Tensor | None = None) -> torch.Tensor:
+    """``D = C + Aᵀ · Bᵀ`` with A stored ``[K, M]`` (M-major) and B ``[N, K]`` (K-major), in FP32,
+    rounded once into ``d``; returns ``d``.
+    """
+    return _gemm("tt", a, b, d, c)
+
+
+def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tensor:
+    A, B, m, n, k, cuda_index = _checked(layout, a, b, d, c)
+    if m == 0 or n == 0:
+        return d
+    if k == 0:
+        return d.zero_() if c is None else d.copy_(c)
+    if cuda_index is None:
+        out = _as_mk(layout, A).float() @ _as_kn(layout, B).float()
+        if c is not None:
+            out += c.float()
+        return d.copy_(out)
+    _launch_module().launch_bf16_gemm(layout, A, B, d, c, m, n, k, cuda_index)
+    return d
+
+
+def _as_mk(layout: str, A: torch.Tensor) -> torch.Tensor:
+    return A if layout[0] == "n" else A.T
+
+
+def _as_kn(layout: str, B: torch.Tensor) -> torch.Tensor:
+    return B if layout[1] == "n" else B.T
+
+
+def _checked(layout: str, a: object, b: object, d: object,
+             c: object) -> tuple[torch.Tensor, torch.Tensor, int, int, int, int | None]:
+    """Check every rule of ``bf16_gemm_<layout>``; returns ``(A, B, M, N, K, the CUDA device index or
+    None for the CPU)``, after ``require_hopper`` on a CUDA device."""
+    a_dims, b_dims = STORED_DIMS[layout]
+    A, B = _check_operands(a, b, a_dims, b_dims)
+    sizes = dict(zip(a_dims, A.shape, strict=True))
+    n = B.shape[b_dims.index("N")]
+    m, k = sizes["M"], sizes["K"]
+    check_shape("b", B, b_dims, [k if dim == "K" else n for dim in b_dims])
+    check_dtype("d", check_tensor("d", d), OUT_DTYPES)
+    check_shape("d", d, ("M", "N"), (m, n))
+    tensors = {"a": A, "b": B, "d": d}
+    if c is not None:
+        check_dtype("c", check_tensor("c", c), (d.dtype,))
+        check_shape("c", c, ("M", "N"), (m, n))
+        tensors["c"] = c
+    check_multiple(a_dims[1], A.shape[1], 8, "TMA needs 16-byte rows of a")
+    check_multiple(b_dims[1], B.shape[1], 8, "TMA needs 16-byte rows of b")
+    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    return A, B, m, n, k, _check_devices_and_strides(tensors, tensors)
+
+
+def _check_operands(a: object, b: object, a_dims: tuple[str, ...],
+                    b_dims: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    A, B = check_tensor("a", a), check_tensor("b", b)
+    check_dtype("a", A, IN_DTYPES)
+    check_dtype("b", B, (A.dtype,))
+    check_rank("a", A, a_dims)
+    check_rank("b", B, b_dims)
+    return A, B
+
+
+def _check_devices_and_strides(tensors: dict[str, torch.Tensor],
+                               tma_tensors: dict[str, torch.Tensor]) -> int | None:
+    """One CPU or CUDA device for all ``tensors``; TMA's layout rules for ``tma_tensors``."""
+    device = check_same_device(tensors)
+    for name, tensor in tma_tensors.items():
+        check_tma_operand(name, tensor)
+    if device.type != "cuda":
+        return None
+    require_hopper(device.index)
+    return device.index
+
+
+# --- grouped ---------------------------------------------------------------------------------------------
+
+
+def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                                      m_indices: torch.Tensor) -> torch.Tensor:
+    """MoE grouped ``D = A · B[e]ᵀ`` where row ``m`` uses expert ``e = m_indices[m]``; returns ``d``.
+
+    ``m_grouped_fp8_gemm_nt_contiguous`` for 16-bit operands (no scales): FP32 accumulation, rounded
+    once into ``d``; expert rows of ``d`` overwritten, padding rows (``m_indices[m] == -1``) untouched.
+
+    Tensor contract (all on one device, CPU or a Hopper GPU):
+        a: ``bfloat16`` or ``float16 [M_sum, K]``, K-major; b: the same dtype, ``[G, N, K]``, experts
+            back to back (``stride(0) == N * stride(1)``).
+        d: ``bfloat16``, ``float16`` or ``float32 [M_sum, N]``.
+        m_indices: ``int32 [M_sum]``, contiguous: each row's expert in ``[0, G)``, -1 for padding;
+            each expert's rows start at a multiple of 128 (``get_m_alignment_for_contiguous_layout()``).
+    Strides and sizes as in ``bf16_gemm_nt`` (K and N multiples of 8 elements). Index values are
+    checked as in the FP8 op: always on the CPU, on a GPU only under ``DG_DEBUG_CHECK_INDICES=1``.
+    """
+    A, B = _check_operands(a, b, ("M_sum", "K"), ("G", "N", "K"))
+    m_sum, k = A.shape
+    num_groups, n = B.shape[:2]
+    m_indices = check_index_vector("m_indices", m_indices, "M_sum", m_sum)
+    cuda_index = _check_grouped(A, B, d, ("M_sum", "N"), (m_sum, n), "m_indices", m_indices)
+    if m_sum == 0 or n == 0 or num_groups == 0:
+        return d
+    if check_index_values_now(cuda_index):
+        check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
+    rows = m_indices >= 0
+    if k == 0:
+        return d.masked_fill_(rows[:, None], 0)
+    if cuda_index is None:
+        out = torch.zeros(m_sum, n, dtype=torch.float32)
+        for group in range(num_groups):
+            selected = m_indices == group
+            out[selected] = A[selected].float() @ B[group].float().T
+        return write_rows(d, out, rows)
+    _launch_module().launch_m_grouped_bf16_contiguous(A, B, d, m_indices, cuda_index)
+    return d
+
+
+def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, masked_m: torch.Tensor,
+                                  expected_m: int) -> torch.Tensor:
+    """MoE grouped ``D[g] = A[g] · B[g]ᵀ`` over the first ``masked_m[g]`` rows of each expert; returns ``d``.
+
+    ``m_grouped_fp8_gemm_nt_masked`` for 16-bit operands (no scales): rows ``>= masked_m[g]`` are left
+    untouched, no host sync (CUDA-graph capturable).
+
+    Tensor contract (all on one device, CPU or a Hopper GPU):
+        a: ``bfloat16`` or ``float16 [G, max_m, K]``; b: the same dtype, ``[G, N, K]``, experts back to
+            back. d: ``bfloat16``, ``float16`` or ``float32 [G, max_m, N]``.
+        masked_m: ``int32 [G]``, contiguous, each in ``[0, max_m]``; expected_m: ``int > 0``, the typical
+            ``masked_m`` value (chooses the tiles only).
+    Strides and sizes as in ``bf16_gemm_nt``; ``masked_m`` values are checked as in the FP8 op.
+    """
+    A, B = _check_operands(a, b, ("G", "max_m", "K"), ("G", "N", "K"))
+    num_groups, max_m, k = A.shape
+    n = B.shape[1]
+    masked_m = check_index_vector("masked_m", masked_m, "G", num_groups)
+    expected_m = check_positive_int("expected_m", expected_m)
+    cuda_index = _check_grouped(A, B, d, ("G", "max_m", "N"), (num_groups, max_m, n), "masked_m", masked_m)
+    if num_groups == 0 or max_m == 0 or n == 0:
+        return d
+    if check_index_values_now(cuda_index):
+        check_masked_m(masked_m, max_m)
+    rows = masked_rows(masked_m, max_m)
+    if k == 0:
+        return d.masked_fill_(rows[..., None], 0)
+    if cuda_index is None:
+        return write_rows(d, A.float() @ B.float().transpose(1, 2), rows)
+    _launch_module().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
+    return d
+
+
+def _check_grouped(A: torch.Tensor, B: torch.Tensor, d: object, d_dims: tuple[str, ...],
+                   d_shape: tuple[int, ...], index_name: str, index: torch.Tensor) -> int | None:
+    """The grouped ops' rules once A and B are checked; returns the CUDA device index or ``None``."""
+    k = A.shape[-1]
+    check_shape("b", B, ("G", "N", "K"), (B.shape[0], B.shape[1], k))
+    check_dtype("d", check_tensor("d", d), OUT_DTYPES)
+    check_shape("d", d, d_dims, d_shape)
+    check_multiple("K", k, 8, "TMA needs 16-byte rows of a and b")
+    check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_packed_groups("b", B, ("G", "N", "K"))
+    tma_tensors = {"a": A, "b": B, "d": d}
+    return _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
+
+
+_bf16_launch = None
+
+
+def _launch_module():
+    """``bf16_launch``, imported on the first GPU call so that CPU use never loads the CUDA modules."""
+    global _bf16_launch
+    if _bf16_launch is None:
+        from . import bf16_launch
+
+        _bf16_launch = bf16_launch
+    return _bf16_launch
