@@ -16,6 +16,7 @@ from .ops import (
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
+    matmul,
     set_num_sms,
 )
 from .quant import (
@@ -47,6 +48,7 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
+    "matmul",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "set_num_sms",

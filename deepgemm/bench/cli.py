@@ -20,19 +20,22 @@ from deepgemm.testing.bench import L2_FLUSH_BYTES, bench, bench_cpu, bench_kinet
 from .providers import Provider
 from .report import (
     SCHEMA,
+    TWIN_DEFINITION,
     format_geomeans,
     format_host_overhead,
     format_problem,
     speedup_definition,
     table_header,
+    twin_label,
     write_json,
 )
 from .runner import Timer, measure_host_overhead, run_suite
 from .suites import DENSE, SUITES, Problem, Suite, parse_shapes
 
 CPU_NOTE = (
-    "CPU path (no CUDA device, or --cpu): checks the CPU implementation of deepgemm's ops (dense and "
-    "grouped) on small shapes against the reference; its wall-clock times are not a performance claim"
+    "CPU path (no CUDA device, or --cpu): checks the CPU implementation of deepgemm's ops (FP8 and 16-bit, "
+    "dense and grouped, and deepgemm.matmul) on small shapes against the reference; its wall-clock times "
+    "are not a performance claim"
 )
 TIMERS = {
     "kineto": "profiler (CUPTI) device time of all kernels one call launches; L2 flushed before each call",
@@ -166,16 +169,33 @@ def _run_and_print(
         f"   {document['env']['device']}: {method['timer_description']}; mean of {method['num_tests']} calls"
     )
     print(f"   speedup = {speedup_definition(suite.baseline, suite.faster)}")
-    print(table_header(suite.problems[0].layout if suite.problems else "dense"))
+    if suite.twin is not None:
+        print(f"   twin speed = {TWIN_DEFINITION}")
+    # The major column only where it varies or is not the FP8 ops' NT.
+    show_major = any(problem.major != "nt" for problem in suite.problems)
+    print(table_header(suite.problems[0].layout if suite.problems else "dense", show_major))
 
     def print_problem(problem: Problem, record: dict) -> None:
-        print(
-            format_problem(problem, record["results"], record["speedup"], record["pair_speedup"]), flush=True
+        twin = None
+        if record["twin"] is not None:
+            twin = (twin_label(problem, Problem(**record["twin"])), record["twin_speedup"])
+        lines = format_problem(
+            problem, record["results"], record["speedup"], record["pair_speedup"], twin, show_major
         )
+        print(lines, flush=True)
 
     record = run_suite(suite, providers, device, seed, timer, on_problem=print_problem)
-    if record["geomean"] or record["pair_geomean"]:
-        print(format_geomeans(suite.baseline, record["geomean"], suite.faster, record["pair_geomean"]))
+    if record["geomean"] or record["pair_geomean"] or record["twin_geomean"]:
+        print(
+            format_geomeans(
+                suite.baseline,
+                record["geomean"],
+                suite.faster,
+                record["pair_geomean"],
+                record["twin_geomean"],
+                record["twin_worst"],
+            )
+        )
     return record
 
 
@@ -210,10 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "num_tests": num_tests,
             "l2_flush_bytes": L2_FLUSH_BYTES if on_cuda else None,
             "seed": args.seed,
-            "inputs": "random normal BF16, quantised with deepgemm.quant (1x128 A scales, 128x128 B scales)",
-            "speedup": "per suite: its speedup_definition (dense: t_provider / t_baseline, the baseline "
-            "deepgemm; grouped: t_baseline / t_provider, the baseline the cuBLAS loop) and pair ratios "
-            "a/b = t_b / t_a",
+            "inputs": "random normal BF16: the FP8 suites quantise them with deepgemm.quant (1x128 A "
+            "scales, 128x128 B scales), the 16-bit suites take them as they are, stored as each problem's "
+            "major says; matmul_fp8 hands them to deepgemm.matmul and to the quantise-and-GEMM calls",
+            "speedup": "per suite: its speedup_definition (dense, bf16: t_provider / t_baseline, the "
+            "baseline deepgemm; grouped: t_baseline / t_provider, the baseline the cuBLAS loop; "
+            "matmul_fp8: t_matmul / t_by_hand), pair ratios a/b = t_b / t_a, and twin ratios "
+            "t_twin / t_problem (bf16: each layout against NT on the same shape)",
         },
         "suites": [],
     }

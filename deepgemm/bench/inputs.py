@@ -1,9 +1,11 @@
-"""Benchmark inputs: random normal BF16 operands, quantised once, shared by every provider.
+"""Benchmark inputs: random normal BF16 operands, quantised once where FP8 is measured, shared by
+every provider.
 
 Random normal data matters: all-ones or all-zero operands draw less power and inflate TFLOPS.
 The reference outputs are computed lazily (in FP32, on the inputs' device) and cached, since
-every provider of a shape is checked against them. ``DenseInputs`` holds one GEMM's operands,
-``GroupedInputs`` an MoE grouped GEMM's (contiguous or masked layout) with its group bookkeeping.
+every provider of a shape is checked against them. ``DenseInputs`` holds one FP8 GEMM's operands,
+``Bf16Inputs`` one BF16 GEMM's in any storage layout, ``GroupedInputs`` an MoE grouped GEMM's
+(contiguous or masked layout, FP8 or BF16 operands) with its group bookkeeping.
 """
 
 import functools
@@ -57,14 +59,79 @@ class DenseInputs:
         return output
 
 
-def make_dense_inputs(m: int, n: int, k: int, device: torch.device, seed: int) -> DenseInputs:
-    """Random normal ``A [M, K]`` and ``B [N, K]`` in BF16, quantised with deepgemm's helpers."""
+def make_dense_inputs(
+    m: int, n: int, k: int, device: torch.device, seed: int, b_kn: bool = False
+) -> DenseInputs:
+    """Random normal ``A [M, K]`` and ``B [N, K]`` in BF16, quantised with deepgemm's helpers.
+
+    ``b_kn``: draw B as a row-major ``[K, N]`` tensor, as a caller of ``deepgemm.matmul`` holds it;
+    ``b_bf16`` is then its ``[N, K]`` view (``b_bf16.t()`` is the row-major tensor itself).
+    """
     generator = torch.Generator(device=device).manual_seed(seed)
     a_bf16 = torch.randn(m, k, generator=generator, device=device, dtype=torch.bfloat16)
-    b_bf16 = torch.randn(n, k, generator=generator, device=device, dtype=torch.bfloat16)
+    b_shape = (k, n) if b_kn else (n, k)
+    b_bf16 = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.bfloat16)
+    if b_kn:
+        b_bf16 = b_bf16.t()
     a, sfa = per_token_cast_to_fp8(a_bf16)
     b, sfb = per_block_cast_to_fp8(b_bf16)
     return DenseInputs(a_bf16=a_bf16, b_bf16=b_bf16, a=a, sfa=sfa, b=b, sfb=sfb)
+
+
+# How A and B of a 16-bit GEMM are stored (``Problem.major``), NT first: the layout the others are
+# held against.
+MAJORS = ("nt", "nn", "tn", "tt")
+
+
+@dataclass
+class Bf16Inputs:
+    """Operands of ``D[M, N] = A · B`` in BF16, both contiguous, stored as ``major`` says: ``a`` is
+    ``[M, K]`` (``n``) or ``[K, M]`` (``t``), ``b`` is ``[N, K]`` (``t``) or ``[K, N]`` (``n``).
+    """
+
+    major: str
+    a: torch.Tensor
+    b: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # The FP32 product of the BF16 operands: what a 16-bit GEMM computes before rounding D.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("bf16",)
+
+    @property
+    def a_mk(self) -> torch.Tensor:
+        """A as an ``[M, K]`` tensor (a view of ``a``)."""
+        return self.a if self.major[0] == "n" else self.a.t()
+
+    @property
+    def b_kn(self) -> torch.Tensor:
+        """B as a ``[K, N]`` tensor (a view of ``b``)."""
+        return self.b.t() if self.major[1] == "t" else self.b
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """FP32 ``[M, N]`` reference ``A · B`` of the BF16 operands (the only kind, ``"bf16"``)."""
+        if kind != "bf16":
+            raise ValueError(f"unknown reference kind {kind!r}; BF16 inputs have only 'bf16'")
+        if kind not in self._references:
+            self._references[kind] = self.a_mk.float() @ self.b_kn.float()
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int) -> Bf16Inputs:
+    """Random normal BF16 ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as ``major`` says.
+
+    Raises ``ValueError`` for a ``major`` not in ``MAJORS``.
+    """
+    if major not in MAJORS:
+        raise ValueError(f"major must be one of {MAJORS}, got {major!r}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_shape = (m, k) if major[0] == "n" else (k, m)
+    b_shape = (n, k) if major[1] == "t" else (k, n)
+    a = torch.randn(*a_shape, generator=generator, device=device, dtype=torch.bfloat16)
+    b = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.bfloat16)
+    return Bf16Inputs(major, a, b)
 
 
 # Rows of one expert in the contiguous MoE layout start at multiples of this
@@ -87,6 +154,8 @@ class GroupedInputs:
       rows of group ``g`` are valid (``masked_m`` int32 ``[G]``); ``expected_m`` is the host-side hint.
 
     ``b``/``sfb``: FP8 ``[G, N, K]`` with FP32 128x128 scales ``[G, ceil(N/128), ceil(K/128)]``.
+    With BF16 operands (``quantised`` false) ``a`` and ``b`` are ``a_bf16`` and ``b_bf16`` themselves
+    and there are no scales (``sfa``, ``sfb`` ``None``).
     Every row of ``a`` is random, padding and masked-off rows too: a kernel that reads them shows it.
     Outputs are compared on the valid rows only (``valid_rows``), stacked group after group.
     """
@@ -97,17 +166,24 @@ class GroupedInputs:
     a_bf16: torch.Tensor
     b_bf16: torch.Tensor
     a: torch.Tensor
-    sfa: torch.Tensor
+    sfa: torch.Tensor | None
     b: torch.Tensor
-    sfb: torch.Tensor
+    sfb: torch.Tensor | None
     m_indices: torch.Tensor | None = None
     group_ends: torch.Tensor | None = None
     masked_m: torch.Tensor | None = None
     expected_m: int | None = None
     _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
-    _dense: DenseInputs | None = field(default=None, repr=False)
+    _dense: DenseInputs | Bf16Inputs | None = field(default=None, repr=False)
 
-    reference_kinds: ClassVar[tuple[str, ...]] = ("fp8", "bf16")
+    @property
+    def quantised(self) -> bool:
+        """FP8 operands with scales (else BF16 ones)."""
+        return self.sfa is not None
+
+    @property
+    def reference_kinds(self) -> tuple[str, ...]:
+        return ("fp8", "bf16") if self.quantised else ("bf16",)
 
     @property
     def num_groups(self) -> int:
@@ -141,7 +217,7 @@ class GroupedInputs:
         return torch.cat([self.group_rows(output, group) for group in range(self.num_groups)])
 
     def expert_inputs(self, group: int) -> DenseInputs:
-        """The dense GEMM of ``group``'s valid rows with its own weights (views, no copies)."""
+        """The dense FP8 GEMM of ``group``'s valid rows with its own weights (views, no copies)."""
         rows = functools.partial(self.group_rows, group=group)
         return DenseInputs(
             a_bf16=rows(self.a_bf16),
@@ -152,10 +228,13 @@ class GroupedInputs:
             sfb=self.sfb[group],
         )
 
-    def dense_equivalent(self) -> DenseInputs:
+    def dense_equivalent(self) -> DenseInputs | Bf16Inputs:
         """The dense GEMM of the same total size: every valid row (``Σ counts`` rows) times group 0's
-        weights. Built once (copies of the valid rows), then cached."""
-        if self._dense is None:
+        weights, in the operands' own type (NT-stored ``Bf16Inputs`` for BF16 operands). Built once
+        (copies of the valid rows), then cached."""
+        if self._dense is None and not self.quantised:
+            self._dense = Bf16Inputs("nt", self.valid_rows(self.a_bf16), self.b_bf16[0])
+        elif self._dense is None:
             self._dense = DenseInputs(
                 a_bf16=self.valid_rows(self.a_bf16),
                 b_bf16=self.b_bf16[0],
@@ -167,9 +246,12 @@ class GroupedInputs:
         return self._dense
 
     def reference(self, kind: str) -> torch.Tensor:
-        """FP32 ``[Σ counts, N]`` reference on the valid rows (kinds as in ``DenseInputs.reference``)."""
+        """FP32 ``[Σ counts, N]`` reference on the valid rows (kinds as in ``DenseInputs.reference``;
+        only ``"bf16"`` for BF16 operands)."""
         if kind not in self._references:
             a, b = (self.a, self.sfa), (self.b, self.sfb)
+            if kind == "fp8" and not self.quantised:
+                raise ValueError("BF16 grouped inputs have no 'fp8' reference; use 'bf16'")
             if kind == "fp8" and self.layout == "contiguous":
                 full = ref_m_grouped_fp8_gemm_nt_contiguous(a, b, self.m_indices)
                 self._references[kind] = self.valid_rows(full)
@@ -207,15 +289,19 @@ def make_grouped_inputs(
     device: torch.device,
     seed: int,
     expected_m: int | None = None,
+    operand_dtype: torch.dtype = torch.float8_e4m3fn,
 ) -> GroupedInputs:
-    """Random normal BF16 ``A`` and ``B [G, N, K]``, quantised with deepgemm's helpers, in ``layout``.
+    """Random normal BF16 ``A`` and ``B [G, N, K]`` in ``layout``, quantised with deepgemm's helpers
+    (``operand_dtype`` FP8, the default) or used as they are (``torch.bfloat16``: no scales).
 
     ``rows_per_group``: valid rows of every group (an int) or of each group (``G`` ints, 0 allowed).
     ``max_m``: rows per group of the masked layout (each count ``<= max_m``); ``None`` for
     contiguous, whose ``M_sum`` is the sum of the counts each rounded up to 128. ``expected_m``
     (masked): the hint passed to the kernel; default the mean count rounded up (at least 1).
-    Raises ``ValueError`` for an unknown layout or counts that do not fit it.
+    Raises ``ValueError`` for an unknown layout or operand dtype, or counts that do not fit the layout.
     """
+    if operand_dtype not in (torch.float8_e4m3fn, torch.bfloat16):
+        raise ValueError(f"operand_dtype must be torch.float8_e4m3fn or torch.bfloat16, got {operand_dtype}")
     if layout not in GROUPED_LAYOUTS:
         raise ValueError(f"layout must be one of {GROUPED_LAYOUTS}, got {layout!r}")
     counts = (rows_per_group,) * num_groups if isinstance(rows_per_group, int) else tuple(rows_per_group)
@@ -235,9 +321,12 @@ def make_grouped_inputs(
     generator = torch.Generator(device=device).manual_seed(seed)
     a_bf16 = torch.randn(*rows_shape, k, generator=generator, device=device, dtype=torch.bfloat16)
     b_bf16 = torch.randn(num_groups, n, k, generator=generator, device=device, dtype=torch.bfloat16)
-    a, sfa = per_token_cast_to_fp8(a_bf16)
-    b, sfb = per_block_cast_to_fp8(b_bf16)
-    inputs = GroupedInputs(layout, counts, starts, a_bf16, b_bf16, a, sfa, b, sfb)
+    if operand_dtype == torch.bfloat16:
+        inputs = GroupedInputs(layout, counts, starts, a_bf16, b_bf16, a_bf16, None, b_bf16, None)
+    else:
+        a, sfa = per_token_cast_to_fp8(a_bf16)
+        b, sfb = per_block_cast_to_fp8(b_bf16)
+        inputs = GroupedInputs(layout, counts, starts, a_bf16, b_bf16, a, sfa, b, sfb)
 
     to_device = functools.partial(torch.tensor, dtype=torch.int32, device=device)
     if layout == "contiguous":

@@ -2,7 +2,8 @@
 
 ``prepare(inputs)`` does every conversion a real caller would do once (scale layouts, per-tensor
 quantisation, output allocation) and returns the closure that is timed: one GEMM (one grouped GEMM,
-or the loop of per-group GEMMs that stands in for one), nothing else.
+or the loop of per-group GEMMs that stands in for one), nothing else; in the matmul_fp8 suite, what
+a caller runs per call on BF16 operands: their quantisation and the GEMM.
 It raises ``ProviderUnavailable`` when this torch/deepgemm/device cannot run the provider, which
 the benchmark reports instead of crashing.
 """
@@ -16,7 +17,7 @@ import torch
 
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
 
-from .inputs import DenseInputs, GroupedInputs
+from .inputs import Bf16Inputs, DenseInputs, GroupedInputs
 
 FP8_MAX = 448.0
 
@@ -45,7 +46,7 @@ class Provider:
     has_cpu_path: bool = False
 
 
-def _require_cuda(inputs: DenseInputs | GroupedInputs) -> None:
+def _require_cuda(inputs: DenseInputs | Bf16Inputs | GroupedInputs) -> None:
     if inputs.a.device.type != "cuda":
         raise ProviderUnavailable("cuBLAS providers need CUDA tensors")
 
@@ -211,6 +212,89 @@ def _prepare_cublas_blockwise_loop(inputs: GroupedInputs) -> Callable[[], list[t
     return run
 
 
+def _prepare_deepgemm_bf16(inputs: Bf16Inputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op(f"bf16_gemm_{inputs.major}")
+    m, n = inputs.a_mk.shape[0], inputs.b_kn.shape[1]
+    d = torch.empty(m, n, dtype=torch.bfloat16, device=inputs.a.device)
+
+    def run() -> torch.Tensor:
+        gemm(inputs.a, inputs.b, d)
+        return d
+
+    return run
+
+
+def _prepare_cublas_bf16_layout(inputs: Bf16Inputs) -> Callable[[], torch.Tensor]:
+    """``torch.matmul`` on transposed views: cuBLAS reads either major-ness, so nothing is copied."""
+    _require_cuda(inputs)
+    a, b = inputs.a_mk, inputs.b_kn
+
+    def run() -> torch.Tensor:
+        return a @ b
+
+    return run
+
+
+def _prepare_deepgemm_bf16_grouped(inputs: GroupedInputs) -> Callable[[], torch.Tensor]:
+    d = _grouped_output(inputs, inputs.layout)
+    if inputs.layout == "contiguous":
+        gemm = _deepgemm_op("m_grouped_bf16_gemm_nt_contiguous")
+
+        def run() -> torch.Tensor:
+            gemm(inputs.a, inputs.b, d, inputs.m_indices)
+            return d
+
+    else:
+        gemm = _deepgemm_op("m_grouped_bf16_gemm_nt_masked")
+
+        def run() -> torch.Tensor:
+            gemm(inputs.a, inputs.b, d, inputs.masked_m, inputs.expected_m)
+            return d
+
+    return run
+
+
+def _prepare_cublas_bf16_loop(inputs: GroupedInputs) -> Callable[[], list[torch.Tensor]]:
+    """One ``torch.matmul`` per non-empty group, on its valid rows and ``B[g]ᵀ`` (a view)."""
+    _require_cuda(inputs)
+    experts = [
+        (inputs.group_rows(inputs.a_bf16, group), inputs.b_bf16[group].t())
+        for group, count in enumerate(inputs.counts)
+        if count
+    ]
+
+    def run() -> list[torch.Tensor]:
+        return [a @ b for a, b in experts]
+
+    return run
+
+
+def _prepare_fp8_by_hand(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    """What ``deepgemm.matmul(a, b, precision="fp8")`` stands for, called step by step: both casts
+    and the GEMM on every call, since a caller of either quantises its BF16 operands each time."""
+    gemm = _deepgemm_op("fp8_gemm_nt")
+    token_cast, block_cast = _deepgemm_op("per_token_cast_to_fp8"), _deepgemm_op("per_block_cast_to_fp8")
+    # b_bf16 is the [N, K] view of the caller's row-major [K, N] b (make_dense_inputs(b_kn=True)).
+    a, b = inputs.a_bf16, inputs.b_bf16
+    m, n = a.shape[0], b.shape[0]
+
+    def run() -> torch.Tensor:
+        d = torch.empty(m, n, dtype=torch.bfloat16, device=a.device)
+        return gemm(token_cast(a), block_cast(b), d)
+
+    return run
+
+
+def _prepare_matmul_fp8(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    matmul = _deepgemm_op("matmul")
+    a, b = inputs.a_bf16, inputs.b_bf16.t()
+
+    def run() -> torch.Tensor:
+        return matmul(a, b, precision="fp8")
+
+    return run
+
+
 # calc_diff bounds (DESIGN.md §1): a fine-grained FP8 GEMM matches the dequantised FP8 reference to
 # about 1e-6 (BF16 output rounding); quantisation alone costs up to 1e-3 against BF16 inputs.
 DEEPGEMM = Provider(
@@ -293,5 +377,74 @@ DEEPGEMM_DENSE = Provider(
     reference="fp8",
     max_diff=1e-5,
     adapt=GroupedInputs.dense_equivalent,
+    has_cpu_path=True,
+)
+
+# The 16-bit suites' providers: BF16 operands, BF16 output, checked against the FP32 product of the
+# BF16 operands (the output's BF16 rounding costs about 1e-6).
+DEEPGEMM_BF16 = Provider(
+    "deepgemm",
+    "deepgemm.bf16_gemm_<major>(a, b, d) on a and b stored as the problem's major says, into a"
+    " preallocated BF16 d [M, N]",
+    _prepare_deepgemm_bf16,
+    reference="bf16",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+CUBLAS_BF16_LAYOUT = Provider(
+    "cublas_bf16",
+    "torch.matmul on the same stored a and b, transposed views where the major says (nt: a @ b.t(),"
+    " nn: a @ b, tn: a.t() @ b, tt: a.t() @ b.t()); cuBLAS reads either major-ness, nothing is copied",
+    _prepare_cublas_bf16_layout,
+    reference="bf16",
+    max_diff=1e-5,
+)
+DEEPGEMM_BF16_GROUPED = Provider(
+    "deepgemm",
+    "deepgemm.m_grouped_bf16_gemm_nt_contiguous(a, b, d, m_indices) or"
+    " deepgemm.m_grouped_bf16_gemm_nt_masked(a, b, d, masked_m, expected_m), as the problem's layout"
+    " says, into a preallocated BF16 d laid out like a",
+    _prepare_deepgemm_bf16_grouped,
+    reference="bf16",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+CUBLAS_BF16_LOOP = Provider(
+    "cublas_bf16_loop",
+    "a Python loop over the non-empty groups g: torch.matmul(a's valid rows of g, b[g].t()), one BF16"
+    " output per group; the profiler timer sums the G kernels, not the host gaps between them",
+    _prepare_cublas_bf16_loop,
+    reference="bf16",
+    max_diff=1e-5,
+)
+DEEPGEMM_BF16_DENSE = Provider(
+    "deepgemm_dense",
+    "deepgemm.bf16_gemm_nt on the dense GEMM of the same total M, N, K: all valid rows of a (gathered"
+    " once, untimed) times group 0's b, into a preallocated BF16 d [sum of valid rows, N]",
+    _prepare_deepgemm_bf16,
+    reference="bf16",
+    max_diff=1e-5,
+    adapt=GroupedInputs.dense_equivalent,
+    has_cpu_path=True,
+)
+
+# The matmul_fp8 suite's providers, on BF16 a [M, K] and a row-major BF16 b [K, N]. The by-hand
+# calls quantise exactly as the FP8 reference does; matmul quantises inside, so it is held to the
+# recipe's accuracy against the unquantised product (its diff against the FP8 reference is recorded).
+FP8_BY_HAND = Provider(
+    "by_hand",
+    "deepgemm.fp8_gemm_nt(deepgemm.per_token_cast_to_fp8(a), deepgemm.per_block_cast_to_fp8(b.T), d),"
+    " d a fresh BF16 [M, N]; every kernel of the casts and the GEMM is timed",
+    _prepare_fp8_by_hand,
+    reference="fp8",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+DEEPGEMM_MATMUL_FP8 = Provider(
+    "matmul",
+    'deepgemm.matmul(a, b, precision="fp8"); every kernel of the call (quantisation and GEMM) is timed',
+    _prepare_matmul_fp8,
+    reference="bf16",
+    max_diff=1e-3,
     has_cpu_path=True,
 )

@@ -62,6 +62,27 @@ def pair_speedups(results: Mapping[str, Mapping], pairs: Iterable[tuple[str, str
     }
 
 
+def twin_speedups(results: Mapping[str, Mapping], twin_results: Mapping[str, Mapping]) -> dict[str, float]:
+    """``{provider: t_twin / t_problem}``: how many times faster each provider runs a problem than its
+    twin, for each provider ``ok`` on both."""
+    return {
+        name: twin_results[name]["us"] / result["us"]
+        for name, result in results.items()
+        if result["status"] == "ok" and name in twin_results and twin_results[name]["status"] == "ok"
+    }
+
+
+def twin_label(problem: Problem, twin: Problem) -> str:
+    """``"nn/nt"``: the majors of a problem and of its twin (twins differ in major-ness only)."""
+    return f"{problem.major}/{twin.major}"
+
+
+TWIN_DEFINITION = (
+    "t_twin / t_problem per provider: how many times faster each provider runs the problem than the"
+    " problem named in its 'twin' (for the 16-bit suite: the NT layout of the same shape)"
+)
+
+
 def speedup_definition(baseline: str, faster: str) -> str:
     """What a suite's ``speedup`` figures mean, in words (printed and kept in the JSON)."""
     if faster == BASELINE_FASTER:
@@ -91,6 +112,25 @@ def split_geomeans(
     return summary
 
 
+def split_minima(
+    problems: Iterable[tuple[Problem, Mapping[str, float]]], splits: Iterable[Split], providers: Iterable[str]
+) -> dict[str, dict[str, float | None]]:
+    """``{provider: {split label: smallest ratio | None}}``: the worst shape of each split, for bars
+    that hold per shape (e.g. "no layout more than 5% behind NT")."""
+    problems, splits = list(problems), list(splits)
+    minima: dict[str, dict[str, float | None]] = {}
+    for provider in providers:
+        minima[provider] = {}
+        for split in splits:
+            ratios = [
+                ratio[provider]
+                for problem, ratio in problems
+                if split.contains(problem) and provider in ratio
+            ]
+            minima[provider][split.label] = min(ratios, default=None)
+    return minima
+
+
 def _cell(value: float | None, spec: str, width: int) -> str:
     """``value`` formatted with ``spec``, or a dash for ``None``, right-aligned in ``width`` columns."""
     return ("-" if value is None else format(value, spec)).rjust(width)
@@ -100,12 +140,15 @@ def _ratio(value: float | None, missing: str = "-") -> str:
     return missing if value is None else f"{value:.2f}x"
 
 
-def table_header(layout: str = "dense") -> str:
-    """Column names; grouped problems show G, the valid rows M of each group and max_m (masked)."""
+def table_header(layout: str = "dense", show_major: bool = False) -> str:
+    """Column names; grouped problems show G, the valid rows M of each group and max_m (masked);
+    ``show_major`` adds how A and B are stored (``Problem.major``)."""
     if layout == "dense":
         shape = f"{'M':>6} {'N':>6} {'K':>6}"
     else:
         shape = f"{'G':>3} {'M':>6} {'max_m':>6} {'N':>6} {'K':>6}"
+    if show_major:
+        shape += f" {'major':>5}"
     columns = f"{'provider':<18} {'us':>9} {'TFLOPS':>7} {'GB/s':>7} {'speedup':>8}  {'calc_diff':>9}  status"
     return f"{shape}  {columns}"
 
@@ -113,11 +156,13 @@ def table_header(layout: str = "dense") -> str:
 TABLE_HEADER = table_header()
 
 
-def _shape_cells(problem: Problem) -> str:
+def _shape_cells(problem: Problem, show_major: bool = False) -> str:
     if problem.layout == "dense":
-        return f"{problem.m:>6} {problem.n:>6} {problem.k:>6}"
-    max_m = "-" if problem.max_m is None else problem.max_m
-    return f"{problem.num_groups:>3} {problem.m:>6} {max_m:>6} {problem.n:>6} {problem.k:>6}"
+        cells = f"{problem.m:>6} {problem.n:>6} {problem.k:>6}"
+    else:
+        max_m = "-" if problem.max_m is None else problem.max_m
+        cells = f"{problem.num_groups:>3} {problem.m:>6} {max_m:>6} {problem.n:>6} {problem.k:>6}"
+    return f"{cells} {problem.major:>5}" if show_major else cells
 
 
 def format_problem(
@@ -125,15 +170,17 @@ def format_problem(
     results: Mapping[str, Mapping],
     ratios: Mapping[str, float],
     pair_ratios: Mapping[str, float] | None = None,
+    twin: tuple[str, Mapping[str, float]] | None = None,
+    show_major: bool = False,
 ) -> str:
     """The table lines of one problem: one per provider, the shape printed on the first only, then
-    one line per pair ratio.
+    one line per pair ratio, then the twin ratios ``(label, {provider: ratio})`` on one line.
 
     ``speedup`` is the provider's ratio against the baseline (blank for the baseline), oriented as
     the suite says (``speedup_definition``).
     """
     lines = []
-    shape = _shape_cells(problem)
+    shape = _shape_cells(problem, show_major)
     for name, result in results.items():
         cells = [
             _cell(result["us"], ".1f", 9),
@@ -147,6 +194,10 @@ def format_problem(
         shape = " " * len(shape)
     for label, ratio in (pair_ratios or {}).items():
         lines.append(f"{shape}  {label} speed: {_ratio(ratio)}")
+    if twin is not None:
+        label, twin_ratios = twin
+        cells = "  ".join(f"{name} {_ratio(ratio)}" for name, ratio in twin_ratios.items()) or "-"
+        lines.append(f"{shape}  {label} speed: {cells}")
     return "\n".join(lines)
 
 
@@ -166,16 +217,29 @@ def format_geomeans(
     summary: Mapping[str, Mapping[str, Mapping]],
     faster: str = BASELINE_FASTER,
     pair_summary: Mapping[str, Mapping[str, Mapping]] | None = None,
+    twin_summary: Mapping[str, Mapping[str, Mapping]] | None = None,
+    twin_worst: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> str:
     """One line per provider: geometric-mean speed ratio against ``baseline``, per split, oriented by
-    ``faster``; then the pair ratios' geometric means (``"a/b"``: speed of a relative to b)."""
-    if faster == BASELINE_FASTER:
-        lines = [f"geometric-mean speed of {baseline} relative to:"]
-    else:
-        lines = [f"geometric-mean speed relative to {baseline}:"]
-    lines += _geomean_lines(summary)
+    ``faster``; then the pair ratios' geometric means (``"a/b"``: speed of a relative to b); then
+    each provider's speed on a problem relative to its twin, geometric mean and worst shape."""
+    lines = []
+    if summary and faster == BASELINE_FASTER:
+        lines = [f"geometric-mean speed of {baseline} relative to:", *_geomean_lines(summary)]
+    elif summary:
+        lines = [f"geometric-mean speed relative to {baseline}:", *_geomean_lines(summary)]
     if pair_summary:
         lines += ["geometric-mean speed of a relative to b (a/b):", *_geomean_lines(pair_summary)]
+    if twin_summary:
+        lines.append("speed relative to the twin (t_twin / t_problem), geometric mean and worst shape:")
+        width = max([18, *map(len, twin_summary)])
+        for name, splits in twin_summary.items():
+            worst = (twin_worst or {}).get(name, {})
+            cells = "  ".join(
+                f"{label} ({cell['n']}): {_ratio(cell['geomean'])} (worst {_ratio(worst.get(label))})"
+                for label, cell in splits.items()
+            )
+            lines.append(f"  {name:<{width}} {cells}")
     return "\n".join(lines)
 
 

@@ -6,15 +6,19 @@ JSON records (all times in microseconds):
   "us", "tflops", "gbps": float | None, "reference": "fp8" | "bf16", "max_diff": float,
   "diffs": {kind: float}, "correct": bool | None}``. ``wrong`` = ran, but its output missed its
   reference by more than ``max_diff`` (still timed; left out of the ratios). ``diffs`` holds
-  calc_diff against every reference the inputs offer (``fp8``, ``bf16``), on the valid rows only
-  for grouped problems; ``reference`` names the one that is checked.
-- problem record: ``{"m", "n", "k", "num_groups", "layout", "max_m", "flops", "bytes",
+  calc_diff against every reference the inputs offer (``fp8``, ``bf16``; 16-bit inputs only
+  ``bf16``), on the valid rows only for grouped problems; ``reference`` names the one that is checked.
+- problem record: ``{"m", "n", "k", "num_groups", "layout", "max_m", "major", "flops", "bytes",
   "deepgemm_config", "results": {provider: result}, "speedup": {provider: ratio against the
-  baseline}, "pair_speedup": {"a/b": t_b / t_a}}``. ``m`` is the valid rows of each group and
+  baseline}, "pair_speedup": {"a/b": t_b / t_a}, "twin": the twin problem's fields or None,
+  "twin_speedup": {provider: t_twin / t_problem}}``. ``m`` is the valid rows of each group and
   ``flops`` counts valid rows only.
 - suite record: ``{"name", "description", "baseline", "faster", "speedup_definition", "providers":
   {name: what it calls}, "pairs": {"a/b": definition}, "splits": [labels], "problems": [problem
-  record], "geomean": {provider: {split: {"geomean", "n"}}}, "pair_geomean": {"a/b": {split: ...}}}``.
+  record], "geomean": {provider: {split: {"geomean", "n"}}}, "pair_geomean": {"a/b": {split: ...}},
+  "twin_definition": str | None, "twin_geomean": {provider: {split: {"geomean", "n"}}},
+  "twin_worst": {provider: {split: smallest twin ratio | None}}}``; the twin figures cover the splits
+  that hold a problem with a twin.
 - host-overhead record: ``{"problem": {...}, "num_calls", "providers": {name: result with "us_per_call"}}``.
 """
 
@@ -30,6 +34,7 @@ from deepgemm.testing.bench import bench_host_overhead
 from .inputs import CONTIGUOUS_M_ALIGNMENT
 from .providers import Provider, ProviderUnavailable
 from .report import (
+    TWIN_DEFINITION,
     gbps,
     pair_definition,
     pair_label,
@@ -37,7 +42,9 @@ from .report import (
     speedup_definition,
     speedups,
     split_geomeans,
+    split_minima,
     tflops,
+    twin_speedups,
 )
 from .suites import Problem, Suite
 
@@ -121,8 +128,8 @@ def deepgemm_config(problem: Problem, num_sms: int) -> object:
     return config if isinstance(config, dict | str | int | float) else repr(config)
 
 
-def _config_on(device: torch.device, problem: Problem) -> object:
-    if device.type != "cuda":
+def _config_on(device: torch.device, suite: Suite, problem: Problem) -> object:
+    if device.type != "cuda" or not suite.fp8_config:
         return None
     return deepgemm_config(problem, torch.cuda.get_device_properties(device).multi_processor_count)
 
@@ -150,7 +157,7 @@ def measure_problem(
         **dataclasses.asdict(problem),
         "flops": problem.flops,
         "bytes": nbytes,
-        "deepgemm_config": _config_on(device, problem),
+        "deepgemm_config": _config_on(device, suite, problem),
         "results": results,
         "speedup": speedups(results, suite.baseline, suite.faster),
         "pair_speedup": pair_speedups(results, suite.pairs),
@@ -165,12 +172,21 @@ def run_suite(
     timer: Timer,
     on_problem: Callable[[Problem, dict], None] = lambda problem, record: None,
 ) -> dict:
-    """Measure every problem of ``suite``; ``on_problem`` sees each record as soon as it is done."""
-    records = []
+    """Measure every problem of ``suite``; ``on_problem`` sees each record as soon as it is done,
+    twin ratios included (a twin comes before its problems)."""
+    records: list[dict] = []
+    measured: dict[Problem, dict] = {}
     for problem in suite.problems:
         record = measure_problem(suite, problem, providers, device, seed, timer)
+        twin = suite.twin(problem) if suite.twin is not None else None
+        if twin is not None and twin != problem and twin in measured:
+            record["twin"] = dataclasses.asdict(twin)
+            record["twin_speedup"] = twin_speedups(record["results"], measured[twin]["results"])
+        else:
+            record["twin"], record["twin_speedup"] = None, {}
         on_problem(problem, record)
         records.append(record)
+        measured[problem] = record
     others = [provider.name for provider in providers if provider.name != suite.baseline]
     ratios = [(problem, record["speedup"]) for problem, record in zip(suite.problems, records, strict=True)]
     pair_ratios = [
@@ -179,6 +195,15 @@ def run_suite(
     # Only pairs whose two providers run: a --providers selection may leave one out.
     names = {provider.name for provider in providers}
     pairs = {pair_label(a, b): pair_definition(a, b) for a, b in suite.pairs if {a, b} <= names}
+    twin_ratios = [
+        (problem, record["twin_speedup"])
+        for problem, record in zip(suite.problems, records, strict=True)
+        if record["twin"] is not None
+    ]
+    twin_splits = [
+        split for split in suite.splits if any(split.contains(problem) for problem, _ in twin_ratios)
+    ]
+    twin_names = [provider.name for provider in providers] if twin_ratios else []
     return {
         "name": suite.name,
         "description": suite.description,
@@ -191,6 +216,9 @@ def run_suite(
         "problems": records,
         "geomean": split_geomeans(ratios, suite.splits, others),
         "pair_geomean": split_geomeans(pair_ratios, suite.splits, pairs),
+        "twin_definition": TWIN_DEFINITION if twin_ratios else None,
+        "twin_geomean": split_geomeans(twin_ratios, twin_splits, twin_names),
+        "twin_worst": split_minima(twin_ratios, twin_splits, twin_names),
     }
 
 

@@ -5,9 +5,12 @@ providers it compares (the first is the baseline the ratios are taken against), 
 bytes a problem moves (for GB/s) and the splits over which geometric means are reported. The
 dense suite compares deepgemm with cuBLAS on one GEMM; the grouped suites compare deepgemm's MoE
 grouped GEMMs with a loop of per-group cuBLAS calls and with deepgemm's dense GEMM of the same total
-size. Adding a suite means writing its inputs and providers and one ``Suite(...)`` entry.
+size. The 16-bit suites do the same for the BF16 GEMMs, in every storage layout of A and B, and
+``matmul_fp8`` compares ``deepgemm.matmul(precision="fp8")`` with the quantise-then-GEMM calls it
+stands for. Adding a suite means writing its inputs and providers and one ``Suite(...)`` entry.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,17 +18,24 @@ import torch
 
 from deepgemm.quant import align, ceil_div
 
-from .inputs import make_dense_inputs, make_grouped_inputs
+from .inputs import GROUPED_LAYOUTS, MAJORS, make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from .providers import (
     CUBLAS_BF16,
+    CUBLAS_BF16_LAYOUT,
+    CUBLAS_BF16_LOOP,
     CUBLAS_BLOCKWISE,
     CUBLAS_BLOCKWISE_LOOP,
     CUBLAS_PER_TENSOR,
     DEEPGEMM,
+    DEEPGEMM_BF16,
+    DEEPGEMM_BF16_DENSE,
+    DEEPGEMM_BF16_GROUPED,
     DEEPGEMM_CONTIGUOUS,
     DEEPGEMM_CONTIGUOUS_OFFSETS,
     DEEPGEMM_DENSE,
     DEEPGEMM_MASKED,
+    DEEPGEMM_MATMUL_FP8,
+    FP8_BY_HAND,
     Provider,
 )
 
@@ -37,6 +47,9 @@ class Problem:
     ``layout``: ``"dense"`` (one GEMM), or the MoE layout of the groups' rows: ``"contiguous"`` (all
     groups' rows in one A, each group's start aligned to 128 rows) or ``"masked"`` (A ``[num_groups,
     max_m, k]``, the first ``m`` rows of each group valid, ``m`` also the ``expected_m`` hint).
+    ``major``: how A and B are stored, in the letters of the ops' names: the first is A's (``n``:
+    ``[M, K]``, ``t``: ``[K, M]``), the second B's (``t``: ``[N, K]``, ``n``: ``[K, N]``); D is
+    ``[M, N]`` either way. ``"nt"`` (both K-major) is what the FP8 GEMMs take.
     """
 
     m: int
@@ -45,6 +58,7 @@ class Problem:
     num_groups: int = 1
     layout: str = "dense"
     max_m: int | None = None
+    major: str = "nt"
 
     @property
     def flops(self) -> int:
@@ -71,7 +85,12 @@ class Suite:
     t_baseline``; the baseline is what is measured, deepgemm); ``"provider"``: how many times faster
     the provider runs than the baseline (``t_baseline / t_provider``; the baseline is the yardstick).
     ``pairs``: further ratios ``(a, b)``, how many times faster ``a`` runs than ``b`` (``t_b / t_a``).
+    ``twin``: the problem each problem is also compared with, provider by provider (``None``: none,
+    or the problem itself); the ratio ``t_twin / t_problem`` says how many times faster a provider
+    runs the problem than its twin. A twin must come before its problems in ``problems``.
     ``cpu_problems``: small problems for the CPU smoke run; with none the suite does not run there.
+    ``fp8_config``: the problem records carry the config of deepgemm's FP8 heuristics for the shape;
+    off for the suites of other kernels, which that config does not describe.
     """
 
     name: str
@@ -83,7 +102,9 @@ class Suite:
     splits: tuple[Split, ...]
     faster: str = BASELINE_FASTER
     pairs: tuple[tuple[str, str], ...] = ()
+    twin: Callable[[Problem], Problem | None] | None = None
     cpu_problems: tuple[Problem, ...] = ()
+    fp8_config: bool = True
 
     @property
     def baseline(self) -> str:
@@ -103,6 +124,12 @@ def fp8_gemm_bytes(problem: Problem) -> int:
     return operands + scales + 2 * g * m * n
 
 
+def bf16_gemm_bytes(problem: Problem) -> int:
+    """BF16 operands and BF16 output of one problem (the nominal bytes, as ``fp8_gemm_bytes``)."""
+    g, m, n, k = problem.num_groups, problem.m, problem.n, problem.k
+    return 2 * g * (m * k + n * k + m * n)
+
+
 def _dense_inputs(problem: Problem, device: torch.device, seed: int) -> object:
     return make_dense_inputs(problem.m, problem.n, problem.k, device, seed)
 
@@ -111,6 +138,28 @@ def _grouped_inputs(problem: Problem, device: torch.device, seed: int) -> object
     return make_grouped_inputs(
         problem.layout, problem.num_groups, problem.m, problem.n, problem.k, problem.max_m, device, seed
     )
+
+
+def _bf16_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_bf16_inputs(problem.m, problem.n, problem.k, problem.major, device, seed)
+
+
+def _bf16_grouped_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_grouped_inputs(
+        problem.layout,
+        problem.num_groups,
+        problem.m,
+        problem.n,
+        problem.k,
+        problem.max_m,
+        device,
+        seed,
+        operand_dtype=torch.bfloat16,
+    )
+
+
+def _matmul_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_dense_inputs(problem.m, problem.n, problem.k, device, seed, b_kn=True)
 
 
 DENSE_MS = (64, 128, 4096)
@@ -143,22 +192,27 @@ def grouped_suite(
     problems: tuple[Problem, ...],
     providers: tuple[Provider, ...],
     cpu_problems: tuple[Problem, ...],
+    make_inputs: Callable[[Problem, torch.device, int], object] = _grouped_inputs,
+    bytes_moved: Callable[[Problem], int] = fp8_gemm_bytes,
+    splits: tuple[Split, ...] = (Split("all", lambda p: True),),
+    fp8_config: bool = True,
 ) -> Suite:
-    """A grouped suite. Its baseline is the yardstick: cuBLAS has no grouped blockwise GEMM, so the
-    first provider is a loop of per-group cuBLAS calls, and ratios say how much faster each provider
-    runs; deepgemm/deepgemm_dense shows how close the grouped op gets to the dense GEMM of the same size.
+    """A grouped suite. Its baseline is the yardstick: cuBLAS has no grouped GEMM, so the first
+    provider is a loop of per-group cuBLAS calls, and ratios say how much faster each provider runs;
+    deepgemm/deepgemm_dense shows how close the grouped op gets to the dense GEMM of the same size.
     """
     return Suite(
         name=name,
         description=description,
         problems=problems,
-        make_inputs=_grouped_inputs,
+        make_inputs=make_inputs,
         providers=providers,
-        bytes_moved=fp8_gemm_bytes,
-        splits=(Split("all", lambda p: True),),
+        bytes_moved=bytes_moved,
+        splits=splits,
         faster=PROVIDER_FASTER,
         pairs=(("deepgemm", "deepgemm_dense"),),
         cpu_problems=cpu_problems,
+        fp8_config=fp8_config,
     )
 
 
@@ -189,8 +243,85 @@ GROUPED_DECODE = grouped_suite(
     cpu_problems=(Problem(16, 256, 384, 8, "masked", 128),),
 )
 
+
+def nt_twin(problem: Problem) -> Problem | None:
+    """The NT-layout problem of the same shape, which every other layout is held against."""
+    return None if problem.major == "nt" else dataclasses.replace(problem, major="nt")
+
+
+def _major_split(major: str) -> Split:
+    return Split(f"{major.upper()} M>128", lambda p: p.major == major and p.m > 128)
+
+
+# The 16-bit layouts other than NT run at prefill size only: the bar is "no layout more than 5%
+# behind NT on the same shape", which the twin ratios show per shape.
+BF16_LAYOUT_M = 4096
+
+BF16 = Suite(
+    name="bf16",
+    description="DeepSeek-V3 dense shapes as BF16 GEMMs D = A B, BF16 out: all in NT (A [M, K], B [N, K]),"
+    f" and at M={BF16_LAYOUT_M} also NN (A [M, K], B [K, N]), TN (A [K, M], B [K, N]) and TT (A [K, M],"
+    " B [N, K]); twin ratios hold each layout against NT on the same shape",
+    problems=(
+        *(Problem(m, n, k) for m in DENSE_MS for n, k in DENSE_NKS),
+        *(Problem(BF16_LAYOUT_M, n, k, major=major) for major in MAJORS[1:] for n, k in DENSE_NKS),
+    ),
+    make_inputs=_bf16_inputs,
+    providers=(DEEPGEMM_BF16, CUBLAS_BF16_LAYOUT),
+    bytes_moved=bf16_gemm_bytes,
+    splits=(
+        Split("NT M<=128", lambda p: p.major == "nt" and p.m <= 128),
+        *(_major_split(major) for major in MAJORS),
+    ),
+    twin=nt_twin,
+    cpu_problems=(
+        Problem(64, 256, 384),
+        Problem(192, 256, 384),
+        *(Problem(192, 256, 384, major=major) for major in MAJORS[1:]),
+    ),
+    fp8_config=False,
+)
+
+# One row of each grouped FP8 table: the grouped machinery is shared, so a few shapes show the 16-bit cost.
+BF16_CONTIGUOUS_GMS = ((4, 8192),)
+BF16_MASKED_GMS = ((4, 256),)
+
+BF16_GROUPED = grouped_suite(
+    "bf16_grouped",
+    "MoE grouped BF16 GEMMs, BF16 out: contiguous (G experts of M rows each stacked in one A [G*M, K])"
+    f" and masked (A [G, max_m={MASKED_MAX_M}, K], the first M rows of each group valid); expert g"
+    " times B[g] [N, K]",
+    (
+        *(Problem(m, n, k, g, "contiguous") for g, m in BF16_CONTIGUOUS_GMS for n, k in GROUPED_NKS),
+        *(Problem(m, n, k, g, "masked", MASKED_MAX_M) for g, m in BF16_MASKED_GMS for n, k in GROUPED_NKS),
+    ),
+    (CUBLAS_BF16_LOOP, DEEPGEMM_BF16_GROUPED, DEEPGEMM_BF16_DENSE),
+    cpu_problems=(Problem(100, 256, 384, 3, "contiguous"), Problem(48, 256, 384, 3, "masked", 128)),
+    make_inputs=_bf16_grouped_inputs,
+    bytes_moved=bf16_gemm_bytes,
+    splits=tuple(Split(layout, lambda p, layout=layout: p.layout == layout) for layout in GROUPED_LAYOUTS),
+    fp8_config=False,
+)
+
+MATMUL_MS = (128, 4096)
+MATMUL_NKS = ((7168, 2048), (4096, 7168))
+
+MATMUL_FP8 = Suite(
+    name="matmul_fp8",
+    description='deepgemm.matmul(a, b, precision="fp8") on BF16 CUDA tensors a [M, K], b [K, N] against'
+    " the same by hand (per_token_cast_to_fp8(a), per_block_cast_to_fp8(b.T), fp8_gemm_nt), all kernels"
+    " of a call timed; the bar: matmul's time <= 1.15x by hand",
+    problems=tuple(Problem(m, n, k, major="nn") for m in MATMUL_MS for n, k in MATMUL_NKS),
+    make_inputs=_matmul_inputs,
+    providers=(FP8_BY_HAND, DEEPGEMM_MATMUL_FP8),
+    bytes_moved=bf16_gemm_bytes,
+    splits=(Split("M<=128", lambda p: p.m <= 128), Split("M>128", lambda p: p.m > 128)),
+    cpu_problems=(Problem(64, 256, 384, major="nn"),),
+)
+
 SUITES: dict[str, Suite] = {
-    suite.name: suite for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE)
+    suite.name: suite
+    for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8)
 }
 
 

@@ -1,4 +1,4 @@
-"""Config selection for the sm_90 FP8 GEMM: a deterministic cost model, no timing at call time.
+"""Config selection for the sm_90 GEMMs: a deterministic cost model, no timing at call time.
 
 The model estimates, for each candidate tile, the time of the slowest resource over the waves of
 persistent tiles: tensor-core work, shared-memory bandwidth (WGMMA operand reads plus TMA writes),
@@ -6,6 +6,10 @@ operand bytes pulled from L2 (which multicast halves for the shared operand), an
 problem's bytes from HBM. Wave quantisation enters through the number of waves: a tile that leaves
 SMs idle in the last wave pays for a full one. The efficiency factors were fitted to a sweep of
 every valid config over the DeepSeek-V3 shapes on an H100 SXM (`tools/sweep_fp8.py`).
+
+The BF16/FP16 kernel moves the same 128 bytes of K per row and stage and its tensor cores do half
+the FP8 FLOPs per cycle, so a 64-deep 16-bit k-block costs what a 128-deep FP8 one does: one model
+serves both, counting K in 128-byte blocks (without the FP8-only promotion and scale costs).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .config import (
-    BLOCK_K,
+    BLOCK_K_BYTES,
     CONTIGUOUS,
     DENSE,
     MASKED,
@@ -22,7 +26,7 @@ from .config import (
     GemmShape,
     ceil_div,
     config_errors,
-    fp8_gemm_smem_bytes,
+    gemm_smem_bytes,
     swizzle_d_bytes,
     uniform_scale_b,
 )
@@ -45,6 +49,11 @@ MULTICAST_LOCKSTEP_COST = 1.03
 MAX_STAGES = 12
 
 BLOCK_N_CANDIDATES = tuple(range(16, 129, 16)) + (144, 160, 192)
+# Without promotion sums the 16-bit kernel has the registers for wider tiles.
+BLOCK_N_CANDIDATES_16BIT = tuple(range(16, 257, 16))
+# The 16-bit kernel keeps one k-block of WGMMAs in flight while the next is issued, so it holds two
+# stages at once: with fewer than three the loads stop overlapping the math.
+MIN_STAGES_16BIT = 3
 
 
 def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
@@ -54,9 +63,10 @@ def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
     return (64, 128) if shape.layout == CONTIGUOUS else (64, 128, 256)
 
 
-def _max_stages(block_m: int, block_n: int, k: int, out_bytes: int, grouped: bool) -> int:
+def _max_stages(shape: GemmShape, block_m: int, block_n: int, grouped: bool) -> int:
     def fits(stages: int) -> bool:
-        return fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes, grouped) <= MAX_SMEM_BYTES
+        smem = gemm_smem_bytes(shape.ab_bytes, block_m, block_n, stages, shape.k, shape.out_bytes, grouped)
+        return smem <= MAX_SMEM_BYTES
 
     return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
 
@@ -65,21 +75,21 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
     all sit at the HBM floor in favour of the one with the most slack under it."""
     num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
-    num_k_blocks = ceil_div(shape.k, BLOCK_K)
+    num_k_blocks = shape.num_k_blocks
 
-    # Per 128-K block of one tile.
-    mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K / FP8_FLOPS_PER_CYCLE_PER_SM
+    # Per 128-byte K block of one tile (128 FP8 or 64 16-bit elements; FP8 runs twice the FLOPs).
+    mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K_BYTES / FP8_FLOPS_PER_CYCLE_PER_SM
     # Every 64-row WGMMA reads its A slice and the whole B tile from shared memory; TMA writes both.
-    wgmma_reads = cfg.block_m // 64 * (64 + cfg.block_n) * BLOCK_K
-    smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K) / SMEM_BYTES_PER_CYCLE_PER_SM
+    wgmma_reads = cfg.block_m // 64 * (64 + cfg.block_n) * BLOCK_K_BYTES
+    smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K_BYTES) / SMEM_BYTES_PER_CYCLE_PER_SM
     shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
     shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
-    l2 = BLOCK_K * (cfg.block_m / shared_a + cfg.block_n / shared_b) / L2_BYTES_PER_CYCLE_PER_SM
+    l2 = BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b) / L2_BYTES_PER_CYCLE_PER_SM
 
     k_block_cycles = max(mma, smem, l2)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
-    if not uniform_scale_b(cfg.block_n):
+    if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n):
         k_block_cycles *= STRADDLING_SCALE_COST
     if cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
@@ -97,22 +107,26 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
     return GemmConfig(
         block_m=block_m,
         block_n=block_n,
-        num_stages=num_stages or _max_stages(block_m, block_n, shape.k, shape.out_bytes, grouped),
+        num_stages=num_stages or _max_stages(shape, block_m, block_n, grouped),
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
         swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
         num_sms=min(num_sms, num_blocks),
         out_bytes=shape.out_bytes,
         grouped=grouped,
+        ab_bytes=shape.ab_bytes,
     )
 
 
 def candidate_configs(shape: GemmShape, num_sms: int):
     """Every valid config the heuristic considers for `shape`."""
+    block_n_candidates = BLOCK_N_CANDIDATES if shape.ab_bytes == 1 else BLOCK_N_CANDIDATES_16BIT
     for block_m in _block_m_candidates(shape):
-        for block_n in BLOCK_N_CANDIDATES:
+        for block_n in block_n_candidates:
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
                 cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
+                if shape.ab_bytes == 2 and cfg.num_stages < MIN_STAGES_16BIT:
+                    continue
                 if not config_errors(cfg, shape):
                     yield cfg
 
@@ -127,5 +141,5 @@ def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
         if best_key is None or key < best_key:
             best, best_key = cfg, key
     if best is None:
-        raise ValueError(f"no valid FP8 GEMM configuration for {shape} on {num_sms} SMs")
+        raise ValueError(f"no valid GEMM configuration for {shape} on {num_sms} SMs")
     return best

@@ -15,6 +15,7 @@ from .grouped_fp8_gemm import (
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
+from .matmul import matmul
 from .settings import get_num_sms, set_num_sms
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
+    "matmul",
     "set_num_sms",
 ]

@@ -131,10 +131,12 @@ def _checked(layout: str, a: object, b: object, d: object,
     a_dims, b_dims = STORED_DIMS[layout]
     A, B = _check_operands(a, b, a_dims, b_dims)
     sizes = dict(zip(a_dims, A.shape, strict=True))
-    n = B.shape[b_dims.index("N")]
     m, k = sizes["M"], sizes["K"]
-    check_shape("b", B, b_dims, [k if dim == "K" else n for dim in b_dims])
     check_dtype("d", check_tensor("d", d), OUT_DTYPES)
+    check_rank("d", d, ("M", "N"))
+    # N from d: a B stored in the wrong layout is then reported against the shape this op expects.
+    n = d.shape[1]
+    check_shape("b", B, b_dims, [k if dim == "K" else n for dim in b_dims])
     check_shape("d", d, ("M", "N"), (m, n))
     tensors = {"a": A, "b": B, "d": d}
     if c is not None:

@@ -20,6 +20,14 @@ struct alignas(16) Bytes16 {
     uint32_t word[4];
 };
 
+// Two floats moved as one 8-byte load (CUDA's float2 needs the runtime headers).
+struct alignas(8) Float2 {
+    float x, y;
+};
+
+// Element type of a GEMM's output D (and of its optional addend C).
+enum class OutType { BF16, FP16, FP32 };
+
 // Same size and alignment as the driver's CUtensorMap; the host encodes it and passes it by value
 // as a `const __grid_constant__` parameter, so TMA reads it straight from the parameter space.
 struct alignas(64) TmaDescriptor {

@@ -1,22 +1,25 @@
 #pragma once
 
+#include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/types.cuh>
+#include <deepgemm/ptx/convert.cuh>
 #include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/tma.cuh>
+#include <deepgemm/scheduler/tile_scheduler.cuh>
 
 namespace deepgemm {
 
-// Writes a BLOCK_M x BLOCK_N FP32 accumulator tile to shared memory (as BF16 or FP32) and stores it
-// to global memory with TMA.
+// Writes a BLOCK_M x BLOCK_N FP32 accumulator tile to shared memory (as BF16, FP16 or FP32) and
+// stores it to global memory with TMA.
 //
 // The tile is kept as column slabs of kSwizzleBytes-wide rows carrying the TMA swizzle of that
 // width (one TMA store per slab and 64-row WGMMA slice, so each consumer warpgroup stores its own). Swizzling makes the accumulator-layout writes conflict-free: the 8
 // rows a warp writes at once land in 8 different 16-byte chunks. With kSwizzleBytes == 0 the tile is
 // one unswizzled slab (only for widths no swizzle mode divides).
-template <uint32_t BLOCK_M, uint32_t BLOCK_N, bool kIsFP32Out, uint32_t kSwizzleBytes>
+template <uint32_t BLOCK_M, uint32_t BLOCK_N, OutType kOutType, uint32_t kSwizzleBytes>
 struct TileStore {
-    static constexpr uint32_t kElemBytes = kIsFP32Out ? 4 : 2;
+    static constexpr uint32_t kElemBytes = kOutType == OutType::FP32 ? 4 : 2;
     static constexpr uint32_t kRowBytes = kSwizzleBytes == 0 ? BLOCK_N * kElemBytes : kSwizzleBytes;
     static constexpr uint32_t kSlabCols = kRowBytes / kElemBytes;
     static constexpr uint32_t kNumSlabs = BLOCK_N / kSlabCols;
@@ -53,8 +56,10 @@ struct TileStore {
             for (uint32_t half = 0; half < 2; ++half) {
                 const uint32_t addr = base + offset(row + half * 8, col);
                 const float x = accum[i * 4 + half * 2], y = accum[i * 4 + half * 2 + 1];
-                if constexpr (kIsFP32Out)
+                if constexpr (kOutType == OutType::FP32)
                     ptx::st_shared_f32x2(addr, x, y);
+                else if constexpr (kOutType == OutType::FP16)
+                    ptx::st_shared_u32(addr, ptx::pack_f16x2(x, y));
                 else
                     ptx::st_shared_u32(addr, ptx::pack_bf16x2(x, y));
             }
@@ -101,6 +106,68 @@ struct TileStore {
             }
         }
     }
+
+    // Stores a warpgroup's rows of every wave of the tile (rows w * kWaveM + warpgroup * 64 + [0, 64)):
+    // whole 64-row boxes by TMA, issued by the warpgroup's first thread; a wave whose valid rows end
+    // inside its box with plain stores by all 128 threads (see copy_rows). The masked kind stores
+    // through a 3-D [groups, rows, N] map and addresses `d` by group. The caller commits the group.
+    template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
+    __device__ __forceinline__ static void store_waves(const void* tmap_d, const uint8_t* smem_d, const Tile& tile,
+                                                       const uint32_t (&num_valid_rows)[kNumWaves],
+                                                       uint32_t warpgroup, uint32_t thread_in_warpgroup,
+                                                       uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
+                                                       uint32_t shape_n) {
+        const uint32_t n_offset = tile.n_block * BLOCK_N;
+        #pragma unroll
+        for (uint32_t w = 0; w < kNumWaves; ++w) {
+            const uint32_t row = w * kWaveM + warpgroup * 64;
+            if (kKind == GemmKind::Dense || num_valid_rows[w] == 64) {
+                if (thread_in_warpgroup == 0)
+                    issue_store<kKind == GemmKind::Masked>(tmap_d, smem_d, row, tile.row + row, n_offset, shape_n,
+                                                           tile.group);
+            } else if (num_valid_rows[w] > 0) {
+                uint8_t* d_row = d + tile.group * d_group_bytes + (tile.row + row) * d_row_bytes +
+                                 n_offset * kElemBytes;
+                copy_rows(smem_d, row, num_valid_rows[w], d_row, d_row_bytes, shape_n - n_offset,
+                          thread_in_warpgroup);
+            }
+        }
+    }
 };
+
+// Adds C[row, col] (row-major, `c_row_bytes` apart, elements of kOutType) to one thread's share of
+// a 64 x kNumAccum*2 WGMMA accumulator: rows `row` and `row + 8` from `c` on, columns 8 * i +
+// 2 * quad (+ 1). Rows from `num_rows` and columns from `num_cols` on are outside C and skipped.
+template <OutType kOutType, uint32_t kNumAccum>
+__device__ __forceinline__ void add_source(float (&accum)[kNumAccum], const uint8_t* c, uint64_t c_row_bytes,
+                                           uint32_t row, uint32_t quad, uint32_t num_rows, uint32_t num_cols) {
+    constexpr uint32_t kElemBytes = kOutType == OutType::FP32 ? 4 : 2;
+    #pragma unroll
+    for (uint32_t half = 0; half < 2; ++half) {
+        if (row + half * 8 >= num_rows)
+            continue;
+        const uint8_t* c_row = c + (row + half * 8) * c_row_bytes;
+        #pragma unroll
+        for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
+            const uint32_t col = i * 8 + quad * 2;
+            // Columns come in pairs and every width is even: a pair is wholly inside or outside.
+            if (col >= num_cols)
+                continue;
+            float x, y;
+            if constexpr (kOutType == OutType::FP32) {
+                const Float2 pair = *reinterpret_cast<const Float2*>(c_row + col * kElemBytes);
+                x = pair.x, y = pair.y;
+            } else {
+                const uint32_t packed = *reinterpret_cast<const uint32_t*>(c_row + col * kElemBytes);
+                if constexpr (kOutType == OutType::FP16)
+                    ptx::unpack_f16x2(packed, x, y);
+                else
+                    ptx::unpack_bf16x2(packed, x, y);
+            }
+            accum[i * 4 + half * 2] += x;
+            accum[i * 4 + half * 2 + 1] += y;
+        }
+    }
+}
 
 }  // namespace deepgemm

@@ -11,6 +11,7 @@
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
 #include <deepgemm/ptx/wgmma_fp8.cuh>
+#include <deepgemm/scheduler/tile_pipeline.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
 
 // D[M, N] = A[M, K] * B[N, K]^T with DeepSeek-V3 fine-grained scaling: A carries one FP32 scale per
@@ -50,12 +51,8 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kNumScalesB = kNumKBlocks * (kUniformScaleB ? 1u : 2u);
     static constexpr uint32_t kSmemSFBBytes = align_up(kNumMathWarpgroups * kNumScalesB * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
-    // The grouped kinds' producer hands each tile to the consumers in a slot of the stage that holds
-    // the tile's first k-block: the consumers then run no scheduler of their own. (A scheduler that
-    // walks groups in the consumers' loop made ptxas move the stage index and the WGMMA descriptors
-    // out of uniform registers: 32 more instructions per k-block, 5-9% of the kernel's time.)
-    static constexpr bool kHandsOffTiles = kKind != GemmKind::Dense;
-    static constexpr uint32_t kSmemTileBytes = kHandsOffTiles ? kNumStages * sizeof(Tile) : 0;
+    // The grouped kinds' tile slots (scheduler/tile_pipeline.cuh).
+    static constexpr uint32_t kSmemTileBytes = kHandsOffTiles<kKind> ? kNumStages * sizeof(Tile) : 0;
     static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
                                            kNumStages * 2 * 8 + kSmemTileBytes;
 
@@ -80,10 +77,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                                  kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     // The consumers schedule only the dense kind themselves; the others take tiles from the producer.
-    using ConsumerScheduler = TileScheduler<Layout::kHandsOffTiles ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
+    using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
                                             BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using MMA = ptx::WgmmaFP8<BLOCK_N>;
-    using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out, kSwizzleDBytes>;
+    using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out ? OutType::FP32 : OutType::BF16, kSwizzleDBytes>;
     constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
@@ -140,19 +137,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             constexpr uint32_t kStageTxBytes = Layout::kSmemABytes + Layout::kSmemBBytes + BLOCK_M * 4;
             constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
-            Tile tile;
-            uint32_t iter = 0;
-            while (scheduler.next(tile)) {
-                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
-                    const uint32_t stage = iter % kNumStages;
-                    // Parity of the previous use of this stage: the first round passes at once.
-                    ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
-                    // Published by the barrier arrival below, whose release the consumers' wait acquires.
-                    if (Layout::kHandsOffTiles && k_block == 0)
-                        stage_tiles[stage] = tile;
-                    uint64_t* bar = &full_barriers[stage];
-                    ptx::mbarrier_arrive_expect_tx(bar, kStageTxBytes);
-
+            produce_tiles<kKind, kNumStages, kNumKBlocks>(
+                scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes,
+                [&](const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
                     uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
                     uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
                     uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
@@ -179,15 +166,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                     } else {
                         ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
                     }
-                }
-            }
-            if constexpr (Layout::kHandsOffTiles) {
-                // No tile left: a slot marked as the end, completed by a plain arrival.
-                const uint32_t stage = iter % kNumStages;
-                ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
-                stage_tiles[stage] = Tile{0, kNoMoreTiles, 0, 0};
-                ptx::mbarrier_arrive(&full_barriers[stage]);
-            }
+                });
         }
         __syncwarp();
     } else {
@@ -211,16 +190,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         uint32_t stage = 0, phase = 0;
         ConsumerScheduler scheduler(shape_m, num_groups, grouped_layout);
         Tile tile;
-        while (true) {
-            if constexpr (Layout::kHandsOffTiles) {
-                // The tile rides with its first stage.
-                ptx::mbarrier_wait_opaque(&full_barriers[stage], phase);
-                tile = read_tile(stage_tiles + stage);
-                if (tile.n_block == kNoMoreTiles)
-                    break;
-            } else if (!scheduler.next(tile)) {
-                break;
-            }
+        while (next_consumer_tile<kKind>(scheduler, tile, full_barriers, stage_tiles, stage, phase)) {
             // B scales of this column block for every k-block (and of the next 128-column block
             // when the tile straddles one), copied once per tile into this warpgroup's own buffer:
             // a global load per k-block would put its latency on the critical path of short tiles.
@@ -234,27 +204,11 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 if constexpr (!Layout::kUniformScaleB)
                     wg_sfb[kNumKBlocks + i] = __ldg(sfb_next + i);
             }
-            // Valid rows among this warpgroup's 64 rows of each wave (a prefix of them). With
-            // per-row expert indices the warpgroup counts its rows that belong to the tile's expert
-            // in the barrier that publishes the B scales.
+            // Valid rows of this warpgroup's share of the tile, counted in the barrier that publishes
+            // the B scales.
             uint32_t num_valid_rows[Layout::kNumWaves];
-            if constexpr (kKind == GemmKind::ContiguousIndices) {
-                static_assert(Layout::kNumWaves == 1, "contiguous-layout tiles hold at most 128 rows");
-                const uint32_t row = tile.row + warpgroup * 64 + thread % 128;
-                const bool valid = thread % 128 < 64 && row < shape_m &&
-                                   static_cast<uint32_t>(__ldg(grouped_layout + row)) == tile.group;
-                // Uniform in fact; the broadcast lets the compiler see it (and keep the mainloop's
-                // descriptors in uniform registers).
-                const uint32_t count = ptx::named_barrier_count(kWarpgroupBarrier + warpgroup, 128, valid);
-                num_valid_rows[0] = warp_uniform(count);
-            } else {
-                ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-                #pragma unroll
-                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                    const uint32_t first = w * Layout::kWaveM + warpgroup * 64;
-                    num_valid_rows[w] = tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
-                }
-            }
+            warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(
+                tile, shape_m, grouped_layout, warpgroup, thread % 128, kWarpgroupBarrier + warpgroup, num_valid_rows);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
             const uint32_t num_former_groups = min_of(BLOCK_N, 128 - tile.n_block * BLOCK_N % 128) / 8;
 
@@ -295,15 +249,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                     }
 
                     // Free the stage before promoting so the next TMA load overlaps the FFMAs.
-                    if (w == Layout::kNumWaves - 1 && lane == 0) {
-                        if constexpr (kNumTMAMulticast > 1) {
-                            #pragma unroll
-                            for (uint32_t r = 0; r < kNumTMAMulticast; ++r)
-                                ptx::mbarrier_arrive_cluster(&empty_barriers[stage], r);
-                        } else {
-                            ptx::mbarrier_arrive(&empty_barriers[stage]);
-                        }
-                    }
+                    if (w == Layout::kNumWaves - 1 && lane == 0)
+                        release_stage<kNumTMAMulticast>(&empty_barriers[stage]);
 
                     if (!is_active)
                         continue;
@@ -331,21 +278,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
             ptx::fence_proxy_async_shared();
             ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            const uint32_t n_offset = tile.n_block * BLOCK_N;
-            #pragma unroll
-            for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                const uint32_t row = w * Layout::kWaveM + warpgroup * 64;
-                if (kKind == GemmKind::Dense || num_valid_rows[w] == 64) {
-                    if (is_store_thread)
-                        Epilogue::template issue_store<kIsMasked>(&tmap_d, smem_d, row, tile.row + row, n_offset,
-                                                                  SHAPE_N, tile.group);
-                } else if (num_valid_rows[w] > 0) {
-                    uint8_t* d_row = d + tile.group * d_group_bytes + (tile.row + row) * d_row_bytes +
-                                     n_offset * Epilogue::kElemBytes;
-                    Epilogue::copy_rows(smem_d, row, num_valid_rows[w], d_row, d_row_bytes, SHAPE_N - n_offset,
-                                        thread % 128);
-                }
-            }
+            Epilogue::template store_waves<kKind, Layout::kNumWaves, Layout::kWaveM>(
+                &tmap_d, smem_d, tile, num_valid_rows, warpgroup, thread % 128, d, d_row_bytes, d_group_bytes,
+                SHAPE_N);
             if (is_store_thread)
                 ptx::tma_store_commit();
         }

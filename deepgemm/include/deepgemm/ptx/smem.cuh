@@ -27,13 +27,6 @@ __device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float x, float y)
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};" :: "r"(addr), "f"(x), "f"(y) : "memory");
 }
 
-// Two FP32 values to a packed BF16 pair (round to nearest even); `lo` lands in the low half.
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    uint32_t packed;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
-    return packed;
-}
-
 // Synchronises `num_threads` threads (a multiple of 32) on hardware barrier `id`; id 0 is
 // __syncthreads, so roles that sync among themselves use ids from 1.
 __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t num_threads) {

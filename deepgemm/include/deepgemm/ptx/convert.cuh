@@ -1,0 +1,33 @@
+#pragma once
+
+#include <deepgemm/common/types.cuh>
+
+// Conversions between FP32 and packed pairs of 16-bit floats; in a packed pair the first (lower
+// column) element sits in the low half.
+namespace deepgemm::ptx {
+
+// Round to nearest even.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    uint32_t packed;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+    return packed;
+}
+
+__device__ __forceinline__ uint32_t pack_f16x2(float lo, float hi) {
+    uint32_t packed;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+    return packed;
+}
+
+// BF16 is the upper half of an FP32: widening is a shift.
+__device__ __forceinline__ void unpack_bf16x2(uint32_t packed, float& lo, float& hi) {
+    lo = __uint_as_float(packed << 16);
+    hi = __uint_as_float(packed & 0xffff0000u);
+}
+
+__device__ __forceinline__ void unpack_f16x2(uint32_t packed, float& lo, float& hi) {
+    asm("{ .reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }"
+        : "=f"(lo), "=f"(hi) : "r"(packed));
+}
+
+}  // namespace deepgemm::ptx

@@ -1,0 +1,107 @@
+#pragma once
+
+#include <deepgemm/common/gemm_kind.cuh>
+#include <deepgemm/common/math.cuh>
+#include <deepgemm/ptx/mbarrier.cuh>
+#include <deepgemm/ptx/smem.cuh>
+#include <deepgemm/scheduler/tile_scheduler.cuh>
+
+// The parts of the producer/consumer pipeline every GEMM kernel shares: the producer's walk over
+// tiles and k-blocks through the ring of shared-memory stages, how the consumers learn their next
+// tile, and which of a tile's rows are valid for the grouped kinds.
+//
+// The grouped kinds' producer hands each tile to the consumers in a slot of the stage that holds the
+// tile's first k-block: the consumers then run no scheduler of their own. (A scheduler that walks
+// groups in the consumers' loop made ptxas move the stage index and the WGMMA descriptors out of
+// uniform registers: 32 more instructions per k-block, 5-9% of the kernel's time.)
+namespace deepgemm {
+
+template <GemmKind kKind>
+constexpr bool kHandsOffTiles = kKind != GemmKind::Dense;
+
+// The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
+// stage, arms its full barrier for `stage_tx_bytes` and calls `load_stage(tile, k_block, stage,
+// full_barrier)` to issue the TMA loads. The grouped kinds publish each tile in its first stage's
+// slot (the barrier's release makes it visible to the consumers' acquiring wait) and end the stream
+// with a kNoMoreTiles slot completed by a plain arrival.
+template <GemmKind kKind, uint32_t kNumStages, uint32_t kNumKBlocks, typename Scheduler, typename LoadStage>
+__device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* full_barriers, uint64_t* empty_barriers,
+                                              Tile* stage_tiles, uint32_t stage_tx_bytes, LoadStage&& load_stage) {
+    Tile tile;
+    uint32_t iter = 0;
+    while (scheduler.next(tile)) {
+        for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block, ++iter) {
+            const uint32_t stage = iter % kNumStages;
+            // Parity of the previous use of this stage: the first round passes at once.
+            ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
+            if (kHandsOffTiles<kKind> && k_block == 0)
+                stage_tiles[stage] = tile;
+            uint64_t* bar = &full_barriers[stage];
+            ptx::mbarrier_arrive_expect_tx(bar, stage_tx_bytes);
+            load_stage(tile, k_block, stage, bar);
+        }
+    }
+    if constexpr (kHandsOffTiles<kKind>) {
+        const uint32_t stage = iter % kNumStages;
+        ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
+        stage_tiles[stage] = Tile{0, kNoMoreTiles, 0, 0};
+        ptx::mbarrier_arrive(&full_barriers[stage]);
+    }
+}
+
+// The consumers' next tile: from their own dense scheduler, or for the grouped kinds from the slot
+// of the stage they are about to consume. False when no tile is left.
+template <GemmKind kKind, typename Scheduler>
+__device__ __forceinline__ bool next_consumer_tile(Scheduler& scheduler, Tile& tile, uint64_t* full_barriers,
+                                                   const Tile* stage_tiles, uint32_t stage, uint32_t phase) {
+    if constexpr (kHandsOffTiles<kKind>) {
+        ptx::mbarrier_wait_opaque(&full_barriers[stage], phase);
+        tile = read_tile(stage_tiles + stage);
+        return tile.n_block != kNoMoreTiles;
+    } else {
+        return scheduler.next(tile);
+    }
+}
+
+// One consumer warp's share of freeing a stage. With multicast, the peer CTA's producer also writes
+// this CTA's copy of the stage, so the warp frees it in every CTA of the cluster.
+template <uint32_t kNumTMAMulticast>
+__device__ __forceinline__ void release_stage(uint64_t* empty_barrier) {
+    if constexpr (kNumTMAMulticast > 1) {
+        #pragma unroll
+        for (uint32_t r = 0; r < kNumTMAMulticast; ++r)
+            ptx::mbarrier_arrive_cluster(empty_barrier, r);
+    } else {
+        ptx::mbarrier_arrive(empty_barrier);
+    }
+}
+
+// Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them), after
+// a barrier over the warpgroup's 128 threads (`barrier_id`) that also orders the warpgroup's
+// preceding shared-memory writes. With per-row expert indices the warpgroup counts its rows that
+// belong to the tile's expert within that barrier; the dense kind counts every row as valid (TMA
+// clips the M tail).
+template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
+__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t shape_m, const int32_t* grouped_layout,
+                                                     uint32_t warpgroup, uint32_t thread_in_warpgroup,
+                                                     uint32_t barrier_id, uint32_t (&num_valid_rows)[kNumWaves]) {
+    if constexpr (kKind == GemmKind::ContiguousIndices) {
+        static_assert(kNumWaves == 1, "contiguous-layout tiles hold at most 128 rows");
+        const uint32_t row = tile.row + warpgroup * 64 + thread_in_warpgroup;
+        const bool valid = thread_in_warpgroup < 64 && row < shape_m &&
+                           static_cast<uint32_t>(__ldg(grouped_layout + row)) == tile.group;
+        // Uniform in fact; the broadcast lets the compiler see it (and keep the mainloop's
+        // descriptors in uniform registers).
+        num_valid_rows[0] = warp_uniform(ptx::named_barrier_count(barrier_id, 128, valid));
+    } else {
+        ptx::named_barrier_sync(barrier_id, 128);
+        #pragma unroll
+        for (uint32_t w = 0; w < kNumWaves; ++w) {
+            const uint32_t first = w * kWaveM + warpgroup * 64;
+            num_valid_rows[w] = kKind == GemmKind::Dense ? 64
+                                : tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
+        }
+    }
+}
+
+}  // namespace deepgemm

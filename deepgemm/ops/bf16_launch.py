@@ -1,0 +1,326 @@
+"""GPU path of the 16-bit GEMMs: choose the config, get the kernel, encode the tensor maps, launch.
+
+Inputs arrive validated by `bf16_gemm.py` (dtypes, shapes, strides, devices, every size > 0). One
+plan per problem holds the config, the launcher and the tensor maps memoised by the tensors'
+addresses and strides, so a repeated call costs a dict lookup or two and the launch.
+
+Tensor maps: a K-major operand ([rows, K]) is read in boxes of BLOCK_K x rows-of-the-tile; an
+MN-major one (stored [K, rows]) in 64-wide chunks, each a box of 64 x BLOCK_K. The grouped kinds read
+B [G, N, K] as one [G * N, K] matrix, and the masked kind A and D as 3-D [G, max_m, ...] maps.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from ..cuda.tma import TmaDescriptor, make_tma_descriptor
+from ..heuristics.config import (
+    BLOCK_K_BYTES,
+    CONTIGUOUS,
+    DENSE,
+    MASKED,
+    MN_MAJOR_CHUNK,
+    GemmConfig,
+    GemmShape,
+)
+from ..heuristics.sm90 import select_config
+from ..jit import ParamType, get_kernel, knobs
+from ..quant.layout import TMA_ALIGNMENT_BYTES, align
+from .fp8_launch import D_STORE_ROWS, GEMM_KIND_CONTIGUOUS_INDICES, GEMM_KIND_DENSE, GEMM_KIND_MASKED
+from .settings import num_sms_for
+
+KERNEL = "deepgemm::sm90_bf16_gemm"
+HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
+BLOCK_K = BLOCK_K_BYTES // 2
+# (shape_m, num_groups, grouped_layout, c, c_row_bytes, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b,
+# tmap_d), as in the kernel's signature.
+PARAM_TYPES = (
+    ParamType.U32,
+    ParamType.U32,
+    ParamType.PTR,
+    ParamType.PTR,
+    ParamType.U64,
+    ParamType.PTR,
+    ParamType.U64,
+    ParamType.U64,
+    ParamType.TMA,
+    ParamType.TMA,
+    ParamType.TMA,
+)
+OUT_TYPES = {
+    torch.bfloat16: "deepgemm::OutType::BF16",
+    torch.float16: "deepgemm::OutType::FP16",
+    torch.float32: "deepgemm::OutType::FP32",
+}
+
+_MAX_PLANS = 4096
+_MAX_TMAPS_PER_PLAN = 64
+
+
+def template_args(
+    n: int,
+    k: int,
+    cfg: GemmConfig,
+    a_mn_major: bool,
+    b_mn_major: bool,
+    is_fp16: bool,
+    out_dtype: torch.dtype,
+    has_c: bool,
+    kind: str = GEMM_KIND_DENSE,
+) -> tuple[int | bool | str, ...]:
+    """Template arguments of `sm90_bf16_gemm`, in its declaration order."""
+    return (
+        n,
+        k,
+        cfg.block_m,
+        cfg.block_n,
+        cfg.num_stages,
+        cfg.num_tma_multicast,
+        cfg.multicast_on_a,
+        a_mn_major,
+        b_mn_major,
+        is_fp16,
+        OUT_TYPES[out_dtype],
+        has_c,
+        cfg.swizzle_d_bytes,
+        kind,
+    )
+
+
+@lru_cache(maxsize=1024)
+def kernel_launcher(
+    n: int,
+    k: int,
+    cfg: GemmConfig,
+    a_mn_major: bool,
+    b_mn_major: bool,
+    is_fp16: bool,
+    out_dtype: torch.dtype,
+    has_c: bool,
+    device: int,
+    kind: str = GEMM_KIND_DENSE,
+):
+    """The compiled kernel for these template arguments, ready to launch on CUDA device `device`."""
+    args = template_args(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, has_c, kind)
+    comment = (
+        f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, "
+        f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}, out={out_dtype}, c={has_c}\n{cfg!r}"
+    )
+    kernel = get_kernel(KERNEL, HEADER, args, comment=comment)
+    return kernel.launcher(
+        PARAM_TYPES,
+        grid=cfg.num_sms,
+        block=cfg.num_threads,
+        smem=cfg.smem_bytes(k),
+        cluster=cfg.num_tma_multicast,
+        device=device,
+    )
+
+
+@lru_cache(maxsize=4096)
+def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+    """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
+    cfg = select_config(shape, num_sms)
+    if knobs.print_configs():
+        layout = "" if shape.layout == DENSE else f" {shape.layout} groups={shape.num_groups}"
+        print(f"deepgemm: 16-bit gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
+    return cfg
+
+
+def launch_bf16_gemm(
+    layout: str,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    d: torch.Tensor,
+    c: torch.Tensor | None,
+    m: int,
+    n: int,
+    k: int,
+    device_index: int,
+    config: GemmConfig | None = None,
+) -> None:
+    """Enqueues D = C + A·B for the storage `layout` ("nt", "nn", "tn" or "tt"). `config` overrides the
+    heuristic (tuning tools only)."""
+    a_mn_major, b_mn_major = layout[0] == "t", layout[1] == "n"
+    key = (layout, m, n, k, A.dtype, d.dtype, c is not None, config, device_index)
+    plan = _plans.get(key)
+    if plan is None:
+        shape = GemmShape(m, n, k, d.element_size(), ab_bytes=2, b_mn_major=b_mn_major)
+        cfg = config or choose_config(shape, num_sms_for(device_index))
+        launch = kernel_launcher(
+            n, k, cfg, a_mn_major, b_mn_major, A.dtype == torch.float16, d.dtype, c is not None, device_index
+        )
+        plan = _remember(key, _Plan(GEMM_KIND_DENSE, m, n, k, 1, a_mn_major, b_mn_major, cfg, launch))
+    c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * c.element_size()) if c is not None else (0, 0)
+    plan.run(A, B, d, 0, c_ptr, c_row_bytes)
+
+
+def launch_m_grouped_bf16_contiguous(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    d: torch.Tensor,
+    m_indices: torch.Tensor,
+    device_index: int,
+    config: GemmConfig | None = None,
+) -> None:
+    """Enqueues the contiguous-layout grouped GEMM with per-row expert indices `m_indices` [M_sum]."""
+    _launch_grouped(GEMM_KIND_CONTIGUOUS_INDICES, A.shape[0], A, B, d, m_indices, device_index, config)
+
+
+def launch_m_grouped_bf16_masked(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    d: torch.Tensor,
+    masked_m: torch.Tensor,
+    expected_m: int,
+    device_index: int,
+    config: GemmConfig | None = None,
+) -> None:
+    """Enqueues the masked-layout grouped GEMM; `expected_m` rows per group only guide the config."""
+    _launch_grouped(GEMM_KIND_MASKED, expected_m, A, B, d, masked_m, device_index, config)
+
+
+def _launch_grouped(
+    kind: str,
+    config_m: int,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    d: torch.Tensor,
+    grouped_layout: torch.Tensor,
+    device_index: int,
+    config: GemmConfig | None,
+) -> None:
+    num_groups, n, k = B.shape
+    rows = A.shape[-2]
+    key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, device_index)
+    plan = _plans.get(key)
+    if plan is None:
+        layout = MASKED if kind == GEMM_KIND_MASKED else CONTIGUOUS
+        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, ab_bytes=2)
+        cfg = config or choose_config(shape, num_sms_for(device_index))
+        if not cfg.grouped:
+            raise ValueError(
+                "config must be made for a grouped shape (GemmConfig.grouped): the grouped "
+                "kernels keep a tile slot per stage in shared memory"
+            )
+        launch = kernel_launcher(
+            n, k, cfg, False, False, A.dtype == torch.float16, d.dtype, False, device_index, kind
+        )
+        plan = _remember(key, _Plan(kind, rows, n, k, num_groups, False, False, cfg, launch))
+    plan.run(A, B, d, grouped_layout.data_ptr(), 0, 0)
+
+
+_plans: dict[tuple, _Plan] = {}
+
+
+def _remember(key: tuple, plan: _Plan) -> _Plan:
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()
+    _plans[key] = plan
+    return plan
+
+
+class _Plan:
+    """What launches of one problem share: the config, the launcher, the tensor maps by address."""
+
+    def __init__(
+        self,
+        kind: str,
+        rows: int,
+        n: int,
+        k: int,
+        num_groups: int,
+        a_mn_major: bool,
+        b_mn_major: bool,
+        cfg: GemmConfig,
+        launch,
+    ) -> None:
+        self.kind, self.rows, self.n, self.k, self.num_groups = kind, rows, n, k, num_groups
+        self.a_mn_major, self.b_mn_major, self.cfg, self.launch = a_mn_major, b_mn_major, cfg, launch
+        self.is_masked = kind == GEMM_KIND_MASKED
+        self.tmaps: dict[tuple[int, ...], tuple[TmaDescriptor, ...]] = {}
+
+    def run(
+        self,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        d: torch.Tensor,
+        grouped_layout_ptr: int,
+        c_ptr: int,
+        c_row_bytes: int,
+    ) -> None:
+        key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
+        tmaps = self.tmaps.get(key)
+        if tmaps is None:
+            if len(self.tmaps) >= _MAX_TMAPS_PER_PLAN:
+                self.tmaps.clear()
+            tmaps = self.tmaps[key] = self._encode(A, B, d)
+        d_row_bytes = d.stride(-2) * d.element_size()
+        d_group_bytes = d.stride(0) * d.element_size() if self.is_masked else 0
+        self.launch(
+            self.rows,
+            self.num_groups,
+            grouped_layout_ptr,
+            c_ptr,
+            c_row_bytes,
+            d.data_ptr(),
+            d_row_bytes,
+            d_group_bytes,
+            *tmaps,
+        )
+
+    def _encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
+        cfg, rows, n, k = self.cfg, self.rows, self.n, self.k
+        slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
+        if self.is_masked:
+            groups = self.num_groups
+            tmap_a = make_tma_descriptor(
+                A.data_ptr(),
+                A.dtype,
+                (k, rows, groups),
+                (A.stride(1) * 2, self._group_stride(A)),
+                (BLOCK_K, cfg.block_m, 1),
+                128,
+            )
+            tmap_d = make_tma_descriptor(
+                d.data_ptr(),
+                d.dtype,
+                (n, rows, groups),
+                (d.stride(1) * d.element_size(), self._group_stride(d)),
+                (slab_cols, D_STORE_ROWS, 1),
+                cfg.swizzle_d_bytes,
+            )
+        else:
+            tmap_a = _operand_map(A, rows, k, cfg.block_m, self.a_mn_major)
+            tmap_d = make_tma_descriptor(
+                d.data_ptr(),
+                d.dtype,
+                (n, rows),
+                (d.stride(0) * d.element_size(),),
+                (slab_cols, D_STORE_ROWS),
+                cfg.swizzle_d_bytes,
+            )
+        # Grouped: the experts' matrices lie back to back (validated), one [G * N, K] map.
+        tmap_b = _operand_map(B, n * self.num_groups, k, cfg.block_n, self.b_mn_major)
+        return tmap_a, tmap_b, tmap_d
+
+    def _group_stride(self, tensor: torch.Tensor) -> int:
+        """Bytes between groups of a [G, rows, cols] tensor. With one group torch may report any
+        stride (even 0) for the size-1 dim; TMA then gets the group's own span instead."""
+        if self.num_groups > 1:
+            return tensor.stride(0) * tensor.element_size()
+        return align(tensor.shape[1] * tensor.stride(1) * tensor.element_size(), TMA_ALIGNMENT_BYTES)
+
+
+def _operand_map(tensor: torch.Tensor, rows: int, k: int, block_rows: int, mn_major: bool) -> TmaDescriptor:
+    """The 2-D map of an operand with `rows` M (or N) rows: stored [rows, K] (K-major) or [K, rows]."""
+    row_bytes = tensor.stride(-2) * tensor.element_size()
+    if mn_major:
+        return make_tma_descriptor(
+            tensor.data_ptr(), tensor.dtype, (rows, k), (row_bytes,), (MN_MAJOR_CHUNK, BLOCK_K), 128
+        )
+    return make_tma_descriptor(
+        tensor.data_ptr(), tensor.dtype, (k, rows), (row_bytes,), (BLOCK_K, block_rows), 128
+    )

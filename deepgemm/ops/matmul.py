@@ -1,0 +1,386 @@
+"""``deepgemm.matmul``: one call for torch tensors and NumPy arrays, on the CPU or a Hopper GPU.
+
+It resolves the precision, output dtype and device, moves and converts the inputs, and runs the
+16-bit GEMMs (choosing the storage layout from the strides, so transposed views cost no copy) or
+quantises on the fly and runs the FP8 GEMM.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
+from ..quant.layout import TMA_ALIGNMENT_BYTES, align
+from .fp8_gemm import fp8_gemm_nt
+from .settings import REQUIRED_CAPABILITY
+
+Array = torch.Tensor | np.ndarray
+
+_PRECISIONS = {
+    "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16",
+    "fp16": "fp16", "float16": "fp16", torch.float16: "fp16",
+    "fp8": "fp8", torch.float8_e4m3fn: "fp8",
+}
+_UNSUPPORTED_PRECISIONS = {
+    "fp32": "FP32", "float32": "FP32", "tf32": "FP32", torch.float32: "FP32",
+    "int8": "INT8", torch.int8: "INT8",
+}
+_FP32_MESSAGE = (
+    "FP32 is not supported until a TF32 path exists; pass precision='bf16', 'fp16' or 'fp8' to "
+    "convert the inputs"
+)
+_INT8_MESSAGE = "INT8 is not supported until an INT8 path exists"
+_SUPPORTED_PRECISIONS = (
+    "'bf16', 'fp16', 'fp8' (or torch.bfloat16, torch.float16, torch.float8_e4m3fn) or None"
+)
+
+_COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_OUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_OUT_DTYPE_ALIASES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+_NUMPY_OUT_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
+# What the FP8 kernel can write; an FP16 result goes through FP32 first.
+_FP8_KERNEL_OUT_DTYPES = (torch.bfloat16, torch.float32)
+# Sizes the 16-bit kernels cannot take are zero-padded up to 16 bytes of 16-bit elements (TMA rows).
+_PAD_16BIT = 8
+
+
+def matmul(
+    a: Array,
+    b: Array,
+    *,
+    precision: str | torch.dtype | None = None,
+    out_dtype: str | torch.dtype | np.dtype | type | None = None,
+    device: str | torch.device | None = None,
+    out: torch.Tensor | None = None,
+) -> Array:
+    """``a @ b`` on deepgemm's kernels, for torch tensors or NumPy arrays; returns the same kind.
+
+    Shapes (``a``, ``b`` -> result):
+        ``[M, K] @ [K, N] -> [M, N]``;
+        ``[B, M, K] @ [B, K, N] -> [B, M, N]`` (one GEMM per batch entry, equal ``B``);
+        ``[B, M, K] @ [K, N] -> [B, M, N]``: ``b`` is shared, computed as one ``[B*M, K]`` GEMM.
+        ``[M, K] @ [B, K, N]`` and other ranks are refused. Any sizes; an empty ``K`` gives zeros.
+        Any strides: transposed views (``x.T`` of a contiguous tensor) run a layout that reads them
+        in place; other layouts, and 16-bit problems whose ``K`` or ``N`` is not a multiple of 8,
+        are copied (zero-padded to a multiple of 8, which is exact; the result is sliced back).
+    Inputs: both ``torch.Tensor`` or both ``numpy.ndarray``; floating-point dtypes only (integers
+        are refused until an INT8 path exists).
+    precision: ``"bf16"``, ``"fp16"``, ``"fp8"`` or the torch dtypes ``bfloat16``, ``float16``,
+        ``float8_e4m3fn``; the inputs (any float dtype) are cast to it. ``None`` runs the inputs' own
+        dtype, which must then be bfloat16 or float16 for both (FP32 inputs are refused until a TF32
+        path exists; NumPy float16 is FP16). ``"fp8"`` quantises on the fly, ``a`` per token (1x128
+        scales), ``b`` per 128x128 block, and runs ``fp8_gemm_nt``; it needs ``K % 16 == 0``.
+    out_dtype: ``torch.bfloat16``, ``torch.float16`` or ``torch.float32`` (also ``"bf16"``,
+        ``"fp16"``, ``"fp32"``, ``np.float16``, ``np.float32``). Default: ``out.dtype`` when ``out``
+        is given, else float16 for ``"fp16"`` and bfloat16 otherwise. FP8 writes bfloat16 or
+        float32; a float16 result is converted from float32.
+        NumPy results: NumPy has no bfloat16, so a bfloat16 result comes back as float32 (holding
+        bfloat16 values), and the default for ``"bf16"``/``"fp8"`` is float32 written by the GEMM
+        directly; ``"fp16"`` defaults to float16.
+    device: ``"cpu"``, ``"cuda"`` (or a ``torch.device``) or ``None``. Torch inputs are moved there
+        (``None``: where they live, both on one device) and so is the result. NumPy inputs run on
+        the GPU when ``None`` and a Hopper GPU is present, else on the CPU; the copies to and from
+        the device are part of the call. CPU runs take the ops' CPU path (FP32 math).
+    out: torch only; a tensor of the result's shape, dtype and device that receives the result and
+        is returned (any strides; a layout the kernels cannot write costs a copy).
+
+    Raises: ``TypeError`` for non-array or mixed torch/NumPy inputs, unsupported dtypes (integer,
+    complex, FP32 without a precision), a wrong ``out_dtype`` or ``out`` type; ``ValueError`` for a
+    wrong rank, mismatched shapes, an unknown ``precision`` or ``device``, an ``out`` of the wrong
+    shape, dtype or device, ``K % 16 != 0`` with FP8; ``RuntimeError`` for ``device="cuda"``
+    without CUDA or on a GPU that is not Hopper.
+    """
+    is_numpy = _check_kinds(a, b, out)
+    a_t, b_t = _as_tensor("a", a), _as_tensor("b", b)
+    shape = _result_shape(a_t, b_t)
+    _check_float("a", a_t)
+    _check_float("b", b_t)
+    prec = _resolve_precision(precision, a_t.dtype, b_t.dtype)
+    result_dtype = _resolve_out_dtype(out_dtype, out, prec, is_numpy)
+    target = _resolve_device(device, is_numpy, a_t, b_t)
+    k = a_t.shape[-1]
+    if prec == "fp8" and k % 16:
+        raise ValueError(f"matmul: precision='fp8' needs K to be a multiple of 16 (TMA needs 16-byte rows of "
+                         f"FP8), got K={k}; use precision='bf16' or 'fp16' for this shape")
+    result = _result_buffer(out, shape, result_dtype, target)
+
+    if result.numel() and k:
+        a_t, b_t = a_t.to(target), b_t.to(target)
+        if prec != "fp8":  # the FP8 casts take any float dtype; converting first would cost a pass
+            a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
+        _run(a_t, b_t, result, prec)
+    elif result.numel():
+        result.zero_()  # K == 0: the empty sum
+
+    if not is_numpy:
+        return result
+    host = result.cpu()
+    return (host.float() if host.dtype == torch.bfloat16 else host).numpy()
+
+
+# ---- argument checks and resolution -------------------------------------------------------------
+
+
+def _check_kinds(a: object, b: object, out: object) -> bool:
+    """Whether the inputs are NumPy arrays (else torch tensors); both must be the same kind."""
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, torch.Tensor | np.ndarray):
+            raise TypeError(
+                f"matmul: {name} must be a torch.Tensor or a numpy.ndarray, got {type(value).__name__}"
+            )
+    is_numpy = isinstance(a, np.ndarray)
+    if is_numpy != isinstance(b, np.ndarray):
+        raise TypeError(
+            f"matmul: a and b must be the same kind (both torch.Tensor or both numpy.ndarray), got "
+            f"{type(a).__name__} and {type(b).__name__}; convert one with torch.from_numpy or .numpy()"
+        )
+    if out is not None and is_numpy:
+        raise TypeError("matmul: out= is only supported for torch inputs; with NumPy inputs a new array "
+                        "is returned")
+    if out is not None and not isinstance(out, torch.Tensor):
+        raise TypeError(f"matmul: out must be a torch.Tensor or None, got {type(out).__name__}")
+    return is_numpy
+
+
+def _as_tensor(name: str, x: Array) -> torch.Tensor:
+    """``x`` as a torch tensor; NumPy arrays are shared, not copied, where torch can view them."""
+    if isinstance(x, torch.Tensor):
+        return x
+    # torch cannot view negative strides, and warns on read-only arrays (we never write to them).
+    if any(stride < 0 for stride in x.strides) or not x.flags.writeable:
+        x = np.array(x)
+    try:
+        return torch.from_numpy(x)
+    except TypeError:
+        raise TypeError(
+            f"matmul: {name} has NumPy dtype {x.dtype}, which is not supported; pass float16, float32 "
+            "or float64 arrays"
+        ) from None
+
+
+def _result_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, ...]:
+    rule = "supported: [M, K] @ [K, N], [B, M, K] @ [B, K, N] and [B, M, K] @ [K, N]"
+    if a.dim() not in (2, 3):
+        raise ValueError(f"matmul: a must be 2-D [M, K] or 3-D [B, M, K], found shape {tuple(a.shape)} "
+                         f"({rule})")
+    if b.dim() not in (2, 3):
+        raise ValueError(f"matmul: b must be 2-D [K, N] or 3-D [B, K, N], found shape {tuple(b.shape)} "
+                         f"({rule})")
+    if a.dim() == 2 and b.dim() == 3:
+        raise ValueError(f"matmul: a 2-D a with a 3-D b is not supported, found a {tuple(a.shape)} and "
+                         f"b {tuple(b.shape)} ({rule})")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: a's K (last dim) must equal b's K (second-to-last dim), found a "
+                         f"{tuple(a.shape)} and b {tuple(b.shape)}")
+    if a.dim() == 3 and b.dim() == 3 and a.shape[0] != b.shape[0]:
+        raise ValueError(f"matmul: a and b must have the same batch size B (no broadcasting), found a "
+                         f"{tuple(a.shape)} and b {tuple(b.shape)}")
+    return (*a.shape[:-1], b.shape[-1])
+
+
+def _check_float(name: str, x: torch.Tensor) -> None:
+    if x.is_complex():
+        raise TypeError(f"matmul: {name} has dtype {x.dtype}; complex inputs are not supported")
+    if not x.is_floating_point():
+        raise TypeError(f"matmul: {name} has dtype {x.dtype}: {_INT8_MESSAGE}; integer and bool inputs "
+                        "are refused (cast them to a float dtype to run them in BF16, FP16 or FP8)")
+
+
+def _resolve_precision(precision: object, a_dtype: torch.dtype, b_dtype: torch.dtype) -> str:
+    """``"bf16"``, ``"fp16"`` or ``"fp8"``."""
+    if precision is None:
+        if a_dtype != b_dtype:
+            raise TypeError(f"matmul: with precision=None a and b must have the same dtype, found {a_dtype} "
+                            f"and {b_dtype}; pass precision='bf16', 'fp16' or 'fp8'")
+        if a_dtype in (torch.float32, torch.float64):
+            raise TypeError(f"matmul: the inputs are {a_dtype}: {_FP32_MESSAGE}")
+        if a_dtype not in (torch.bfloat16, torch.float16):
+            raise TypeError(f"matmul: precision=None runs the inputs' own dtype, which must be bfloat16 or "
+                            f"float16, found {a_dtype}; pass precision='bf16', 'fp16' or 'fp8'")
+        return _PRECISIONS[a_dtype]
+    key = precision.lower() if isinstance(precision, str) else precision
+    if not isinstance(key, str | torch.dtype):
+        raise ValueError(f"matmul: precision must be {_SUPPORTED_PRECISIONS}, got {precision!r}")
+    if key in _PRECISIONS:
+        return _PRECISIONS[key]
+    if _UNSUPPORTED_PRECISIONS.get(key) == "FP32":
+        raise ValueError(f"matmul: precision={precision!r}: {_FP32_MESSAGE}")
+    if _UNSUPPORTED_PRECISIONS.get(key) == "INT8":
+        raise ValueError(f"matmul: precision={precision!r}: {_INT8_MESSAGE}")
+    raise ValueError(f"matmul: precision must be {_SUPPORTED_PRECISIONS}, got {precision!r}")
+
+
+def _resolve_out_dtype(out_dtype: object, out: torch.Tensor | None, prec: str, is_numpy: bool) -> torch.dtype:
+    if out_dtype is None:
+        if out is not None:
+            dtype = out.dtype
+        elif prec == "fp16":
+            dtype = torch.float16
+        else:
+            # NumPy has no bfloat16: let the GEMM write FP32 rather than round to BF16 and widen.
+            dtype = torch.float32 if is_numpy else torch.bfloat16
+    elif isinstance(out_dtype, torch.dtype):
+        dtype = out_dtype
+    elif isinstance(out_dtype, str) and out_dtype in _OUT_DTYPE_ALIASES:
+        dtype = _OUT_DTYPE_ALIASES[out_dtype]
+    else:
+        try:
+            dtype = _NUMPY_OUT_DTYPES.get(np.dtype(out_dtype))
+        except TypeError:
+            dtype = None
+    if dtype not in _OUT_DTYPES:
+        what = f"out.dtype {out.dtype}" if out_dtype is None else f"out_dtype {out_dtype!r}"
+        raise TypeError(f"matmul: {what} is not supported; the result dtype must be torch.bfloat16, "
+                        "torch.float16 or torch.float32 (NumPy: float16 or float32)")
+    if out is not None and out.dtype != dtype:
+        raise ValueError(f"matmul: out has dtype {out.dtype} but out_dtype is {dtype}")
+    return dtype
+
+
+def _resolve_device(device: object, is_numpy: bool, a: torch.Tensor, b: torch.Tensor) -> torch.device:
+    if device is None:
+        if is_numpy:
+            hopper = torch.cuda.is_available() and torch.cuda.get_device_capability() == REQUIRED_CAPABILITY
+            return torch.device("cuda" if hopper else "cpu")
+        if a.device != b.device:
+            raise ValueError(f"matmul: a and b must be on one device, found a on {a.device} and b on "
+                             f"{b.device}; pass device= to move both")
+        target = a.device
+        if target.type not in ("cpu", "cuda"):
+            raise ValueError(f"matmul: the inputs must be on a CPU or CUDA device, found {target}")
+    else:
+        try:
+            target = torch.device(device)
+        except (RuntimeError, TypeError):
+            target = None
+        if target is None or target.type not in ("cpu", "cuda"):
+            raise ValueError(f"matmul: device must be 'cpu', 'cuda' (or a torch.device of those) or None, "
+                             f"got {device!r}")
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("matmul: device='cuda' was asked for, but torch.cuda.is_available() is False; "
+                               "pass device='cpu' (or None) to run the CPU path")
+        if target.index is None:  # "cuda": the inputs' GPU if they are on one, else the current one
+            target = a.device if a.is_cuda else torch.device("cuda", torch.cuda.current_device())
+    return target
+
+
+def _result_buffer(
+    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"matmul: out must have the result's shape {shape}, found {tuple(out.shape)}")
+    if out.device != device:
+        raise ValueError(f"matmul: out must be on the device the GEMM runs on ({device}), found {out.device}")
+    return out
+
+
+# ---- running the GEMMs --------------------------------------------------------------------------
+
+
+def _run(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, prec: str) -> None:
+    """``d = a @ b`` for non-empty operands on one device, already in the compute dtype (16-bit)."""
+    if a.dim() == 3 and b.dim() == 2:
+        # b is shared: the batch's rows form one [B*M, K] activation, so one large GEMM runs.
+        flat = d if d.is_contiguous() else torch.empty(d.shape, dtype=d.dtype, device=d.device)
+        _run(a.reshape(-1, a.shape[-1]), b, flat.view(-1, d.shape[-1]), prec)
+        if flat is not d:
+            d.copy_(flat)
+    elif prec == "fp8":
+        _fp8_gemm(a, b, d)
+    elif a.dim() == 2:
+        _gemm_16bit(a, b, d)
+    else:
+        for i in range(a.shape[0]):
+            _gemm_16bit(a[i], b[i], d[i])
+
+
+def _fits_kernel(x: torch.Tensor) -> bool:
+    """Whether the kernels read or write ``x`` in place: rows contiguous, the row length and every
+    other stride a multiple of 16 bytes, slices not overlapping, a 16-byte-aligned start (TMA rules)."""
+    per_16_bytes = TMA_ALIGNMENT_BYTES // x.element_size()
+    if x.stride(-1) != 1 or x.shape[-1] % per_16_bytes or x.data_ptr() % TMA_ALIGNMENT_BYTES:
+        return False
+    span = x.shape[-1]  # elements one slice of the inner dims covers
+    for size, stride in zip(reversed(x.shape[:-1]), reversed(x.stride()[:-1]), strict=True):
+        if stride % per_16_bytes or (size > 1 and stride < span):
+            return False
+        span += (size - 1) * stride
+    return True
+
+
+def _stored(x: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+    """The layout letter and stored tensor of the 2-D operand ``x``, if a kernel reads it in place:
+    ``("n", x)`` when ``x`` is row-major, ``("t", x.T)`` when ``x`` is a transposed view."""
+    if _fits_kernel(x):
+        return "n", x
+    if _fits_kernel(x.T):
+        return "t", x.T
+    return None
+
+
+def _gemm_16bit(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
+    """``d = a @ b`` for 2-D BF16 or FP16 ``a [M, K]``, ``b [K, N]`` through ``bf16_gemm_{nn,nt,tn,tt}``."""
+    k, n = b.shape
+    a_op, b_op = _stored(a), _stored(b)
+    # A fresh row-major copy suits the kernels when its row length is a multiple of 8 elements.
+    if a_op is None and k % _PAD_16BIT == 0:
+        a_op = "n", a.clone(memory_format=torch.contiguous_format)
+    if b_op is None and n % _PAD_16BIT == 0:
+        b_op = "n", b.clone(memory_format=torch.contiguous_format)
+    if a_op is None or b_op is None or n % _PAD_16BIT:
+        _gemm_16bit_padded(a, b, d)
+        return
+    kernel_d = d if _fits_kernel(d) else torch.empty(d.shape, dtype=d.dtype, device=d.device)
+    _op_16bit(a_op[0] + b_op[0])(a_op[1], b_op[1], kernel_d)
+    if kernel_d is not d:
+        d.copy_(kernel_d)
+
+
+def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
+    """``_gemm_16bit`` for sizes the kernels cannot take: K and N zero-padded to multiples of 8.
+
+    Zero columns of A against zero rows of B add exact zeros, and the padded columns of D are dropped.
+    """
+    (m, k), n = a.shape, b.shape[1]
+    k_pad, n_pad = align(k, _PAD_16BIT), align(n, _PAD_16BIT)
+    a_pad = F.pad(a, (0, k_pad - k))
+    b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k))
+    d_pad = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
+    _op_16bit("nn")(a_pad, b_pad, d_pad)
+    d.copy_(d_pad[:, :n])
+
+
+def _op_16bit(layout: str):
+    """``deepgemm.bf16_gemm_<layout>``, looked up on each call (its module loads on first use)."""
+    from . import bf16_gemm
+
+    return getattr(bf16_gemm, f"bf16_gemm_{layout}")
+
+
+def _fp8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
+    """``d = a @ b`` for ``a [(B,) M, K]``, ``b [(B,) K, N]`` of any float dtype, quantised to FP8
+    (1x128 scales on a, 128x128 on b) and run through ``fp8_gemm_nt``."""
+    n = b.shape[-1]
+    kernel_dtype = d.dtype if d.dtype in _FP8_KERNEL_OUT_DTYPES else torch.float32
+    n_pad = align(n, TMA_ALIGNMENT_BYTES // kernel_dtype.itemsize)
+    # The kernel reads B as [N, K], K-major: b's transposed view goes straight into the cast, whose
+    # output is contiguous, so no transposing copy is made. Zero rows for N padding leave every
+    # block's amax, hence the scales and the real rows' values, unchanged.
+    b_nk = b.transpose(-2, -1)
+    if n_pad != n:
+        b_nk = F.pad(b_nk, (0, 0, 0, n_pad - n))
+    a_q, sfa = per_token_cast_to_fp8(a)
+    b_q, sfb = per_block_cast_to_fp8(b_nk)
+
+    writes_d = kernel_dtype == d.dtype and n_pad == n and _fits_kernel(d)
+    kernel_d = d if writes_d else torch.empty((*d.shape[:-1], n_pad), dtype=kernel_dtype, device=d.device)
+    if a.dim() == 2:
+        fp8_gemm_nt((a_q, sfa), (b_q, sfb), kernel_d)
+    else:
+        for i in range(a.shape[0]):
+            fp8_gemm_nt((a_q[i], sfa[i]), (b_q[i], sfb[i]), kernel_d[i])
+    if not writes_d:
+        d.copy_(kernel_d[..., :n])
