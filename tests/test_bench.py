@@ -1,6 +1,7 @@
 """The benchmark on the CPU: suites, arithmetic, runner records and JSON, the CLI's CPU path, timers,
 and tools/gpu_check.py's bookkeeping."""
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -16,10 +17,24 @@ import deepgemm
 from deepgemm.bench import providers
 from deepgemm.bench.cli import build_parser, cpu_suite, select_providers, select_suites
 from deepgemm.bench.cli import main as bench_main
-from deepgemm.bench.inputs import CONTIGUOUS_M_ALIGNMENT, contiguous_starts, make_grouped_inputs
+from deepgemm.bench.inputs import (
+    CONTIGUOUS_M_ALIGNMENT,
+    MAJORS,
+    Bf16Inputs,
+    DenseInputs,
+    contiguous_starts,
+    make_bf16_inputs,
+    make_dense_inputs,
+    make_grouped_inputs,
+)
 from deepgemm.bench.providers import (
+    CUBLAS_BF16_LAYOUT,
+    CUBLAS_BF16_LOOP,
     CUBLAS_BLOCKWISE_LOOP,
+    DEEPGEMM_BF16,
     DEEPGEMM_CONTIGUOUS,
+    DEEPGEMM_MATMUL_FP8,
+    FP8_BY_HAND,
     Provider,
     ProviderUnavailable,
     _blockwise_b_scale_candidates,
@@ -34,19 +49,27 @@ from deepgemm.bench.report import (
     pair_speedups,
     speedups,
     split_geomeans,
+    split_minima,
     table_header,
     tflops,
+    twin_label,
+    twin_speedups,
     write_json,
 )
 from deepgemm.bench.runner import deepgemm_config, run_provider, run_suite
 from deepgemm.bench.suites import (
+    BF16,
+    BF16_GROUPED,
     DENSE,
     GROUPED_MASKED,
+    MATMUL_FP8,
     SUITES,
     Problem,
     Split,
     Suite,
+    bf16_gemm_bytes,
     fp8_gemm_bytes,
+    nt_twin,
     parse_shapes,
 )
 from deepgemm.quant import align
@@ -56,6 +79,8 @@ from deepgemm.testing.bench import _calls_events, bench, bench_cpu, bench_host_o
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 GROUPED_SUITES = ("grouped_contiguous", "grouped_masked", "grouped_decode")
+FP8_SUITES = ("dense", *GROUPED_SUITES)
+DSV3_NKS = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
 requires_grouped_ops = pytest.mark.skipif(
     not hasattr(deepgemm, "m_grouped_fp8_gemm_nt_masked"), reason="the grouped GEMMs are not exported yet"
 )
@@ -131,6 +156,81 @@ def test_grouped_suites_providers_ratios_and_cpu_problems():
         assert [p.name for p in suite.providers if p.has_cpu_path] == [p.name for p in suite.providers[1:]]
         assert suite.cpu_problems and {p.layout for p in suite.cpu_problems} == {suite.problems[0].layout}
     assert DENSE.faster == "baseline" and DENSE.pairs == () and DENSE.cpu_problems
+
+
+def test_bf16_suite_is_the_deepseek_v3_table_in_nt_and_every_layout_at_m_4096():
+    nt = [(m, n, k, "nt") for m in (64, 128, 4096) for n, k in DSV3_NKS]
+    others = [(4096, n, k, major) for major in ("nn", "tn", "tt") for n, k in DSV3_NKS]
+    assert [(p.m, p.n, p.k, p.major) for p in BF16.problems] == nt + others
+    assert all(p.num_groups == 1 and p.layout == "dense" for p in BF16.problems)
+    assert SUITES["bf16"] is BF16 and MAJORS == ("nt", "nn", "tn", "tt")
+    assert [p.name for p in BF16.providers] == ["deepgemm", "cublas_bf16"]
+    assert BF16.baseline == "deepgemm" and BF16.faster == "baseline" and BF16.pairs == ()
+    sizes = {split.label: sum(split.contains(p) for p in BF16.problems) for split in BF16.splits}
+    assert sizes == {"NT M<=128": 12, "NT M>128": 6, "NN M>128": 6, "TN M>128": 6, "TT M>128": 6}
+    # Every other layout is held against NT on the same shape, measured before it.
+    for index, problem in enumerate(BF16.problems):
+        twin = BF16.twin(problem)
+        if problem.major == "nt":
+            assert twin is None
+        else:
+            assert twin == Problem(problem.m, problem.n, problem.k) and twin in BF16.problems[:index]
+    for index, problem in enumerate(BF16.cpu_problems):
+        twin = BF16.twin(problem)
+        assert twin is None or twin in BF16.cpu_problems[:index]
+    assert {p.major for p in BF16.cpu_problems} == set(MAJORS)
+    # The records carry the 16-bit kernel's config; matmul_fp8 runs the FP8 kernel.
+    assert BF16.ab_bytes == BF16_GROUPED.ab_bytes == 2 and MATMUL_FP8.ab_bytes == 1
+    assert [p.name for p in BF16.providers if p.has_cpu_path] == ["deepgemm"]
+
+
+def test_bf16_grouped_suite():
+    nks = [(4096, 7168), (7168, 2048)]
+    assert [(p.num_groups, p.m, p.n, p.k, p.layout, p.max_m) for p in BF16_GROUPED.problems] == [
+        *((4, 8192, n, k, "contiguous", None) for n, k in nks),
+        *((4, 256, n, k, "masked", 4096) for n, k in nks),
+    ]
+    assert [p.name for p in BF16_GROUPED.providers] == ["cublas_bf16_loop", "deepgemm", "deepgemm_dense"]
+    assert BF16_GROUPED.baseline == "cublas_bf16_loop" and BF16_GROUPED.faster == "provider"
+    assert BF16_GROUPED.pairs == (("deepgemm", "deepgemm_dense"),) and BF16_GROUPED.twin is None
+    sizes = {
+        split.label: sum(split.contains(p) for p in BF16_GROUPED.problems) for split in BF16_GROUPED.splits
+    }
+    assert sizes == {"contiguous": 2, "masked": 2}
+    assert {p.layout for p in BF16_GROUPED.cpu_problems} == {"contiguous", "masked"}
+    assert [p.name for p in BF16_GROUPED.providers if p.has_cpu_path] == ["deepgemm", "deepgemm_dense"]
+    assert bf16_gemm_bytes(Problem(256, 7168, 2048, 4, "masked", 4096)) == 2 * 4 * (
+        256 * 2048 + 7168 * 2048 + 256 * 7168
+    )
+    # The suite's inputs are BF16, unquantised, and count the same flops as its problems.
+    for problem in BF16_GROUPED.cpu_problems:
+        inputs = BF16_GROUPED.make_inputs(problem, CPU, 0)
+        assert inputs.a.dtype == inputs.b.dtype == torch.bfloat16 and not inputs.quantised
+        assert inputs.flops == problem.flops
+
+
+def test_matmul_fp8_suite_times_matmul_against_the_calls_by_hand():
+    nks = [(7168, 2048), (4096, 7168)]
+    assert [(p.m, p.n, p.k, p.major) for p in MATMUL_FP8.problems] == [
+        (m, n, k, "nn") for m in (128, 4096) for n, k in nks
+    ]
+    assert [p.name for p in MATMUL_FP8.providers] == ["by_hand", "matmul"]
+    # The baseline is by hand and the ratio is t_matmul / t_by_hand: the bar reads "<= 1.15x" directly.
+    assert MATMUL_FP8.baseline == "by_hand" and MATMUL_FP8.faster == "baseline"
+    assert speedups({"by_hand": _result("ok", 100.0), "matmul": _result("ok", 110.0)}, "by_hand") == {
+        "matmul": pytest.approx(1.1)
+    }
+    assert all(p.has_cpu_path for p in MATMUL_FP8.providers)
+    assert FP8_BY_HAND.reference == "fp8" and DEEPGEMM_MATMUL_FP8.reference == "bf16"
+
+
+def test_fp8_suites_keep_their_problems_in_nt():
+    for name in FP8_SUITES:
+        suite = SUITES[name]
+        assert suite.twin is None and suite.ab_bytes == 1
+        assert {p.major for p in (*suite.problems, *suite.cpu_problems)} == {"nt"}
+    assert Problem(64, 2112, 7168).major == "nt" and nt_twin(Problem(1, 2, 3)) is None
+    assert nt_twin(Problem(1, 2, 3, major="tn")) == Problem(1, 2, 3)
 
 
 def test_cpu_runs_select_each_suite_on_its_small_problems():
@@ -244,6 +344,21 @@ def test_split_geomeans():
     assert summary["y"]["small"] == {"geomean": None, "n": 0}
 
 
+def test_twin_speedups_and_split_minima():
+    results = {"deepgemm": _result("ok", 10.0), "cublas": _result("ok", 8.0), "bad": _result("wrong", 1.0)}
+    twin = {"deepgemm": _result("ok", 9.0), "cublas": _result("error", None), "bad": _result("ok", 1.0)}
+    assert twin_speedups(results, twin) == {"deepgemm": pytest.approx(0.9)}
+    assert twin_speedups(results, {}) == {}
+    assert twin_label(Problem(1, 2, 3, major="tn"), Problem(1, 2, 3)) == "tn/nt"
+    ratios = [
+        (Problem(4096, 1, 1, major="nn"), {"x": 0.97}),
+        (Problem(4096, 2, 1, major="nn"), {"x": 1.02}),
+        (Problem(4096, 1, 1, major="tt"), {}),
+    ]
+    splits = (Split("NN", lambda p: p.major == "nn"), Split("TT", lambda p: p.major == "tt"))
+    assert split_minima(ratios, splits, ["x"]) == {"x": {"NN": 0.97, "TT": None}}
+
+
 def _ok(us: float) -> dict:
     return {"status": "ok", "reason": None, "us": us, "tflops": 1.0, "gbps": 2.0, "diffs": {"fp8": 1e-6},
             "reference": "fp8"}  # fmt: skip
@@ -273,6 +388,38 @@ def test_grouped_table_and_geomean_lines():
     assert text[1].split() == ["deepgemm", "all", "(1):", "1.50x"]
     assert text[-1].split() == ["deepgemm/deepgemm_dense", "all", "(1):", "0.80x"]
     assert format_geomeans("deepgemm", summary).startswith("geometric-mean speed of deepgemm relative to:")
+
+
+def test_layout_column_and_twin_lines():
+    problem = Problem(4096, 7168, 2048, major="tn")
+    results = {"deepgemm": _ok(100.0), "cublas_bf16": _ok(105.0)}
+    ratios = speedups(results, "deepgemm")
+    lines = format_problem(
+        problem, results, ratios, {}, ("tn/nt", {"deepgemm": 0.96, "cublas_bf16": 1.01}), show_major=True
+    ).splitlines()
+    header = table_header("dense", show_major=True)
+    assert header.split()[:5] == ["M", "N", "K", "major", "provider"]
+    assert lines[0].split()[:5] == ["4096", "7168", "2048", "tn", "deepgemm"]
+    assert lines[0].index("deepgemm") == header.index("provider")
+    assert lines[-1].split() == ["tn/nt", "speed:", "deepgemm", "0.96x", "cublas_bf16", "1.01x"]
+    # Without show_major the dense rows are as before.
+    assert format_problem(problem, results, ratios).split()[:4] == ["4096", "7168", "2048", "deepgemm"]
+    assert table_header("masked", show_major=True).split()[:7] == [
+        "G",
+        "M",
+        "max_m",
+        "N",
+        "K",
+        "major",
+        "provider",
+    ]
+
+    splits = (Split("TN M>128", lambda p: p.major == "tn"),)
+    twin_summary = split_geomeans([(problem, {"deepgemm": 0.96})], splits, ["deepgemm"])
+    worst = split_minima([(problem, {"deepgemm": 0.96})], splits, ["deepgemm"])
+    text = format_geomeans("deepgemm", {}, twin_summary=twin_summary, twin_worst=worst).splitlines()
+    assert text[0].startswith("speed relative to the twin (t_twin / t_problem)")
+    assert text[1].split() == ["deepgemm", "TN", "M>128", "(1):", "0.96x", "(worst", "0.96x)"]
 
 
 # ---- grouped inputs -----------------------------------------------------------------------------
@@ -390,6 +537,71 @@ def test_make_grouped_inputs_rejects_inconsistent_arguments(args):
         make_grouped_inputs(*args, CPU, 0)
 
 
+# ---- 16-bit and matmul inputs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_bf16_inputs_are_stored_as_the_major_says(major):
+    inputs = make_bf16_inputs(24, 40, 56, major, CPU, seed=4)
+    stored_a = {"n": (24, 56), "t": (56, 24)}[major[0]]
+    stored_b = {"t": (40, 56), "n": (56, 40)}[major[1]]
+    assert inputs.major == major and inputs.a.shape == stored_a and inputs.b.shape == stored_b
+    assert inputs.a.dtype == inputs.b.dtype == torch.bfloat16
+    assert inputs.a.is_contiguous() and inputs.b.is_contiguous()
+    # a_mk / b_kn are views of the stored tensors, never copies.
+    assert inputs.a_mk.shape == (24, 56) and inputs.a_mk.data_ptr() == inputs.a.data_ptr()
+    assert inputs.b_kn.shape == (56, 40) and inputs.b_kn.data_ptr() == inputs.b.data_ptr()
+    reference = inputs.reference("bf16")
+    assert reference.dtype == torch.float32 and reference is inputs.reference("bf16")
+    torch.testing.assert_close(reference, inputs.a_mk.double().matmul(inputs.b_kn.double()).float())
+    assert inputs.reference_kinds == ("bf16",) and torch.equal(inputs.valid_rows(reference), reference)
+    assert 0.9 < float(inputs.a.float().std()) < 1.1
+    again = make_bf16_inputs(24, 40, 56, major, CPU, seed=4)
+    assert torch.equal(again.a, inputs.a) and torch.equal(again.b, inputs.b)
+    with pytest.raises(ValueError, match="unknown reference kind"):
+        inputs.reference("fp8")
+
+
+def test_bf16_inputs_reject_an_unknown_major():
+    with pytest.raises(ValueError, match="major must be one of"):
+        make_bf16_inputs(8, 8, 8, "mk", CPU, seed=0)
+
+
+def test_matmul_inputs_hold_b_row_major_k_by_n():
+    inputs = make_dense_inputs(64, 136, 256, CPU, seed=1, b_kn=True)
+    assert isinstance(inputs, DenseInputs)
+    assert inputs.b_bf16.shape == (136, 256) and inputs.b_bf16.t().is_contiguous()
+    assert inputs.b.shape == (136, 256) and inputs.sfb.shape == (2, 2)
+    assert calc_diff(inputs.reference("fp8"), inputs.reference("bf16")) < 1e-3
+    plain = make_dense_inputs(64, 136, 256, CPU, seed=1)
+    assert plain.b_bf16.is_contiguous()
+
+
+def test_grouped_inputs_with_bf16_operands():
+    for layout, max_m in (("contiguous", None), ("masked", 64)):
+        inputs = make_grouped_inputs(
+            layout, 3, (5, 0, 17), 16, 32, max_m, CPU, 0, operand_dtype=torch.bfloat16
+        )
+        fp8 = make_grouped_inputs(layout, 3, (5, 0, 17), 16, 32, max_m, CPU, 0)
+        # Same draws as the FP8 inputs, used as they are.
+        assert (
+            torch.equal(inputs.a_bf16, fp8.a_bf16) and inputs.a is inputs.a_bf16 and inputs.b is inputs.b_bf16
+        )
+        assert inputs.sfa is None and inputs.sfb is None and not inputs.quantised and fp8.quantised
+        assert inputs.reference_kinds == ("bf16",) and fp8.reference_kinds == ("fp8", "bf16")
+        torch.testing.assert_close(inputs.reference("bf16"), fp8.reference("bf16"))
+        with pytest.raises(ValueError, match="no 'fp8' reference"):
+            inputs.reference("fp8")
+        dense = inputs.dense_equivalent()
+        assert isinstance(dense, Bf16Inputs) and dense.major == "nt" and dense is inputs.dense_equivalent()
+        assert torch.equal(dense.a, inputs.valid_rows(inputs.a_bf16)) and torch.equal(
+            dense.b, inputs.b_bf16[0]
+        )
+        assert isinstance(fp8.dense_equivalent(), DenseInputs)
+    with pytest.raises(ValueError, match="operand_dtype"):
+        make_grouped_inputs("masked", 2, 8, 16, 16, 128, CPU, 0, operand_dtype=torch.float16)
+
+
 # ---- providers (the parts that run without CUDA) ----------------------------------------------
 
 
@@ -440,6 +652,44 @@ def test_cublas_loop_runs_the_dense_blockwise_call_per_nonempty_group(monkeypatc
     assert result["status"] == "ok" and result["diffs"]["fp8"] < 1e-5 and result["diffs"]["bf16"] < 1e-3
 
 
+@pytest.mark.parametrize("major", MAJORS)
+def test_cublas_bf16_runs_matmul_on_transposed_views(major, monkeypatch):
+    inputs = make_bf16_inputs(40, 24, 72, major, CPU, seed=3)
+    result = run_provider(CUBLAS_BF16_LAYOUT, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+
+    # torch.matmul runs on the CPU too: without the CUDA check the same code must give A·B.
+    seen = []
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: seen.append((a, b)) or torch.matmul(a, b))
+    result = run_provider(CUBLAS_BF16_LAYOUT, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5
+    # Views of the stored tensors: the transposes copy nothing.
+    a, b = seen[0]
+    assert a.data_ptr() == inputs.a.data_ptr() and b.data_ptr() == inputs.b.data_ptr()
+    assert (a.shape, b.shape) == ((40, 72), (72, 24))
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_deepgemm_bf16_provider_calls_the_layouts_op(major):
+    inputs = make_bf16_inputs(40, 24, 72, major, CPU, seed=3)
+    result = run_provider(DEEPGEMM_BF16, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5 and result["us"] == 1.0
+
+
+def test_cublas_bf16_loop_multiplies_each_nonempty_group(monkeypatch):
+    inputs = make_grouped_inputs(
+        "masked", 4, (37, 0, 64, 5), 136, 384, 64, CPU, 2, operand_dtype=torch.bfloat16
+    )
+    result = run_provider(CUBLAS_BF16_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    outputs = CUBLAS_BF16_LOOP.prepare(inputs)()
+    assert [out.shape[0] for out in outputs] == [37, 64, 5]
+    result = run_provider(CUBLAS_BF16_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5
+
+
 @requires_grouped_ops
 def test_grouped_provider_refuses_the_other_layout():
     inputs = make_grouped_inputs("masked", 2, 8, 128, 128, 128, CPU, seed=0)
@@ -460,10 +710,23 @@ def test_deepgemm_config_of_grouped_problems(monkeypatch):
     monkeypatch.setattr(heuristics, "select_config", select_config)
     assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132) == "c"
     assert deepgemm_config(Problem(256, 7168, 2048, 4, "masked", 4096), 132) == "c"
+    # 16-bit: the operand size, and whether B is stored [K, N], as the launcher builds the shape.
+    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132, ab_bytes=2) == "c"
+    assert deepgemm_config(Problem(4096, 7168, 2048, major="tn"), 132, ab_bytes=2) == "c"
+    assert deepgemm_config(Problem(4096, 7168, 2048, major="tt"), 132, ab_bytes=2) == "c"
     # Contiguous: every group's rows with their padding; masked: the expected rows of one group.
     assert seen == [
         (((512, 4096, 7168), {"num_groups": 4, "layout": "contiguous"}), 132),
         (((256, 7168, 2048), {"num_groups": 4, "layout": "masked"}), 132),
+        (
+            (
+                (512, 4096, 7168),
+                {"num_groups": 4, "layout": "contiguous", "ab_bytes": 2, "b_mn_major": False},
+            ),
+            132,
+        ),
+        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": True}), 132),
+        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": False}), 132),
     ]
 
 
@@ -547,6 +810,119 @@ def test_run_suite_records_and_json_round_trip(tmp_path):
     assert json.loads(path.read_text()) == json.loads(json.dumps({"schema": "x", "suites": [record]}))
 
 
+def test_run_suite_holds_each_problem_against_its_twin():
+    # Each problem's time: 10 us on NT, 12.5 us on TN, 8 us on NN; the TT problem comes before its twin.
+    times = {"nt": 10e-6, "tn": 12.5e-6, "nn": 8e-6, "tt": 10e-6}
+    current = {}
+
+    def make_inputs(problem, device, seed):
+        current["problem"] = problem
+        return _StubInputs()
+
+    def timer(fn):
+        return times[current["problem"].major]
+
+    suite = Suite(
+        name="twins",
+        description="stub suite with twins",
+        problems=tuple(Problem(64, 4, 3, major=major) for major in ("tt", "nt", "tn", "nn")),
+        make_inputs=make_inputs,
+        providers=(_stub_provider("right", "right"), _stub_provider("wrong", "wrong")),
+        bytes_moved=lambda problem: 1000,
+        splits=(Split("NT", lambda p: p.major == "nt"), Split("not NT", lambda p: p.major != "nt")),
+        twin=nt_twin,
+    )
+    seen = []
+    record = run_suite(
+        suite, suite.providers, CPU, 0, timer, on_problem=lambda p, r: seen.append(r["twin_speedup"])
+    )
+    tt, nt, tn, nn = record["problems"]
+    # A twin measured later cannot be compared when the problem is printed: no ratio at all.
+    assert tt["twin"] is None and tt["twin_speedup"] == {}
+    assert nt["twin"] is None and nt["twin_speedup"] == {}
+    assert tn["twin"] == dataclasses.asdict(Problem(64, 4, 3)) and tn["major"] == "tn"
+    # Only providers that are ok on both problems ("wrong" misses its reference).
+    assert tn["twin_speedup"] == {"right": pytest.approx(0.8)} and nn["twin_speedup"] == {
+        "right": pytest.approx(1.25)
+    }
+    assert seen == [{}, {}, tn["twin_speedup"], nn["twin_speedup"]]
+    assert record["twin_definition"].startswith("t_twin / t_problem")
+    # Only the splits that hold a problem with a twin.
+    assert record["twin_geomean"] == {
+        "right": {"not NT": {"geomean": pytest.approx(1.0), "n": 2}},
+        "wrong": {"not NT": {"geomean": None, "n": 0}},
+    }
+    assert record["twin_worst"] == {"right": {"not NT": pytest.approx(0.8)}, "wrong": {"not NT": None}}
+
+
+def test_run_suite_without_twins_records_none():
+    record = run_suite(
+        dataclasses.replace(DENSE, problems=(Problem(64, 4, 3),), make_inputs=lambda p, d, s: _StubInputs()),
+        (_stub_provider("right", "right"),),
+        CPU,
+        0,
+        timer=lambda fn: 1e-6,
+    )
+    (problem,) = record["problems"]
+    assert problem["twin"] is None and problem["twin_speedup"] == {} and problem["major"] == "nt"
+    assert record["twin_definition"] is None and record["twin_geomean"] == {} and record["twin_worst"] == {}
+
+
+def test_bf16_suite_runs_on_the_cpu_path():
+    suite = cpu_suite(BF16)
+    record = run_suite(suite, select_providers(suite, None, on_cuda=False), CPU, 0, timer=lambda fn: 1e-3)
+    assert record["baseline"] == "deepgemm" and list(record["providers"]) == ["deepgemm"]
+    assert [problem["major"] for problem in record["problems"]] == [p.major for p in BF16.cpu_problems]
+    for problem in record["problems"]:
+        (result,) = problem["results"].values()
+        assert result["status"] == "ok", result
+        assert result["reference"] == "bf16" and result["diffs"]["bf16"] < 1e-5
+        m, n, k = problem["m"], problem["n"], problem["k"]
+        assert problem["deepgemm_config"] is None and problem["bytes"] == 2 * (m * k + n * k + m * n)
+        if problem["major"] == "nt":
+            assert problem["twin"] is None
+        else:
+            assert problem["twin"]["major"] == "nt" and problem["twin_speedup"] == {
+                "deepgemm": pytest.approx(1.0)
+            }
+    assert record["twin_worst"] == {
+        "deepgemm": {f"{m} M>128": pytest.approx(1.0) for m in ("NN", "TN", "TT")}
+    }
+
+
+def test_bf16_grouped_suite_runs_on_the_cpu_path():
+    suite = cpu_suite(BF16_GROUPED)
+    record = run_suite(suite, select_providers(suite, None, on_cuda=False), CPU, 0, timer=lambda fn: 1e-3)
+    assert record["baseline"] == "cublas_bf16_loop" and list(record["providers"]) == [
+        "deepgemm",
+        "deepgemm_dense",
+    ]
+    assert [problem["layout"] for problem in record["problems"]] == ["contiguous", "masked"]
+    for problem in record["problems"]:
+        for result in problem["results"].values():
+            assert result["status"] == "ok", result
+            assert set(result["diffs"]) == {"bf16"} and result["diffs"]["bf16"] < 1e-5
+        assert problem["pair_speedup"] == {"deepgemm/deepgemm_dense": pytest.approx(1.0)}
+    assert record["pair_geomean"]["deepgemm/deepgemm_dense"] == {
+        "contiguous": {"geomean": pytest.approx(1.0), "n": 1},
+        "masked": {"geomean": pytest.approx(1.0), "n": 1},
+    }
+
+
+def test_matmul_fp8_suite_runs_on_the_cpu_path():
+    suite = cpu_suite(MATMUL_FP8)
+    record = run_suite(suite, select_providers(suite, None, on_cuda=False), CPU, 0, timer=lambda fn: 1e-3)
+    (problem,) = record["problems"]
+    by_hand, matmul = problem["results"]["by_hand"], problem["results"]["matmul"]
+    assert by_hand["status"] == matmul["status"] == "ok"
+    assert by_hand["diffs"]["fp8"] < 1e-5 and by_hand["diffs"]["bf16"] < 1e-3
+    # matmul is checked against the unquantised product; it quantises with the same recipe, so it
+    # also lands on the FP8 reference.
+    assert matmul["diffs"]["bf16"] < 1e-3 and matmul["diffs"]["fp8"] < 1e-5
+    assert problem["speedup"] == {"matmul": pytest.approx(1.0)} and problem["major"] == "nn"
+    assert record["geomean"]["matmul"]["M<=128"] == {"geomean": pytest.approx(1.0), "n": 1}
+
+
 @requires_grouped_ops
 @pytest.mark.parametrize("name", GROUPED_SUITES)
 def test_grouped_suites_run_on_the_cpu_path(name):
@@ -623,6 +999,20 @@ def test_cli_runs_a_grouped_suite_on_the_cpu_path(tmp_path, capsys):
     assert problem["layout"] == "contiguous" and problem["num_groups"] == 3
     assert {result["status"] for result in problem["results"].values()} == {"ok"}
     assert set(problem["pair_speedup"]) == {"deepgemm/deepgemm_dense"}
+
+
+def test_cli_runs_the_bf16_suite_on_the_cpu_path(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench_main(["--cpu", "--suite", "bf16", "--num-tests", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "twin speed = t_twin / t_problem" in printed
+    assert table_header("dense", show_major=True) in printed
+    assert any(line.split()[:2] == ["nn/nt", "speed:"] for line in printed.splitlines())
+    assert "speed relative to the twin (t_twin / t_problem), geometric mean and worst shape:" in printed
+    (suite,) = json.loads(out.read_text())["suites"]
+    assert suite["name"] == "cpu_path_bf16" and suite["twin_definition"]
+    assert [problem["major"] for problem in suite["problems"]] == ["nt", "nt", "nn", "tn", "tt"]
+    assert set(suite["twin_worst"]["deepgemm"]) == {"NN M>128", "TN M>128", "TT M>128"}
 
 
 def test_cli_help_and_usage_errors(capsys):
@@ -768,7 +1158,7 @@ def test_gpu_check_benches_every_suite(gpu_check):
 
 
 # Stands in for `python -m deepgemm.bench` in the fake repo: one JSON per --suite; grouped_masked
-# has a wrong result, grouped_decode crashes before writing anything.
+# has a wrong result, grouped_decode crashes before writing anything, bf16 has twin ratios.
 FAKE_BENCH = """\
 import argparse, json, sys
 parser = argparse.ArgumentParser()
@@ -788,6 +1178,9 @@ suite = {
     "problems": [{"m": 256, "n": 4096, "k": 7168, "num_groups": 4,
                   "results": {"deepgemm": {"status": status, "reason": "calc_diff"}}}],
 }
+if args.suite == "bf16":
+    suite["twin_geomean"] = {"deepgemm": {"NN M>128": {"geomean": 0.97, "n": 6}}}
+    suite["twin_worst"] = {"deepgemm": {"NN M>128": 0.94}}
 document = {"backend": "cuda", "env": {"device": "fake H200"}, "num_tests": args.num_tests, "suites": [suite]}
 with open(args.json, "w") as file:
     json.dump(document, file)
@@ -805,7 +1198,9 @@ def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_pa
     assert gpu_check.main(["--out", str(out), "--stages", "bench", "--num-tests", "2"]) == 1
 
     merged = json.loads((out / "bench.json").read_text())
-    assert [suite["name"] for suite in merged["suites"]] == ["dense", "grouped_contiguous", "grouped_masked"]
+    assert [suite["name"] for suite in merged["suites"]] == [
+        "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8",
+    ]  # fmt: skip
     assert merged["num_tests"] == "2" and merged["env"]["device"] == "fake H200"
     bench = json.loads((out / "gpu_check.json").read_text())["stages"]["bench"]
     assert bench["status"] == "failed" and "grouped_masked, grouped_decode" in bench["error"]
@@ -823,3 +1218,27 @@ def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_pa
     assert "dense: deepgemm vs cublas_blockwise: all 1.25x" in printed
     assert "grouped_contiguous: deepgemm vs cublas_blockwise_loop: all 1.25x" in printed
     assert "grouped_contiguous: deepgemm vs deepgemm_dense: all 0.95x" in printed
+    # Twin ratios: the suite's geometric mean per split and its worst shape.
+    assert bench["detail"]["suites"]["bf16"]["twin_worst"] == {"deepgemm": {"NN M>128": 0.94}}
+    assert bench["detail"]["suites"]["dense"]["twin_geomean"] == {}
+    assert "bf16: deepgemm vs its twin problem: NN M>128 0.97x (worst 0.94x)" in printed
+
+
+def test_gpu_check_benches_only_the_suites_asked_for(gpu_check, tmp_path, capsys):
+    package = gpu_check.REPO / "deepgemm" / "bench"
+    package.mkdir(parents=True)
+    (gpu_check.REPO / "deepgemm" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_BENCH)
+    out = tmp_path / "out"
+    assert gpu_check.main(["--out", str(out), "--stages", "bench", "--suites", "bf16, matmul_fp8"]) == 0
+    merged = json.loads((out / "bench.json").read_text())
+    assert [suite["name"] for suite in merged["suites"]] == ["bf16", "matmul_fp8"]
+    assert sorted(path.name for path in out.glob("bench-*.json")) == [
+        "bench-bf16.json",
+        "bench-matmul_fp8.json",
+    ]
+    for suites in ("bf16,nope", ","):
+        with pytest.raises(SystemExit):
+            gpu_check.main(["--stages", "bench", "--suites", suites])
+    assert "--suites must name some of" in capsys.readouterr().err

@@ -1,18 +1,20 @@
 """Does it work, and how fast: every GPU test, the benchmark and the JIT measurements in one command.
 
-    python tools/gpu_check.py --out results/ [--stages tests,bench,host,jit] [-k EXPR]
+    python tools/gpu_check.py --out results/ [--stages tests,bench,host,jit] [-k EXPR] [--suites S,S]
 
 Stages (each a subprocess, so one crash cannot take the others down; a failed stage is recorded
 and the next one runs):
 
 - ``tests``: ``pytest -m gpu tests/`` with a JUnit XML report -> pass/fail/skip counts and the
-  names of failures. That is every ``gpu``-marked file: the dense GEMM
-  (``tests/test_fp8_gemm_gpu.py``), the grouped GEMMs (``tests/test_grouped_fp8_gemm_gpu.py``), the
-  JIT. Fails if any test fails, if none was collected, or if every test skipped (no GPU visible:
-  that would be a silent "all good").
+  names of failures. That is every ``gpu``-marked file: the dense FP8 GEMM
+  (``tests/test_fp8_gemm_gpu.py``), the grouped FP8 GEMMs (``tests/test_grouped_fp8_gemm_gpu.py``),
+  the 16-bit GEMMs, dense and grouped (``tests/test_bf16_gemm_gpu.py``), the JIT. Fails if any test
+  fails, if none was collected, or if every test skipped (no GPU visible: that would be a silent
+  "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
-  ``BENCH_SUITES`` (dense, then the grouped ones), each in its own process so that a crash in one
-  suite keeps the others' figures; merged into ``OUT/bench.json``.
+  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8), or
+  of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
+  merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
@@ -36,7 +38,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("tests", "bench", "host", "jit")
 # deepgemm.bench's suites, in the order the bench stage runs them.
-BENCH_SUITES = ("dense", "grouped_contiguous", "grouped_masked", "grouped_decode")
+BENCH_SUITES = (
+    "dense",
+    "grouped_contiguous",
+    "grouped_masked",
+    "grouped_decode",
+    "bf16",
+    "bf16_grouped",
+    "matmul_fp8",
+)
 SCHEMA = "deepgemm.gpu_check/1"
 # Lines of a failed stage's log kept in the JSON; the printed summary shows the last few.
 LOG_TAIL_LINES = 30
@@ -163,6 +173,8 @@ def _bench_summary(document: dict) -> dict:
             "faster": suite["faster"],
             "geomean": suite["geomean"],
             "pair_geomean": suite["pair_geomean"],
+            "twin_geomean": suite.get("twin_geomean", {}),
+            "twin_worst": suite.get("twin_worst", {}),
             "not_ok": problems,
         }
     return {"device": document["env"]["device"], "suites": suites}
@@ -174,14 +186,14 @@ def _host_summary(document: dict) -> dict:
 
 
 def stage_bench(out: Path, args: argparse.Namespace) -> dict:
-    """Every suite of ``BENCH_SUITES`` in its own process (one ``--stage-timeout`` for them all),
+    """Every suite of ``args.suites`` in its own process (one ``--stage-timeout`` for them all),
     merged into ``OUT/bench.json``; fails if any suite's run failed or wrote nothing."""
     deadline = time.monotonic() + args.stage_timeout
     extra = ["--num-tests", str(args.num_tests)] if args.num_tests else []
     result = out / "bench.json"
     result.unlink(missing_ok=True)
     documents, failed = [], {}
-    for index, suite in enumerate(BENCH_SUITES):
+    for index, suite in enumerate(args.suites):
         suite_json = out / f"bench-{suite}.json"
         suite_json.unlink(missing_ok=True)
         command = [sys.executable, "-m", "deepgemm.bench", "--suite", suite, "--json", str(suite_json)]
@@ -300,7 +312,9 @@ def _means(splits: dict) -> str:
 
 
 def _bench_notes(detail: dict) -> list[str]:
-    """``a vs b: 1.20x`` reads "a runs 1.20x as fast as b", whichever way the suite's ratios point."""
+    """``a vs b: 1.20x`` reads "a runs 1.20x as fast as b", whichever way the suite's ratios point;
+    ``p vs its twin problem: L 0.97x (worst 0.95x)``: p runs the problems of split L 0.97x as fast as
+    their twins (bf16: each layout against NT on the same shape), 0.95x on the worst shape."""
     lines = [f"on {detail['device']}"]
     for suite, info in detail["suites"].items():
         baseline = info["baseline"]
@@ -309,6 +323,13 @@ def _bench_notes(detail: dict) -> list[str]:
             lines.append(f"{suite}: {pair[0]} vs {pair[1]}: {_means(splits)}")
         for label, splits in info["pair_geomean"].items():
             lines.append(f"{suite}: {label.replace('/', ' vs ')}: {_means(splits)}")
+        for provider, splits in info["twin_geomean"].items():
+            worst = info["twin_worst"].get(provider, {})
+            cells = "  ".join(
+                f"{label} {_ratio(cell['geomean'])} (worst {_ratio(worst.get(label))})"
+                for label, cell in splits.items()
+            )
+            lines.append(f"{suite}: {provider} vs its twin problem: {cells}")
         lines += [
             f"{suite} {r['shape']} {r['provider']}: {r['status']} ({r['reason']})" for r in info["not_ok"]
         ]
@@ -361,6 +382,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-k", help="pytest -k expression for the tests stage")
     parser.add_argument(
+        "--suites",
+        default=",".join(BENCH_SUITES),
+        help=f"comma-separated benchmark suites for the bench stage (default: all, {','.join(BENCH_SUITES)})",
+    )
+    parser.add_argument(
         "--num-tests", type=int, help="timed calls per benchmark measurement (bench default: 30)"
     )
     parser.add_argument("--stage-timeout", type=float, default=1800, help="seconds per stage (default: 1800)")
@@ -369,6 +395,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.stages) - set(STAGES))
     if unknown or not args.stages:
         parser.error(f"--stages must name some of {', '.join(STAGES)}; unknown: {unknown}")
+    args.suites = [suite.strip() for suite in args.suites.split(",") if suite.strip()]
+    unknown = sorted(set(args.suites) - set(BENCH_SUITES))
+    if unknown or not args.suites:
+        parser.error(f"--suites must name some of {', '.join(BENCH_SUITES)}; unknown: {unknown}")
     return args
 
 

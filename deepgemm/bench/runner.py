@@ -92,33 +92,36 @@ def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[
     return result
 
 
-def deepgemm_config(problem: Problem, num_sms: int) -> object:
-    """The kernel config deepgemm's heuristics pick for ``problem``, as JSON-ready data.
+def _gemm_shape(heuristics, problem: Problem, ab_bytes: int) -> object:
+    """The ``GemmShape`` the launcher builds for ``problem``: grouped layouts carry the groups
+    (contiguous: ``m`` = every group's rows with their padding; masked: ``m`` = the expected rows of
+    one group), 16-bit operands their element size and whether B is stored ``[K, N]``."""
+    rows, extra = problem.m, {}
+    if problem.layout != "dense":
+        if problem.layout == "contiguous":
+            rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
+        extra = {"num_groups": problem.num_groups, "layout": problem.layout}
+    if ab_bytes != 1:
+        extra |= {"ab_bytes": ab_bytes, "b_mn_major": problem.major[1] == "n"}
+    return heuristics.GemmShape(rows, problem.n, problem.k, **extra)
 
-    Optional metadata, so every step is guarded: for a dense problem it uses
+
+def deepgemm_config(problem: Problem, num_sms: int, ab_bytes: int = 1) -> object:
+    """The kernel config deepgemm's heuristics pick for ``problem`` with operands of ``ab_bytes``
+    bytes (1: the FP8 kernel, 2: the 16-bit one), as JSON-ready data.
+
+    Optional metadata, so every step is guarded: for a dense FP8 problem it uses
     ``deepgemm.heuristics.describe_config(m, n, k)`` if the package has it, else
-    ``select_config(GemmShape(m, n, k), num_sms)``; for a grouped one ``select_config`` on the
-    ``GemmShape`` of its layout (contiguous: ``m`` = every group's rows with their padding; masked:
-    ``m`` = the expected rows of one group). ``None`` when these do not exist, ``{"error": ...}``
-    when the call fails.
+    ``select_config(GemmShape(...), num_sms)`` on the shape the launcher builds (``_gemm_shape``).
+    ``None`` when these do not exist, ``{"error": ...}`` when the call fails.
     """
     import deepgemm.heuristics as heuristics
 
     try:
-        if problem.layout != "dense":
-            if not (hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape")):
-                return None
-            rows = problem.m
-            if problem.layout == "contiguous":
-                rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
-            shape = heuristics.GemmShape(
-                rows, problem.n, problem.k, num_groups=problem.num_groups, layout=problem.layout
-            )
-            config = heuristics.select_config(shape, num_sms)
-        elif hasattr(heuristics, "describe_config"):
+        if problem.layout == "dense" and ab_bytes == 1 and hasattr(heuristics, "describe_config"):
             config = heuristics.describe_config(problem.m, problem.n, problem.k)
         elif hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape"):
-            config = heuristics.select_config(heuristics.GemmShape(problem.m, problem.n, problem.k), num_sms)
+            config = heuristics.select_config(_gemm_shape(heuristics, problem, ab_bytes), num_sms)
         else:
             return None
     except Exception as error:  # never fail a benchmark over metadata
@@ -129,9 +132,10 @@ def deepgemm_config(problem: Problem, num_sms: int) -> object:
 
 
 def _config_on(device: torch.device, suite: Suite, problem: Problem) -> object:
-    if device.type != "cuda" or not suite.fp8_config:
+    if device.type != "cuda":
         return None
-    return deepgemm_config(problem, torch.cuda.get_device_properties(device).multi_processor_count)
+    num_sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return deepgemm_config(problem, num_sms, suite.ab_bytes)
 
 
 def measure_problem(
