@@ -37,6 +37,9 @@ from .config import (
 FP8_FLOPS_PER_CYCLE_PER_SM = 8192
 SMEM_BYTES_PER_CYCLE_PER_SM = 128
 L2_BYTES_PER_CYCLE_PER_SM = 64
+# The 16-bit kernel keeps the tensor cores busier (no promotion), so its operand loads press harder
+# on L2: fitted to an H100 sweep where 2-CTA multicast made the M = 4096 tiles 3-5% faster.
+L2_BYTES_PER_CYCLE_PER_SM_16BIT = 40
 HBM_BYTES_PER_CYCLE = 1900
 # One consumer warpgroup cannot hide its promotion FFMAs behind another warpgroup's WGMMAs, and
 # releases stages later; measured to cost about a quarter of a tile's throughput even when the
@@ -54,6 +57,7 @@ BLOCK_N_CANDIDATES_16BIT = tuple(range(16, 257, 16))
 # The 16-bit kernel keeps one k-block of WGMMAs in flight while the next is issued, so it holds two
 # stages at once: with fewer than three the loads stop overlapping the math.
 MIN_STAGES_16BIT = 3
+MULTICAST_MIN_WAVES_16BIT = 2
 
 
 def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
@@ -84,14 +88,15 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K_BYTES) / SMEM_BYTES_PER_CYCLE_PER_SM
     shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
     shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
-    l2 = BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b) / L2_BYTES_PER_CYCLE_PER_SM
+    l2_rate = L2_BYTES_PER_CYCLE_PER_SM if cfg.ab_bytes == 1 else L2_BYTES_PER_CYCLE_PER_SM_16BIT
+    l2 = BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b) / l2_rate
 
     k_block_cycles = max(mma, smem, l2)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
     if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n):
         k_block_cycles *= STRADDLING_SCALE_COST
-    if cfg.num_tma_multicast > 1:
+    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     tile_cycles = num_waves * num_k_blocks * k_block_cycles
     return max(tile_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE), tile_cycles
@@ -126,6 +131,12 @@ def candidate_configs(shape: GemmShape, num_sms: int):
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
                 cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
                 if shape.ab_bytes == 2 and cfg.num_stages < MIN_STAGES_16BIT:
+                    continue
+                # Measured on the 16-bit kernel (H100 sweep): multicast gained 3-5% where every SM
+                # runs several tiles, and lost 2-8% on problems of about one wave of tiles, where the
+                # pair's lock step only adds latency.
+                if (shape.ab_bytes == 2 and num_tma_multicast > 1
+                        and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES_16BIT * num_sms):
                     continue
                 if not config_errors(cfg, shape):
                     yield cfg
