@@ -1,0 +1,149 @@
+"""The 16-bit GEMM kernel compiles for sm_90a with NVRTC, with no local memory (stack frame or spills),
+for every distinct config the heuristic selects on the DeepSeek-V3 shapes in the four layouts and on the
+grouped suites, and the host's mirror of its shared-memory layout matches the kernel's constants.
+
+No GPU is needed. DG_JIT_PTXAS_CHECK=1 makes a build with local memory fail; builds run in parallel
+threads (the compiler runs outside the GIL) into a fresh cache directory."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
+from deepgemm.heuristics.sm90 import select_config
+from deepgemm.jit import CompileError, build_kernel
+from deepgemm.jit.codegen import render_template_arg
+from deepgemm.ops import bf16_launch, fp8_launch
+
+NUM_SMS = 132
+DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
+GROUPED_NK = ((4096, 7168), (7168, 2048))
+OUT_BYTES = {torch.bfloat16: 2, torch.float16: 2, torch.float32: 4}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One instantiation of `sm90_bf16_gemm`: a selected config and what else its template names."""
+
+    n: int
+    k: int
+    cfg: GemmConfig
+    layout: str = "nt"
+    out_dtype: torch.dtype = torch.bfloat16
+    has_c: bool = False
+    is_fp16: bool = False
+    kind: str = fp8_launch.GEMM_KIND_DENSE
+
+    @property
+    def template_args(self) -> tuple[int | bool | str, ...]:
+        a_mn_major, b_mn_major = self.layout[0] == "t", self.layout[1] == "n"
+        return bf16_launch.template_args(self.n, self.k, self.cfg, a_mn_major, b_mn_major, self.is_fp16,
+                                         self.out_dtype, self.has_c, self.kind)
+
+    @property
+    def id(self) -> str:
+        c = self.cfg
+        return (f"{self.kind.rsplit(':', 1)[-1]}-{self.layout}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
+                f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-{str(self.out_dtype)[6:]}"
+                f"{'-c' if self.has_c else ''}{'-fp16' if self.is_fp16 else ''}")
+
+
+def _dense(m: int, n: int, k: int, layout: str, out_dtype: torch.dtype, **kw) -> Case:
+    shape = GemmShape(m, n, k, OUT_BYTES[out_dtype], ab_bytes=2, b_mn_major=layout[1] == "n")
+    return Case(n, k, select_config(shape, NUM_SMS), layout, out_dtype, **kw)
+
+
+def selected_cases() -> list[Case]:
+    dense = [_dense(m, n, k, layout, out_dtype) for m in (64, 128, 4096) for n, k in DSV3_NK
+             for layout in ("nt", "nn", "tn", "tt") for out_dtype in (torch.bfloat16, torch.float32)]
+    # C, FP16 in and out: epilogue and instruction variants on one config each.
+    variants = [_dense(4096, 7168, 2048, "nt", torch.float32, has_c=True),
+                _dense(128, 7168, 2048, "tn", torch.bfloat16, has_c=True),
+                _dense(4096, 4096, 7168, "nn", torch.float16, is_fp16=True, has_c=True)]
+    grouped = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS, ab_bytes=2), NUM_SMS),
+                    kind=fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES)
+               for g, rows in ((4, 8192), (8, 4096)) for n, k in GROUPED_NK]
+    grouped += [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED, ab_bytes=2), NUM_SMS),
+                     kind=fp8_launch.GEMM_KIND_MASKED)
+                for g, rows in ((4, 256), (32, 16), (32, 192)) for n, k in GROUPED_NK]
+    return dense + variants + grouped
+
+
+def distinct_cases() -> list[Case]:
+    """One case per distinct instantiation up to N and K (they change loop trip counts, not the code)."""
+    cases: dict[tuple, Case] = {}
+    for case in selected_cases():
+        cases.setdefault(case.template_args[2:], case)
+    return list(cases.values())
+
+
+CASES = distinct_cases()
+
+
+def _build(case: Case) -> str | None:
+    """None when the kernel compiled with no local memory, else the error."""
+    try:
+        build_kernel(bf16_launch.KERNEL, bf16_launch.HEADER, case.template_args)
+    except CompileError as error:  # LocalMemoryError included
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def build_errors(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DG_JIT_COMPILER", "nvrtc")
+        env.setenv("DG_JIT_CACHE_DIR", str(tmp_path_factory.mktemp("jit-cache-bf16")))
+        env.setenv("DG_JIT_PTXAS_CHECK", "1")
+        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            return dict(zip(CASES, pool.map(_build, CASES), strict=True))
+
+
+def test_cases_cover_every_variant():
+    assert {case.layout for case in CASES} == {"nt", "nn", "tn", "tt"}
+    assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
+    assert {case.cfg.num_tma_multicast for case in CASES} == {1, 2}
+    kinds = (fp8_launch.GEMM_KIND_DENSE, fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES, fp8_launch.GEMM_KIND_MASKED)
+    assert {case.kind for case in CASES} == set(kinds)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_kernel_compiles_without_local_memory(build_errors, case):
+    assert build_errors[case] is None, build_errors[case]
+
+
+PROBE_HEADER = """#pragma once
+#include <{kernel_header}>
+
+// Host mirror (deepgemm/heuristics/config.py) vs. the kernel's own layout constants.
+{asserts}
+
+template <int kUnused>
+__global__ void bf16_layout_probe() {{}}
+"""
+
+
+def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
+    """Dynamic shared memory and block size passed at launch equal `Bf16GemmLayout`'s, for every selection."""
+    asserts = []
+    for case in CASES:
+        args = case.template_args
+        # Bf16GemmLayout<N, K, BLOCK_M, BLOCK_N, stages, A MN-major, B MN-major, out type, kind>
+        layout_args = (*args[:5], *args[7:9], args[10], args[13])
+        layout = "deepgemm::Bf16GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes(case.k)}u, "{case.id}");')
+        asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
+    include_dir = tmp_path / "include"
+    include_dir.mkdir()
+    (include_dir / "bf16_layout_probe.cuh").write_text(
+        PROBE_HEADER.format(kernel_header=bf16_launch.HEADER, asserts="\n".join(asserts)))
+    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
+    binary = build_kernel("bf16_layout_probe", "bf16_layout_probe.cuh", (0,), include_dirs=[include_dir])
+    assert binary.compiled and binary.symbol == "_Z17bf16_layout_probeILi0EEvv"
