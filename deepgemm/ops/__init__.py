@@ -9,13 +9,13 @@ from .bf16_gemm import (
     m_grouped_bf16_gemm_nt_masked,
 )
 from .fp8_gemm import fp8_gemm_nt
+from .front_door import matmul
 from .grouped_fp8_gemm import (
     get_m_alignment_for_contiguous_layout,
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
-from .matmul import matmul
 from .settings import get_num_sms, set_num_sms
 
 __all__ = [
