@@ -120,17 +120,8 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
         ptx::prefetch_tma_descriptor(&tmap_b);
         ptx::prefetch_tma_descriptor(&tmap_d);
     }
-    if (thread == kNumMathThreads + 32) {
-        for (uint32_t s = 0; s < kNumStages; ++s) {
-            ptx::mbarrier_init(&full_barriers[s], 1);
-            ptx::mbarrier_init(&empty_barriers[s], kNumTMAMulticast * kNumMathThreads / 32);
-        }
-        ptx::fence_barrier_init();
-    }
-    if constexpr (kNumTMAMulticast > 1)
-        ptx::cluster_sync();
-    else
-        __syncthreads();
+    init_stage_barriers<kNumStages, kNumTMAMulticast, kNumMathThreads>(thread == kNumMathThreads + 32, full_barriers,
+                                                                       empty_barriers);
 
     if (thread >= kNumMathThreads) {
         ptx::warpgroup_reg_dealloc<40>();

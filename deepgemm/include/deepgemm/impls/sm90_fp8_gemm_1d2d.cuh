@@ -115,19 +115,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         ptx::prefetch_tma_descriptor(&tmap_sfa);
         ptx::prefetch_tma_descriptor(&tmap_d);
     }
-    if (thread == kNumMathThreads + 32) {
-        for (uint32_t s = 0; s < kNumStages; ++s) {
-            ptx::mbarrier_init(&full_barriers[s], 1);
-            // Every consumer warp of every CTA in the cluster frees the stage: with multicast the
-            // producer overwrites the peer's copy too.
-            ptx::mbarrier_init(&empty_barriers[s], kNumTMAMulticast * kNumMathThreads / 32);
-        }
-        ptx::fence_barrier_init();
-    }
-    if constexpr (kNumTMAMulticast > 1)
-        ptx::cluster_sync();
-    else
-        __syncthreads();
+    init_stage_barriers<kNumStages, kNumTMAMulticast, kNumMathThreads>(thread == kNumMathThreads + 32, full_barriers,
+                                                                       empty_barriers);
 
     if (thread >= kNumMathThreads) {
         // Producer warpgroup: one thread issues every TMA load; the others only give up registers.

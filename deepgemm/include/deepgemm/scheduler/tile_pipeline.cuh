@@ -2,6 +2,7 @@
 
 #include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
+#include <deepgemm/ptx/cluster.cuh>
 #include <deepgemm/ptx/mbarrier.cuh>
 #include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
@@ -18,6 +19,26 @@ namespace deepgemm {
 
 template <GemmKind kKind>
 constexpr bool kHandsOffTiles = kKind != GemmKind::Dense;
+
+// Initialises the ring's barriers (by one thread): a stage is full once the producer's TMA bytes
+// landed, and empty once every consumer warp of every CTA in the cluster freed it (with multicast the
+// producer overwrites the peer's copy too). Then syncs the block, or with multicast the cluster, so
+// no barrier is used before it is initialised.
+template <uint32_t kNumStages, uint32_t kNumTMAMulticast, uint32_t kNumMathThreads>
+__device__ __forceinline__ void init_stage_barriers(bool is_init_thread, uint64_t* full_barriers,
+                                                    uint64_t* empty_barriers) {
+    if (is_init_thread) {
+        for (uint32_t s = 0; s < kNumStages; ++s) {
+            ptx::mbarrier_init(&full_barriers[s], 1);
+            ptx::mbarrier_init(&empty_barriers[s], kNumTMAMulticast * kNumMathThreads / 32);
+        }
+        ptx::fence_barrier_init();
+    }
+    if constexpr (kNumTMAMulticast > 1)
+        ptx::cluster_sync();
+    else
+        __syncthreads();
+}
 
 // The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
 // stage, arms its full barrier for `stage_tx_bytes` and calls `load_stage(tile, k_block, stage,
