@@ -19,16 +19,20 @@ from ..cuda.tma import TmaDescriptor, make_tma_descriptor
 from ..heuristics.config import (
     BLOCK_K_BYTES,
     CONTIGUOUS,
-    DENSE,
     MASKED,
     MN_MAJOR_CHUNK,
     GemmConfig,
     GemmShape,
 )
-from ..heuristics.sm90 import select_config
-from ..jit import ParamType, get_kernel, knobs
-from ..quant.layout import TMA_ALIGNMENT_BYTES, align
-from .fp8_launch import D_STORE_ROWS, GEMM_KIND_CONTIGUOUS_INDICES, GEMM_KIND_DENSE, GEMM_KIND_MASKED
+from ..jit import ParamType, get_kernel
+from .fp8_launch import (
+    D_STORE_ROWS,
+    GEMM_KIND_CONTIGUOUS_INDICES,
+    GEMM_KIND_DENSE,
+    GEMM_KIND_MASKED,
+    choose_config,
+)
+from .grouped_launch import group_stride_bytes
 from .settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_bf16_gemm"
@@ -119,16 +123,6 @@ def kernel_launcher(
     )
 
 
-@lru_cache(maxsize=4096)
-def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
-    """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
-    cfg = select_config(shape, num_sms)
-    if knobs.print_configs():
-        layout = "" if shape.layout == DENSE else f" {shape.layout} groups={shape.num_groups}"
-        print(f"deepgemm: 16-bit gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
-    return cfg
-
-
 def launch_bf16_gemm(
     layout: str,
     A: torch.Tensor,
@@ -144,11 +138,12 @@ def launch_bf16_gemm(
     """Enqueues D = C + A·B for the storage `layout` ("nt", "nn", "tn" or "tt"). `config` overrides the
     heuristic (tuning tools only)."""
     a_mn_major, b_mn_major = layout[0] == "t", layout[1] == "n"
-    key = (layout, m, n, k, A.dtype, d.dtype, c is not None, config, device_index)
+    num_sms = num_sms_for(device_index)
+    key = (layout, m, n, k, A.dtype, d.dtype, c is not None, config, num_sms, device_index)
     plan = _plans.get(key)
     if plan is None:
         shape = GemmShape(m, n, k, d.element_size(), ab_bytes=2, b_mn_major=b_mn_major)
-        cfg = config or choose_config(shape, num_sms_for(device_index))
+        cfg = config or choose_config(shape, num_sms)
         launch = kernel_launcher(
             n, k, cfg, a_mn_major, b_mn_major, A.dtype == torch.float16, d.dtype, c is not None, device_index
         )
@@ -194,12 +189,13 @@ def _launch_grouped(
 ) -> None:
     num_groups, n, k = B.shape
     rows = A.shape[-2]
-    key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, device_index)
+    num_sms = num_sms_for(device_index)
+    key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, num_sms, device_index)
     plan = _plans.get(key)
     if plan is None:
         layout = MASKED if kind == GEMM_KIND_MASKED else CONTIGUOUS
         shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, ab_bytes=2)
-        cfg = config or choose_config(shape, num_sms_for(device_index))
+        cfg = config or choose_config(shape, num_sms)
         if not cfg.grouped:
             raise ValueError(
                 "config must be made for a grouped shape (GemmConfig.grouped): the grouped "
@@ -280,7 +276,7 @@ class _Plan:
                 A.data_ptr(),
                 A.dtype,
                 (k, rows, groups),
-                (A.stride(1) * 2, self._group_stride(A)),
+                (A.stride(1) * 2, group_stride_bytes(A, groups)),
                 (BLOCK_K, cfg.block_m, 1),
                 128,
             )
@@ -288,7 +284,7 @@ class _Plan:
                 d.data_ptr(),
                 d.dtype,
                 (n, rows, groups),
-                (d.stride(1) * d.element_size(), self._group_stride(d)),
+                (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
                 (slab_cols, D_STORE_ROWS, 1),
                 cfg.swizzle_d_bytes,
             )
@@ -305,13 +301,6 @@ class _Plan:
         # Grouped: the experts' matrices lie back to back (validated), one [G * N, K] map.
         tmap_b = _operand_map(B, n * self.num_groups, k, cfg.block_n, self.b_mn_major)
         return tmap_a, tmap_b, tmap_d
-
-    def _group_stride(self, tensor: torch.Tensor) -> int:
-        """Bytes between groups of a [G, rows, cols] tensor. With one group torch may report any
-        stride (even 0) for the size-1 dim; TMA then gets the group's own span instead."""
-        if self.num_groups > 1:
-            return tensor.stride(0) * tensor.element_size()
-        return align(tensor.shape[1] * tensor.stride(1) * tensor.element_size(), TMA_ALIGNMENT_BYTES)
 
 
 def _operand_map(tensor: torch.Tensor, rows: int, k: int, block_rows: int, mn_major: bool) -> TmaDescriptor:

@@ -62,11 +62,13 @@ def kernel_launcher(n: int, k: int, cfg: GemmConfig, device: int, kind: str = GE
 
 @lru_cache(maxsize=4096)
 def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
-    """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
+    """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`; the FP8 and the 16-bit
+    launchers share it (the shape's operand size tells the kernels apart)."""
     cfg = select_config(shape, num_sms)
     if knobs.print_configs():
+        operands = "fp8" if shape.ab_bytes == 1 else "16-bit"
         layout = "" if shape.layout == DENSE else f" {shape.layout} groups={shape.num_groups}"
-        print(f"deepgemm: fp8 gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
+        print(f"deepgemm: {operands} gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}", flush=True)
     return cfg
 
 

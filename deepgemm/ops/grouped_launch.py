@@ -131,21 +131,22 @@ class _GroupedPlan:
         groups = self.num_groups
         return (
             make_tma_descriptor(A.data_ptr(), _FP8, (k, rows, groups),
-                                (A.stride(1), self._group_stride(A, 1)), (BLOCK_K, cfg.block_m, 1), 128),
+                                (A.stride(1), group_stride_bytes(A, groups)), (BLOCK_K, cfg.block_m, 1), 128),
             tmap_b,
             make_tma_descriptor(sfa.data_ptr(), torch.float32, (rows, k_blocks, groups),
                                 (sfa.stride(2) * 4, sfa.stride(0) * 4), (cfg.block_m, 1, 1), 0),
             make_tma_descriptor(d.data_ptr(), self.d_dtype, (n, rows, groups),
-                                (d.stride(1) * d.element_size(), self._group_stride(d, d.element_size())),
+                                (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
                                 (self.slab_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes),
         )
 
-    def _group_stride(self, tensor: torch.Tensor, element_bytes: int) -> int:
-        """Bytes between groups of a [G, rows, cols] tensor. With one group torch may report any
-        stride (even 0) for the size-1 dim; TMA then gets the group's own span instead."""
-        if self.num_groups > 1:
-            return tensor.stride(0) * element_bytes
-        return align(tensor.shape[1] * tensor.stride(1) * element_bytes, TMA_ALIGNMENT_BYTES)
+
+def group_stride_bytes(tensor: torch.Tensor, num_groups: int) -> int:
+    """Bytes between the groups of a [G, rows, cols] tensor, for a 3-D tensor map. With one group torch
+    may report any stride (even 0) for the size-1 dim; TMA then gets the group's own span instead."""
+    if num_groups > 1:
+        return tensor.stride(0) * tensor.element_size()
+    return align(tensor.shape[1] * tensor.stride(1) * tensor.element_size(), TMA_ALIGNMENT_BYTES)
 
 
 _plans: dict[tuple, _GroupedPlan] = {}
