@@ -16,10 +16,10 @@ import random
 
 import pytest
 import torch
+from grouped_cases import grouped_inputs
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.quant import align
+from deepgemm.bench.inputs import GroupedInputs
 from deepgemm.testing import calc_diff
 
 pytestmark = pytest.mark.gpu
@@ -218,37 +218,6 @@ SENTINEL_BITS = {2: (torch.int16, 0x7FA5), 4: (torch.int32, 0x7FA5A5A5)}
 FLAT_GUARD = 4096  # sentinel elements before and after d's storage (keeps d 16-byte aligned)
 
 
-def _expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None) -> list[int]:
-    """0.7-1.3x ``expected`` rows each; with 4+ experts every fifth (from the second) is empty, and
-    with ``max_m`` (masked) the last one is full."""
-    rng = random.Random(seed)
-    sizes = [rng.randint(expected * 7 // 10, expected * 13 // 10) for _ in range(num_groups)]
-    if num_groups >= 4:
-        for group in range(1, num_groups, 5):
-            sizes[group] = 0
-        if max_m is not None:
-            sizes[-1] = max_m
-    return sizes
-
-
-def _grouped_inputs(layout: str, num_groups: int, expected: int, n: int, k: int) -> GroupedInputs:
-    seed = num_groups * 1_000_003 + n * 7919 + k
-    max_m = align(expected * 13 // 10, 128) if layout == "masked" else None
-    sizes = _expert_sizes(num_groups, expected, seed, max_m)
-    return make_grouped_inputs(
-        layout,
-        num_groups,
-        sizes,
-        n,
-        k,
-        max_m,
-        torch.device("cuda"),
-        seed,
-        expected_m=expected,
-        operand_dtype=torch.bfloat16,
-    )
-
-
 def _sentinel_output(inputs: GroupedInputs, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``d`` laid out like A (``[M_sum, N]`` or ``[G, max_m, N]``) full of the sentinel, inside a
     buffer of sentinels ``FLAT_GUARD`` elements longer on either side."""
@@ -298,7 +267,7 @@ def _run_grouped(inputs: GroupedInputs, dtype: torch.dtype = torch.bfloat16):
 
 @pytest.mark.parametrize("g,m,n,k", GROUPED_CASES, ids=GROUPED_IDS)
 def test_grouped_contiguous(g: int, m: int, n: int, k: int) -> None:
-    inputs = _grouped_inputs("contiguous", g, m, n, k)
+    inputs = grouped_inputs("contiguous", g, m, n, k, operand_dtype=torch.bfloat16)
     buf, d = _run_grouped(inputs)
     _assert_untouched(buf, d, _valid_mask(inputs), "contiguous")
     _assert_accurate(inputs, d, "contiguous")
@@ -306,7 +275,7 @@ def test_grouped_contiguous(g: int, m: int, n: int, k: int) -> None:
 
 @pytest.mark.parametrize("g,m,n,k", GROUPED_CASES, ids=GROUPED_IDS)
 def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
-    inputs = _grouped_inputs("masked", g, m, n, k)
+    inputs = grouped_inputs("masked", g, m, n, k, operand_dtype=torch.bfloat16)
     assert int(inputs.masked_m.min()) < inputs.a.shape[1], "some group must leave rows masked off"
     buf, d = _run_grouped(inputs)
     _assert_untouched(buf, d, _valid_mask(inputs), "masked")
@@ -315,14 +284,14 @@ def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
 
 @pytest.mark.parametrize("layout", ["contiguous", "masked"])
 def test_grouped_fp32_output(layout: str) -> None:
-    inputs = _grouped_inputs(layout, 4, 384, 7168, 2048)
+    inputs = grouped_inputs(layout, 4, 384, 7168, 2048, operand_dtype=torch.bfloat16)
     buf, d = _run_grouped(inputs, torch.float32)
     _assert_untouched(buf, d, _valid_mask(inputs), f"{layout}, FP32 d")
     _assert_accurate(inputs, d, f"{layout}, FP32 d")
 
 
 def test_grouped_masked_cuda_graph_replays_with_new_row_counts() -> None:
-    inputs = _grouped_inputs("masked", 4, 384, 7168, 2048)
+    inputs = grouped_inputs("masked", 4, 384, 7168, 2048, operand_dtype=torch.bfloat16)
     max_m = inputs.a.shape[1]
     masked_m = inputs.masked_m.clone()
     buf, d = _sentinel_output(inputs, torch.bfloat16)

@@ -13,10 +13,10 @@ import random
 
 import pytest
 import torch
+from grouped_cases import grouped_inputs
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.quant import align
+from deepgemm.bench.inputs import GroupedInputs
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
 
 pytestmark = pytest.mark.gpu
@@ -36,28 +36,6 @@ CASE_IDS = [f"G{g}-m{m}-{n}x{k}" for g, m, n, k in CASES]
 # A BF16 NaN with a payload no kernel computes: rows that must stay untouched hold exactly these bits.
 SENTINEL_BITS = 0x7FA5
 GUARD = 4096  # sentinel elements before and after d's storage (a multiple of 8: d stays 16-byte aligned)
-
-
-def _expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None = None) -> list[int]:
-    """0.7-1.3x ``expected`` rows each; with 4+ experts every fifth (from the second) is empty, and
-    with ``max_m`` (masked) the last one is full."""
-    rng = random.Random(seed)
-    sizes = [rng.randint(expected * 7 // 10, expected * 13 // 10) for _ in range(num_groups)]
-    if num_groups >= 4:
-        for group in range(1, num_groups, 5):
-            sizes[group] = 0
-        if max_m is not None:
-            sizes[-1] = max_m
-    return sizes
-
-
-def _make(layout: str, num_groups: int, expected: int, n: int, k: int) -> GroupedInputs:
-    seed = num_groups * 1_000_003 + n * 7919 + k
-    max_m = align(expected * 13 // 10, 128) if layout == "masked" else None
-    sizes = _expert_sizes(num_groups, expected, seed, max_m)
-    return make_grouped_inputs(
-        layout, num_groups, sizes, n, k, max_m, torch.device("cuda"), seed, expected_m=expected
-    )
 
 
 def _sentinel_output(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +99,7 @@ def _run_masked(inputs: GroupedInputs):
 
 @pytest.mark.parametrize("g,m,n,k", CASES, ids=CASE_IDS)
 def test_contiguous(g: int, m: int, n: int, k: int) -> None:
-    inputs = _make("contiguous", g, m, n, k)
+    inputs = grouped_inputs("contiguous", g, m, n, k)
     valid = _valid_mask(inputs)
     # One call with the scales as the cast returns them, one in the kernel's own layout.
     buf, d = _run_contiguous(inputs, by_offsets=False)
@@ -138,7 +116,7 @@ def test_contiguous(g: int, m: int, n: int, k: int) -> None:
 
 @pytest.mark.parametrize("g,m,n,k", CASES, ids=CASE_IDS)
 def test_masked(g: int, m: int, n: int, k: int) -> None:
-    inputs = _make("masked", g, m, n, k)
+    inputs = grouped_inputs("masked", g, m, n, k)
     buf, d = _run_masked(inputs)
     _assert_untouched(buf, d, _valid_mask(inputs), "masked")
     _assert_accurate(inputs, d, "masked")
@@ -149,7 +127,7 @@ def test_contiguous_alignment_is_128() -> None:
 
 
 def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
-    inputs = _make("masked", 4, 384, 7168, 2048)
+    inputs = grouped_inputs("masked", 4, 384, 7168, 2048)
     max_m = inputs.a.shape[1]
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)  # so the captured call copies nothing
     a, b = (inputs.a, sfa), (inputs.b, inputs.sfb)
@@ -186,11 +164,11 @@ def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
 
 
 def test_deterministic() -> None:
-    contiguous = _make("contiguous", 4, 384, 7168, 2048)
+    contiguous = grouped_inputs("contiguous", 4, 384, 7168, 2048)
     first, _ = _run_contiguous(contiguous, by_offsets=False)
     second, _ = _run_contiguous(contiguous, by_offsets=False)
     assert torch.equal(first, second)
-    masked = _make("masked", 4, 384, 7168, 2048)
+    masked = grouped_inputs("masked", 4, 384, 7168, 2048)
     first, _ = _run_masked(masked)
     second, _ = _run_masked(masked)
     assert torch.equal(first, second)

@@ -4,39 +4,21 @@ chosen for transposed views, padding of odd sizes, batching, ``out=``, and every
 import numpy as np
 import pytest
 import torch
+from matmul_support import product, record_16bit_calls
 
 import deepgemm
-from deepgemm.ops import bf16_gemm
 from deepgemm.testing import calc_diff
 
 BF16 = torch.bfloat16
-LAYOUTS = ("nn", "nt", "tn", "tt")
 
 
 def randn(*shape: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
 
 
-def product(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``a @ b`` in float64 of the inputs converted to ``dtype`` (the precision the GEMM runs in)."""
-    if dtype is not None:
-        a, b = a.to(dtype), b.to(dtype)
-    return a.double() @ b.double()
-
-
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Records ``(layout, a, b, d)`` of every 16-bit op call, still running the real op."""
-    recorded = []
-    for layout in LAYOUTS:
-        real = getattr(bf16_gemm, f"bf16_gemm_{layout}")
-
-        def recorder(a, b, d, c=None, _layout=layout, _real=real):
-            recorded.append((_layout, a, b, d))
-            return _real(a, b, d, c)
-
-        monkeypatch.setattr(bf16_gemm, f"bf16_gemm_{layout}", recorder)
-    return recorded
+    return record_16bit_calls(monkeypatch)
 
 
 # ---- 16-bit precisions ---------------------------------------------------------------------------

@@ -4,9 +4,9 @@ and FP8 results bitwise equal to quantisation plus ``fp8_gemm_nt`` called by han
 import numpy as np
 import pytest
 import torch
+from matmul_support import product, record_16bit_calls
 
 import deepgemm
-from deepgemm.ops import bf16_gemm
 from deepgemm.testing import calc_diff
 
 pytestmark = pytest.mark.gpu
@@ -15,7 +15,6 @@ if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0)
     pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
 
 BF16 = torch.bfloat16
-LAYOUTS = ("nn", "nt", "tn", "tt")
 SHAPES = [(64, 2112, 7168), (128, 7168, 2048), (4096, 4096, 7168), (1, 8, 16), (129, 1000, 208), (7, 13, 29)]
 
 
@@ -24,25 +23,9 @@ def randn(*shape: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> tor
     return torch.randn(*shape, generator=gen, device="cuda").to(dtype)
 
 
-def product(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    if dtype is not None:
-        a, b = a.to(dtype), b.to(dtype)
-    return a.double() @ b.double()
-
-
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Records ``(layout, a, b, d)`` of every 16-bit op call, still running the real op."""
-    recorded = []
-    for layout in LAYOUTS:
-        real = getattr(bf16_gemm, f"bf16_gemm_{layout}")
-
-        def recorder(a, b, d, c=None, _layout=layout, _real=real):
-            recorded.append((_layout, a, b, d))
-            return _real(a, b, d, c)
-
-        monkeypatch.setattr(bf16_gemm, f"bf16_gemm_{layout}", recorder)
-    return recorded
+    return record_16bit_calls(monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

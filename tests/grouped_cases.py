@@ -1,0 +1,33 @@
+"""The grouped GEMMs' GPU test cases (FP8 and 16-bit): random expert sizes around an expected count,
+some experts empty, built into the benchmark's grouped inputs on the GPU."""
+
+import random
+
+import torch
+
+from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
+from deepgemm.quant import align
+
+
+def expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None = None) -> list[int]:
+    """0.7-1.3x ``expected`` rows each; with 4+ experts every fifth (from the second) is empty, and
+    with ``max_m`` (masked) the last one is full."""
+    rng = random.Random(seed)
+    sizes = [rng.randint(expected * 7 // 10, expected * 13 // 10) for _ in range(num_groups)]
+    if num_groups >= 4:
+        for group in range(1, num_groups, 5):
+            sizes[group] = 0
+        if max_m is not None:
+            sizes[-1] = max_m
+    return sizes
+
+
+def grouped_inputs(layout: str, num_groups: int, expected: int, n: int, k: int,
+                   operand_dtype: torch.dtype = torch.float8_e4m3fn) -> GroupedInputs:
+    """Inputs of one grouped case on the GPU, seeded by its sizes; masked cases get max_m = 1.3x
+    ``expected`` (aligned to 128)."""
+    seed = num_groups * 1_000_003 + n * 7919 + k
+    max_m = align(expected * 13 // 10, 128) if layout == "masked" else None
+    sizes = expert_sizes(num_groups, expected, seed, max_m)
+    return make_grouped_inputs(layout, num_groups, sizes, n, k, max_m, torch.device("cuda"), seed,
+                               expected_m=expected, operand_dtype=operand_dtype)
