@@ -16,7 +16,10 @@ import torch
 from grouped_cases import grouped_inputs
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs
+from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
+from deepgemm.heuristics.config import CONTIGUOUS_OFFSETS, GemmShape, config_errors
+from deepgemm.heuristics.sm90 import make_config
+from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous_offsets
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
 
 pytestmark = pytest.mark.gpu
@@ -110,7 +113,8 @@ def test_contiguous(g: int, m: int, n: int, k: int) -> None:
     )
     _assert_untouched(buf, d_offsets, valid, "group_ends")
     _assert_accurate(inputs, d_offsets, "group_ends")
-    # Both variants pick their config from the same shape and run the same tiles: same bits.
+    # The offsets variant may pick taller tiles (they need not stop at 128-row expert boundaries), but
+    # each output element sums the same products in the same order: same bits.
     assert torch.equal(d.view(torch.int16), d_offsets.view(torch.int16))
 
 
@@ -120,6 +124,28 @@ def test_masked(g: int, m: int, n: int, k: int) -> None:
     buf, d = _run_masked(inputs)
     _assert_untouched(buf, d, _valid_mask(inputs), "masked")
     _assert_accurate(inputs, d, "masked")
+
+
+@pytest.mark.parametrize("block_m,block_n", [(256, 128), (256, 96), (128, 144)])
+def test_contiguous_offsets_tiles_clip_to_their_expert(block_m: int, block_n: int) -> None:
+    """Tiles of the offsets variant start at each expert's first row and stop at its last, even when
+    that is inside a 256-row tile or inside a 64-row store box: experts of 1, 127, 129, 255, 257 and
+    383 rows (and empty ones) with N and K that no tile divides, against the m_indices variant."""
+    sizes = [129, 0, 1, 255, 257, 0, 383, 127, 640]
+    n, k = 1000, 896
+    inputs = make_grouped_inputs("contiguous", len(sizes), sizes, n, k, None, torch.device("cuda"), seed=5)
+    buf, d = _sentinel_output(_output_shape(inputs))
+    shape = GemmShape(inputs.a.shape[0], n, k, 2, len(sizes), CONTIGUOUS_OFFSETS)
+    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n)
+    assert not config_errors(cfg, shape)
+    sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
+    launch_m_grouped_contiguous_offsets(inputs.a, sfa, inputs.b, inputs.sfb, d, inputs.group_ends,
+                                        torch.cuda.current_device(), config=cfg)
+    torch.cuda.synchronize()
+    _assert_untouched(buf, d, _valid_mask(inputs), f"{block_m}x{block_n} offsets")
+    _assert_accurate(inputs, d, f"{block_m}x{block_n} offsets")
+    _, d_indices = _run_contiguous(inputs, by_offsets=False)
+    assert torch.equal(d.view(torch.int16), d_indices.view(torch.int16))
 
 
 def test_contiguous_alignment_is_128() -> None:

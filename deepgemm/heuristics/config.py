@@ -18,8 +18,9 @@ BLOCK_K_BYTES = 128
 MN_MAJOR_CHUNK = 64
 # Rows of one expert in the contiguous MoE layout start at multiples of this.
 M_ALIGNMENT_CONTIGUOUS = 128
-# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous or masked layout.
-DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
+# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (named by per-row indices,
+# or by per-expert row offsets) or the masked layout.
+DENSE, CONTIGUOUS, CONTIGUOUS_OFFSETS, MASKED = "dense", "contiguous", "contiguous_offsets", "masked"
 # Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
 MAX_SMEM_BYTES = 232448
 SCALE_BLOCK = 128
@@ -39,7 +40,9 @@ class GemmShape:
     `ab_bytes` is 1 for FP8 operands, 2 for BF16/FP16. `b_mn_major`: B is stored [k, n] (16-bit only).
 
     MoE layouts (`layout`) multiply by `num_groups` B matrices [n, k]: "contiguous" has `m` rows in
-    all (every expert's rows together), "masked" has `m` (expected) rows in each of the groups.
+    all (every expert's rows together, each row's expert named by an index), "contiguous_offsets" the
+    same with each expert's rows named by their end offset, "masked" has `m` (expected) rows in each of
+    the groups.
     """
 
     m: int
@@ -153,6 +156,8 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     errors = []
     if cfg.block_m not in (64, 128, 256):
         errors.append(f"block_m={cfg.block_m} must be 64, 128 or 256")
+    # With per-row indices the scheduler names a tile's expert by its first row, so a tile must not
+    # span two experts; with offsets it clips each tile to its expert's rows.
     if shape.layout == CONTIGUOUS and M_ALIGNMENT_CONTIGUOUS % cfg.block_m:
         errors.append(f"block_m={cfg.block_m} must divide {M_ALIGNMENT_CONTIGUOUS} (a tile spans one expert)")
     if shape.layout != DENSE and cfg.num_tma_multicast != 1:

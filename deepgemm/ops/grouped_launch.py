@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..cuda.tma import TmaDescriptor, make_tma_descriptor
-from ..heuristics.config import BLOCK_K, CONTIGUOUS, MASKED, GemmConfig, GemmShape
+from ..heuristics.config import BLOCK_K, CONTIGUOUS, CONTIGUOUS_OFFSETS, MASKED, GemmConfig, GemmShape
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align, ceil_div, get_mn_major_tma_aligned_tensor
 from .fp8_launch import (
     D_STORE_ROWS,
@@ -29,6 +29,8 @@ from .fp8_launch import (
 from .settings import num_sms_for
 
 _FP8 = torch.float8_e4m3fn
+_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS_OFFSETS,
+            GEMM_KIND_MASKED: MASKED}
 _MAX_PLANS = 1024
 _MAX_TMAPS_PER_PLAN = 64
 
@@ -73,7 +75,7 @@ def _launch(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor, B: tor
     key = (kind, config_m, rows, n, k, num_groups, d.dtype, num_sms, device_index)
     plan = _plans.get(key)
     if plan is None:
-        layout = MASKED if kind == GEMM_KIND_MASKED else CONTIGUOUS
+        layout = _LAYOUTS[kind]
         cfg = choose_config(GemmShape(config_m, n, k, d.element_size(), num_groups, layout), num_sms)
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()

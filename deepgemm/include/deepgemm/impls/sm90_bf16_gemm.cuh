@@ -177,35 +177,43 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                 tile, shape_m, grouped_layout, warpgroup, thread_in_warpgroup, kWarpgroupBarrier + warpgroup,
                 num_valid_rows);
 
-            // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
-            uint32_t in_flight_stage = 0;
-            for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                ptx::mbarrier_wait(&full_barriers[stage], phase);
-                const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-                const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-                #pragma unroll
-                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                    // Rows outside every group (padding, past masked_m) cost no tensor-core work.
-                    if (kKind != GemmKind::Dense && num_valid_rows[w] == 0)
-                        continue;
-                    ptx::wgmma_fence();
-                    const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * 128 >> 4);
+            // Compiled twice for the grouped kinds, as in the FP8 kernel: tiles whose every wave has
+            // valid rows run the dense kernel's loop, free of the per-wave row test.
+            auto run_k_loop = [&](bool is_guarded) {
+                // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
+                uint32_t in_flight_stage = 0;
+                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
+                    ptx::mbarrier_wait(&full_barriers[stage], phase);
+                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
+                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
                     #pragma unroll
-                    for (uint32_t k = 0; k < BLOCK_K / 16; ++k)
-                        MMA::template mma<kIsFP16, kIsAMNMajor, kIsBMNMajor>(
-                            wave_desc_a + k * kStepA, desc_b + k * kStepB, accum[w], k_block > 0 || k > 0);
+                    for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                        // Rows outside every group (padding, past masked_m) cost no tensor-core work.
+                        if (is_guarded && num_valid_rows[w] == 0)
+                            continue;
+                        ptx::wgmma_fence();
+                        const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * 128 >> 4);
+                        #pragma unroll
+                        for (uint32_t k = 0; k < BLOCK_K / 16; ++k)
+                            MMA::template mma<kIsFP16, kIsAMNMajor, kIsBMNMajor>(
+                                wave_desc_a + k * kStepA, desc_b + k * kStepB, accum[w], k_block > 0 || k > 0);
+                    }
+                    ptx::wgmma_commit_group();
+                    ptx::wgmma_wait_group<1>();
+                    if (k_block > 0 && lane == 0)
+                        release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage]);
+                    in_flight_stage = stage;
+                    if (++stage == kNumStages)
+                        stage = 0, phase ^= 1;
                 }
-                ptx::wgmma_commit_group();
-                ptx::wgmma_wait_group<1>();
-                if (k_block > 0 && lane == 0)
+                ptx::wgmma_wait_group<0>();
+                if (lane == 0)
                     release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage]);
-                in_flight_stage = stage;
-                if (++stage == kNumStages)
-                    stage = 0, phase ^= 1;
-            }
-            ptx::wgmma_wait_group<0>();
-            if (lane == 0)
-                release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage]);
+            };
+            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0)
+                run_k_loop(false);
+            else
+                run_k_loop(true);
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
                 #pragma unroll

@@ -207,53 +207,62 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 for (uint32_t i = 0; i < kNumAccum; ++i)
                     final_accum[w][i] = 0.0f;
 
-            for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                const float scale_b0 = wg_sfb[k_block];
-                const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
-                ptx::mbarrier_wait(&full_barriers[stage], phase);
+            // The k-loop, compiled twice for the grouped kinds: tiles whose every wave has valid rows
+            // (nearly all of them) run the dense kernel's loop; only the others test each wave's rows
+            // (that test inside the loop cost the grouped kinds about 5% against the dense kernel).
+            auto run_k_loop = [&](bool is_guarded) {
+                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
+                    const float scale_b0 = wg_sfb[k_block];
+                    const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
+                    ptx::mbarrier_wait(&full_barriers[stage], phase);
 
-                const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
-                const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-                const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-                #pragma unroll
-                for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                    // Read the A scales before the stage can be released and overwritten.
-                    const float scale_a0 = stage_sfa[w * Layout::kWaveM];
-                    const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
-                    // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
-                    const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
-                    // Rows outside every group (padding, past masked_m) cost no tensor-core work.
-                    const bool is_active = kKind == GemmKind::Dense || num_valid_rows[w] > 0;
+                    const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
+                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
+                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
+                    #pragma unroll
+                    for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
+                        // Read the A scales before the stage can be released and overwritten.
+                        const float scale_a0 = stage_sfa[w * Layout::kWaveM];
+                        const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
+                        // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
+                        const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
+                        // Rows outside every group (padding, past masked_m) cost no tensor-core work.
+                        const bool is_active = !is_guarded || num_valid_rows[w] > 0;
 
-                    if (is_active) {
-                        ptx::wgmma_fence();
-                        #pragma unroll
-                        for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
-                            MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
-                        ptx::wgmma_commit_group();
-                        ptx::wgmma_wait_group<0>();
-                        #pragma unroll
-                        for (uint32_t i = 0; i < kNumAccum; ++i)
-                            ptx::fence_operand(accum[i]);
+                        if (is_active) {
+                            ptx::wgmma_fence();
+                            #pragma unroll
+                            for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
+                                MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
+                            ptx::wgmma_commit_group();
+                            ptx::wgmma_wait_group<0>();
+                            #pragma unroll
+                            for (uint32_t i = 0; i < kNumAccum; ++i)
+                                ptx::fence_operand(accum[i]);
+                        }
+
+                        // Free the stage before promoting so the next TMA load overlaps the FFMAs.
+                        if (w == Layout::kNumWaves - 1 && lane == 0)
+                            release_stage<kNumTMAMulticast>(&empty_barriers[stage]);
+
+                        if (!is_active)
+                            continue;
+                        const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
+                        const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
+                        if constexpr (Layout::kUniformScaleB)
+                            promote<kNumAccum / 4>(final_accum[w], accum, s00, s01, s10, s11);
+                        else
+                            promote_straddling<BLOCK_N>(num_former_groups, final_accum[w], accum,
+                                                        s00, s01, s10, s11);
                     }
-
-                    // Free the stage before promoting so the next TMA load overlaps the FFMAs.
-                    if (w == Layout::kNumWaves - 1 && lane == 0)
-                        release_stage<kNumTMAMulticast>(&empty_barriers[stage]);
-
-                    if (!is_active)
-                        continue;
-                    const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
-                    const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
-                    if constexpr (Layout::kUniformScaleB)
-                        promote<kNumAccum / 4>(final_accum[w], accum, s00, s01, s10, s11);
-                    else
-                        promote_straddling<BLOCK_N>(num_former_groups, final_accum[w], accum,
-                                                    s00, s01, s10, s11);
+                    if (++stage == kNumStages)
+                        stage = 0, phase ^= 1;
                 }
-                if (++stage == kNumStages)
-                    stage = 0, phase ^= 1;
-            }
+            };
+            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0)
+                run_k_loop(false);
+            else
+                run_k_loop(true);
 
             // Epilogue, per warpgroup on its own rows of the D tile. The previous tile's TMA store
             // was left in flight to overlap this mainloop; its issuing thread waits for it to finish

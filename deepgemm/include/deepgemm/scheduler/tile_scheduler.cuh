@@ -56,8 +56,10 @@ struct TileScheduler {
     static constexpr uint32_t kContiguousAlignment = 128;
     static constexpr bool kWalksGroups = kKind == GemmKind::ContiguousEnds || kKind == GemmKind::Masked;
     static_assert(kNumBlocksPerGroup % 2 == 0, "an even group keeps 2-CTA cluster pairs on one row or column");
-    static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Masked || kContiguousAlignment % BLOCK_M == 0,
-                  "a contiguous-layout tile must not span two experts");
+    // Per-row indices name a tile's expert by its first row; the group-walking kinds clip every tile
+    // to its group's rows, so only ContiguousIndices bounds BLOCK_M.
+    static_assert(kKind != GemmKind::ContiguousIndices || kContiguousAlignment % BLOCK_M == 0,
+                  "a tile named by per-row indices must not span two experts");
 
     const uint32_t shape_m;
     const uint32_t num_groups;
