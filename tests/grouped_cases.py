@@ -31,3 +31,27 @@ def grouped_inputs(layout: str, num_groups: int, expected: int, n: int, k: int,
     sizes = expert_sizes(num_groups, expected, seed, max_m)
     return make_grouped_inputs(layout, num_groups, sizes, n, k, max_m, torch.device("cuda"), seed,
                                expected_m=expected, operand_dtype=operand_dtype)
+
+
+def captured_graph(call) -> torch.cuda.CUDAGraph:
+    """``call`` run once (it compiles and loads its kernel, which capture does not allow), then
+    captured in a CUDA graph."""
+    call()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    return graph
+
+
+def replay_row_counts(max_m: int) -> list[list[int]]:
+    """``masked_m`` values for four groups to replay a captured masked call with: all empty, all
+    full, mixed edges, and one random draw."""
+    rng = random.Random(0)
+    return [
+        [0, 0, 0, 0],
+        [max_m] * 4,
+        [0, max_m, 17, 200],
+        [1, 0, max_m - 1, 64],
+        [rng.randint(0, max_m) for _ in range(4)],
+    ]

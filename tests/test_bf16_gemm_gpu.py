@@ -12,11 +12,9 @@ distinct (layout, N, K, dtypes, config) JIT-compiles once, so the cases share sh
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
-from grouped_cases import grouped_inputs
+from grouped_cases import captured_graph, grouped_inputs, replay_row_counts
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs
@@ -301,20 +299,8 @@ def test_grouped_masked_cuda_graph_replays_with_new_row_counts() -> None:
     def call() -> None:
         deepgemm.m_grouped_bf16_gemm_nt_masked(inputs.a, inputs.b, d, masked_m, inputs.expected_m)
 
-    call()  # compiles and loads the kernel, which capture does not allow
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-
-    rng = random.Random(0)
-    for counts in (
-        [0, 0, 0, 0],
-        [max_m] * 4,
-        [0, max_m, 17, 200],
-        [1, 0, max_m - 1, 64],
-        [rng.randint(0, max_m) for _ in range(4)],
-    ):
+    graph = captured_graph(call)
+    for counts in replay_row_counts(max_m):
         buf.fill_(SENTINEL_BITS[2][1])
         masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
         graph.replay()

@@ -9,11 +9,9 @@ group_ends, masked_m, alignment) is tested on the CPU in tests/test_bench.py. Ea
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
-from grouped_cases import grouped_inputs
+from grouped_cases import captured_graph, grouped_inputs, replay_row_counts
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
@@ -163,20 +161,8 @@ def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
     def call() -> None:
         deepgemm.m_grouped_fp8_gemm_nt_masked(a, b, d, masked_m, inputs.expected_m)
 
-    call()  # compiles and loads the kernel, which capture does not allow
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-
-    rng = random.Random(0)
-    for counts in (
-        [0, 0, 0, 0],
-        [max_m] * 4,
-        [0, max_m, 17, 200],
-        [1, 0, max_m - 1, 64],
-        [rng.randint(0, max_m) for _ in range(4)],
-    ):
+    graph = captured_graph(call)
+    for counts in replay_row_counts(max_m):
         buf.fill_(SENTINEL_BITS)
         masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
         graph.replay()
