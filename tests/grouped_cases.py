@@ -22,6 +22,12 @@ def expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None = 
     return sizes
 
 
+# Experts whose rows start and end inside 256-row tiles and 64-row store boxes (1 to 640 rows, two
+# empty), for tests that force tile shapes: padded to 128 each, rows 256-511, 512-767 and 1280-1535
+# are 256-row blocks holding two experts.
+EXPERT_SIZES_ACROSS_TILES = (129, 0, 1, 255, 257, 0, 383, 127, 640)
+
+
 def grouped_inputs(layout: str, num_groups: int, expected: int, n: int, k: int,
                    operand_dtype: torch.dtype = torch.float8_e4m3fn) -> GroupedInputs:
     """Inputs of one grouped case on the GPU, seeded by its sizes; masked cases get max_m = 1.3x

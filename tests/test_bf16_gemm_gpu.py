@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grouped_cases import captured_graph, grouped_inputs, replay_row_counts
+from grouped_cases import EXPERT_SIZES_ACROSS_TILES, captured_graph, grouped_inputs, replay_row_counts
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs
+from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
+from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
+from deepgemm.heuristics.sm90 import make_config
+from deepgemm.ops.bf16_launch import launch_m_grouped_bf16_contiguous
 from deepgemm.testing import calc_diff
 
 pytestmark = pytest.mark.gpu
@@ -278,6 +281,28 @@ def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
     buf, d = _run_grouped(inputs)
     _assert_untouched(buf, d, _valid_mask(inputs), "masked")
     _assert_accurate(inputs, d, "masked")
+
+
+@pytest.mark.parametrize("block_m,block_n", [(256, 128), (256, 96), (128, 144)])
+def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: int) -> None:
+    """Forced tiles on experts that start and end inside 256-row tiles and 64-row store boxes (a
+    256-row block holding two experts runs as two tiles): no other row written, accurate, and
+    bit-identical to the heuristic's tiles."""
+    sizes = EXPERT_SIZES_ACROSS_TILES
+    inputs = make_grouped_inputs("contiguous", len(sizes), sizes, 1000, 896, None, torch.device("cuda"),
+                                 seed=5, operand_dtype=torch.bfloat16)
+    shape = GemmShape(inputs.a.shape[0], 1000, 896, 2, len(sizes), CONTIGUOUS, ab_bytes=2)
+    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n)
+    assert not config_errors(cfg, shape)
+    buf, d = _sentinel_output(inputs, torch.bfloat16)
+    device = torch.cuda.current_device()
+    launch_m_grouped_bf16_contiguous(inputs.a, inputs.b, d, inputs.m_indices, device, cfg)
+    torch.cuda.synchronize()
+    what = f"{block_m}x{block_n}"
+    _assert_untouched(buf, d, _valid_mask(inputs), what)
+    _assert_accurate(inputs, d, what)
+    _, d_heuristic = _run_grouped(inputs)
+    assert torch.equal(d.view(torch.int16), d_heuristic.view(torch.int16)), what
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "masked"])

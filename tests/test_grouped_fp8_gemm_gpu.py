@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grouped_cases import captured_graph, grouped_inputs, replay_row_counts
+from grouped_cases import EXPERT_SIZES_ACROSS_TILES, captured_graph, grouped_inputs, replay_row_counts
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.heuristics.config import CONTIGUOUS_OFFSETS, GemmShape, config_errors
+from deepgemm.heuristics.config import CONTIGUOUS, CONTIGUOUS_OFFSETS, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous_offsets
+from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
 
 pytestmark = pytest.mark.gpu
@@ -124,26 +124,60 @@ def test_masked(g: int, m: int, n: int, k: int) -> None:
     _assert_accurate(inputs, d, "masked")
 
 
-@pytest.mark.parametrize("block_m,block_n", [(256, 128), (256, 96), (128, 144)])
-def test_contiguous_offsets_tiles_clip_to_their_expert(block_m: int, block_n: int) -> None:
-    """Tiles of the offsets variant start at each expert's first row and stop at its last, even when
-    that is inside a 256-row tile or inside a 64-row store box: experts of 1, 127, 129, 255, 257 and
-    383 rows (and empty ones) with N and K that no tile divides, against the m_indices variant."""
-    sizes = [129, 0, 1, 255, 257, 0, 383, 127, 640]
-    n, k = 1000, 896
-    inputs = make_grouped_inputs("contiguous", len(sizes), sizes, n, k, None, torch.device("cuda"), seed=5)
+def _run_contiguous_with_tiles(inputs: GroupedInputs, by_offsets: bool, block_m: int, block_n: int,
+                               m_indices: torch.Tensor | None = None):
+    """The contiguous op with a forced tile shape (and `m_indices` in place of the inputs' own)."""
     buf, d = _sentinel_output(_output_shape(inputs))
-    shape = GemmShape(inputs.a.shape[0], n, k, 2, len(sizes), CONTIGUOUS_OFFSETS)
+    n, k = inputs.b.shape[1:]
+    layout = CONTIGUOUS_OFFSETS if by_offsets else CONTIGUOUS
+    shape = GemmShape(inputs.a.shape[0], n, k, 2, inputs.num_groups, layout)
     cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n)
     assert not config_errors(cfg, shape)
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
-    launch_m_grouped_contiguous_offsets(inputs.a, sfa, inputs.b, inputs.sfb, d, inputs.group_ends,
-                                        torch.cuda.current_device(), config=cfg)
+    device = torch.cuda.current_device()
+    if by_offsets:
+        launch_m_grouped_contiguous_offsets(inputs.a, sfa, inputs.b, inputs.sfb, d, inputs.group_ends, device,
+                                            config=cfg)
+    else:
+        indices = inputs.m_indices if m_indices is None else m_indices
+        launch_m_grouped_contiguous(inputs.a, sfa, inputs.b, inputs.sfb, d, indices, device, config=cfg)
     torch.cuda.synchronize()
-    _assert_untouched(buf, d, _valid_mask(inputs), f"{block_m}x{block_n} offsets")
-    _assert_accurate(inputs, d, f"{block_m}x{block_n} offsets")
-    _, d_indices = _run_contiguous(inputs, by_offsets=False)
-    assert torch.equal(d.view(torch.int16), d_indices.view(torch.int16))
+    return buf, d
+
+
+def _across_tiles_inputs() -> GroupedInputs:
+    sizes = EXPERT_SIZES_ACROSS_TILES
+    return make_grouped_inputs("contiguous", len(sizes), sizes, 1000, 896, None, torch.device("cuda"), seed=5)
+
+
+@pytest.mark.parametrize("by_offsets", [True, False], ids=["offsets", "m_indices"])
+@pytest.mark.parametrize("block_m,block_n", [(256, 128), (256, 96), (128, 144)])
+def test_contiguous_tiles_stop_at_their_expert(by_offsets: bool, block_m: int, block_n: int) -> None:
+    """Every expert's rows are computed with its own B, and no other row is written, when experts start
+    and end inside 256-row tiles or 64-row store boxes: experts of 1, 127, 129, 255, 257 and 383 rows
+    (and empty ones), N and K that no tile divides. The offsets variant clips tiles to its experts;
+    m_indices runs a 256-row block holding two experts as two tiles. Bit-identical to the other
+    variant with its own (heuristic) tiles."""
+    inputs = _across_tiles_inputs()
+    what = f"{block_m}x{block_n} {'offsets' if by_offsets else 'm_indices'}"
+    buf, d = _run_contiguous_with_tiles(inputs, by_offsets, block_m, block_n)
+    _assert_untouched(buf, d, _valid_mask(inputs), what)
+    _assert_accurate(inputs, d, what)
+    _, d_other = _run_contiguous(inputs, by_offsets=not by_offsets)
+    assert torch.equal(d.view(torch.int16), d_other.view(torch.int16)), what
+
+
+def test_contiguous_indices_padding_half_of_a_256_row_block() -> None:
+    """A 256-row block whose first 128 rows are all padding and whose second half is an expert's: the
+    padding stays untouched and every other row comes out as before."""
+    inputs = _across_tiles_inputs()
+    _, before = _run_contiguous_with_tiles(inputs, False, 256, 128)
+    m_indices = inputs.m_indices.clone()
+    m_indices[256:384] = -1  # expert 2's one row and its padding: block 256-511 now starts with padding
+    buf, after = _run_contiguous_with_tiles(inputs, False, 256, 128, m_indices)
+    valid = m_indices >= 0
+    _assert_untouched(buf, after, valid, "padding first half")
+    assert torch.equal(after[valid].view(torch.int16), before[valid].view(torch.int16))
 
 
 def test_contiguous_alignment_is_128() -> None:

@@ -16,8 +16,6 @@ BLOCK_K = 128
 BLOCK_K_BYTES = 128
 # An MN-major (16-bit) operand tile is loaded in chunks of this many rows (one 128-byte TMA box).
 MN_MAJOR_CHUNK = 64
-# Rows of one expert in the contiguous MoE layout start at multiples of this.
-M_ALIGNMENT_CONTIGUOUS = 128
 # Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (named by per-row indices,
 # or by per-expert row offsets) or the masked layout.
 DENSE, CONTIGUOUS, CONTIGUOUS_OFFSETS, MASKED = "dense", "contiguous", "contiguous_offsets", "masked"
@@ -156,10 +154,6 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     errors = []
     if cfg.block_m not in (64, 128, 256):
         errors.append(f"block_m={cfg.block_m} must be 64, 128 or 256")
-    # With per-row indices the scheduler names a tile's expert by its first row, so a tile must not
-    # span two experts; with offsets it clips each tile to its expert's rows.
-    if shape.layout == CONTIGUOUS and M_ALIGNMENT_CONTIGUOUS % cfg.block_m:
-        errors.append(f"block_m={cfg.block_m} must divide {M_ALIGNMENT_CONTIGUOUS} (a tile spans one expert)")
     if shape.layout != DENSE and cfg.num_tma_multicast != 1:
         errors.append("grouped GEMMs do not multicast")
     if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:

@@ -18,7 +18,6 @@ from functools import lru_cache
 
 from .config import (
     BLOCK_K_BYTES,
-    CONTIGUOUS,
     DENSE,
     MASKED,
     MAX_SMEM_BYTES,
@@ -64,8 +63,7 @@ def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
     # The masked layout's `m` is per group: small groups want small tiles just as small GEMMs do.
     if shape.m <= 64:
         return (64,)
-    # Per-row expert indices bound a tile by the 128-row alignment of the experts (see config_errors).
-    return (64, 128) if shape.layout == CONTIGUOUS else (64, 128, 256)
+    return (64, 128, 256)
 
 
 def _max_stages(shape: GemmShape, block_m: int, block_n: int, grouped: bool) -> int:

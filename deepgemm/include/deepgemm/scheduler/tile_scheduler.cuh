@@ -14,8 +14,9 @@ struct Tile {
     // Expert (B matrix) of the tile; 0 for the dense kind.
     uint32_t group;
     // Rows of the tile, from `row` on, that belong to the group: a prefix of the tile. BLOCK_M for
-    // the dense kind (TMA clips the M tail) and for ContiguousIndices (whose consumers count the
-    // rows themselves from the per-row indices).
+    // the dense kind (TMA clips the M tail); for ContiguousIndices an upper bound (BLOCK_M, or 128
+    // for a 256-row block cut at an expert boundary), within which the consumers count the rows
+    // themselves from the per-row indices.
     uint32_t num_valid_rows;
 };
 
@@ -37,8 +38,14 @@ __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
 
 // Persistent walk over output tiles: CTA b takes tiles b, b + grid, b + 2 * grid, ... The dense and
 // ContiguousIndices kinds number the tiles of one [shape_m, N] problem, ContiguousIndices skipping
-// tiles whose first row is padding; the ContiguousEnds and Masked kinds number the tiles group
-// after group, each group a [rows of the group, N] problem of its own.
+// tiles whose rows are padding; the ContiguousEnds and Masked kinds number the tiles group after
+// group, each group a [rows of the group, N] problem of its own.
+//
+// Experts of the contiguous layout start at multiples of 128 rows, so a 256-row ContiguousIndices
+// block may hold two of them. Its halves' first rows name their experts: one expert (or padding
+// after the first half) makes one 256-row tile; two make two tiles of 128 valid rows each, handed
+// out one after the other to the same CTA (the second loads the next block's rows too, and
+// computes nothing for them).
 //
 // Within one problem, tiles are numbered in groups of kNumBlocksPerGroup blocks along one dimension
 // (N when kGroupAlongN) so that the CTAs running at the same moment read the same few operand tiles
@@ -56,10 +63,11 @@ struct TileScheduler {
     static constexpr uint32_t kContiguousAlignment = 128;
     static constexpr bool kWalksGroups = kKind == GemmKind::ContiguousEnds || kKind == GemmKind::Masked;
     static_assert(kNumBlocksPerGroup % 2 == 0, "an even group keeps 2-CTA cluster pairs on one row or column");
-    // Per-row indices name a tile's expert by its first row; the group-walking kinds clip every tile
-    // to its group's rows, so only ContiguousIndices bounds BLOCK_M.
-    static_assert(kKind != GemmKind::ContiguousIndices || kContiguousAlignment % BLOCK_M == 0,
-                  "a tile named by per-row indices must not span two experts");
+    // Per-row indices name a tile's expert by its first row: a tile spans at most two 128-row
+    // halves, each of one expert (see above).
+    static_assert(kKind != GemmKind::ContiguousIndices || BLOCK_M <= 2 * kContiguousAlignment,
+                  "a tile named by per-row indices spans at most two aligned expert blocks");
+    static constexpr bool kSplitsBlocks = kKind == GemmKind::ContiguousIndices && BLOCK_M > kContiguousAlignment;
 
     const uint32_t shape_m;
     const uint32_t num_groups;
@@ -73,6 +81,12 @@ struct TileScheduler {
     uint32_t group_row = 0;
     uint32_t group_rows = 0;
     int32_t previous_end = 0;
+    // ContiguousIndices with 256-row blocks: the expert of the second half of the block just handed
+    // out, when it still needs a tile of its own (kNoPendingHalf: none).
+    static constexpr uint32_t kNoPendingHalf = 0xffffffffu;
+    uint32_t pending_half_group = kNoPendingHalf;
+    uint32_t pending_half_row = 0;
+    uint32_t pending_half_n_block = 0;
 
     __device__ TileScheduler(uint32_t shape_m, uint32_t num_groups, const int32_t* grouped_layout)
         : shape_m(shape_m), num_groups(num_groups), grouped_layout(grouped_layout), next_block(blockIdx.x) {
@@ -83,6 +97,13 @@ struct TileScheduler {
     }
 
     __device__ bool next(Tile& tile) {
+        if constexpr (kSplitsBlocks) {
+            if (pending_half_group != kNoPendingHalf) {
+                tile = {pending_half_row, pending_half_n_block, pending_half_group, kContiguousAlignment};
+                pending_half_group = kNoPendingHalf;
+                return true;
+            }
+        }
         while (true) {
             const uint32_t block = next_block;
             if constexpr (kWalksGroups) {
@@ -107,8 +128,24 @@ struct TileScheduler {
             tile.group = group;
             tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;
             if constexpr (kKind == GemmKind::ContiguousIndices) {
-                // All rows of a tile belong to one expert or are padding, so the first row decides.
+                // All rows of a 128-row aligned block belong to one expert or are padding, so its
+                // first row decides.
                 tile.group = static_cast<uint32_t>(__ldg(grouped_layout + tile.row));
+                if constexpr (kSplitsBlocks) {
+                    const uint32_t half_row = tile.row + kContiguousAlignment;
+                    const uint32_t half_group =
+                        half_row < shape_m ? static_cast<uint32_t>(__ldg(grouped_layout + half_row)) : tile.group;
+                    if (half_group != tile.group && half_group < num_groups) {
+                        if (tile.group >= num_groups) {
+                            tile.row = half_row, tile.group = half_group;  // the first half is padding
+                        } else {
+                            pending_half_group = half_group;
+                            pending_half_row = half_row;
+                            pending_half_n_block = tile.n_block;
+                        }
+                        tile.num_valid_rows = kContiguousAlignment;
+                    }
+                }
                 if (tile.group >= num_groups)
                     continue;  // padding (-1), or an index out of range: nothing to compute
             }
