@@ -39,6 +39,15 @@ def grouped_inputs(layout: str, num_groups: int, expected: int, n: int, k: int,
                                expected_m=expected, operand_dtype=operand_dtype)
 
 
+def valid_rows_mask(inputs: GroupedInputs, masked_m: torch.Tensor | None = None) -> torch.Tensor:
+    """Which rows of d a grouped op writes: ``[M_sum]`` (contiguous) or ``[G, max_m]`` (masked, by
+    ``masked_m`` when given, else the inputs' own counts)."""
+    if inputs.layout == "contiguous":
+        return inputs.m_indices >= 0
+    counts = inputs.masked_m if masked_m is None else masked_m
+    return torch.arange(inputs.a.shape[1], device="cuda")[None, :] < counts[:, None]
+
+
 def captured_graph(call) -> torch.cuda.CUDAGraph:
     """``call`` run once (it compiles and loads its kernel, which capture does not allow), then
     captured in a CUDA graph."""

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grouped_cases import EXPERT_SIZES_ACROSS_TILES, captured_graph, grouped_inputs, replay_row_counts
+from grouped_cases import (
+    EXPERT_SIZES_ACROSS_TILES,
+    captured_graph,
+    grouped_inputs,
+    replay_row_counts,
+    valid_rows_mask,
+)
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
@@ -231,14 +237,6 @@ def _sentinel_output(inputs: GroupedInputs, dtype: torch.dtype) -> tuple[torch.T
     return buf, buf[FLAT_GUARD : FLAT_GUARD + numel].view(dtype).view(shape)
 
 
-def _valid_mask(inputs: GroupedInputs, masked_m: torch.Tensor | None = None) -> torch.Tensor:
-    """The rows of d the op writes: ``[M_sum]`` (contiguous) or ``[G, max_m]`` (masked)."""
-    if inputs.layout == "contiguous":
-        return inputs.m_indices >= 0
-    counts = inputs.masked_m if masked_m is None else masked_m
-    return torch.arange(inputs.a.shape[1], device="cuda")[None, :] < counts[:, None]
-
-
 def _assert_untouched(buf: torch.Tensor, d: torch.Tensor, valid: torch.Tensor, what: str) -> None:
     bits = SENTINEL_BITS[d.element_size()][1]
     assert bool((d.view(buf.dtype)[~valid] == bits).all()), f"{what}: wrote a padding or masked-off row"
@@ -270,7 +268,7 @@ def _run_grouped(inputs: GroupedInputs, dtype: torch.dtype = torch.bfloat16):
 def test_grouped_contiguous(g: int, m: int, n: int, k: int) -> None:
     inputs = grouped_inputs("contiguous", g, m, n, k, operand_dtype=torch.bfloat16)
     buf, d = _run_grouped(inputs)
-    _assert_untouched(buf, d, _valid_mask(inputs), "contiguous")
+    _assert_untouched(buf, d, valid_rows_mask(inputs), "contiguous")
     _assert_accurate(inputs, d, "contiguous")
 
 
@@ -279,7 +277,7 @@ def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
     inputs = grouped_inputs("masked", g, m, n, k, operand_dtype=torch.bfloat16)
     assert int(inputs.masked_m.min()) < inputs.a.shape[1], "some group must leave rows masked off"
     buf, d = _run_grouped(inputs)
-    _assert_untouched(buf, d, _valid_mask(inputs), "masked")
+    _assert_untouched(buf, d, valid_rows_mask(inputs), "masked")
     _assert_accurate(inputs, d, "masked")
 
 
@@ -299,7 +297,7 @@ def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: in
     launch_m_grouped_bf16_contiguous(inputs.a, inputs.b, d, inputs.m_indices, device, cfg)
     torch.cuda.synchronize()
     what = f"{block_m}x{block_n}"
-    _assert_untouched(buf, d, _valid_mask(inputs), what)
+    _assert_untouched(buf, d, valid_rows_mask(inputs), what)
     _assert_accurate(inputs, d, what)
     _, d_heuristic = _run_grouped(inputs)
     assert torch.equal(d.view(torch.int16), d_heuristic.view(torch.int16)), what
@@ -309,7 +307,7 @@ def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: in
 def test_grouped_fp32_output(layout: str) -> None:
     inputs = grouped_inputs(layout, 4, 384, 7168, 2048, operand_dtype=torch.bfloat16)
     buf, d = _run_grouped(inputs, torch.float32)
-    _assert_untouched(buf, d, _valid_mask(inputs), f"{layout}, FP32 d")
+    _assert_untouched(buf, d, valid_rows_mask(inputs), f"{layout}, FP32 d")
     _assert_accurate(inputs, d, f"{layout}, FP32 d")
 
 
@@ -330,7 +328,7 @@ def test_grouped_masked_cuda_graph_replays_with_new_row_counts() -> None:
         masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
         graph.replay()
         torch.cuda.synchronize()
-        valid = _valid_mask(inputs, masked_m)
+        valid = valid_rows_mask(inputs, masked_m)
         _assert_untouched(buf, d, valid, f"replay with masked_m={counts}")
         if valid.any():
             diff = calc_diff(d[valid], full_reference[valid])

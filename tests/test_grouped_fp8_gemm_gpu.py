@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grouped_cases import EXPERT_SIZES_ACROSS_TILES, captured_graph, grouped_inputs, replay_row_counts
+from grouped_cases import (
+    EXPERT_SIZES_ACROSS_TILES,
+    captured_graph,
+    grouped_inputs,
+    replay_row_counts,
+    valid_rows_mask,
+)
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
@@ -50,14 +56,6 @@ def _sentinel_output(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor
 
 def _output_shape(inputs: GroupedInputs) -> tuple[int, ...]:
     return (*inputs.a.shape[:-1], inputs.b.shape[1])
-
-
-def _valid_mask(inputs: GroupedInputs, masked_m: torch.Tensor | None = None) -> torch.Tensor:
-    """Which rows of d the op writes: ``[M_sum]`` (contiguous) or ``[G, max_m]`` (masked)."""
-    if inputs.layout == "contiguous":
-        return inputs.m_indices >= 0
-    counts = inputs.masked_m if masked_m is None else masked_m
-    return torch.arange(inputs.a.shape[1], device="cuda")[None, :] < counts[:, None]
 
 
 def _assert_untouched(buf: torch.Tensor, d: torch.Tensor, valid: torch.Tensor, what: str) -> None:
@@ -101,7 +99,7 @@ def _run_masked(inputs: GroupedInputs):
 @pytest.mark.parametrize("g,m,n,k", CASES, ids=CASE_IDS)
 def test_contiguous(g: int, m: int, n: int, k: int) -> None:
     inputs = grouped_inputs("contiguous", g, m, n, k)
-    valid = _valid_mask(inputs)
+    valid = valid_rows_mask(inputs)
     # One call with the scales as the cast returns them, one in the kernel's own layout.
     buf, d = _run_contiguous(inputs, by_offsets=False)
     _assert_untouched(buf, d, valid, "m_indices")
@@ -120,7 +118,7 @@ def test_contiguous(g: int, m: int, n: int, k: int) -> None:
 def test_masked(g: int, m: int, n: int, k: int) -> None:
     inputs = grouped_inputs("masked", g, m, n, k)
     buf, d = _run_masked(inputs)
-    _assert_untouched(buf, d, _valid_mask(inputs), "masked")
+    _assert_untouched(buf, d, valid_rows_mask(inputs), "masked")
     _assert_accurate(inputs, d, "masked")
 
 
@@ -161,7 +159,7 @@ def test_contiguous_tiles_stop_at_their_expert(by_offsets: bool, block_m: int, b
     inputs = _across_tiles_inputs()
     what = f"{block_m}x{block_n} {'offsets' if by_offsets else 'm_indices'}"
     buf, d = _run_contiguous_with_tiles(inputs, by_offsets, block_m, block_n)
-    _assert_untouched(buf, d, _valid_mask(inputs), what)
+    _assert_untouched(buf, d, valid_rows_mask(inputs), what)
     _assert_accurate(inputs, d, what)
     _, d_other = _run_contiguous(inputs, by_offsets=not by_offsets)
     assert torch.equal(d.view(torch.int16), d_other.view(torch.int16)), what
@@ -201,7 +199,7 @@ def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
         masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
         graph.replay()
         torch.cuda.synchronize()
-        valid = _valid_mask(inputs, masked_m)
+        valid = valid_rows_mask(inputs, masked_m)
         _assert_untouched(buf, d, valid, f"replay with masked_m={counts}")
         ref = ref_m_grouped_fp8_gemm_nt_masked(a, b, masked_m)
         diff = calc_diff(d[valid], ref[valid])
