@@ -21,7 +21,7 @@ from grouped_cases import (
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.heuristics.config import CONTIGUOUS, CONTIGUOUS_OFFSETS, GemmShape, config_errors
+from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
@@ -127,8 +127,7 @@ def _run_contiguous_with_tiles(inputs: GroupedInputs, by_offsets: bool, block_m:
     """The contiguous op with a forced tile shape (and `m_indices` in place of the inputs' own)."""
     buf, d = _sentinel_output(_output_shape(inputs))
     n, k = inputs.b.shape[1:]
-    layout = CONTIGUOUS_OFFSETS if by_offsets else CONTIGUOUS
-    shape = GemmShape(inputs.a.shape[0], n, k, 2, inputs.num_groups, layout)
+    shape = GemmShape(inputs.a.shape[0], n, k, 2, inputs.num_groups, CONTIGUOUS)
     cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n)
     assert not config_errors(cfg, shape)
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)

@@ -16,9 +16,9 @@ BLOCK_K = 128
 BLOCK_K_BYTES = 128
 # An MN-major (16-bit) operand tile is loaded in chunks of this many rows (one 128-byte TMA box).
 MN_MAJOR_CHUNK = 64
-# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (named by per-row indices,
-# or by per-expert row offsets) or the masked layout.
-DENSE, CONTIGUOUS, CONTIGUOUS_OFFSETS, MASKED = "dense", "contiguous", "contiguous_offsets", "masked"
+# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (each expert's rows named
+# by per-row indices or by row offsets: the kernels run the same tiles either way) or the masked layout.
+DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
 # Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
 MAX_SMEM_BYTES = 232448
 SCALE_BLOCK = 128
@@ -38,9 +38,7 @@ class GemmShape:
     `ab_bytes` is 1 for FP8 operands, 2 for BF16/FP16. `b_mn_major`: B is stored [k, n] (16-bit only).
 
     MoE layouts (`layout`) multiply by `num_groups` B matrices [n, k]: "contiguous" has `m` rows in
-    all (every expert's rows together, each row's expert named by an index), "contiguous_offsets" the
-    same with each expert's rows named by their end offset, "masked" has `m` (expected) rows in each of
-    the groups.
+    all (every expert's rows together), "masked" has `m` (expected) rows in each of the groups.
     """
 
     m: int

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..cuda.tma import TmaDescriptor, make_tma_descriptor
-from ..heuristics.config import BLOCK_K, CONTIGUOUS, CONTIGUOUS_OFFSETS, MASKED, GemmConfig, GemmShape
+from ..heuristics.config import BLOCK_K, CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align, ceil_div, get_mn_major_tma_aligned_tensor
 from .fp8_launch import (
     D_STORE_ROWS,
@@ -29,7 +29,7 @@ from .fp8_launch import (
 from .settings import num_sms_for
 
 _FP8 = torch.float8_e4m3fn
-_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS_OFFSETS,
+_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
             GEMM_KIND_MASKED: MASKED}
 _MAX_PLANS = 1024
 _MAX_TMAPS_PER_PLAN = 64
