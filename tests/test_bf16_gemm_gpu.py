@@ -24,9 +24,9 @@ from grouped_cases import (
 
 import deepgemm
 from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
+from deepgemm.heuristics.config import CONTIGUOUS, GemmConfig, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.bf16_launch import launch_m_grouped_bf16_contiguous
+from deepgemm.ops.bf16_launch import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
 from deepgemm.testing import calc_diff
 
 pytestmark = pytest.mark.gpu
@@ -103,8 +103,10 @@ def _check(
     a_pad: int = 0,
     b_pad: int = 0,
     c_pad: int = 0,
-) -> None:
-    """Run ``bf16_gemm_<layout>`` once and check D, C and the guard band.
+    config: GemmConfig | None = None,
+) -> torch.Tensor:
+    """Run ``bf16_gemm_<layout>`` once (or, with ``config``, the kernel with that tile config) and
+    check D, C and the guard band; returns d.
 
     ``c_mode``: ``"none"``, ``"separate"`` (C its own tensor, left unchanged) or ``"in_place"``
     (C is d, holding C's values before the call).
@@ -129,7 +131,11 @@ def _check(
             c = c_values
     before = buf.clone()
 
-    out = getattr(deepgemm, f"bf16_gemm_{layout}")(a, b, d, c)
+    if config is None:
+        out = getattr(deepgemm, f"bf16_gemm_{layout}")(a, b, d, c)
+    else:
+        launch_bf16_gemm(layout, a, b, d, c, m, n, k, torch.cuda.current_device(), config)
+        out = d
     torch.cuda.synchronize()
     assert out is d
     assert bool(torch.isfinite(d).all()), "non-finite values in d"
@@ -140,6 +146,7 @@ def _check(
     assert torch.equal(buf[outside], before[outside]), "the kernel wrote outside d"
     if c_mode == "separate":
         assert torch.equal(c, c_before), "the kernel changed c"
+    return d
 
 
 @pytest.mark.parametrize("layout,m,n,k", _cases(["nt"], DSV3_SHAPES))
@@ -162,6 +169,24 @@ def test_edge_shapes(layout: str, m: int, n: int, k: int) -> None:
 @pytest.mark.parametrize("layout,m,n,k", _cases(LAYOUTS, [(1000, 1000, 7168), (4096, 7168, 2048)]))
 def test_accumulate(layout: str, m: int, n: int, k: int, c_mode: str, out_dtype: torch.dtype) -> None:
     _check(layout, m, n, k, out_dtype=out_dtype, c_mode=c_mode)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float32], ids=["bf16_out", "fp32_out"])
+@pytest.mark.parametrize("block_m,block_n", [(128, 256), (256, 128), (128, 192)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_d_staged_in_two_chunks(layout: str, block_m: int, block_n: int, out_dtype: torch.dtype) -> None:
+    """Tiles whose D goes through shared memory in two column chunks (what buys 16-bit tiles their
+    fourth stage), with C added and N = 1000 ending inside the last tile's first or second chunk:
+    accurate, no writes outside d, and bit-identical to the same tile staged whole."""
+    m, n, k = 1000, 1000, 896
+    out_bytes = out_dtype.itemsize
+    shape = GemmShape(m, n, k, out_bytes, ab_bytes=2, b_mn_major=layout[1] == "n")
+    results = []
+    for num_d_chunks in (2, 1):
+        cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_d_chunks=num_d_chunks)
+        assert not config_errors(cfg, shape), config_errors(cfg, shape)
+        results.append(_check(layout, m, n, k, out_dtype=out_dtype, c_mode="separate", config=cfg))
+    assert torch.equal(results[0], results[1]), "two-chunk staging changed the result"
 
 
 DTYPES = [
@@ -281,22 +306,25 @@ def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
     _assert_accurate(inputs, d, "masked")
 
 
-@pytest.mark.parametrize("block_m,block_n", [(256, 128), (256, 96), (128, 144)])
-def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: int) -> None:
+@pytest.mark.parametrize(
+    "block_m,block_n,num_d_chunks", [(256, 128, 1), (256, 96, 1), (128, 144, 1), (256, 176, 2), (256, 192, 2)]
+)
+def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: int, num_d_chunks: int) -> None:
     """Forced tiles on experts that start and end inside 256-row tiles and 64-row store boxes (a
-    256-row block holding two experts runs as two tiles): no other row written, accurate, and
+    256-row block holding two experts runs as two tiles; D staged whole or in two column chunks, the
+    second wholly past N = 1000 in the last tile at 256x192): no other row written, accurate, and
     bit-identical to the heuristic's tiles."""
     sizes = EXPERT_SIZES_ACROSS_TILES
     inputs = make_grouped_inputs("contiguous", len(sizes), sizes, 1000, 896, None, torch.device("cuda"),
                                  seed=5, operand_dtype=torch.bfloat16)
     shape = GemmShape(inputs.a.shape[0], 1000, 896, 2, len(sizes), CONTIGUOUS, ab_bytes=2)
-    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n)
+    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_d_chunks=num_d_chunks)
     assert not config_errors(cfg, shape)
     buf, d = _sentinel_output(inputs, torch.bfloat16)
     device = torch.cuda.current_device()
     launch_m_grouped_bf16_contiguous(inputs.a, inputs.b, d, inputs.m_indices, device, cfg)
     torch.cuda.synchronize()
-    what = f"{block_m}x{block_n}"
+    what = f"{block_m}x{block_n}, {num_d_chunks} D chunk(s)"
     _assert_untouched(buf, d, valid_rows_mask(inputs), what)
     _assert_accurate(inputs, d, what)
     _, d_heuristic = _run_grouped(inputs)

@@ -49,7 +49,8 @@ class Case:
     def id(self) -> str:
         c = self.cfg
         return (f"{self.kind.rsplit(':', 1)[-1]}-{self.layout}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
-                f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-{str(self.out_dtype)[6:]}"
+                f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-d{c.num_d_chunks}"
+                f"-{str(self.out_dtype)[6:]}"
                 f"{'-c' if self.has_c else ''}{'-fp16' if self.is_fp16 else ''}")
 
 
@@ -134,8 +135,8 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     asserts = []
     for case in CASES:
         args = case.template_args
-        # Bf16GemmLayout<N, K, BLOCK_M, BLOCK_N, stages, A MN-major, B MN-major, out type, kind>
-        layout_args = (*args[:5], *args[7:9], args[10], args[13])
+        # Bf16GemmLayout<N, K, BLOCK_M, BLOCK_N, stages, A MN-major, B MN-major, out type, D chunks, kind>
+        layout_args = (*args[:5], *args[7:9], args[10], *args[13:15])
         layout = "deepgemm::Bf16GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
         asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes(case.k)}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')

@@ -82,6 +82,9 @@ class GemmConfig:
     grouped: bool = False
     # Operand element size: 1 runs the FP8 kernel, 2 the BF16/FP16 one.
     ab_bytes: int = 1
+    # The epilogue stages the D tile in this many column chunks (16-bit kernel only): a smaller
+    # staging buffer leaves room for another pipeline stage.
+    num_d_chunks: int = 1
 
     @property
     def num_math_threads(self) -> int:
@@ -92,9 +95,16 @@ class GemmConfig:
         # One producer warpgroup in front of the consumer warpgroups.
         return self.num_math_threads + 128
 
+    @property
+    def d_store_cols(self) -> int:
+        """Columns of one TMA store box of D: a swizzle span, or the whole staged chunk unswizzled."""
+        if self.swizzle_d_bytes:
+            return self.swizzle_d_bytes // self.out_bytes
+        return self.block_n // self.num_d_chunks
+
     def smem_bytes(self, k: int) -> int:
         return gemm_smem_bytes(self.ab_bytes, self.block_m, self.block_n, self.num_stages, k, self.out_bytes,
-                               self.grouped)
+                               self.grouped, self.num_d_chunks)
 
 
 def uniform_scale_b(block_n: int) -> bool:
@@ -118,20 +128,20 @@ def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out
 
 
 def bf16_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, out_bytes: int,
-                         grouped: bool = False) -> int:
+                         grouped: bool = False, num_d_chunks: int = 1) -> int:
     """Dynamic shared memory of the BF16/FP16 kernel; mirrors `Bf16GemmLayout::kSmemBytes`."""
-    smem_d = align(block_m * block_n * out_bytes, 1024)
+    smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
     per_stage = (block_m + block_n) * BLOCK_K_BYTES
     tile_slots = num_stages * 16 if grouped else 0
     return smem_d + num_stages * (per_stage + 2 * 8) + tile_slots
 
 
 def gemm_smem_bytes(ab_bytes: int, block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int,
-                    grouped: bool = False) -> int:
+                    grouped: bool = False, num_d_chunks: int = 1) -> int:
     """Dynamic shared memory of the kernel for operands of `ab_bytes` bytes."""
     if ab_bytes == 1:
         return fp8_gemm_smem_bytes(block_m, block_n, num_stages, k, out_bytes, grouped)
-    return bf16_gemm_smem_bytes(block_m, block_n, num_stages, out_bytes, grouped)
+    return bf16_gemm_smem_bytes(block_m, block_n, num_stages, out_bytes, grouped, num_d_chunks)
 
 
 def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
@@ -166,8 +176,9 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     smem = cfg.smem_bytes(shape.k)
     if smem > MAX_SMEM_BYTES:
         errors.append(f"shared memory {smem} B exceeds {MAX_SMEM_BYTES} B")
-    if cfg.swizzle_d_bytes != swizzle_d_bytes(cfg.block_n, cfg.out_bytes):
-        errors.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes} does not match block_n={cfg.block_n}")
+    if cfg.swizzle_d_bytes != swizzle_d_bytes(cfg.block_n // cfg.num_d_chunks, cfg.out_bytes):
+        errors.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes} does not match the staged D chunk "
+                      f"({cfg.block_n // cfg.num_d_chunks} columns)")
     if cfg.ab_bytes != shape.ab_bytes:
         errors.append("config and shape disagree on the operand element size")
     if shape.b_mn_major and cfg.block_n % MN_MAJOR_CHUNK:
@@ -176,6 +187,11 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
         errors.append("config and shape disagree on the output element size")
     if cfg.grouped != (shape.layout != DENSE):
         errors.append("config and shape disagree on whether the GEMM is grouped")
+    if cfg.num_d_chunks != 1 and (cfg.ab_bytes != 2 or cfg.num_d_chunks != 2):
+        errors.append(f"num_d_chunks={cfg.num_d_chunks}: only the 16-bit kernel stages D in 2 chunks")
+    elif cfg.block_n % (8 * cfg.num_d_chunks):
+        errors.append(f"num_d_chunks={cfg.num_d_chunks} must split block_n={cfg.block_n} into whole "
+                      "8-column groups")
     if cfg.num_tma_multicast not in (1, 2):
         errors.append(f"num_tma_multicast={cfg.num_tma_multicast} must be 1 or 2")
     elif cfg.num_tma_multicast == 2:

@@ -56,6 +56,11 @@ BLOCK_N_CANDIDATES_16BIT = tuple(range(16, 257, 16))
 # The 16-bit kernel keeps one k-block of WGMMAs in flight while the next is issued, so it holds two
 # stages at once: with fewer than three the loads stop overlapping the math.
 MIN_STAGES_16BIT = 3
+# ... and with three it has one stage loading ahead: measured on an H100 (M = 4096 DeepSeek-V3 shapes,
+# 128x256 tiles), three stages ran 2-6% slower than four. Staging D in two column chunks buys the
+# fourth stage where the whole D tile leaves room for only three (a fifth one gained nothing).
+THREE_STAGE_COST_16BIT = 1.05
+DEEP_STAGES_16BIT = 4
 MULTICAST_MIN_WAVES_16BIT = 2
 
 
@@ -66,9 +71,10 @@ def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
     return (64, 128, 256)
 
 
-def _max_stages(shape: GemmShape, block_m: int, block_n: int, grouped: bool) -> int:
+def _max_stages(shape: GemmShape, block_m: int, block_n: int, grouped: bool, num_d_chunks: int = 1) -> int:
     def fits(stages: int) -> bool:
-        smem = gemm_smem_bytes(shape.ab_bytes, block_m, block_n, stages, shape.k, shape.out_bytes, grouped)
+        smem = gemm_smem_bytes(shape.ab_bytes, block_m, block_n, stages, shape.k, shape.out_bytes, grouped,
+                               num_d_chunks)
         return smem <= MAX_SMEM_BYTES
 
     return max((s for s in range(1, MAX_STAGES + 1) if fits(s)), default=0)
@@ -85,10 +91,8 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     # Every 64-row WGMMA reads its A slice and the whole B tile from shared memory; TMA writes both.
     wgmma_reads = cfg.block_m // 64 * (64 + cfg.block_n) * BLOCK_K_BYTES
     smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K_BYTES) / SMEM_BYTES_PER_CYCLE_PER_SM
-    shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
-    shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
     l2_rate = L2_BYTES_PER_CYCLE_PER_SM if cfg.ab_bytes == 1 else L2_BYTES_PER_CYCLE_PER_SM_16BIT
-    l2 = BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b) / l2_rate
+    l2 = l2_bytes_per_k_block(cfg) / l2_rate
 
     k_block_cycles = max(mma, smem, l2)
     if cfg.block_m == 64:
@@ -97,12 +101,23 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
         k_block_cycles *= STRADDLING_SCALE_COST
     if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
+    if cfg.ab_bytes == 2 and cfg.num_stages < DEEP_STAGES_16BIT:
+        k_block_cycles *= THREE_STAGE_COST_16BIT
     tile_cycles = num_waves * num_k_blocks * k_block_cycles
     return max(tile_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE), tile_cycles
 
 
+def l2_bytes_per_k_block(cfg: GemmConfig) -> float:
+    """Operand bytes one CTA pulls from L2 per 128-byte K block; multicast shares one operand's load
+    between the two CTAs of a cluster."""
+    shared_a = cfg.num_tma_multicast if cfg.multicast_on_a else 1
+    shared_b = cfg.num_tma_multicast if not cfg.multicast_on_a else 1
+    return BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b)
+
+
 def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
-                multicast_on_a: bool = True, num_stages: int | None = None) -> GemmConfig:
+                multicast_on_a: bool = True, num_stages: int | None = None,
+                num_d_chunks: int = 1) -> GemmConfig:
     """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid.
 
     The masked layout keeps every SM in the grid: its real tile count is only known on the GPU."""
@@ -111,14 +126,15 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
     return GemmConfig(
         block_m=block_m,
         block_n=block_n,
-        num_stages=num_stages or _max_stages(shape, block_m, block_n, grouped),
+        num_stages=num_stages or _max_stages(shape, block_m, block_n, grouped, num_d_chunks),
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
-        swizzle_d_bytes=swizzle_d_bytes(block_n, shape.out_bytes),
+        swizzle_d_bytes=swizzle_d_bytes(block_n // num_d_chunks, shape.out_bytes),
         num_sms=min(num_sms, num_blocks),
         out_bytes=shape.out_bytes,
         grouped=grouped,
         ab_bytes=shape.ab_bytes,
+        num_d_chunks=num_d_chunks,
     )
 
 
@@ -129,6 +145,11 @@ def candidate_configs(shape: GemmShape, num_sms: int):
         for block_n in block_n_candidates:
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
                 cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
+                if shape.ab_bytes == 2 and cfg.num_stages < DEEP_STAGES_16BIT:
+                    chunked = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a,
+                                          num_d_chunks=2)
+                    if chunked.num_stages > cfg.num_stages and not config_errors(chunked, shape):
+                        cfg = chunked
                 if shape.ab_bytes == 2 and cfg.num_stages < MIN_STAGES_16BIT:
                     continue
                 # Measured on the 16-bit kernel (H100 sweep): multicast gained 3-5% where every SM
@@ -146,8 +167,11 @@ def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached)."""
     best, best_key = None, None
     for cfg in candidate_configs(shape, num_sms):
-        # Remaining ties go to the larger tile (fewer bytes per FLOP), then to multicast.
-        key = (*estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, -cfg.num_tma_multicast)
+        # Remaining ties go to the larger tile (fewer bytes per FLOP), then to the fewer bytes pulled
+        # from L2 (multicast of the larger operand: on an H100, 128x256 16-bit tiles ran 2% faster
+        # multicasting B than A, though both sit at the tensor-core bound), then to multicast.
+        key = (*estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, l2_bytes_per_k_block(cfg),
+               -cfg.num_tma_multicast)
         if best_key is None or key < best_key:
             best, best_key = cfg, key
     if best is None:

@@ -89,6 +89,7 @@ def template_args(
         OUT_TYPES[out_dtype],
         has_c,
         cfg.swizzle_d_bytes,
+        cfg.num_d_chunks,
         kind,
     )
 
@@ -269,7 +270,7 @@ class _Plan:
 
     def _encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         cfg, rows, n, k = self.cfg, self.rows, self.n, self.k
-        slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
+        slab_cols = cfg.d_store_cols
         if self.is_masked:
             groups = self.num_groups
             tmap_a = make_tma_descriptor(

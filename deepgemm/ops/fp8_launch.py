@@ -117,7 +117,7 @@ class _Plan:
         self.launch = kernel_launcher(n, k, cfg, device_index)
         # sfa [M, ceil(K/128)] FP32 as `get_mn_major_tma_aligned_tensor` lays it out.
         self.sfa_strides = (1, get_tma_aligned_size(m, 4))
-        self.slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
+        self.slab_cols = cfg.d_store_cols
         self.tmaps: dict[tuple[int, ...], tuple[TmaDescriptor, ...]] = {}
 
     def tensor_maps(self, key: tuple[int, ...]) -> tuple[TmaDescriptor, ...]:

@@ -93,7 +93,7 @@ class _GroupedPlan:
         self.cfg = cfg
         self.is_masked = kind == GEMM_KIND_MASKED
         self.launch = kernel_launcher(n, k, cfg, device_index, kind)
-        self.slab_cols = cfg.swizzle_d_bytes // cfg.out_bytes if cfg.swizzle_d_bytes else cfg.block_n
+        self.slab_cols = cfg.d_store_cols
         self.tmaps: dict[tuple[int, ...], tuple[TmaDescriptor, ...]] = {}
 
     def run(self, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,

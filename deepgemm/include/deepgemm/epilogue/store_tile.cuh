@@ -4,6 +4,7 @@
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/types.cuh>
 #include <deepgemm/ptx/convert.cuh>
+#include <deepgemm/ptx/mbarrier.cuh>
 #include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
@@ -42,20 +43,21 @@ struct TileStore {
         return slab * kSlabBytes + off;
     }
 
-    // One thread's share of a 64 x BLOCK_N WGMMA accumulator (rows `row` and `row + 8`, columns
-    // 8 * i + 2 * quad and the next), as laid out by ptx::WgmmaFP8.
+    // One thread's share of BLOCK_N columns of a 64-row WGMMA accumulator (rows `row` and `row + 8`,
+    // columns 8 * i + 2 * quad and the next, as laid out by the WGMMA wrappers), starting at its
+    // register `first` (a multiple of 4: accumulator column first / 2).
     template <uint32_t kNumAccum>
     __device__ __forceinline__ static void write_fragment(uint8_t* smem_d, uint32_t row, uint32_t quad,
-                                                          const float (&accum)[kNumAccum]) {
-        static_assert(kNumAccum * 2 == BLOCK_N, "one accumulator fragment covers the tile width");
+                                                          const float (&accum)[kNumAccum], uint32_t first = 0) {
+        static_assert(kNumAccum * 2 >= BLOCK_N, "the accumulator covers the staged columns");
         const uint32_t base = ptx::smem_addr(smem_d);
         #pragma unroll
-        for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
+        for (uint32_t i = 0; i < BLOCK_N / 8; ++i) {
             const uint32_t col = i * 8 + quad * 2;
             #pragma unroll
             for (uint32_t half = 0; half < 2; ++half) {
                 const uint32_t addr = base + offset(row + half * 8, col);
-                const float x = accum[i * 4 + half * 2], y = accum[i * 4 + half * 2 + 1];
+                const float x = accum[first + i * 4 + half * 2], y = accum[first + i * 4 + half * 2 + 1];
                 if constexpr (kOutType == OutType::FP32)
                     ptx::st_shared_f32x2(addr, x, y);
                 else if constexpr (kOutType == OutType::FP16)
@@ -107,17 +109,17 @@ struct TileStore {
         }
     }
 
-    // Stores a warpgroup's rows of every wave of the tile (rows w * kWaveM + warpgroup * 64 + [0, 64)):
-    // whole 64-row boxes by TMA, issued by the warpgroup's first thread; a wave whose valid rows end
-    // inside its box with plain stores by all 128 threads (see copy_rows). The masked kind stores
-    // through a 3-D [groups, rows, N] map and addresses `d` by group. The caller commits the group.
+    // Stores a warpgroup's rows of every wave of the staged columns (rows w * kWaveM + warpgroup * 64
+    // + [0, 64), landing at column `n_offset` of D): whole 64-row boxes by TMA, issued by the
+    // warpgroup's first thread; a wave whose valid rows end inside its box with plain stores by all
+    // 128 threads (see copy_rows). The masked kind stores through a 3-D [groups, rows, N] map and
+    // addresses `d` by group. The caller commits the group.
     template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
     __device__ __forceinline__ static void store_waves(const void* tmap_d, const uint8_t* smem_d, const Tile& tile,
-                                                       const uint32_t (&num_valid_rows)[kNumWaves],
+                                                       uint32_t n_offset, const uint32_t (&num_valid_rows)[kNumWaves],
                                                        uint32_t warpgroup, uint32_t thread_in_warpgroup,
                                                        uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                                                        uint32_t shape_n) {
-        const uint32_t n_offset = tile.n_block * BLOCK_N;
         #pragma unroll
         for (uint32_t w = 0; w < kNumWaves; ++w) {
             const uint32_t row = w * kWaveM + warpgroup * 64;
@@ -134,6 +136,48 @@ struct TileStore {
         }
     }
 };
+
+// The epilogue of one consumer warpgroup: its rows of every wave of the accumulator tile go to
+// shared memory as kOutType and from there to D by TMA, in kNumChunks column chunks through a staging
+// buffer of BLOCK_M x BLOCK_N / kNumChunks (a smaller buffer leaves room for more pipeline stages).
+// Each chunk first waits until the previous store (the previous chunk's, or the previous tile's, left
+// in flight to overlap this tile's mainloop) has finished reading the buffer. `row_in_wave` is the
+// thread's first accumulator row; `barrier_id` a named barrier of the warpgroup's 128 threads.
+template <uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumChunks, OutType kOutType, uint32_t kSwizzleBytes,
+          GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM, uint32_t kNumAccum>
+__device__ __forceinline__ void store_tile(const void* tmap_d, uint8_t* smem_d, const Tile& tile,
+                                           const uint32_t (&num_valid_rows)[kNumWaves],
+                                           const float (&accum)[kNumWaves][kNumAccum], uint32_t warpgroup,
+                                           uint32_t thread_in_warpgroup, uint32_t row_in_wave, uint32_t barrier_id,
+                                           uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
+                                           uint32_t shape_n) {
+    constexpr uint32_t kChunkCols = BLOCK_N / kNumChunks;
+    using Staging = TileStore<BLOCK_M, kChunkCols, kOutType, kSwizzleBytes>;
+    static_assert(BLOCK_N % kNumChunks == 0 && kChunkCols % 8 == 0, "chunks are whole 8-column groups");
+    const bool is_store_thread = thread_in_warpgroup == 0;
+    #pragma unroll
+    for (uint32_t chunk = 0; chunk < kNumChunks; ++chunk) {
+        const uint32_t n_offset = tile.n_block * BLOCK_N + chunk * kChunkCols;
+        // In the last tile of a row, a chunk may start past N: nothing of it is stored (and the
+        // column count copy_rows is given would wrap around).
+        if (chunk > 0 && n_offset >= shape_n)
+            break;
+        if (is_store_thread)
+            ptx::tma_store_wait<0>();
+        ptx::named_barrier_sync(barrier_id, 128);
+        #pragma unroll
+        for (uint32_t w = 0; w < kNumWaves; ++w)
+            Staging::write_fragment(smem_d, w * kWaveM + row_in_wave, thread_in_warpgroup % 4, accum[w],
+                                    chunk * kChunkCols / 2);
+        ptx::fence_proxy_async_shared();
+        ptx::named_barrier_sync(barrier_id, 128);
+        Staging::template store_waves<kKind, kNumWaves, kWaveM>(
+            tmap_d, smem_d, tile, n_offset, num_valid_rows, warpgroup,
+            thread_in_warpgroup, d, d_row_bytes, d_group_bytes, shape_n);
+        if (is_store_thread)
+            ptx::tma_store_commit();
+    }
+}
 
 // Adds C[row, col] (row-major, `c_row_bytes` apart, elements of kOutType) to one thread's share of
 // a 64 x kNumAccum*2 WGMMA accumulator: rows `row` and `row + 8` from `c` on, columns 8 * i +

@@ -26,7 +26,7 @@
 namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
-          bool kIsAMNMajor, bool kIsBMNMajor, OutType kOutType, GemmKind kKind>
+          bool kIsAMNMajor, bool kIsBMNMajor, OutType kOutType, uint32_t kNumDChunks, GemmKind kKind>
 struct Bf16GemmLayout {
     // 64 16-bit elements: one 128-byte swizzle line of K, or 64 lines of an MN-major chunk.
     static constexpr uint32_t BLOCK_K = 64;
@@ -40,7 +40,9 @@ struct Bf16GemmLayout {
     static constexpr uint32_t kNumWaves = BLOCK_M / kWaveM;
     static constexpr uint32_t kNumKBlocks = ceil_div(SHAPE_K, BLOCK_K);
 
-    static constexpr uint32_t kSmemDBytes = align_up(BLOCK_M * BLOCK_N * (kOutType == OutType::FP32 ? 4u : 2u), 1024u);
+    // The D tile is staged in kNumDChunks column chunks (see store_tile).
+    static constexpr uint32_t kSmemDBytes =
+        align_up(BLOCK_M * BLOCK_N / kNumDChunks * (kOutType == OutType::FP32 ? 4u : 2u), 1024u);
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K * 2;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K * 2;
     static constexpr uint32_t kSmemTileBytes = kHandsOffTiles<kKind> ? kNumStages * sizeof(Tile) : 0;
@@ -80,21 +82,20 @@ __device__ __forceinline__ void load_operand(const void* tmap, uint64_t* bar, ui
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsAMNMajor, bool kIsBMNMajor, bool kIsFP16,
-          OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, GemmKind kKind>
+          OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, uint32_t kNumDChunks, GemmKind kKind>
 __global__ void __launch_bounds__(
     (Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor, kOutType,
-                    kKind>::kNumThreads), 1)
+                    kNumDChunks, kKind>::kNumThreads), 1)
 sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ grouped_layout,
                const uint8_t* c, uint64_t c_row_bytes, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                const __grid_constant__ TmaDescriptor tmap_a, const __grid_constant__ TmaDescriptor tmap_b,
                const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor,
-                                  kOutType, kKind>;
+                                  kOutType, kNumDChunks, kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
                                             BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using MMA = ptx::Wgmma16<BLOCK_N>;
-    using Epilogue = TileStore<BLOCK_M, BLOCK_N, kOutType, kSwizzleDBytes>;
     constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
@@ -225,27 +226,16 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
                     const uint32_t row = tile.row + w * Layout::kWaveM + row_in_wave;
                     const uint32_t col = tile.n_block * BLOCK_N;
-                    add_source<kOutType>(accum[w], c + col * Epilogue::kElemBytes, c_row_bytes, row, lane % 4,
+                    add_source<kOutType>(accum[w], c + col * (kOutType == OutType::FP32 ? 4 : 2), c_row_bytes, row, lane % 4,
                                          shape_m, SHAPE_N - col);
                 }
             }
 
-            // Epilogue, per warpgroup on its own rows of the D tile; the previous tile's TMA store
-            // was left in flight to overlap this mainloop.
-            const bool is_store_thread = thread_in_warpgroup == 0;
-            if (is_store_thread)
-                ptx::tma_store_wait<0>();
-            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            #pragma unroll
-            for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
-                Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, accum[w]);
-            ptx::fence_proxy_async_shared();
-            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            Epilogue::template store_waves<kKind, Layout::kNumWaves, Layout::kWaveM>(
-                &tmap_d, smem_d, tile, num_valid_rows, warpgroup, thread_in_warpgroup, d, d_row_bytes,
-                d_group_bytes, SHAPE_N);
-            if (is_store_thread)
-                ptx::tma_store_commit();
+            // Epilogue, per warpgroup on its own rows of the D tile.
+            store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind, Layout::kNumWaves,
+                       Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, accum, warpgroup, thread_in_warpgroup,
+                                       row_in_wave, kWarpgroupBarrier + warpgroup, d, d_row_bytes, d_group_bytes,
+                                       SHAPE_N);
         }
         if (thread_in_warpgroup == 0)
             ptx::tma_store_wait<0>();

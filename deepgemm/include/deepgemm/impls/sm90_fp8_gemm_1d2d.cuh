@@ -80,7 +80,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
                                             BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using MMA = ptx::WgmmaFP8<BLOCK_N>;
-    using Epilogue = TileStore<BLOCK_M, BLOCK_N, kIsFP32Out ? OutType::FP32 : OutType::BF16, kSwizzleDBytes>;
+    constexpr OutType kOutType = kIsFP32Out ? OutType::FP32 : OutType::BF16;
     constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
     constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
@@ -264,23 +264,12 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             else
                 run_k_loop(true);
 
-            // Epilogue, per warpgroup on its own rows of the D tile. The previous tile's TMA store
-            // was left in flight to overlap this mainloop; its issuing thread waits for it to finish
-            // reading shared memory before the warpgroup overwrites those rows.
-            const bool is_store_thread = thread % 128 == 0;
-            if (is_store_thread)
-                ptx::tma_store_wait<0>();
-            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            #pragma unroll
-            for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
-                Epilogue::write_fragment(smem_d, w * Layout::kWaveM + row_in_wave, lane % 4, final_accum[w]);
-            ptx::fence_proxy_async_shared();
-            ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-            Epilogue::template store_waves<kKind, Layout::kNumWaves, Layout::kWaveM>(
-                &tmap_d, smem_d, tile, num_valid_rows, warpgroup, thread % 128, d, d_row_bytes, d_group_bytes,
-                SHAPE_N);
-            if (is_store_thread)
-                ptx::tma_store_commit();
+            // Epilogue, per warpgroup on its own rows of the D tile.
+            store_tile<BLOCK_M, BLOCK_N, 1, kOutType, kSwizzleDBytes, kKind,
+                       Layout::kNumWaves, Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, final_accum,
+                                                          warpgroup, thread % 128, row_in_wave,
+                                                          kWarpgroupBarrier + warpgroup, d, d_row_bytes,
+                                                          d_group_bytes, SHAPE_N);
         }
         if (thread % 128 == 0)
             ptx::tma_store_wait<0>();
