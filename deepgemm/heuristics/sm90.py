@@ -56,10 +56,11 @@ BLOCK_N_CANDIDATES_16BIT = tuple(range(16, 257, 16))
 # The 16-bit kernel keeps one k-block of WGMMAs in flight while the next is issued, so it holds two
 # stages at once: with fewer than three the loads stop overlapping the math.
 MIN_STAGES_16BIT = 3
-# ... and with three it has one stage loading ahead: measured on an H100 (M = 4096 DeepSeek-V3 shapes,
-# 128x256 tiles), three stages ran 2-6% slower than four. Staging D in two column chunks buys the
-# fourth stage where the whole D tile leaves room for only three (a fifth one gained nothing).
-THREE_STAGE_COST_16BIT = 1.05
+# ... and with three it has one stage loading ahead: measured on an H100 (M = 4096 DeepSeek-V3 shapes),
+# three stages ran 2-8% slower than four with 128-row tiles and 5-19% slower with 256-row ones (two
+# waves of WGMMAs per stage). Staging D in two column chunks buys the fourth stage where the whole D
+# tile leaves room for only three (a fifth one gained nothing).
+THREE_STAGE_COST_16BIT = {64: 1.05, 128: 1.05, 256: 1.25}
 DEEP_STAGES_16BIT = 4
 MULTICAST_MIN_WAVES_16BIT = 2
 
@@ -102,7 +103,7 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     if cfg.ab_bytes == 2 and cfg.num_stages < DEEP_STAGES_16BIT:
-        k_block_cycles *= THREE_STAGE_COST_16BIT
+        k_block_cycles *= THREE_STAGE_COST_16BIT[cfg.block_m]
     tile_cycles = num_waves * num_k_blocks * k_block_cycles
     return max(tile_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE), tile_cycles
 
@@ -169,9 +170,10 @@ def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     for cfg in candidate_configs(shape, num_sms):
         # Remaining ties go to the larger tile (fewer bytes per FLOP), then to the fewer bytes pulled
         # from L2 (multicast of the larger operand: on an H100, 128x256 16-bit tiles ran 2% faster
-        # multicasting B than A, though both sit at the tensor-core bound), then to multicast.
+        # multicasting B than A, though both sit at the tensor-core bound), then to multicast, then
+        # to the taller tile (16-bit grouped GEMMs, H100: 256x128 ran 2-18% faster than 128x256).
         key = (*estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, l2_bytes_per_k_block(cfg),
-               -cfg.num_tma_multicast)
+               -cfg.num_tma_multicast, -cfg.block_m)
         if best_key is None or key < best_key:
             best, best_key = cfg, key
     if best is None:
