@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
     GemmConfig,
     GemmShape,
+    bf16_gemm_smem_bytes,
     ceil_div,
     config_errors,
     fp8_gemm_smem_bytes,
@@ -138,11 +140,14 @@ def test_no_multicast_with_an_odd_grid(num_sms):
 def test_multicast_is_chosen_when_the_model_says_it_pays(monkeypatch):
     # Multicast configs are always candidates. On the measured H100 they never beat the same tile
     # without multicast on the DSV3 shapes, so the fitted model does not pick them there; when L2
-    # bandwidth is the bottleneck (simulated by a slow L2), the model must pick them, on A and on B.
+    # bandwidth is the bottleneck (simulated by a slow L2), the model must pick them, on A and on B
+    # (over the FP8 and the 16-bit kernels' tiles).
     large = [s for s in DSV3_SHAPES if s.m == 4096]
+    large += [replace(s, ab_bytes=2) for s in large]
     for shape in large:
         assert any(c.num_tma_multicast == 2 for c in candidate_configs(shape, 132))
     monkeypatch.setattr(sm90, "L2_BYTES_PER_CYCLE_PER_SM", 8)
+    monkeypatch.setattr(sm90, "L2_BYTES_PER_CYCLE_PER_SM_16BIT", 8)
     sm90.select_config.cache_clear()
     try:
         chosen = [sm90.select_config(s, 132) for s in large]
@@ -346,3 +351,45 @@ def test_print_configs_prints_once_per_shape(choose_config, monkeypatch, capsys)
 def test_print_configs_off_prints_nothing(choose_config, capsys):
     choose_config(GemmShape(64, 2112, 7168), 132)
     assert capsys.readouterr().out == ""
+
+
+LARGE_16BIT = tuple(GemmShape(4096, n, k, ab_bytes=2, b_mn_major=b_mn_major)
+                    for n, k in DSV3_NK for b_mn_major in (False, True))
+
+
+@pytest.mark.parametrize("shape", LARGE_16BIT, ids=str)
+def test_16bit_tiles_stage_d_in_two_chunks_only_for_a_fourth_stage(shape):
+    cfg = select_config(shape, 132)
+    assert not config_errors(cfg, shape)
+    assert cfg.num_stages >= 4, cfg
+    whole = sm90.make_config(shape, 132, cfg.block_m, cfg.block_n, cfg.num_tma_multicast, cfg.multicast_on_a)
+    assert (cfg.num_d_chunks == 2) == (whole.num_stages < 4), (cfg, whole)
+    assert cfg.smem_bytes(shape.k) <= SMEM_LIMIT
+
+
+def test_16bit_smem_with_d_in_two_chunks_hand_computed():
+    # 128x256 BF16 tile: half of the 64 KB D tile, four stages of (128 + 256) x 128 bytes and two
+    # 8-byte barriers each.
+    assert bf16_gemm_smem_bytes(128, 256, 4, 2, num_d_chunks=2) == 32768 + 4 * (49152 + 16)
+    assert bf16_gemm_smem_bytes(128, 256, 3, 2) == 65536 + 3 * (49152 + 16)
+
+
+@pytest.mark.parametrize("ab_bytes, block_n, num_d_chunks, fragment", [
+    (1, 128, 2, "only the 16-bit kernel"),
+    (2, 128, 4, "only the 16-bit kernel"),
+    (2, 200, 2, "8-column groups"),
+])
+def test_d_chunk_rule_violations_are_reported(ab_bytes, block_n, num_d_chunks, fragment):
+    shape = GemmShape(4096, 7168, 2048, ab_bytes=ab_bytes)
+    cfg = GemmConfig(128, block_n, 3, 1, True, swizzle_d_bytes(block_n // num_d_chunks, 2), 132,
+                     ab_bytes=ab_bytes, num_d_chunks=num_d_chunks)
+    assert any(fragment in e for e in config_errors(cfg, shape)), config_errors(cfg, shape)
+
+
+def test_d_swizzle_follows_the_staged_chunk():
+    # 192 BF16 columns staged whole are 384-byte rows (128-byte swizzle); a 96-column chunk's rows
+    # are 192 bytes, which only the 64-byte swizzle divides.
+    shape = GemmShape(4096, 7168, 2048, ab_bytes=2)
+    assert sm90.make_config(shape, 132, 128, 192).swizzle_d_bytes == 128
+    cfg = sm90.make_config(shape, 132, 128, 192, num_d_chunks=2)
+    assert cfg.swizzle_d_bytes == 64 and cfg.d_store_cols == 32 and not config_errors(cfg, shape)
