@@ -99,14 +99,19 @@ def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[
         problems.append(f"{smem} B of shared memory")
     # The kernel runs as many stages as fit (up to MAX_STAGES): one more must not fit.
     if cfg.num_stages < MAX_STAGES and fp8_gemm_smem_bytes(
-            cfg.block_m, cfg.block_n, cfg.num_stages + 1, shape.k, cfg.out_bytes) <= SMEM_LIMIT:
+            cfg.block_m, cfg.block_n, cfg.num_stages + 1, shape.k, cfg.out_bytes,
+            num_d_chunks=cfg.num_d_chunks) <= SMEM_LIMIT:
         problems.append(f"num_stages={cfg.num_stages} leaves room for another stage")
+    # D is staged in chunks only where the whole tile leaves room for fewer than 4 stages.
+    if cfg.num_d_chunks > 1 and fp8_gemm_smem_bytes(cfg.block_m, cfg.block_n, 4, shape.k,
+                                                    cfg.out_bytes) <= SMEM_LIMIT:
+        problems.append(f"num_d_chunks={cfg.num_d_chunks} where 4 stages fit the whole D tile")
     num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
     if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
         problems.append(f"grid {cfg.num_sms} for {num_sms} SMs and {num_tiles} tiles")
     if cfg.out_bytes != shape.out_bytes:
         problems.append(f"out_bytes={cfg.out_bytes}")
-    row_bytes = cfg.block_n * cfg.out_bytes
+    row_bytes = cfg.block_n // cfg.num_d_chunks * cfg.out_bytes
     expected_swizzle = max((s for s in (32, 64, 128) if row_bytes % s == 0), default=0)
     if cfg.swizzle_d_bytes != expected_swizzle:
         problems.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes}, expected {expected_swizzle}")
@@ -375,8 +380,8 @@ def test_16bit_smem_with_d_in_two_chunks_hand_computed():
 
 
 @pytest.mark.parametrize("ab_bytes, block_n, num_d_chunks, fragment", [
-    (1, 128, 2, "only the 16-bit kernel"),
-    (2, 128, 4, "only the 16-bit kernel"),
+    (1, 128, 3, "must be 1, 2 or 4"),
+    (2, 128, 8, "must be 1, 2 or 4"),
     (2, 200, 2, "8-column groups"),
 ])
 def test_d_chunk_rule_violations_are_reported(ab_bytes, block_n, num_d_chunks, fragment):

@@ -82,8 +82,8 @@ class GemmConfig:
     grouped: bool = False
     # Operand element size: 1 runs the FP8 kernel, 2 the BF16/FP16 one.
     ab_bytes: int = 1
-    # The epilogue stages the D tile in this many column chunks (16-bit kernel only): a smaller
-    # staging buffer leaves room for another pipeline stage.
+    # The epilogue stages the D tile in this many column chunks (1, 2 or 4): a smaller staging
+    # buffer leaves room for another pipeline stage.
     num_d_chunks: int = 1
 
     @property
@@ -113,9 +113,9 @@ def uniform_scale_b(block_n: int) -> bool:
 
 
 def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int,
-                        grouped: bool = False) -> int:
+                        grouped: bool = False, num_d_chunks: int = 1) -> int:
     """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
-    smem_d = align(block_m * block_n * out_bytes, 1024)
+    smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
     # One copy of the tile's B scales per consumer warpgroup.
     num_warpgroups = 1 if block_m == 64 else 2
@@ -140,7 +140,7 @@ def gemm_smem_bytes(ab_bytes: int, block_m: int, block_n: int, num_stages: int, 
                     grouped: bool = False, num_d_chunks: int = 1) -> int:
     """Dynamic shared memory of the kernel for operands of `ab_bytes` bytes."""
     if ab_bytes == 1:
-        return fp8_gemm_smem_bytes(block_m, block_n, num_stages, k, out_bytes, grouped)
+        return fp8_gemm_smem_bytes(block_m, block_n, num_stages, k, out_bytes, grouped, num_d_chunks)
     return bf16_gemm_smem_bytes(block_m, block_n, num_stages, out_bytes, grouped, num_d_chunks)
 
 
@@ -187,8 +187,8 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
         errors.append("config and shape disagree on the output element size")
     if cfg.grouped != (shape.layout != DENSE):
         errors.append("config and shape disagree on whether the GEMM is grouped")
-    if cfg.num_d_chunks != 1 and (cfg.ab_bytes != 2 or cfg.num_d_chunks != 2):
-        errors.append(f"num_d_chunks={cfg.num_d_chunks}: only the 16-bit kernel stages D in 2 chunks")
+    if cfg.num_d_chunks not in (1, 2, 4):
+        errors.append(f"num_d_chunks={cfg.num_d_chunks} must be 1, 2 or 4")
     elif cfg.block_n % (8 * cfg.num_d_chunks):
         errors.append(f"num_d_chunks={cfg.num_d_chunks} must split block_n={cfg.block_n} into whole "
                       "8-column groups")

@@ -60,12 +60,19 @@ BLOCK_N_CANDIDATES_16BIT = tuple(range(16, 257, 16))
 # The 16-bit kernel keeps one k-block of WGMMAs in flight while the next is issued, so it holds two
 # stages at once: with fewer than three the loads stop overlapping the math.
 MIN_STAGES_16BIT = 3
-# ... and with three it has one stage loading ahead: measured on an H100 (M = 4096 DeepSeek-V3 shapes),
-# three stages ran 2-8% slower than four with 128-row tiles and 5-19% slower with 256-row ones (two
-# waves of WGMMAs per stage). Staging D in two column chunks buys the fourth stage where the whole D
-# tile leaves room for only three (a fifth one gained nothing).
-THREE_STAGE_COST_16BIT = {64: 1.05, 128: 1.05, 256: 1.25}
-DEEP_STAGES_16BIT = 4
+# Fewer stages than this leave too few loads running ahead of the math (the 16-bit kernel holds two
+# stages, one then loading ahead; the FP8 kernel frees its stage before promotion and has two). H100,
+# M = 4096 DeepSeek-V3 shapes and MoE rows: 16-bit tiles ran 2-8% (128 rows) and 5-19% (256 rows,
+# two waves of WGMMAs per stage) slower with three stages than with four, FP8 256-row tiles 3-5%.
+# Staging D in column chunks buys the fourth stage where the whole D tile leaves room for only
+# three (a fifth one gained nothing).
+DEEP_STAGES = 4
+SHALLOW_PIPELINE_COST_16BIT = {64: 1.05, 128: 1.05, 256: 1.25}
+SHALLOW_PIPELINE_COST_FP8 = 1.04
+# Each extra D chunk makes a warpgroup wait for the previous chunk's TMA store to read shared memory:
+# fitted to FP8 256x128 tiles in 4 chunks, a loss at K = 512 and 1536, even at 2048, a gain beyond.
+D_CHUNK_CYCLES = 200
+D_CHUNK_COUNTS = (2, 4)
 MULTICAST_MIN_WAVES_16BIT = 2
 
 
@@ -86,12 +93,8 @@ def _max_stages(shape: GemmShape, block_m: int, block_n: int, grouped: bool, num
     return max((s for s in range(1, max_stages + 1) if fits(s)), default=0)
 
 
-def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
-    """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
-    all sit at the HBM floor in favour of the one with the most slack under it."""
-    num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
-    num_k_blocks = shape.num_k_blocks
-
+def _k_block_cycles(cfg: GemmConfig) -> float:
+    """Cycles of one 128-byte K block of a tile at the slowest of tensor cores, shared memory and L2."""
     # Per 128-byte K block of one tile (128 FP8 or 64 16-bit elements; FP8 runs twice the FLOPs).
     mma = 2 * cfg.block_m * cfg.block_n * BLOCK_K_BYTES / FP8_FLOPS_PER_CYCLE_PER_SM
     # Every 64-row WGMMA reads its A slice and the whole B tile from shared memory; TMA writes both.
@@ -99,18 +102,39 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     smem = (wgmma_reads + (cfg.block_m + cfg.block_n) * BLOCK_K_BYTES) / SMEM_BYTES_PER_CYCLE_PER_SM
     l2_rate = L2_BYTES_PER_CYCLE_PER_SM if cfg.ab_bytes == 1 else L2_BYTES_PER_CYCLE_PER_SM_16BIT
     l2 = l2_bytes_per_k_block(cfg) / l2_rate
+    return max(mma, smem, l2)
 
-    k_block_cycles = max(mma, smem, l2)
+
+def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
+    """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
+    all sit at the HBM floor in favour of the one with the most slack under it."""
+    num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
+    k_block_cycles = _k_block_cycles(cfg)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
     if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n):
         k_block_cycles *= STRADDLING_SCALE_COST
     if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1:
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
-    if cfg.ab_bytes == 2 and cfg.num_stages < DEEP_STAGES_16BIT:
-        k_block_cycles *= THREE_STAGE_COST_16BIT[cfg.block_m]
-    tile_cycles = num_waves * num_k_blocks * k_block_cycles
+    # The FP8 efficiency factors were fitted to whole-D configs at the stages they got, so for FP8
+    # the pipeline depth only chooses between a tile's variants (`_fp8_pipeline_cycles`).
+    if cfg.ab_bytes == 2:
+        if cfg.num_stages < DEEP_STAGES:
+            k_block_cycles *= SHALLOW_PIPELINE_COST_16BIT[cfg.block_m]
+        epilogue_cycles = (cfg.num_d_chunks - 1) * D_CHUNK_CYCLES
+        tile_cycles = num_waves * (shape.num_k_blocks * k_block_cycles + epilogue_cycles)
+    else:
+        tile_cycles = num_waves * shape.num_k_blocks * k_block_cycles
     return max(tile_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE), tile_cycles
+
+
+def _fp8_pipeline_cycles(shape: GemmShape, cfg: GemmConfig) -> float:
+    """Per-tile cycles an FP8 config loses to a shallow pipeline and to extra D chunks (0 for 16-bit,
+    whose estimate includes them)."""
+    if cfg.ab_bytes != 1:
+        return 0.0
+    shallow = SHALLOW_PIPELINE_COST_FP8 - 1 if cfg.num_stages < DEEP_STAGES else 0.0
+    return shape.num_k_blocks * _k_block_cycles(cfg) * shallow + (cfg.num_d_chunks - 1) * D_CHUNK_CYCLES
 
 
 def l2_bytes_per_k_block(cfg: GemmConfig) -> float:
@@ -150,22 +174,33 @@ def candidate_configs(shape: GemmShape, num_sms: int):
     for block_m in _block_m_candidates(shape):
         for block_n in block_n_candidates:
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
-                cfg = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
-                if shape.ab_bytes == 2 and cfg.num_stages < DEEP_STAGES_16BIT:
-                    chunked = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a,
-                                          num_d_chunks=2)
-                    if chunked.num_stages > cfg.num_stages and not config_errors(chunked, shape):
-                        cfg = chunked
-                if shape.ab_bytes == 2 and cfg.num_stages < MIN_STAGES_16BIT:
-                    continue
                 # Measured on the 16-bit kernel (H100 sweep): multicast gained 3-5% where every SM
                 # runs several tiles, and lost 2-8% on problems of about one wave of tiles, where the
                 # pair's lock step only adds latency.
                 if (shape.ab_bytes == 2 and num_tma_multicast > 1
                         and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES_16BIT * num_sms):
                     continue
-                if not config_errors(cfg, shape):
-                    yield cfg
+                whole = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
+                for cfg in (whole, *_chunked_variants(shape, num_sms, whole)):
+                    if shape.ab_bytes == 2 and cfg.num_stages < MIN_STAGES_16BIT:
+                        continue
+                    if not config_errors(cfg, shape):
+                        yield cfg
+
+
+def _chunked_variants(shape: GemmShape, num_sms: int, whole: GemmConfig) -> list[GemmConfig]:
+    """Where `whole` has fewer than DEEP_STAGES stages: it with D staged in each chunk count that
+    fits more stages than the fewer chunks did."""
+    variants, stages = [], whole.num_stages
+    for num_d_chunks in D_CHUNK_COUNTS:
+        if stages >= DEEP_STAGES:
+            break
+        chunked = make_config(shape, num_sms, whole.block_m, whole.block_n, whole.num_tma_multicast,
+                              whole.multicast_on_a, num_d_chunks=num_d_chunks)
+        if chunked.num_stages > stages:
+            variants.append(chunked)
+            stages = chunked.num_stages
+    return variants
 
 
 @lru_cache(maxsize=4096)
@@ -178,7 +213,7 @@ def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
         # multicasting B than A, though both sit at the tensor-core bound), then to multicast, then
         # to the taller tile (16-bit grouped GEMMs, H100: 256x128 ran 2-18% faster than 128x256).
         key = (*estimated_cycles(shape, cfg), -cfg.block_m * cfg.block_n, l2_bytes_per_k_block(cfg),
-               -cfg.num_tma_multicast, -cfg.block_m)
+               -cfg.num_tma_multicast, -cfg.block_m, _fp8_pipeline_cycles(shape, cfg))
         if best_key is None or key < best_key:
             best, best_key = cfg, key
     if best is None:

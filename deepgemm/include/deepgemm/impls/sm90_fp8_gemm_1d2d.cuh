@@ -28,7 +28,7 @@ namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
-          GemmKind kKind>
+          uint32_t kNumDChunks, GemmKind kKind>
 struct Fp8GemmLayout {
     static constexpr uint32_t BLOCK_K = 128;
     static constexpr uint32_t kNumMathWarpgroups = BLOCK_M == 64 ? 1 : 2;
@@ -42,7 +42,9 @@ struct Fp8GemmLayout {
     // A tile never straddles a 128-column scale block when BLOCK_N divides 128.
     static constexpr bool kUniformScaleB = 128 % BLOCK_N == 0;
 
-    static constexpr uint32_t kSmemDBytes = align_up(BLOCK_M * BLOCK_N * (kIsFP32Out ? 4u : 2u), 1024u);
+    // The D tile is staged in kNumDChunks column chunks (see store_tile).
+    static constexpr uint32_t kSmemDBytes =
+        align_up(BLOCK_M * BLOCK_N / kNumDChunks * (kIsFP32Out ? 4u : 2u), 1024u);
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
     static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
@@ -65,16 +67,16 @@ struct Fp8GemmLayout {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
-          GemmKind kKind>
+          uint32_t kNumDChunks, GemmKind kKind>
 __global__ void __launch_bounds__(
     (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
-                   kIsFP32Out, kSwizzleDBytes, kKind>::kNumThreads), 1)
+                   kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>::kNumThreads), 1)
 sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ grouped_layout,
                    const float* __restrict__ sfb, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                    const __grid_constant__ TmaDescriptor tmap_a, const __grid_constant__ TmaDescriptor tmap_b,
                    const __grid_constant__ TmaDescriptor tmap_sfa, const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
-                                 kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kKind>;
+                                 kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     // The consumers schedule only the dense kind themselves; the others take tiles from the producer.
     using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
@@ -265,7 +267,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 run_k_loop(true);
 
             // Epilogue, per warpgroup on its own rows of the D tile.
-            store_tile<BLOCK_M, BLOCK_N, 1, kOutType, kSwizzleDBytes, kKind,
+            store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind,
                        Layout::kNumWaves, Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, final_accum,
                                                           warpgroup, thread % 128, row_in_wave,
                                                           kWarpgroupBarrier + warpgroup, d, d_row_bytes,
