@@ -16,8 +16,10 @@ import torch
 import deepgemm
 from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
 
-# M tails, N tails (not a multiple of any tile), K tails (not a multiple of 128).
-SHAPES = [(1, 8, 16), (7, 120, 208), (65, 1000, 7296), (129, 7176, 128), (1000, 2112, 7168)]
+# M tails, N tails (not a multiple of any tile), K tails (not a multiple of 128); the last runs 256x128
+# tiles with D staged in 4 column chunks, three of them wholly past N in the last tile column.
+SHAPES = [(1, 8, 16), (7, 120, 208), (65, 1000, 7296), (129, 7176, 128), (1000, 2112, 7168),
+          (1000, 7176, 2048)]
 
 
 def main() -> None:
