@@ -48,10 +48,11 @@ SINGLE_WARPGROUP_EFFICIENCY = 0.75
 # CTAs of a cluster in lock step (multicast never beat the same tile without it on the H100).
 STRADDLING_SCALE_COST = 1.08
 MULTICAST_LOCKSTEP_COST = 1.03
-MAX_STAGES = 12
-# Small 16-bit tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate: on an
-# H100, 64x2112x7168 ran 12% faster with 16 stages of 64x16 than with 12, 128x2112x7168 7% with 18;
-# past 16-20 nothing more was gained.
+# Small tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate. 16-bit, H100:
+# 64x2112x7168 ran 12% faster with 16 stages of 64x16 than with 12, 128x2112x7168 7% with 18, and
+# nothing more past 16-20. FP8, H200: 1.5-2.6% faster with 16 stages than 12 on the 64x16 and 64x32
+# tiles of the M <= 128 DeepSeek-V3 shapes, 2-6% slower with 18-21.
+MAX_STAGES = 16
 MAX_STAGES_16BIT = 20
 
 BLOCK_N_CANDIDATES = tuple(range(16, 129, 16)) + (144, 160, 192)
