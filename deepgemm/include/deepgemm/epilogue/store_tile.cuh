@@ -11,13 +11,14 @@
 
 namespace deepgemm {
 
-// Writes a BLOCK_M x BLOCK_N FP32 accumulator tile to shared memory (as BF16, FP16 or FP32) and
-// stores it to global memory with TMA.
+// Writes BLOCK_M x BLOCK_N of an FP32 accumulator tile (the whole tile, or one column chunk of it:
+// see store_tile) to shared memory as BF16, FP16 or FP32 and stores it to global memory with TMA.
 //
-// The tile is kept as column slabs of kSwizzleBytes-wide rows carrying the TMA swizzle of that
-// width (one TMA store per slab and 64-row WGMMA slice, so each consumer warpgroup stores its own). Swizzling makes the accumulator-layout writes conflict-free: the 8
-// rows a warp writes at once land in 8 different 16-byte chunks. With kSwizzleBytes == 0 the tile is
-// one unswizzled slab (only for widths no swizzle mode divides).
+// The staged columns are kept as column slabs of kSwizzleBytes-wide rows carrying the TMA swizzle of
+// that width (one TMA store per slab and 64-row WGMMA slice, so each consumer warpgroup stores its
+// own). Swizzling makes the accumulator-layout writes conflict-free: the 8 rows a warp writes at once
+// land in 8 different 16-byte chunks. With kSwizzleBytes == 0 the staged columns are one unswizzled
+// slab (only for widths no swizzle mode divides).
 template <uint32_t BLOCK_M, uint32_t BLOCK_N, OutType kOutType, uint32_t kSwizzleBytes>
 struct TileStore {
     static constexpr uint32_t kElemBytes = kOutType == OutType::FP32 ? 4 : 2;

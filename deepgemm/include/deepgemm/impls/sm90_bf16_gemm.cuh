@@ -226,8 +226,8 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
                     const uint32_t row = tile.row + w * Layout::kWaveM + row_in_wave;
                     const uint32_t col = tile.n_block * BLOCK_N;
-                    add_source<kOutType>(accum[w], c + col * (kOutType == OutType::FP32 ? 4 : 2), c_row_bytes, row, lane % 4,
-                                         shape_m, SHAPE_N - col);
+                    const uint8_t* c_col = c + col * (kOutType == OutType::FP32 ? 4 : 2);
+                    add_source<kOutType>(accum[w], c_col, c_row_bytes, row, lane % 4, shape_m, SHAPE_N - col);
                 }
             }
 
