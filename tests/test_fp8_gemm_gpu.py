@@ -51,6 +51,12 @@ def _guarded_output(m: int, n: int, dtype: torch.dtype):
     return buf, buf[GUARD : GUARD + m, GUARD : GUARD + n]
 
 
+def _assert_guard_band_untouched(buf: torch.Tensor, m: int, n: int, what: str = "") -> None:
+    inner = torch.zeros_like(buf, dtype=torch.bool)
+    inner[GUARD : GUARD + m, GUARD : GUARD + n] = True
+    assert bool((buf[~inner] == SENTINEL).all()), f"{what}the kernel wrote outside d"
+
+
 def _check(m: int, n: int, k: int, out_dtype=torch.bfloat16, **strides) -> None:
     a, b, a_q, b_q = _make_inputs(m, n, k, **strides)
     buf, d = _guarded_output(m, n, out_dtype)
@@ -63,9 +69,7 @@ def _check(m: int, n: int, k: int, out_dtype=torch.bfloat16, **strides) -> None:
     unquantized = a.float() @ b.float().t()
     assert calc_diff(d, unquantized) < 1e-3, f"vs unquantized product: {calc_diff(d, unquantized)}"
 
-    inner = torch.zeros_like(buf, dtype=torch.bool)
-    inner[GUARD : GUARD + m, GUARD : GUARD + n] = True
-    assert bool((buf[~inner] == SENTINEL).all()), "the kernel wrote outside d"
+    _assert_guard_band_untouched(buf, m, n)
     assert bool(torch.isfinite(d).all())
 
 
@@ -109,9 +113,7 @@ def test_d_staged_in_chunks(n: int, num_d_chunks: int, out_dtype: torch.dtype) -
         launch_fp8_gemm_nt(a_q[0], sfa, b_q[0], b_q[1], d, config=cfg)
         torch.cuda.synchronize()
         assert calc_diff(d, ref) < 1e-5, f"{chunks} chunks: calc_diff {calc_diff(d, ref)}"
-        inner = torch.zeros_like(buf, dtype=torch.bool)
-        inner[GUARD : GUARD + m, GUARD : GUARD + n] = True
-        assert bool((buf[~inner] == SENTINEL).all()), f"{chunks} chunks: the kernel wrote outside d"
+        _assert_guard_band_untouched(buf, m, n, f"{chunks} chunks: ")
         results.append(d.clone())
     assert torch.equal(results[0], results[1]), "chunked staging changed the result"
 
