@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import deepgemm
+from deepgemm.bench import cli as bench_cli
 from deepgemm.bench import providers
 from deepgemm.bench.cli import build_parser, cpu_suite, select_providers, select_suites
 from deepgemm.bench.cli import main as bench_main
@@ -1037,6 +1038,28 @@ def test_gpu_timers_raise_a_clear_error_without_cuda(monkeypatch):
     ):
         with pytest.raises(RuntimeError, match="needs a CUDA device"):
             timer()
+
+
+def test_gpu_timer_rests_before_each_measurement(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
+    monkeypatch.setattr(bench_cli.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(bench_cli, "bench_kineto",
+                        lambda fn, names, num_tests: events.append(("time", num_tests)) or 1.0)
+    timer = bench_cli.make_timer(True, "kineto", 7, rest_s=0.25)
+    assert timer(lambda: None) == 1.0 and timer(lambda: None) == 1.0
+    assert events == ["sync", ("sleep", 0.25), ("time", 7)] * 2
+    events.clear()
+    bench_cli.make_timer(True, "kineto", 7, rest_s=0)(lambda: None)
+    assert events == [("time", 7)]
+
+
+def test_rest_must_be_a_non_negative_number():
+    assert build_parser().parse_args([]).rest == bench_cli.DEFAULT_REST_S
+    assert build_parser().parse_args(["--rest", "0"]).rest == 0
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--rest", bad])
 
 
 def test_bench_cpu_counts_calls():

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import torch
 
 from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
@@ -109,6 +110,13 @@ def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[
     num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
     if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
         problems.append(f"grid {cfg.num_sms} for {num_sms} SMs and {num_tiles} tiles")
+    # The grid is the smallest (even, with multicast) one that runs the tiles in the fewest waves.
+    num_waves = ceil_div(num_tiles, num_sms)
+    if ceil_div(num_tiles, cfg.num_sms) != num_waves:
+        problems.append(f"grid {cfg.num_sms} adds a wave to the {num_waves} of {num_sms} SMs")
+    smaller = cfg.num_sms - cfg.num_tma_multicast
+    if smaller >= 1 and ceil_div(num_tiles, smaller) == num_waves:
+        problems.append(f"grid {cfg.num_sms} where {smaller} CTAs run the tiles in as many waves")
     if cfg.out_bytes != shape.out_bytes:
         problems.append(f"out_bytes={cfg.out_bytes}")
     row_bytes = cfg.block_n // cfg.num_d_chunks * cfg.out_bytes
@@ -140,6 +148,40 @@ def test_no_multicast_with_an_odd_grid(num_sms):
     chosen = [select_config(s, num_sms) for s in shapes]
     assert [c for c in chosen if c.num_tma_multicast != 1 and c.num_sms % 2] == []
     assert all(c.num_sms < num_sms for c in chosen if c.num_tma_multicast != 1)
+
+
+@pytest.mark.parametrize(("m", "n", "block_m", "block_n", "multicast", "grid"), [
+    (4096, 7168, 256, 128, 1, 128),  # 896 tiles: 7 waves of 128 instead of 6.8 of 132
+    (4096, 2112, 128, 192, 1, 118),  # 352 tiles: 3 waves of 118 (the last 116)
+    (4096, 2048, 128, 128, 2, 128),  # 512 tiles: 4 waves of 128
+    (4096, 4352, 256, 128, 2, 110),  # 544 tiles: 5 waves of 109, one more CTA for the 2-CTA clusters
+    (4224, 1024, 128, 128, 2, 132),  # 264 tiles: exactly 2 waves of 132
+    (64, 2112, 64, 32, 1, 66),  # one wave: one CTA per tile
+])
+def test_grid_spreads_the_last_wave(m, n, block_m, block_n, multicast, grid):
+    shape = GemmShape(m, n, 7168)
+    cfg = sm90.make_config(shape, 132, block_m, block_n, multicast)
+    assert cfg.num_sms == grid
+
+
+def test_kernel_repr_leaves_out_the_grid():
+    # M sizes the grid at run time: shapes that differ only in it must share one compiled kernel.
+    from deepgemm.ops import bf16_launch, fp8_launch
+
+    cfg = sm90.make_config(GemmShape(4096, 7168, 16384), 132, 256, 128)
+    other = replace(cfg, num_sms=132)
+    assert cfg.num_sms == 128 and cfg.kernel_repr() == other.kernel_repr()
+    assert "num_sms" not in cfg.kernel_repr() and "num_d_chunks=1" in cfg.kernel_repr()
+    assert replace(cfg, num_stages=2).kernel_repr() != cfg.kernel_repr()
+    assert fp8_launch.kernel_comment(7168, 16384, cfg) == fp8_launch.kernel_comment(7168, 16384, other)
+    bf16_args = (False, False, False, torch.bfloat16, False)
+    assert (bf16_launch.kernel_comment(7168, 16384, cfg, *bf16_args)
+            == bf16_launch.kernel_comment(7168, 16384, other, *bf16_args))
+
+
+def test_masked_grid_keeps_every_sm():
+    shape = GemmShape(256, 4096, 7168, 2, 4, "masked")
+    assert sm90.make_config(shape, 132, 128, 128).num_sms == 132
 
 
 def test_multicast_is_chosen_when_the_model_says_it_pays(monkeypatch):

@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import platform
 import sys
+import time
 from collections.abc import Sequence
 
 import torch
@@ -43,6 +44,18 @@ TIMERS = {
     "cpu_wallclock": "wall clock around each call of the CPU path",
 }
 FAILED_STATUSES = ("error", "wrong")
+# Idle seconds before each GPU measurement. Under its power cap (700 W on an H100 or H200 SXM) a GPU
+# clocks a kernel by what ran just before it: back to back, the provider measured after a heavy one
+# ran up to 16% slower on an H200. Half a second of rest gives every provider the same start, and
+# repeat runs agreed within 0.3% (a run of 30 calls of the largest shape lasts about 45 ms).
+DEFAULT_REST_S = 0.5
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -68,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shapes", help="ad-hoc dense shapes 'M,N,K;M,N,K' instead of the suites")
     parser.add_argument(
         "--num-tests", type=_positive_int, help="timed calls per measurement (default: 30 GPU, 3 CPU)"
+    )
+    parser.add_argument(
+        "--rest",
+        type=_non_negative_float,
+        default=DEFAULT_REST_S,
+        metavar="SECONDS",
+        help=f"GPU idle time before each measurement, so every provider starts from the same power state "
+        f"(default: {DEFAULT_REST_S}; 0 measures back to back, as under sustained load)",
     )
     parser.add_argument(
         "--timer",
@@ -147,12 +168,17 @@ def select_providers(suite: Suite, names: Sequence[str] | None, on_cuda: bool = 
     return suite.providers if on_cuda else tuple(p for p in suite.providers if p.has_cpu_path)
 
 
-def make_timer(on_cuda: bool, timer: str, num_tests: int) -> Timer:
+def make_timer(on_cuda: bool, timer: str, num_tests: int, rest_s: float = 0.0) -> Timer:
     if not on_cuda:
         return lambda fn: bench_cpu(fn, num_tests)
-    if timer == "events":
-        return lambda fn: bench(fn, num_tests)
-    return lambda fn: bench_kineto(fn, None, num_tests)
+    measure = bench if timer == "events" else lambda fn, num_tests: bench_kineto(fn, None, num_tests)
+
+    def rested(fn):
+        torch.cuda.synchronize()
+        time.sleep(rest_s)
+        return measure(fn, num_tests)
+
+    return rested if rest_s > 0 else lambda fn: measure(fn, num_tests)
 
 
 def _failures(results: dict) -> list[str]:
@@ -165,8 +191,10 @@ def _run_and_print(
     """Run one suite, printing each problem's rows as soon as they are measured."""
     print(f"\n== {suite.name}: {suite.description}")
     method = document["method"]
+    rest = f", each measurement after {method['rest_s']:g} s idle" if method["rest_s"] else ""
     print(
         f"   {document['env']['device']}: {method['timer_description']}; mean of {method['num_tests']} calls"
+        f"{rest}"
     )
     print(f"   speedup = {speedup_definition(suite.baseline, suite.faster)}")
     if suite.twin is not None:
@@ -216,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown providers {sorted(set(names) - known)}; choose from {sorted(known)}")
     num_tests = args.num_tests or (30 if on_cuda else 3)
     device = torch.device("cuda" if on_cuda else "cpu")
-    timer = make_timer(on_cuda, args.timer, num_tests)
+    rest_s = args.rest if on_cuda else 0.0
+    timer = make_timer(on_cuda, args.timer, num_tests, rest_s)
 
     timer_name = args.timer if on_cuda else "cpu_wallclock"
     document = {
@@ -228,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timer": timer_name,
             "timer_description": TIMERS[timer_name],
             "num_tests": num_tests,
+            "rest_s": rest_s,
             "l2_flush_bytes": L2_FLUSH_BYTES if on_cuda else None,
             "seed": args.seed,
             "inputs": "random normal BF16: the FP8 suites quantise them with deepgemm.quant (1x128 A "

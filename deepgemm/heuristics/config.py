@@ -8,6 +8,7 @@ again at compile time. Stdlib only.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import gcd
 
@@ -101,6 +102,14 @@ class GemmConfig:
         if self.swizzle_d_bytes:
             return self.swizzle_d_bytes // self.out_bytes
         return self.block_n // self.num_d_chunks
+
+    def kernel_repr(self) -> str:
+        """The config as its kernel is compiled: every field but the launch grid. It goes into the JIT
+        stub's comment, part of the cache key, so shapes that differ only in their grid (the heuristic
+        sizes it by M, a run-time value) share one binary."""
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                           if f.name != "num_sms")
+        return f"{type(self).__name__}({fields})"
 
     def smem_bytes(self, k: int) -> int:
         return gemm_smem_bytes(self.ab_bytes, self.block_m, self.block_n, self.num_stages, k, self.out_bytes,

@@ -23,6 +23,7 @@ from .config import (
     MAX_SMEM_BYTES,
     GemmConfig,
     GemmShape,
+    align,
     ceil_div,
     config_errors,
     gemm_smem_bytes,
@@ -146,13 +147,26 @@ def l2_bytes_per_k_block(cfg: GemmConfig) -> float:
     return BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b)
 
 
+def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int) -> int:
+    """Persistent CTAs for `shape`: the fewest that still run its tiles in the fewest waves.
+
+    A last wave that would leave SMs idle is spread over every wave instead; the SMs left out idle
+    all along. H200, every multi-wave DeepSeek-V3 shape at M = 4096 (measured from rest, interleaved):
+    FP8 0.4-2.2% faster (e.g. 4096x32768x512 on 128 SMs: 136.1 us against 139.1 on 132), BF16
+    0.8-1.2%. The masked layout keeps every SM: its real tile count is only known on the GPU."""
+    if shape.layout == MASKED:
+        return num_sms
+    num_tiles = shape.num_tiles(block_m, block_n)
+    grid = ceil_div(num_tiles, ceil_div(num_tiles, num_sms))
+    # A 2-CTA cluster needs an even grid; rounding up past the SM count would add a wave.
+    grid = align(grid, num_tma_multicast)
+    return grid if grid <= num_sms else min(num_sms, num_tiles)
+
+
 def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
                 multicast_on_a: bool = True, num_stages: int | None = None,
                 num_d_chunks: int = 1) -> GemmConfig:
-    """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid.
-
-    The masked layout keeps every SM in the grid: its real tile count is only known on the GPU."""
-    num_blocks = num_sms if shape.layout == MASKED else shape.num_tiles(block_m, block_n)
+    """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid."""
     grouped = shape.layout != DENSE
     return GemmConfig(
         block_m=block_m,
@@ -161,7 +175,7 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
         swizzle_d_bytes=swizzle_d_bytes(block_n // num_d_chunks, shape.out_bytes),
-        num_sms=min(num_sms, num_blocks),
+        num_sms=_grid_size(shape, num_sms, block_m, block_n, num_tma_multicast),
         out_bytes=shape.out_bytes,
         grouped=grouped,
         ab_bytes=shape.ab_bytes,

@@ -3,7 +3,7 @@
 Usage::
 
     kernel = get_kernel("deepgemm::sm90_fp8_gemm_1d2d", "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh",
-                        template_args, comment=repr(config))
+                        template_args, comment=config.kernel_repr())
     launch = kernel.launcher((ParamType.TMA, ParamType.TMA, ParamType.PTR, ParamType.U32),
                              grid=num_sms, block=384, smem=smem_size, cluster=2, device=a.device)
     launch(tmap_a, tmap_b, sfb.data_ptr(), m)

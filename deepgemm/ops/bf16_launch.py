@@ -94,6 +94,25 @@ def template_args(
     )
 
 
+def kernel_comment(
+    n: int,
+    k: int,
+    cfg: GemmConfig,
+    a_mn_major: bool,
+    b_mn_major: bool,
+    is_fp16: bool,
+    out_dtype: torch.dtype,
+    has_c: bool,
+    kind: str = GEMM_KIND_DENSE,
+) -> str:
+    """The JIT stub's comment: what the kernel computes and its config without the launch grid."""
+    return (
+        f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, "
+        f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}, out={out_dtype}, c={has_c}\n"
+        f"{cfg.kernel_repr()}"
+    )
+
+
 @lru_cache(maxsize=1024)
 def kernel_launcher(
     n: int,
@@ -109,10 +128,7 @@ def kernel_launcher(
 ):
     """The compiled kernel for these template arguments, ready to launch on CUDA device `device`."""
     args = template_args(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, has_c, kind)
-    comment = (
-        f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, "
-        f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}, out={out_dtype}, c={has_c}\n{cfg!r}"
-    )
+    comment = kernel_comment(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, has_c, kind)
     kernel = get_kernel(KERNEL, HEADER, args, comment=comment)
     return kernel.launcher(
         PARAM_TYPES,

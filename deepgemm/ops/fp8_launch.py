@@ -48,7 +48,7 @@ def template_args(n: int, k: int, cfg: GemmConfig,
 
 
 def kernel_comment(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) -> str:
-    return f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg!r}"
+    return f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg.kernel_repr()}"
 
 
 @lru_cache(maxsize=1024)
