@@ -42,8 +42,8 @@ class Case:
     @property
     def template_args(self) -> tuple[int | bool | str, ...]:
         a_mn_major, b_mn_major = self.layout[0] == "t", self.layout[1] == "n"
-        return bf16_launch.template_args(self.n, self.k, self.cfg, a_mn_major, b_mn_major, self.is_fp16,
-                                         self.out_dtype, self.has_c, self.kind)
+        return bf16_launch.Bf16Kernel(self.n, self.k, self.cfg, a_mn_major, b_mn_major, self.is_fp16,
+                                      self.out_dtype, self.has_c, self.kind).template_args()
 
     @property
     def id(self) -> str:

@@ -174,9 +174,9 @@ def test_kernel_repr_leaves_out_the_grid():
     assert "num_sms" not in cfg.kernel_repr() and "num_d_chunks=1" in cfg.kernel_repr()
     assert replace(cfg, num_stages=2).kernel_repr() != cfg.kernel_repr()
     assert fp8_launch.kernel_comment(7168, 16384, cfg) == fp8_launch.kernel_comment(7168, 16384, other)
-    bf16_args = (False, False, False, torch.bfloat16, False)
-    assert (bf16_launch.kernel_comment(7168, 16384, cfg, *bf16_args)
-            == bf16_launch.kernel_comment(7168, 16384, other, *bf16_args))
+    flags = (False, False, False, torch.bfloat16, False)
+    assert (bf16_launch.Bf16Kernel(7168, 16384, cfg, *flags).comment()
+            == bf16_launch.Bf16Kernel(7168, 16384, other, *flags).comment())
 
 
 def test_masked_grid_keeps_every_sm():

@@ -11,6 +11,7 @@ B [G, N, K] as one [G * N, K] matrix, and the masked kind A and D as 3-D [G, max
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -63,78 +64,45 @@ _MAX_PLANS = 4096
 _MAX_TMAPS_PER_PLAN = 64
 
 
-def template_args(
-    n: int,
-    k: int,
-    cfg: GemmConfig,
-    a_mn_major: bool,
-    b_mn_major: bool,
-    is_fp16: bool,
-    out_dtype: torch.dtype,
-    has_c: bool,
-    kind: str = GEMM_KIND_DENSE,
-) -> tuple[int | bool | str, ...]:
-    """Template arguments of `sm90_bf16_gemm`, in its declaration order."""
-    return (
-        n,
-        k,
-        cfg.block_m,
-        cfg.block_n,
-        cfg.num_stages,
-        cfg.num_tma_multicast,
-        cfg.multicast_on_a,
-        a_mn_major,
-        b_mn_major,
-        is_fp16,
-        OUT_TYPES[out_dtype],
-        has_c,
-        cfg.swizzle_d_bytes,
-        cfg.num_d_chunks,
-        kind,
-    )
+@dataclass(frozen=True)
+class Bf16Kernel:
+    """One instantiation of `sm90_bf16_gemm`: what the kernel computes and its config."""
 
+    n: int
+    k: int
+    cfg: GemmConfig
+    a_mn_major: bool
+    b_mn_major: bool
+    is_fp16: bool
+    out_dtype: torch.dtype
+    has_c: bool
+    kind: str = GEMM_KIND_DENSE
 
-def kernel_comment(
-    n: int,
-    k: int,
-    cfg: GemmConfig,
-    a_mn_major: bool,
-    b_mn_major: bool,
-    is_fp16: bool,
-    out_dtype: torch.dtype,
-    has_c: bool,
-    kind: str = GEMM_KIND_DENSE,
-) -> str:
-    """The JIT stub's comment: what the kernel computes and its config without the launch grid."""
-    return (
-        f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, "
-        f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}, out={out_dtype}, c={has_c}\n"
-        f"{cfg.kernel_repr()}"
-    )
+    def template_args(self) -> tuple[int | bool | str, ...]:
+        """Template arguments of `sm90_bf16_gemm`, in its declaration order."""
+        cfg = self.cfg
+        return (self.n, self.k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
+                cfg.multicast_on_a, self.a_mn_major, self.b_mn_major, self.is_fp16, OUT_TYPES[self.out_dtype],
+                self.has_c, cfg.swizzle_d_bytes, cfg.num_d_chunks, self.kind)
+
+    def comment(self) -> str:
+        """The JIT stub's comment: what the kernel computes and its config without the launch grid."""
+        layout = f"{'t' if self.a_mn_major else 'n'}{'n' if self.b_mn_major else 't'}"
+        dtype = "fp16" if self.is_fp16 else "bf16"
+        return (f"{self.kind.rsplit(':', 1)[-1]} n={self.n}, k={self.k}, {dtype}, {layout}, "
+                f"out={self.out_dtype}, c={self.has_c}\n{self.cfg.kernel_repr()}")
 
 
 @lru_cache(maxsize=1024)
-def kernel_launcher(
-    n: int,
-    k: int,
-    cfg: GemmConfig,
-    a_mn_major: bool,
-    b_mn_major: bool,
-    is_fp16: bool,
-    out_dtype: torch.dtype,
-    has_c: bool,
-    device: int,
-    kind: str = GEMM_KIND_DENSE,
-):
-    """The compiled kernel for these template arguments, ready to launch on CUDA device `device`."""
-    args = template_args(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, has_c, kind)
-    comment = kernel_comment(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, has_c, kind)
-    kernel = get_kernel(KERNEL, HEADER, args, comment=comment)
+def kernel_launcher(spec: Bf16Kernel, device: int):
+    """The compiled kernel `spec`, ready to launch on CUDA device `device`."""
+    cfg = spec.cfg
+    kernel = get_kernel(KERNEL, HEADER, spec.template_args(), comment=spec.comment())
     return kernel.launcher(
         PARAM_TYPES,
         grid=cfg.num_sms,
         block=cfg.num_threads,
-        smem=cfg.smem_bytes(k),
+        smem=cfg.smem_bytes(spec.k),
         cluster=cfg.num_tma_multicast,
         device=device,
     )
@@ -161,9 +129,8 @@ def launch_bf16_gemm(
     if plan is None:
         shape = GemmShape(m, n, k, d.element_size(), ab_bytes=2, b_mn_major=b_mn_major)
         cfg = config or choose_config(shape, num_sms)
-        launch = kernel_launcher(
-            n, k, cfg, a_mn_major, b_mn_major, A.dtype == torch.float16, d.dtype, c is not None, device_index
-        )
+        spec = Bf16Kernel(n, k, cfg, a_mn_major, b_mn_major, A.dtype == torch.float16, d.dtype, c is not None)
+        launch = kernel_launcher(spec, device_index)
         plan = _remember(key, _Plan(GEMM_KIND_DENSE, m, n, k, 1, a_mn_major, b_mn_major, cfg, launch))
     c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * c.element_size()) if c is not None else (0, 0)
     plan.run(A, B, d, 0, c_ptr, c_row_bytes)
@@ -218,9 +185,8 @@ def _launch_grouped(
                 "config must be made for a grouped shape (GemmConfig.grouped): the grouped "
                 "kernels keep a tile slot per stage in shared memory"
             )
-        launch = kernel_launcher(
-            n, k, cfg, False, False, A.dtype == torch.float16, d.dtype, False, device_index, kind
-        )
+        spec = Bf16Kernel(n, k, cfg, False, False, A.dtype == torch.float16, d.dtype, False, kind)
+        launch = kernel_launcher(spec, device_index)
         plan = _remember(key, _Plan(kind, rows, n, k, num_groups, False, False, cfg, launch))
     plan.run(A, B, d, grouped_layout.data_ptr(), 0, 0)
 
