@@ -114,15 +114,8 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
     Tile* stage_tiles = reinterpret_cast<Tile*>(empty_barriers + kNumStages);
 
     const uint32_t thread = threadIdx.x;
-    if (thread == kNumMathThreads) {
-        if (ptx::dynamic_smem_size() < Layout::kSmemBytes)
-            device_trap();
-        ptx::prefetch_tma_descriptor(&tmap_a);
-        ptx::prefetch_tma_descriptor(&tmap_b);
-        ptx::prefetch_tma_descriptor(&tmap_d);
-    }
-    init_stage_barriers<kNumStages, kNumTMAMulticast, kNumMathThreads>(thread == kNumMathThreads + 32, full_barriers,
-                                                                       empty_barriers);
+    start_pipeline<Layout::kSmemBytes, kNumStages, kNumTMAMulticast, kNumMathThreads>(
+        thread, full_barriers, empty_barriers, &tmap_a, &tmap_b, &tmap_d);
 
     if (thread >= kNumMathThreads) {
         ptx::warpgroup_reg_dealloc<40>();

@@ -108,17 +108,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     Tile* stage_tiles = reinterpret_cast<Tile*>(empty_barriers + kNumStages);
 
     const uint32_t thread = threadIdx.x;
-    if (thread == kNumMathThreads) {
-        // The host sizes dynamic shared memory from a Python mirror of Layout: catch any drift.
-        if (ptx::dynamic_smem_size() < Layout::kSmemBytes)
-            device_trap();
-        ptx::prefetch_tma_descriptor(&tmap_a);
-        ptx::prefetch_tma_descriptor(&tmap_b);
-        ptx::prefetch_tma_descriptor(&tmap_sfa);
-        ptx::prefetch_tma_descriptor(&tmap_d);
-    }
-    init_stage_barriers<kNumStages, kNumTMAMulticast, kNumMathThreads>(thread == kNumMathThreads + 32, full_barriers,
-                                                                       empty_barriers);
+    start_pipeline<Layout::kSmemBytes, kNumStages, kNumTMAMulticast, kNumMathThreads>(
+        thread, full_barriers, empty_barriers, &tmap_a, &tmap_b, &tmap_sfa, &tmap_d);
 
     if (thread >= kNumMathThreads) {
         // Producer warpgroup: one thread issues every TMA load; the others only give up registers.

@@ -5,6 +5,7 @@
 #include <deepgemm/ptx/cluster.cuh>
 #include <deepgemm/ptx/mbarrier.cuh>
 #include <deepgemm/ptx/smem.cuh>
+#include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
 
 // The parts of the producer/consumer pipeline every GEMM kernel shares: the producer's walk over
@@ -38,6 +39,22 @@ __device__ __forceinline__ void init_stage_barriers(bool is_init_thread, uint64_
         ptx::cluster_sync();
     else
         __syncthreads();
+}
+
+// How every GEMM kernel starts: the producer's first thread checks the dynamic shared memory the
+// host gave (sized from a Python mirror of the kernel's layout: this catches any drift) and
+// prefetches the tensor maps, then the ring's barriers are initialised (init_stage_barriers).
+template <uint32_t kSmemBytes, uint32_t kNumStages, uint32_t kNumTMAMulticast, uint32_t kNumMathThreads,
+          typename... TensorMaps>
+__device__ __forceinline__ void start_pipeline(uint32_t thread, uint64_t* full_barriers, uint64_t* empty_barriers,
+                                               const TensorMaps*... tensor_maps) {
+    if (thread == kNumMathThreads) {
+        if (ptx::dynamic_smem_size() < kSmemBytes)
+            device_trap();
+        (ptx::prefetch_tma_descriptor(tensor_maps), ...);
+    }
+    init_stage_barriers<kNumStages, kNumTMAMulticast, kNumMathThreads>(thread == kNumMathThreads + 32, full_barriers,
+                                                                       empty_barriers);
 }
 
 // The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
