@@ -179,9 +179,14 @@ def test_kernel_repr_leaves_out_the_grid():
             == bf16_launch.Bf16Kernel(7168, 16384, other, *flags).comment())
 
 
-def test_masked_grid_keeps_every_sm():
-    shape = GemmShape(256, 4096, 7168, 2, 4, "masked")
-    assert sm90.make_config(shape, 132, 128, 128).num_sms == 132
+@pytest.mark.parametrize(("rows", "layout", "grid"), [
+    (256, "masked", 132),  # 256 rows per expert: 4 x 2 x 32 tiles, only known on the GPU
+    (32768, "contiguous", 132),  # 8192 estimated tiles; the experts' sizes decide the real count
+    (256, "contiguous", 64),  # fewer estimated tiles than SMs: one CTA each
+])
+def test_grouped_grid_is_not_sized_by_waves(rows, layout, grid):
+    shape = GemmShape(rows, 4096, 7168, 2, 4, layout)
+    assert sm90.make_config(shape, 132, 128, 128).num_sms == grid
 
 
 def test_multicast_is_chosen_when_the_model_says_it_pays(monkeypatch):

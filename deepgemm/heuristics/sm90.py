@@ -153,10 +153,17 @@ def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_t
     A last wave that would leave SMs idle is spread over every wave instead; the SMs left out idle
     all along. H200, every multi-wave DeepSeek-V3 shape at M = 4096 (measured from rest, interleaved):
     FP8 0.4-2.2% faster (e.g. 4096x32768x512 on 128 SMs: 136.1 us against 139.1 on 132), BF16
-    0.8-1.2%. The masked layout keeps every SM: its real tile count is only known on the GPU."""
+    0.8-1.2%.
+
+    Only the dense layout's tile count is known on the host. The masked layout keeps every SM; the
+    contiguous one a CTA per estimated tile up to every SM: its real tiles depend on the experts'
+    sizes (a partial last m-block per expert, near-free padding blocks), and a grid sized to the
+    estimate could add a wave."""
+    num_tiles = shape.num_tiles(block_m, block_n)
     if shape.layout == MASKED:
         return num_sms
-    num_tiles = shape.num_tiles(block_m, block_n)
+    if shape.layout != DENSE:
+        return min(num_sms, num_tiles)
     grid = ceil_div(num_tiles, ceil_div(num_tiles, num_sms))
     # A 2-CTA cluster needs an even grid; rounding up past the SM count would add a wave.
     grid = align(grid, num_tma_multicast)
