@@ -150,15 +150,15 @@ def l2_bytes_per_k_block(cfg: GemmConfig) -> float:
 def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int) -> int:
     """Persistent CTAs for `shape`: the fewest that still run its tiles in the fewest waves.
 
-    A last wave that would leave SMs idle is spread over every wave instead; the SMs left out idle
-    all along. H200, every multi-wave DeepSeek-V3 shape at M = 4096 (measured from rest, interleaved):
+    A last wave that would leave SMs idle is spread over every wave instead, and the SMs left out stay
+    idle throughout. H200, every multi-wave DeepSeek-V3 shape at M = 4096 (measured from rest, interleaved):
     FP8 0.4-2.2% faster (e.g. 4096x32768x512 on 128 SMs: 136.1 us against 139.1 on 132), BF16
     0.8-1.2%.
 
     Only the dense layout's tile count is known on the host. The masked layout keeps every SM; the
     contiguous one a CTA per estimated tile up to every SM: its real tiles depend on the experts'
     sizes (a partial last m-block per expert, near-free padding blocks), and a grid sized to the
-    estimate could add a wave."""
+    estimate could add a wave (on the contiguous suite, 128 CTAs measured no faster than 132)."""
     num_tiles = shape.num_tiles(block_m, block_n)
     if shape.layout == MASKED:
         return num_sms
