@@ -47,7 +47,8 @@ FAILED_STATUSES = ("error", "wrong")
 # Idle seconds before each GPU measurement. Under its power cap (700 W on an H100 or H200 SXM) a GPU
 # clocks a kernel by what ran just before it: back to back, the provider measured after a heavy one
 # ran up to 16% slower on an H200. Half a second of rest gives every provider the same start, and
-# repeat runs agreed within 0.3% (a run of 30 calls of the largest shape lasts about 45 ms).
+# repeat runs agreed within 0.3% (one measurement of the largest shape, its warm-up calls included,
+# lasts about 45 ms).
 DEFAULT_REST_S = 0.5
 
 
