@@ -124,6 +124,10 @@ NVCC = pytest.param("nvcc", marks=pytest.mark.skipif(not _have_nvcc(), reason="n
 _REPORT = re.compile(r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes stack frame, "
                      r"(\d+) bytes spill stores, (\d+) bytes spill loads\s*\n[^\n]*?Used (\d+) registers")
 
+# ptxas' warnings that it serialised WGMMAs (C7514: registers of one in flight are touched; C7517: it
+# inserted a wait of its own), which silently cost the two-set k-loop its overlap.
+_WGMMA_SERIALISED = re.compile(r"\((C751[0-9])\)[^\n]*?function '(\S+)'")
+
 
 @dataclass(frozen=True)
 class PtxasReport:
@@ -140,6 +144,7 @@ class Build:
     compiled: bool = False
     error: str | None = None
     report: PtxasReport | None = None
+    wgmma_warnings: tuple[str, ...] = ()
 
 
 def _build(case: Case) -> Build:
@@ -164,7 +169,11 @@ def build_all(compiler: str, cases: list[Case], cache_dir) -> dict[Case, Build]:
         with contextlib.redirect_stderr(log), ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             builds = dict(zip(cases, pool.map(_build, cases), strict=True))
     reports = {name: PtxasReport(*map(int, numbers)) for name, *numbers in _REPORT.findall(log.getvalue())}
-    return {case: Build(b.symbol, b.cubin, b.compiled, b.error, reports.get(b.symbol))
+    warnings: dict[str, list[str]] = {}
+    for code, name in _WGMMA_SERIALISED.findall(log.getvalue()):
+        warnings.setdefault(name, []).append(code)
+    return {case: Build(b.symbol, b.cubin, b.compiled, b.error, reports.get(b.symbol),
+                        tuple(warnings.get(b.symbol, ())))
             for case, b in builds.items()}
 
 
@@ -210,6 +219,7 @@ def test_kernel_compiles_without_local_memory(builds, compiler, case):
     assert (report.stack_frame, report.spill_stores, report.spill_loads) == (0, 0, 0), report
     # ptxas cannot exceed the per-thread register file; `setmaxnreg` raises the consumers' budget later.
     assert 0 < report.registers <= 255
+    assert build.wgmma_warnings == (), f"ptxas serialised WGMMAs: {build.wgmma_warnings}"
 
 
 PROBE_HEADER = """#pragma once

@@ -41,6 +41,13 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kNumScaleBlocksN = ceil_div(SHAPE_N, 128u);
     // A tile never straddles a 128-column scale block when BLOCK_N divides 128.
     static constexpr bool kUniformScaleB = 128 % BLOCK_N == 0;
+    // One consumer warpgroup with registers for a second accumulator set runs the two-set k-loop
+    // (see the kernel), whose WGMMAs of one k-block overlap the promotion of the previous one. (H200,
+    // M <= 128 DeepSeek-V3 shapes: 64-row tiles 0-5% faster, 2.3% on average; 128-row tiles, where
+    // the other warpgroup already fills that gap, -2 to +1%, within the noise.)
+    static constexpr bool kTwoAccumSets = kNumMathWarpgroups == 1 && BLOCK_N <= 128;
+    // K-blocks per straight-line span of that loop; each span ends by waiting for its last WGMMAs.
+    static constexpr uint32_t kTwoSetSpan = 8;
 
     // The D tile is staged in kNumDChunks column chunks (see store_tile).
     static constexpr uint32_t kSmemDBytes =
@@ -252,10 +259,87 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                         stage = 0, phase ^= 1;
                 }
             };
-            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0)
-                run_k_loop(false);
-            else
+            // One consumer warpgroup (Layout::kTwoAccumSets): k-block k + 1's WGMMAs go into a second
+            // accumulator set before k-block k is promoted, so the tensor cores need not idle through
+            // the promotion and the WGMMA wait (with two warpgroups, the other one fills that gap).
+            auto run_two_set_k_loop = [&]() {
+                float accum_odd[kNumAccum];
+                float scale_a[2][2];
+                uint32_t issued_stage[2];
+                // Waits for k-block `k_block`'s stage, reads its A scales and issues its WGMMAs.
+                auto issue = [&](uint32_t k_block, float(&acc)[kNumAccum], uint32_t set) {
+                    ptx::mbarrier_wait(&full_barriers[stage], phase);
+                    const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
+                    scale_a[set][0] = stage_sfa[0];
+                    scale_a[set][1] = stage_sfa[8];
+                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
+                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
+                    ptx::wgmma_fence();
+                    #pragma unroll
+                    for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
+                        MMA::mma(desc_a + k * 2, desc_b + k * 2, acc, k > 0);
+                    ptx::wgmma_commit_group();
+                    issued_stage[set] = stage;
+                    if (++stage == kNumStages)
+                        stage = 0, phase ^= 1;
+                };
+                // Once k-block `k_block`'s WGMMAs completed: frees its stage and promotes its sum.
+                auto finish = [&](uint32_t k_block, float(&acc)[kNumAccum], uint32_t set) {
+                    #pragma unroll
+                    for (uint32_t i = 0; i < kNumAccum; ++i)
+                        ptx::fence_operand(acc[i]);
+                    if (lane == 0)
+                        release_stage<kNumTMAMulticast>(&empty_barriers[issued_stage[set]]);
+                    const float scale_b0 = wg_sfb[k_block];
+                    const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
+                    const float s00 = scale_a[set][0] * scale_b0, s01 = scale_a[set][0] * scale_b1;
+                    const float s10 = scale_a[set][1] * scale_b0, s11 = scale_a[set][1] * scale_b1;
+                    if constexpr (Layout::kUniformScaleB)
+                        promote<kNumAccum / 4>(final_accum[0], acc, s00, s01, s10, s11);
+                    else
+                        promote_straddling<BLOCK_N>(num_former_groups, final_accum[0], acc, s00, s01, s10, s11);
+                };
+                // Runs k-blocks [first, first + len), len a compile-time constant: even ones (counted
+                // from `first`) accumulate in `accum`, odd ones in `accum_odd`. It starts and ends with
+                // no WGMMA in flight: ptxas follows the two sets only through straight-line code (a
+                // set in flight across a loop's back edge made it serialise every WGMMA).
+                auto run_span = [&](uint32_t first, uint32_t len) {
+                    issue(first, accum, 0);
+                    #pragma unroll
+                    for (uint32_t i = 0; i < len; i += 2) {
+                        if (i + 1 < len) {
+                            issue(first + i + 1, accum_odd, 1);
+                            ptx::wgmma_wait_group<1>();
+                        } else {
+                            ptx::wgmma_wait_group<0>();
+                        }
+                        finish(first + i, accum, 0);
+                        if (i + 1 == len)
+                            break;
+                        if (i + 2 < len) {
+                            issue(first + i + 2, accum, 0);
+                            ptx::wgmma_wait_group<1>();
+                        } else {
+                            ptx::wgmma_wait_group<0>();
+                        }
+                        finish(first + i + 1, accum_odd, 1);
+                    }
+                };
+                constexpr uint32_t kSpan = Layout::kTwoSetSpan;
+                uint32_t k_block = 0;
+                for (; k_block + kSpan <= kNumKBlocks; k_block += kSpan)
+                    run_span(k_block, kSpan);
+                if constexpr (kNumKBlocks % kSpan != 0)
+                    run_span(k_block, kNumKBlocks % kSpan);
+            };
+            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0) {
+                if constexpr (Layout::kTwoAccumSets)
+                    run_two_set_k_loop();
+                else
+                    run_k_loop(false);
+            } else {
                 run_k_loop(true);
+            }
 
             // Epilogue, per warpgroup on its own rows of the D tile.
             store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind,
