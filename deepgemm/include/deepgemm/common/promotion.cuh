@@ -38,4 +38,19 @@ __device__ __forceinline__ void promote_straddling(uint32_t num_former, float (&
     }
 }
 
+// Promotes one 128-K block of a tile BLOCK_N wide: the scales are the products of the thread's two
+// rows' A scales with the tile's B scale (or, when the tile straddles a 128-column block, its two B
+// scales, switching at column group `num_former`).
+template <uint32_t BLOCK_N, uint32_t kNumAccum>
+__device__ __forceinline__ void promote_k_block(uint32_t num_former, float (&final_accum)[kNumAccum],
+                                                const float (&accum)[kNumAccum], float scale_a0, float scale_a1,
+                                                float scale_b0, float scale_b1) {
+    const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
+    const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
+    if constexpr (128 % BLOCK_N == 0)
+        promote<kNumAccum / 4>(final_accum, accum, s00, s01, s10, s11);
+    else
+        promote_straddling<BLOCK_N>(num_former, final_accum, accum, s00, s01, s10, s11);
+}
+
 }  // namespace deepgemm

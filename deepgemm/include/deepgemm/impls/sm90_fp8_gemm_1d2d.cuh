@@ -245,15 +245,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                         if (w == Layout::kNumWaves - 1 && lane == 0)
                             release_stage<kNumTMAMulticast>(&empty_barriers[stage]);
 
-                        if (!is_active)
-                            continue;
-                        const float s00 = scale_a0 * scale_b0, s01 = scale_a0 * scale_b1;
-                        const float s10 = scale_a1 * scale_b0, s11 = scale_a1 * scale_b1;
-                        if constexpr (Layout::kUniformScaleB)
-                            promote<kNumAccum / 4>(final_accum[w], accum, s00, s01, s10, s11);
-                        else
-                            promote_straddling<BLOCK_N>(num_former_groups, final_accum[w], accum,
-                                                        s00, s01, s10, s11);
+                        if (is_active)
+                            promote_k_block<BLOCK_N>(num_former_groups, final_accum[w], accum, scale_a0, scale_a1,
+                                                     scale_b0, scale_b1);
                     }
                     if (++stage == kNumStages)
                         stage = 0, phase ^= 1;
@@ -292,12 +286,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                         release_stage<kNumTMAMulticast>(&empty_barriers[issued_stage[set]]);
                     const float scale_b0 = wg_sfb[k_block];
                     const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
-                    const float s00 = scale_a[set][0] * scale_b0, s01 = scale_a[set][0] * scale_b1;
-                    const float s10 = scale_a[set][1] * scale_b0, s11 = scale_a[set][1] * scale_b1;
-                    if constexpr (Layout::kUniformScaleB)
-                        promote<kNumAccum / 4>(final_accum[0], acc, s00, s01, s10, s11);
-                    else
-                        promote_straddling<BLOCK_N>(num_former_groups, final_accum[0], acc, s00, s01, s10, s11);
+                    promote_k_block<BLOCK_N>(num_former_groups, final_accum[0], acc, scale_a[set][0], scale_a[set][1],
+                                             scale_b0, scale_b1);
                 };
                 // Runs k-blocks [first, first + len), len a compile-time constant: even ones (counted
                 // from `first`) accumulate in `accum`, odd ones in `accum_odd`. It starts and ends with
