@@ -136,7 +136,7 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     for case in CASES:
         args = case.template_args
         # Bf16GemmLayout<N, K, BLOCK_M, BLOCK_N, stages, A MN-major, B MN-major, out type, D chunks, kind>
-        layout_args = (*args[:5], *args[7:9], args[10], *args[13:15])
+        layout_args = (*args[:5], *args[7:9], args[10], args[13], args[15])
         layout = "deepgemm::Bf16GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
         asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes(case.k)}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')

@@ -16,6 +16,7 @@ import torch
 
 from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
+    MASKED,
     GemmConfig,
     GemmShape,
     bf16_gemm_smem_bytes,
@@ -46,10 +47,10 @@ def with_out_bytes(shape: GemmShape, out_bytes: int) -> GemmShape:
 
 
 def make_config(block_m=128, block_n=128, num_stages=4, num_tma_multicast=1, multicast_on_a=True,
-                swizzle=None, num_sms=132, out_bytes=2) -> GemmConfig:
+                swizzle=None, num_sms=132, out_bytes=2, load_batch=1) -> GemmConfig:
     swizzle = swizzle_d_bytes(block_n, out_bytes) if swizzle is None else swizzle
     return GemmConfig(block_m, block_n, num_stages, num_tma_multicast, multicast_on_a, swizzle, num_sms,
-                      out_bytes)
+                      out_bytes, load_batch=load_batch)
 
 
 def scheduled_tiles(shape: GemmShape, cfg: GemmConfig, cta: int) -> list[tuple[int, int]]:
@@ -445,3 +446,35 @@ def test_d_swizzle_follows_the_staged_chunk():
     assert sm90.make_config(shape, 132, 128, 192).swizzle_d_bytes == 128
     cfg = sm90.make_config(shape, 132, 128, 192, num_d_chunks=2)
     assert cfg.swizzle_d_bytes == 64 and cfg.d_store_cols == 32 and not config_errors(cfg, shape)
+
+
+@pytest.mark.parametrize("ab_bytes", [1, 2])
+def test_loads_are_batched_only_for_deep_single_warpgroup_tiles_over_long_k(ab_bytes):
+    # The M <= 128 DeepSeek-V3 shapes whose tiles have one consumer warpgroup, 13+ stages and K of
+    # 56+ 128-byte blocks per row batch their loads by 4; every other selection loads one k-block at
+    # a time.
+    for m, (n, k) in itertools.product((64, 128, 4096), DSV3_NK):
+        shape = GemmShape(m, n, k, ab_bytes=ab_bytes)
+        cfg = select_config(shape, 132)
+        deep_long = (cfg.block_m == 64 and cfg.num_stages >= 13
+                     and ceil_div(k * ab_bytes, 128) >= sm90.LOAD_BATCH_MIN_K_BLOCKS)
+        assert cfg.load_batch == (sm90.LOAD_BATCH if deep_long else 1), cfg
+        assert not config_errors(cfg, shape)
+    assert select_config(GemmShape(64, 2112, 7168, ab_bytes=ab_bytes), 132).load_batch == 4
+
+
+def test_loads_are_not_batched_for_grouped_or_n_major_b():
+    masked = GemmShape(64, 2112, 7168, num_groups=8, layout=MASKED)
+    assert select_config(masked, 132).load_batch == 1
+    n_major = GemmShape(64, 2112, 7168, ab_bytes=2, b_mn_major=True)
+    assert select_config(n_major, 132).load_batch == 1
+
+
+@pytest.mark.parametrize("load_batch, num_stages, valid", [(1, 2, True), (3, 4, True), (4, 4, False),
+                                                           (0, 4, False)])
+def test_load_batch_rule(load_batch, num_stages, valid):
+    cfg = make_config(64, 64, num_stages, load_batch=load_batch)
+    errors = config_errors(cfg, GemmShape(64, 2112, 7168))
+    assert (not errors) == valid, errors
+    if not valid:
+        assert any("load_batch" in e for e in errors), errors

@@ -86,6 +86,8 @@ class GemmConfig:
     # The epilogue stages the D tile in this many column chunks (1, 2 or 4): a smaller staging
     # buffer leaves room for another pipeline stage.
     num_d_chunks: int = 1
+    # The producer issues its loads in batches of this many consecutive k-blocks (`produce_tiles`).
+    load_batch: int = 1
 
     @property
     def num_math_threads(self) -> int:
@@ -211,6 +213,9 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
             errors.append("multicast on A needs an even number of n-blocks")
         if not cfg.multicast_on_a and ceil_div(shape.m, cfg.block_m) % 2:
             errors.append("multicast on B needs an even number of m-blocks")
+    # The consumers may hold a stage while they wait for the next (`produce_tiles`).
+    if not 1 <= cfg.load_batch < max(cfg.num_stages, 2):
+        errors.append(f"load_batch={cfg.load_batch} must be at least 1 and below num_stages={cfg.num_stages}")
     if cfg.num_sms < 1:
         errors.append("the grid needs at least one CTA")
     return errors

@@ -83,7 +83,7 @@ class Bf16Kernel:
         cfg = self.cfg
         return (self.n, self.k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                 cfg.multicast_on_a, self.a_mn_major, self.b_mn_major, self.is_fp16, OUT_TYPES[self.out_dtype],
-                self.has_c, cfg.swizzle_d_bytes, cfg.num_d_chunks, self.kind)
+                self.has_c, cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, self.kind)
 
     def comment(self) -> str:
         """The JIT stub's comment: what the kernel computes and its config without the launch grid."""

@@ -44,7 +44,7 @@ def template_args(n: int, k: int, cfg: GemmConfig,
                   kind: str = GEMM_KIND_DENSE) -> tuple[int | bool | str, ...]:
     """Template arguments of `sm90_fp8_gemm_1d2d`, in its declaration order."""
     return (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast, cfg.multicast_on_a,
-            cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks, kind)
+            cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind)
 
 
 def kernel_comment(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) -> str:

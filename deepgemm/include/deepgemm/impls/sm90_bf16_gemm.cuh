@@ -82,7 +82,8 @@ __device__ __forceinline__ void load_operand(const void* tmap, uint64_t* bar, ui
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsAMNMajor, bool kIsBMNMajor, bool kIsFP16,
-          OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, uint32_t kNumDChunks, GemmKind kKind>
+          OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, uint32_t kNumDChunks, uint32_t kLoadBatch,
+          GemmKind kKind>
 __global__ void __launch_bounds__(
     (Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor, kOutType,
                     kNumDChunks, kKind>::kNumThreads), 1)
@@ -125,7 +126,7 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
             constexpr bool kMulticastA = kNumTMAMulticast > 1 && kIsMulticastOnA;
             constexpr bool kMulticastB = kNumTMAMulticast > 1 && !kIsMulticastOnA;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
-            produce_tiles<kKind, kNumStages, kNumKBlocks>(
+            produce_tiles<kKind, kNumStages, kNumKBlocks, kLoadBatch>(
                 scheduler, full_barriers, empty_barriers, stage_tiles, Layout::kSmemABytes + Layout::kSmemBBytes,
                 [&](const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
                     uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;

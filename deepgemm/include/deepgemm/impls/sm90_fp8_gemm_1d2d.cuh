@@ -74,7 +74,7 @@ struct Fp8GemmLayout {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
-          uint32_t kNumDChunks, GemmKind kKind>
+          uint32_t kNumDChunks, uint32_t kLoadBatch, GemmKind kKind>
 __global__ void __launch_bounds__(
     (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
                    kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>::kNumThreads), 1)
@@ -126,7 +126,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             constexpr uint32_t kStageTxBytes = Layout::kSmemABytes + Layout::kSmemBBytes + BLOCK_M * 4;
             constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
-            produce_tiles<kKind, kNumStages, kNumKBlocks>(
+            produce_tiles<kKind, kNumStages, kNumKBlocks, kLoadBatch>(
                 scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes,
                 [&](const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
                     uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
