@@ -80,9 +80,10 @@ MULTICAST_MIN_WAVES_16BIT = 2
 # The producer's loads go out in batches of LOAD_BATCH k-blocks (`produce_tiles`) for dense GEMMs
 # with one consumer warpgroup, at least LOAD_BATCH_MIN_STAGES stages and K of at least
 # LOAD_BATCH_MIN_K_BLOCKS 128-byte blocks per row. H200, rested A/B against one k-block at a time,
-# M <= 128 DeepSeek-V3 shapes: 64x2112x7168 7% (FP8) and 11% (BF16) faster, 128x2112x7168 6% (both),
-# 64x7168x16384 2-3%, 64x4096x7168 and 128x4096x7168 0.5-1.5% slower. Where it stays off it lost:
-# 2-18% with two consumer warpgroups or 4-8 stages, 1-3% at K <= 2048 (batches of 2 and 8 gained less).
+# M <= 128 DeepSeek-V3 shapes: 64x2112x7168 10% (FP8) and 15% (BF16) faster, 128x2112x7168 8% and
+# 11%, 64x7168x16384 2-3%, 64x4096x7168 +3% (FP8) / -0.5% (BF16), 128x4096x7168 (FP8) -2%. Where it
+# stays off it lost: 2-18% with two consumer warpgroups or 4-8 stages, 1-3% at K <= 2048 (batches of 2
+# and 8 gained less).
 LOAD_BATCH = 4
 LOAD_BATCH_MIN_STAGES = 13
 LOAD_BATCH_MIN_K_BLOCKS = 56
