@@ -16,6 +16,7 @@ import torch
 
 from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
+    CONTIGUOUS,
     MASKED,
     GemmConfig,
     GemmShape,
@@ -461,6 +462,19 @@ def test_loads_are_batched_only_for_deep_single_warpgroup_tiles_over_long_k(ab_b
         assert cfg.load_batch == (sm90.LOAD_BATCH if deep_long else 1), cfg
         assert not config_errors(cfg, shape)
     assert select_config(GemmShape(64, 2112, 7168, ab_bytes=ab_bytes), 132).load_batch == 4
+
+
+def test_fp8_multicasts_only_256_row_tiles_over_long_k():
+    # Among the DeepSeek-V3 FP8 selections, exactly the 256-row tiles with K of 56+ 128-byte blocks
+    # multicast (on A, the larger operand); the grouped layouts never do.
+    for m, (n, k) in itertools.product((64, 128, 4096), DSV3_NK):
+        cfg = select_config(GemmShape(m, n, k), 132)
+        long_tall = (cfg.block_m == sm90.MULTICAST_FREE_BLOCK_M
+                     and k // 128 >= sm90.MULTICAST_FREE_MIN_K_BLOCKS)
+        assert (cfg.num_tma_multicast, cfg.multicast_on_a) == ((2, True) if long_tall else (1, True)), cfg
+    assert select_config(GemmShape(4096, 7168, 16384), 132).num_tma_multicast == 2
+    contiguous = GemmShape(4 * 8192, 4096, 7168, num_groups=4, layout=CONTIGUOUS)
+    assert select_config(contiguous, 132).num_tma_multicast == 1
 
 
 def test_loads_are_not_batched_for_grouped_or_n_major_b():

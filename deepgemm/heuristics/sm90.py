@@ -50,6 +50,12 @@ SINGLE_WARPGROUP_EFFICIENCY = 0.75
 # CTAs of a cluster in lock step (multicast never beat the same tile without it on the H100).
 STRADDLING_SCALE_COST = 1.08
 MULTICAST_LOCKSTEP_COST = 1.03
+# Except on 256-row tiles over long K, where the lock step is paid back (H200, M = 4096, 256x128, the
+# same config with and without multicast on A, interleaved from rest, bit-identical: 1.2-1.3% faster
+# at K = 16384 and 0.4-0.5% at K = 7168 in two runs each; 0.5-1.2% slower at K <= 2048; 64- and
+# 128-row tiles of M <= 128 lost 2-15%).
+MULTICAST_FREE_BLOCK_M = 256
+MULTICAST_FREE_MIN_K_BLOCKS = 56
 # Small tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate. 16-bit, H100:
 # 64x2112x7168 ran 12% faster with 16 stages of 64x16 than with 12, 128x2112x7168 7% with 18, and
 # nothing more past 16-20. FP8, H200: 1.5-2.6% faster with 16 stages than 12 on the 64x16 and 64x32
@@ -127,7 +133,8 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
     if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n):
         k_block_cycles *= STRADDLING_SCALE_COST
-    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1:
+    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1 and not (
+            cfg.block_m == MULTICAST_FREE_BLOCK_M and shape.num_k_blocks >= MULTICAST_FREE_MIN_K_BLOCKS):
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     # The FP8 efficiency factors were fitted to whole-D configs at the stages they got, so for FP8
     # the pipeline depth only chooses between a tile's variants (`_fp8_pipeline_cycles`).

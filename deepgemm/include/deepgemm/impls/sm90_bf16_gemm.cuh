@@ -195,15 +195,14 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                     }
                     ptx::wgmma_commit_group();
                     ptx::wgmma_wait_group<1>();
-                    if (k_block > 0 && lane == 0)
-                        release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage]);
+                    if (k_block > 0)
+                        release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
                     in_flight_stage = stage;
                     if (++stage == kNumStages)
                         stage = 0, phase ^= 1;
                 }
                 ptx::wgmma_wait_group<0>();
-                if (lane == 0)
-                    release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage]);
+                release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
             };
             if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0)
                 run_k_loop(false);

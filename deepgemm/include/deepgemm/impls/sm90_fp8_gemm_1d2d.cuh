@@ -242,8 +242,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                         }
 
                         // Free the stage before promoting so the next TMA load overlaps the FFMAs.
-                        if (w == Layout::kNumWaves - 1 && lane == 0)
-                            release_stage<kNumTMAMulticast>(&empty_barriers[stage]);
+                        if (w == Layout::kNumWaves - 1)
+                            release_stage<kNumTMAMulticast>(&empty_barriers[stage], lane);
 
                         if (is_active)
                             promote_k_block<BLOCK_N>(num_former_groups, final_accum[w], accum, scale_a0, scale_a1,
@@ -282,8 +282,7 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                     #pragma unroll
                     for (uint32_t i = 0; i < kNumAccum; ++i)
                         ptx::fence_operand(acc[i]);
-                    if (lane == 0)
-                        release_stage<kNumTMAMulticast>(&empty_barriers[issued_stage[set]]);
+                    release_stage<kNumTMAMulticast>(&empty_barriers[issued_stage[set]], lane);
                     const float scale_b0 = wg_sfb[k_block];
                     const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : wg_sfb[kNumKBlocks + k_block];
                     promote_k_block<BLOCK_N>(num_former_groups, final_accum[0], acc, scale_a[set][0], scale_a[set][1],

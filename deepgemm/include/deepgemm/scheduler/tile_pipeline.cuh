@@ -115,15 +115,17 @@ __device__ __forceinline__ bool next_consumer_tile(Scheduler& scheduler, Tile& t
     }
 }
 
-// One consumer warp's share of freeing a stage. With multicast, the peer CTA's producer also writes
-// this CTA's copy of the stage, so the warp frees it in every CTA of the cluster.
+// One consumer warp's share of freeing a stage; called by the whole warp (`lane`: this thread's lane).
+// With multicast, the peer CTA's producer also writes this CTA's copy of the stage, so the warp frees
+// it in every CTA of the cluster: lane r arrives on CTA r's barrier, all in one instruction. (Lane 0
+// arriving on each CTA in turn held the warp up: 2-CTA multicast ran 3-6% slower than none at
+// 4096x4096x7168 FP8 on an H200, and 0.4-1.2% faster with this.)
 template <uint32_t kNumTMAMulticast>
-__device__ __forceinline__ void release_stage(uint64_t* empty_barrier) {
+__device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t lane) {
     if constexpr (kNumTMAMulticast > 1) {
-        #pragma unroll
-        for (uint32_t r = 0; r < kNumTMAMulticast; ++r)
-            ptx::mbarrier_arrive_cluster(empty_barrier, r);
-    } else {
+        if (lane < kNumTMAMulticast)
+            ptx::mbarrier_arrive_cluster(empty_barrier, lane);
+    } else if (lane == 0) {
         ptx::mbarrier_arrive(empty_barrier);
     }
 }
