@@ -118,8 +118,8 @@ __device__ __forceinline__ bool next_consumer_tile(Scheduler& scheduler, Tile& t
 // One consumer warp's share of freeing a stage; called by the whole warp (`lane`: this thread's lane).
 // With multicast, the peer CTA's producer also writes this CTA's copy of the stage, so the warp frees
 // it in every CTA of the cluster: lane r arrives on CTA r's barrier, all in one instruction. (Lane 0
-// arriving on each CTA in turn held the warp up: 2-CTA multicast ran 3-6% slower than none at
-// 4096x4096x7168 FP8 on an H200, and 0.4-1.2% faster with this.)
+// arriving on each CTA in turn held the warp up: FP8 256x128 tiles at M = 4096 ran 3-6% slower with
+// 2-CTA multicast than without on an H200; with this, 0.4-1.3% faster at K >= 7168.)
 template <uint32_t kNumTMAMulticast>
 __device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t lane) {
     if constexpr (kNumTMAMulticast > 1) {
