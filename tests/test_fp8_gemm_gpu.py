@@ -73,6 +73,20 @@ def _check(m: int, n: int, k: int, out_dtype=torch.bfloat16, **strides) -> None:
     assert bool(torch.isfinite(d).all())
 
 
+def _run_config(a_q, sfa, b_q, shape: GemmShape, cfg, ref: torch.Tensor, out_dtype: torch.dtype,
+                where: str) -> torch.Tensor:
+    """Runs `cfg` (which must be valid for `shape`) into a guarded d: calc_diff < 1e-5 against `ref`,
+    nothing written outside d. Returns d, to compare configs bit for bit."""
+    assert not config_errors(cfg, shape), config_errors(cfg, shape)
+    m, n = shape.m, shape.n
+    buf, d = _guarded_output(m, n, out_dtype)
+    launch_fp8_gemm_nt(a_q[0], sfa, b_q[0], b_q[1], d, config=cfg)
+    torch.cuda.synchronize()
+    assert calc_diff(d, ref) < 1e-5, f"{where}calc_diff {calc_diff(d, ref)}"
+    _assert_guard_band_untouched(buf, m, n, where)
+    return d.clone()
+
+
 @pytest.mark.parametrize("m,n,k", DSV3_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in DSV3_SHAPES])
 def test_dsv3_shapes(m: int, n: int, k: int) -> None:
     _check(m, n, k)
@@ -108,13 +122,7 @@ def test_d_staged_in_chunks(n: int, num_d_chunks: int, out_dtype: torch.dtype) -
     results = []
     for chunks in (num_d_chunks, 1):
         cfg = make_config(shape, deepgemm.get_num_sms(), 256, 128, num_d_chunks=chunks)
-        assert not config_errors(cfg, shape), config_errors(cfg, shape)
-        buf, d = _guarded_output(m, n, out_dtype)
-        launch_fp8_gemm_nt(a_q[0], sfa, b_q[0], b_q[1], d, config=cfg)
-        torch.cuda.synchronize()
-        assert calc_diff(d, ref) < 1e-5, f"{chunks} chunks: calc_diff {calc_diff(d, ref)}"
-        _assert_guard_band_untouched(buf, m, n, f"{chunks} chunks: ")
-        results.append(d.clone())
+        results.append(_run_config(a_q, sfa, b_q, shape, cfg, ref, out_dtype, f"{chunks} chunks: "))
     assert torch.equal(results[0], results[1]), "chunked staging changed the result"
 
 
@@ -132,14 +140,8 @@ def test_two_cta_multicast(block_m: int, block_n: int, num_d_chunks: int, on_a: 
     results = []
     for multicast in (2, 1):
         cfg = make_config(shape, 16, block_m, block_n, multicast, on_a, num_d_chunks=num_d_chunks)
-        assert not config_errors(cfg, shape), config_errors(cfg, shape)
-        buf, d = _guarded_output(m, n, torch.bfloat16)
-        launch_fp8_gemm_nt(a_q[0], sfa, b_q[0], b_q[1], d, config=cfg)
-        torch.cuda.synchronize()
         where = f"{block_m}x{block_n} multicast {multicast}{'A' if on_a else 'B'}: "
-        assert calc_diff(d, ref) < 1e-5, f"{where}calc_diff {calc_diff(d, ref)}"
-        _assert_guard_band_untouched(buf, m, n, where)
-        results.append(d.clone())
+        results.append(_run_config(a_q, sfa, b_q, shape, cfg, ref, torch.bfloat16, where))
     assert torch.equal(results[0], results[1]), f"{block_m}x{block_n}: multicast changed the result"
 
 
@@ -157,14 +159,8 @@ def test_loads_in_batches(load_batch: int) -> None:
         results = []
         for batch in (load_batch, 1):
             cfg = make_config(shape, 32, block_m, block_n, num_stages=6, load_batch=batch)
-            assert not config_errors(cfg, shape), config_errors(cfg, shape)
-            buf, d = _guarded_output(m, n, torch.bfloat16)
-            launch_fp8_gemm_nt(a_q[0], sfa, b_q[0], b_q[1], d, config=cfg)
-            torch.cuda.synchronize()
             where = f"{block_m}x{block_n}, batch {batch}: "
-            assert calc_diff(d, ref) < 1e-5, f"{where}calc_diff {calc_diff(d, ref)}"
-            _assert_guard_band_untouched(buf, m, n, where)
-            results.append(d.clone())
+            results.append(_run_config(a_q, sfa, b_q, shape, cfg, ref, torch.bfloat16, where))
         assert torch.equal(results[0], results[1]), f"{block_m}x{block_n}: load batches changed the result"
 
 
