@@ -214,9 +214,8 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
 def _load_batch(shape: GemmShape, block_m: int, num_stages: int) -> int:
     """K-blocks per batch of the producer's loads: LOAD_BATCH where measured to pay (see there), else 1.
     Only K-major B was measured."""
-    k_blocks = ceil_div(shape.k * shape.ab_bytes, BLOCK_K_BYTES)
     if (shape.layout == DENSE and not shape.b_mn_major and block_m == 64
-            and num_stages >= LOAD_BATCH_MIN_STAGES and k_blocks >= LOAD_BATCH_MIN_K_BLOCKS):
+            and num_stages >= LOAD_BATCH_MIN_STAGES and shape.num_k_blocks >= LOAD_BATCH_MIN_K_BLOCKS):
         return LOAD_BATCH
     return 1
 
