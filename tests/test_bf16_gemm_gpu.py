@@ -189,6 +189,18 @@ def test_d_staged_in_two_chunks(layout: str, block_m: int, block_n: int, out_dty
     assert torch.equal(results[0], results[1]), "two-chunk staging changed the result"
 
 
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16], ids=["bf16_out", "fp16_out"])
+@pytest.mark.parametrize(("block_n", "num_d_chunks"), [(120, 1), (240, 2), (208, 2)])
+def test_odd_column_groups_per_chunk(block_n: int, num_d_chunks: int, out_dtype: torch.dtype) -> None:
+    """Staged D chunks of an odd number of 8-column groups (15 and 13: the last group goes to shared
+    memory with a two-matrix stmatrix), with C added: accurate, no writes outside d."""
+    m, n, k = 1000, 1000, 896
+    shape = GemmShape(m, n, k, out_dtype.itemsize, ab_bytes=2)
+    cfg = make_config(shape, deepgemm.get_num_sms(), 128, block_n, num_d_chunks=num_d_chunks)
+    assert not config_errors(cfg, shape), config_errors(cfg, shape)
+    _check("nt", m, n, k, out_dtype=out_dtype, c_mode="separate", config=cfg)
+
+
 @pytest.mark.parametrize("load_batch", [2, 4])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_loads_in_batches(layout: str, load_batch: int) -> None:
