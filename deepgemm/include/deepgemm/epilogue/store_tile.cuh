@@ -50,10 +50,10 @@ struct TileStore {
     }
 
     // One thread's share of BLOCK_N columns of a 64-row WGMMA accumulator (rows `row` and `row + 8`,
-    // columns 8 * i + 2 * (lane % 4) and the next, as laid out by the WGMMA wrappers), starting at
-    // its register `first` (a multiple of 4: accumulator column first / 2). Called by whole warps.
+    // columns 8 * i + 2 * quad and the next, as laid out by the WGMMA wrappers), starting at its
+    // register `first` (a multiple of 4: accumulator column first / 2). Called by whole warps.
     template <uint32_t kNumAccum>
-    __device__ __forceinline__ static void write_fragment(uint8_t* smem_d, uint32_t row, uint32_t lane,
+    __device__ __forceinline__ static void write_fragment(uint8_t* smem_d, uint32_t row, uint32_t quad,
                                                           const float (&accum)[kNumAccum], uint32_t first = 0) {
         static_assert(kNumAccum * 2 >= BLOCK_N, "the accumulator covers the staged columns");
         constexpr uint32_t kNumGroups = BLOCK_N / 8;
@@ -63,13 +63,16 @@ struct TileStore {
             for (uint32_t i = 0; i < kNumGroups; ++i)
                 #pragma unroll
                 for (uint32_t half = 0; half < 2; ++half)
-                    ptx::st_shared_f32x2(base + offset(row + half * 8, i * 8 + lane % 4 * 2),
+                    ptx::st_shared_f32x2(base + offset(row + half * 8, i * 8 + quad * 2),
                                          accum[first + i * 4 + half * 2], accum[first + i * 4 + half * 2 + 1]);
         } else {
             // 16-bit outputs go out with stmatrix, a quarter of the store instructions of one 32-bit
             // store per pair: each 8-column group of the warp's 16 rows is two 8x8 matrices (rows
             // 0-7 and 8-15), so one x4 writes two groups. Lane l addresses row l % 8 of matrix l / 8:
-            // rows + 8 for the odd matrices, the second group for matrices 2 and 3.
+            // rows + 8 for the odd matrices, the second group for matrices 2 and 3. The lane is rebuilt
+            // from `row` (row % 8 is lane / 4) and `quad`: taking it from the thread index kept that
+            // live through the k-loop, which then recomputed `row` in every k-block.
+            const uint32_t lane = row % 8 * 4 + quad;
             const uint32_t matrix_row = row - lane / 4 + lane / 8 % 2 * 8 + lane % 8;
             const uint32_t matrix_group = lane / 16;
             #pragma unroll
@@ -184,7 +187,7 @@ __device__ __forceinline__ void store_tile(const void* tmap_d, uint8_t* smem_d, 
         ptx::named_barrier_sync(barrier_id, 128);
         #pragma unroll
         for (uint32_t w = 0; w < kNumWaves; ++w)
-            Staging::write_fragment(smem_d, w * kWaveM + row_in_wave, thread_in_warpgroup % 32, accum[w],
+            Staging::write_fragment(smem_d, w * kWaveM + row_in_wave, thread_in_warpgroup % 4, accum[w],
                                     chunk * kChunkCols / 2);
         ptx::fence_proxy_async_shared();
         ptx::named_barrier_sync(barrier_id, 128);
