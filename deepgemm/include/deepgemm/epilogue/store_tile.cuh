@@ -44,14 +44,15 @@ struct TileStore {
         return slab * kSlabBytes + off;
     }
 
-    // Packs accumulator registers i and i + 1 as a pair of 16-bit outputs.
+    // Two accumulator values (the lower column first) as a packed pair of 16-bit outputs.
     __device__ __forceinline__ static uint32_t pack(float x, float y) {
         return kOutType == OutType::FP16 ? ptx::pack_f16x2(x, y) : ptx::pack_bf16x2(x, y);
     }
 
     // One thread's share of BLOCK_N columns of a 64-row WGMMA accumulator (rows `row` and `row + 8`,
     // columns 8 * i + 2 * quad and the next, as laid out by the WGMMA wrappers), starting at its
-    // register `first` (a multiple of 4: accumulator column first / 2). Called by whole warps.
+    // register `first` (a multiple of 4: accumulator column first / 2); so row % 8 is lane / 4.
+    // Called by whole warps.
     template <uint32_t kNumAccum>
     __device__ __forceinline__ static void write_fragment(uint8_t* smem_d, uint32_t row, uint32_t quad,
                                                           const float (&accum)[kNumAccum], uint32_t first = 0) {
