@@ -148,13 +148,13 @@ def test_two_cta_multicast(block_m: int, block_n: int, num_d_chunks: int, on_a: 
 @pytest.mark.parametrize(("block_n", "num_d_chunks"), [(56, 1), (48, 2), (144, 2)])
 def test_odd_column_groups_per_chunk(block_n: int, num_d_chunks: int) -> None:
     """Staged D chunks of an odd number of 8-column groups (7, 3 and 9: the last group goes to shared
-    memory with a two-matrix stmatrix), 56 columns unswizzled: accurate, no writes outside d."""
+    memory with a two-matrix stmatrix; no swizzle span divides such a row, so all are unswizzled):
+    accurate, no writes outside d."""
     m, n, k = 1000, 1000, 896
     _, _, a_q, b_q = _make_inputs(m, n, k)
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(a_q[1])
     shape = GemmShape(m, n, k)
     cfg = make_config(shape, deepgemm.get_num_sms(), 128, block_n, num_d_chunks=num_d_chunks)
-    assert not config_errors(cfg, shape), config_errors(cfg, shape)
     _run_config(a_q, sfa, b_q, shape, cfg, ref_fp8_gemm_nt(a_q, b_q), torch.bfloat16, f"128x{block_n}: ")
 
 
