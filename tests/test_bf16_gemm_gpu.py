@@ -336,24 +336,28 @@ def test_grouped_masked(g: int, m: int, n: int, k: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "block_m,block_n,num_d_chunks", [(256, 128, 1), (256, 96, 1), (128, 144, 1), (256, 176, 2), (256, 192, 2)]
+    "block_m,block_n,num_d_chunks,multicast",
+    [(256, 128, 1, 1), (256, 96, 1, 1), (128, 144, 1, 1), (256, 176, 2, 1), (256, 192, 2, 1),
+     (256, 176, 2, 2), (128, 256, 2, 2)],
 )
-def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: int, num_d_chunks: int) -> None:
+def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: int, num_d_chunks: int,
+                                                       multicast: int) -> None:
     """Forced tiles on experts that start and end inside 256-row tiles and 64-row store boxes (a
     256-row block holding two experts runs as two tiles; D staged whole or in two column chunks, the
-    second wholly past N = 1000 in the last tile at 256x192): no other row written, accurate, and
-    bit-identical to the heuristic's tiles."""
+    second wholly past N = 1000 in the last tile at 256x192; A loaded per CTA or multicast to a 2-CTA
+    cluster): no other row written, accurate, and bit-identical to the heuristic's tiles."""
     sizes = EXPERT_SIZES_ACROSS_TILES
     inputs = make_grouped_inputs("contiguous", len(sizes), sizes, 1000, 896, None, torch.device("cuda"),
                                  seed=5, operand_dtype=torch.bfloat16)
     shape = GemmShape(inputs.a.shape[0], 1000, 896, 2, len(sizes), CONTIGUOUS, ab_bytes=2)
-    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_d_chunks=num_d_chunks)
+    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, multicast, True,
+                      num_d_chunks=num_d_chunks)
     assert not config_errors(cfg, shape)
     buf, d = _sentinel_output(inputs, torch.bfloat16)
     device = torch.cuda.current_device()
     launch_m_grouped_bf16_contiguous(inputs.a, inputs.b, d, inputs.m_indices, device, cfg)
     torch.cuda.synchronize()
-    what = f"{block_m}x{block_n}, {num_d_chunks} D chunk(s)"
+    what = f"{block_m}x{block_n}, {num_d_chunks} D chunk(s), multicast {multicast}"
     _assert_untouched(buf, d, valid_rows_mask(inputs), what)
     _assert_accurate(inputs, d, what)
     _, d_heuristic = _run_grouped(inputs)

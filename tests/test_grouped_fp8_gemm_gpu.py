@@ -123,12 +123,15 @@ def test_masked(g: int, m: int, n: int, k: int) -> None:
 
 
 def _run_contiguous_with_tiles(inputs: GroupedInputs, by_offsets: bool, block_m: int, block_n: int,
-                               m_indices: torch.Tensor | None = None, num_d_chunks: int = 1):
-    """The contiguous op with a forced tile shape (and `m_indices` in place of the inputs' own)."""
+                               m_indices: torch.Tensor | None = None, num_d_chunks: int = 1,
+                               num_tma_multicast: int = 1):
+    """The contiguous op with a forced tile shape, optionally A multicast over 2-CTA clusters (and
+    `m_indices` in place of the inputs' own)."""
     buf, d = _sentinel_output(_output_shape(inputs))
     n, k = inputs.b.shape[1:]
     shape = GemmShape(inputs.a.shape[0], n, k, 2, inputs.num_groups, CONTIGUOUS)
-    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_d_chunks=num_d_chunks)
+    cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_tma_multicast, True,
+                      num_d_chunks=num_d_chunks)
     assert not config_errors(cfg, shape)
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)
     device = torch.cuda.current_device()
@@ -149,32 +152,38 @@ def _across_tiles_inputs() -> GroupedInputs:
 
 @pytest.mark.parametrize("by_offsets", [True, False], ids=["offsets", "m_indices"])
 @pytest.mark.parametrize(
-    "block_m,block_n,num_d_chunks", [(256, 128, 1), (256, 96, 1), (128, 144, 1), (256, 128, 4)]
+    "block_m,block_n,num_d_chunks,multicast",
+    [(256, 128, 1, 1), (256, 96, 1, 1), (128, 144, 1, 1), (256, 128, 4, 1), (256, 128, 4, 2),
+     (128, 128, 1, 2)],
 )
 def test_contiguous_tiles_stop_at_their_expert(by_offsets: bool, block_m: int, block_n: int,
-                                               num_d_chunks: int) -> None:
+                                               num_d_chunks: int, multicast: int) -> None:
     """Every expert's rows are computed with its own B, and no other row is written, when experts start
     and end inside 256-row tiles or 64-row store boxes: experts of 1, 127, 129, 255, 257 and 383 rows
     (and empty ones), N and K that no tile divides. The offsets variant clips tiles to its experts;
     m_indices runs a 256-row block holding two experts as two tiles. Bit-identical to the other
-    variant with its own (heuristic) tiles; D staged whole or in 4 column chunks."""
+    variant with its own (heuristic) tiles; D staged whole or in 4 column chunks; A loaded per CTA or
+    multicast to a 2-CTA cluster (whose pair then splits and skips the same blocks)."""
     inputs = _across_tiles_inputs()
-    what = f"{block_m}x{block_n}, {num_d_chunks} D chunk(s), {'offsets' if by_offsets else 'm_indices'}"
-    buf, d = _run_contiguous_with_tiles(inputs, by_offsets, block_m, block_n, num_d_chunks=num_d_chunks)
+    what = (f"{block_m}x{block_n}, {num_d_chunks} D chunk(s), multicast {multicast}, "
+            f"{'offsets' if by_offsets else 'm_indices'}")
+    buf, d = _run_contiguous_with_tiles(inputs, by_offsets, block_m, block_n, num_d_chunks=num_d_chunks,
+                                        num_tma_multicast=multicast)
     _assert_untouched(buf, d, valid_rows_mask(inputs), what)
     _assert_accurate(inputs, d, what)
     _, d_other = _run_contiguous(inputs, by_offsets=not by_offsets)
     assert torch.equal(d.view(torch.int16), d_other.view(torch.int16)), what
 
 
-def test_contiguous_indices_padding_half_of_a_256_row_block() -> None:
+@pytest.mark.parametrize("multicast", [1, 2])
+def test_contiguous_indices_padding_half_of_a_256_row_block(multicast: int) -> None:
     """A 256-row block whose first 128 rows are all padding and whose second half is an expert's: the
-    padding stays untouched and every other row comes out as before."""
+    padding stays untouched and every other row comes out as before (with A multicast or not)."""
     inputs = _across_tiles_inputs()
     _, before = _run_contiguous_with_tiles(inputs, False, 256, 128)
     m_indices = inputs.m_indices.clone()
     m_indices[256:384] = -1  # expert 2's one row and its padding: block 256-511 now starts with padding
-    buf, after = _run_contiguous_with_tiles(inputs, False, 256, 128, m_indices)
+    buf, after = _run_contiguous_with_tiles(inputs, False, 256, 128, m_indices, num_tma_multicast=multicast)
     valid = m_indices >= 0
     _assert_untouched(buf, after, valid, "padding first half")
     assert torch.equal(after[valid].view(torch.int16), before[valid].view(torch.int16))

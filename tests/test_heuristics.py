@@ -17,6 +17,7 @@ import torch
 from deepgemm.heuristics import sm90
 from deepgemm.heuristics.config import (
     CONTIGUOUS,
+    DENSE,
     MASKED,
     GemmConfig,
     GemmShape,
@@ -464,17 +465,44 @@ def test_loads_are_batched_only_for_deep_single_warpgroup_tiles_over_long_k(ab_b
     assert select_config(GemmShape(64, 2112, 7168, ab_bytes=ab_bytes), 132).load_batch == 4
 
 
-def test_fp8_multicasts_only_256_row_tiles_over_long_k():
-    # Among the DeepSeek-V3 FP8 selections, exactly the 256-row tiles with K of 56+ 128-byte blocks
-    # multicast (on A, the larger operand); the grouped layouts never do.
+@pytest.mark.parametrize("layout", [DENSE, CONTIGUOUS])
+def test_fp8_multicasts_only_256_row_tiles_over_long_k(layout):
+    # Among the DeepSeek-V3 FP8 selections (and MoE experts of those shapes in the contiguous layout),
+    # exactly the 256-row tiles with K of 56+ 128-byte blocks multicast where their pair can share an
+    # m-block (an even number of n-blocks), on A (the larger operand; the only one the contiguous
+    # layout may share).
     for m, (n, k) in itertools.product((64, 128, 4096), DSV3_NK):
-        cfg = select_config(GemmShape(m, n, k), 132)
-        long_tall = (cfg.block_m == sm90.MULTICAST_FREE_BLOCK_M
+        shape = GemmShape(m, n, k) if layout == DENSE else GemmShape(8 * m, n, k, num_groups=8, layout=layout)
+        cfg = select_config(shape, 132)
+        long_tall = (cfg.block_m == sm90.MULTICAST_FREE_BLOCK_M and ceil_div(n, cfg.block_n) % 2 == 0
                      and k // 128 >= sm90.MULTICAST_FREE_MIN_K_BLOCKS)
         assert (cfg.num_tma_multicast, cfg.multicast_on_a) == ((2, True) if long_tall else (1, True)), cfg
     assert select_config(GemmShape(4096, 7168, 16384), 132).num_tma_multicast == 2
     contiguous = GemmShape(4 * 8192, 4096, 7168, num_groups=4, layout=CONTIGUOUS)
-    assert select_config(contiguous, 132).num_tma_multicast == 1
+    assert select_config(contiguous, 132).num_tma_multicast == 2
+
+
+@pytest.mark.parametrize("ab_bytes", [1, 2], ids=["fp8", "16bit"])
+def test_grouped_selections_multicast_only_fp8_contiguous_a_from_256_row_tiles(ab_bytes):
+    # The masked layout never multicasts; the contiguous one shares only A, and the heuristic does so
+    # only for FP8 256-row tiles (measured: 128-row tiles and the 16-bit kernel gained nothing).
+    for g, m, (n, k) in itertools.product((1, 8, 32), (64, 512, 4096), DSV3_NK):
+        masked = select_config(GemmShape(m, n, k, num_groups=g, layout=MASKED, ab_bytes=ab_bytes), 132)
+        assert masked.num_tma_multicast == 1, masked
+        shape = GemmShape(g * m, n, k, num_groups=g, layout=CONTIGUOUS, ab_bytes=ab_bytes)
+        contiguous = select_config(shape, 132)
+        if contiguous.num_tma_multicast > 1:
+            assert ab_bytes == 1 and contiguous.multicast_on_a and contiguous.block_m == 256, contiguous
+
+
+def test_contiguous_layout_shares_only_a():
+    shape = GemmShape(4 * 8192, 4096, 7168, num_groups=4, layout=CONTIGUOUS)
+    assert not config_errors(sm90.make_config(shape, 132, 256, 128, 2, True), shape)
+    on_b = sm90.make_config(shape, 132, 256, 128, 2, False)
+    assert any("multicasts only A" in e for e in config_errors(on_b, shape))
+    masked = GemmShape(1024, 4096, 7168, num_groups=4, layout=MASKED)
+    assert any("masked layout does not multicast" in e
+               for e in config_errors(sm90.make_config(masked, 132, 256, 128, 2, True), masked))
 
 
 def test_loads_are_not_batched_for_grouped_or_n_major_b():

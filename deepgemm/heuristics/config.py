@@ -173,8 +173,11 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     errors = []
     if cfg.block_m not in (64, 128, 256):
         errors.append(f"block_m={cfg.block_m} must be 64, 128 or 256")
-    if shape.layout != DENSE and cfg.num_tma_multicast != 1:
-        errors.append("grouped GEMMs do not multicast")
+    if shape.layout == MASKED and cfg.num_tma_multicast != 1:
+        errors.append("the masked layout does not multicast")
+    if shape.layout == CONTIGUOUS and cfg.num_tma_multicast != 1 and not cfg.multicast_on_a:
+        errors.append("the contiguous layout multicasts only A (multicasting B, a cluster pair's two "
+                      "m-blocks could belong to different experts)")
     if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:
         errors.append(f"block_n={cfg.block_n} must be a multiple of 8 in [8, 256] (WGMMA N)")
     # A tile may span at most two 128-column scale blocks (one predicate selects between them).

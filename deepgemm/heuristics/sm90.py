@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from .config import (
     BLOCK_K_BYTES,
+    CONTIGUOUS,
     DENSE,
     MASKED,
     MAX_SMEM_BYTES,
@@ -56,6 +57,14 @@ MULTICAST_LOCKSTEP_COST = 1.03
 # 128-row tiles of M <= 128 lost 2-15%).
 MULTICAST_FREE_BLOCK_M = 256
 MULTICAST_FREE_MIN_K_BLOCKS = 56
+# The contiguous layout may multicast A (a cluster pair shares its m-block; B may not be shared), and
+# the model's picks do so only for FP8 256-row tiles. H200, MoE suite (G x 8192 or 4096 rows), rested
+# interleaved rounds, bit-identical: FP8 256x128 with multicast 1.2-1.8% faster at K = 7168 by the
+# best of 4 rounds, 5-7% by the median, equal at K = 2048; 128x128 to 128x192 with multicast 6-17%
+# slower than that. The 16-bit kernel gained nothing measurable (two runs: 256x128 -2% to +7% at
+# K = 7168, equal at 2048), and enabling it there turned 128x224 tiles into 256x112 (4% slower at
+# 4 x 512 x 7168 x 2048).
+CONTIGUOUS_MULTICAST_BLOCK_M = 256
 # Small tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate. 16-bit, H100:
 # 64x2112x7168 ran 12% faster with 16 stages of 64x16 than with 12, 128x2112x7168 7% with 18, and
 # nothing more past 16-20. FP8, H200: 1.5-2.6% faster with 16 stages than 12 on the 64x16 and 64x32
@@ -231,6 +240,9 @@ def candidate_configs(shape: GemmShape, num_sms: int):
                 # pair's lock step only adds latency.
                 if (shape.ab_bytes == 2 and num_tma_multicast > 1
                         and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES_16BIT * num_sms):
+                    continue
+                if (shape.layout == CONTIGUOUS and num_tma_multicast > 1
+                        and (shape.ab_bytes != 1 or block_m != CONTIGUOUS_MULTICAST_BLOCK_M)):
                     continue
                 whole = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
                 for cfg in (whole, *_chunked_variants(shape, num_sms, whole)):

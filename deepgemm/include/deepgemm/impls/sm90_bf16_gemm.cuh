@@ -102,7 +102,9 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = MMA::kNumAccum;
     constexpr uint32_t kWarpgroupBarrier = 1;
-    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1, "only the dense GEMM multicasts");
+    // As in the FP8 kernel, a cluster pair shares its m-block, so contiguous A may be multicast.
+    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1 ||
+                  (kIsMulticastOnA && kKind != GemmKind::Masked), "the grouped kinds multicast only contiguous A");
     static_assert(kKind == GemmKind::Dense || !kHasC, "only the dense GEMM adds C");
 
     // Shared memory: [D tile][A stages][B stages][full | empty barriers][tile per stage (grouped kinds)].

@@ -99,7 +99,10 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     // Masked A, its scales and D are [G, rows, ...] tensor maps; every grouped kind reads B as [G * N, K].
     constexpr bool kIsMasked = kKind == GemmKind::Masked;
     constexpr bool kIsGroupedB = kKind != GemmKind::Dense;
-    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1, "only the dense GEMM multicasts");
+    // A cluster pair shares its m-block, hence its expert, in the contiguous kinds too: both CTAs
+    // read the same A rows (tile_scheduler.cuh); each loads its own B tile.
+    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1 ||
+                  (kIsMulticastOnA && kKind != GemmKind::Masked), "the grouped kinds multicast only contiguous A");
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers]
     // [tile per stage (grouped kinds)].

@@ -52,7 +52,10 @@ __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
 // and keep them in L2. Within a group, consecutive tile ids step along the grouped dimension; so with
 // a 2-CTA cluster (consecutive block ids) multicasting A, the pair shares its m-block as long as
 // every group is of even width, which the host guarantees by choosing multicast on A only when the
-// number of n-blocks is even (on B: the number of m-blocks). Only the dense kind multicasts.
+// number of n-blocks is even (on B: the number of m-blocks). The contiguous kinds multicast A only:
+// every problem they walk has an even number of tiles, so the pair's CTAs take their tiles in step,
+// and as they share the m-block they split, skip and clip its rows alike (tiles of one expert only).
+// Masked A is a 3-D tensor map, loaded per CTA; the dense kind multicasts either operand.
 //
 // Index values that break the layout contract never lead outside the tensors: experts outside
 // [0, num_groups) are skipped, row counts and ends are clamped to shape_m.
