@@ -15,7 +15,7 @@ import torch
 
 import deepgemm
 from deepgemm.bench import cli as bench_cli
-from deepgemm.bench import providers
+from deepgemm.bench import providers, runner
 from deepgemm.bench.cli import build_parser, cpu_suite, select_providers, select_suites
 from deepgemm.bench.cli import main as bench_main
 from deepgemm.bench.inputs import (
@@ -856,6 +856,69 @@ def test_run_suite_holds_each_problem_against_its_twin():
     assert record["twin_worst"] == {"right": {"not NT": pytest.approx(0.8)}, "wrong": {"not NT": None}}
 
 
+def _rounds_suite(problem: Problem) -> Suite:
+    return dataclasses.replace(
+        DENSE, problems=(problem,), make_inputs=lambda p, d, s: _StubInputs(), twin=None, pairs=()
+    )
+
+
+def _timed_by_provider(seconds: dict[str, list[float]], calls: list[str]):
+    """A timer for the stub providers "right" and "wrong" (told apart by the sign of their output)
+    that logs which one it timed and returns its next time."""
+
+    def timer(fn):
+        name = "right" if float(fn().sum()) > 0 else "wrong"
+        calls.append(name)
+        return seconds[name][sum(call == name for call in calls) - 1]
+
+    return timer
+
+
+def test_long_calls_are_timed_in_alternating_rounds_and_report_the_median():
+    # 400+ us calls: three rounds, the second in reverse order; each provider its median round.
+    seconds = {"right": [400e-6, 500e-6, 420e-6], "wrong": [900e-6, 800e-6, 1000e-6]}
+    calls: list[str] = []
+    providers = (_stub_provider("right", "right"), _stub_provider("wrong", "wrong"))
+    record = run_suite(
+        _rounds_suite(Problem(64, 4, 3)), providers, CPU, 0, _timed_by_provider(seconds, calls), rounds=3
+    )
+    assert calls == ["right", "wrong", "wrong", "right", "right", "wrong"]
+    right, wrong = (record["problems"][0]["results"][name] for name in ("right", "wrong"))
+    assert right["us"] == pytest.approx(420.0) and right["us_rounds"] == pytest.approx([400.0, 500.0, 420.0])
+    assert right["tflops"] == pytest.approx(2 * 64 * 4 * 3 / 420e-6 / 1e12)
+    assert wrong["us"] == pytest.approx(900.0) and wrong["status"] == "wrong"
+
+
+def test_short_calls_are_timed_once():
+    # Every call below LONG_CALL_US: one round, whatever `rounds` says.
+    short = runner.LONG_CALL_US * 0.9e-6
+    seconds = {"right": [short, 1.0], "wrong": [short / 2, 1.0]}
+    calls: list[str] = []
+    providers = (_stub_provider("right", "right"), _stub_provider("wrong", "wrong"))
+    record = run_suite(
+        _rounds_suite(Problem(64, 4, 3)), providers, CPU, 0, _timed_by_provider(seconds, calls), rounds=3
+    )
+    assert calls == ["right", "wrong"]
+    assert record["problems"][0]["results"]["right"]["us_rounds"] == pytest.approx([short * 1e6])
+
+
+def test_a_provider_failing_in_a_later_round_is_an_error():
+    calls: list[str] = []
+
+    def timer(fn):
+        calls.append("x")
+        if len(calls) == 2:
+            raise RuntimeError("lost the device")
+        return 1e-3
+
+    record = run_suite(
+        _rounds_suite(Problem(64, 4, 3)), (_stub_provider("right", "right"),), CPU, 0, timer, rounds=3
+    )
+    result = record["problems"][0]["results"]["right"]
+    assert result["status"] == "error" and result["reason"] == "RuntimeError: lost the device"
+    assert result["us"] is None and len(calls) == 2
+
+
 def test_run_suite_without_twins_records_none():
     record = run_suite(
         dataclasses.replace(DENSE, problems=(Problem(64, 4, 3),), make_inputs=lambda p, d, s: _StubInputs()),
@@ -978,6 +1041,7 @@ def test_cli_runs_the_cpu_path(tmp_path):
     document = json.loads(out.read_text())
     assert document["schema"] == "deepgemm.bench/1" and document["backend"] == "cpu"
     assert document["env"]["device"] == "cpu" and document["method"]["timer"] == "cpu_wallclock"
+    assert document["method"]["rounds"] == 1  # the CPU path times each problem once
     (suite,) = document["suites"]
     (problem,) = suite["problems"]
     assert (problem["m"], problem["n"], problem["k"]) == (64, 256, 512)
@@ -1044,8 +1108,9 @@ def test_gpu_timer_rests_before_each_measurement(monkeypatch):
     events = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
     monkeypatch.setattr(bench_cli.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
-    monkeypatch.setattr(bench_cli, "bench_kineto",
-                        lambda fn, names, num_tests: events.append(("time", num_tests)) or 1.0)
+    monkeypatch.setattr(
+        bench_cli, "bench_kineto", lambda fn, names, num_tests: events.append(("time", num_tests)) or 1.0
+    )
     timer = bench_cli.make_timer(True, "kineto", 7, rest_s=0.25)
     assert timer(lambda: None) == 1.0 and timer(lambda: None) == 1.0
     assert events == ["sync", ("sleep", 0.25), ("time", 7)] * 2
@@ -1060,6 +1125,14 @@ def test_rest_must_be_a_non_negative_number():
     for bad in ("-1", "nan", "soon"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--rest", bad])
+
+
+def test_rounds_default_and_must_be_positive():
+    assert build_parser().parse_args([]).rounds == bench_cli.DEFAULT_ROUNDS == 3
+    assert build_parser().parse_args(["--rounds", "1"]).rounds == 1
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--rounds", bad])
 
 
 def test_bench_cpu_counts_calls():

@@ -30,7 +30,7 @@ from .report import (
     twin_label,
     write_json,
 )
-from .runner import Timer, measure_host_overhead, run_suite
+from .runner import LONG_CALL_US, Timer, measure_host_overhead, run_suite
 from .suites import DENSE, SUITES, Problem, Suite, parse_shapes
 
 CPU_NOTE = (
@@ -50,6 +50,8 @@ FAILED_STATUSES = ("error", "wrong")
 # repeat runs agreed within 0.3% (one measurement of the largest shape, its warm-up calls included,
 # lasts about 45 ms).
 DEFAULT_REST_S = 0.5
+# Rounds of the problems with calls of LONG_CALL_US or more (GPU only): see `runner.measure_problem`.
+DEFAULT_ROUNDS = 3
 
 
 def _non_negative_float(text: str) -> float:
@@ -90,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"GPU idle time before each measurement, so every provider starts from the same power state "
         f"(default: {DEFAULT_REST_S}; 0 measures back to back, as under sustained load)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=DEFAULT_ROUNDS,
+        help=f"on the GPU, problems where a call lasts {LONG_CALL_US:g} us or more are timed this many "
+        f"times, the providers in alternating order, and each reports its median (default: {DEFAULT_ROUNDS})",
     )
     parser.add_argument(
         "--timer",
@@ -193,9 +202,12 @@ def _run_and_print(
     print(f"\n== {suite.name}: {suite.description}")
     method = document["method"]
     rest = f", each measurement after {method['rest_s']:g} s idle" if method["rest_s"] else ""
+    rounds = ""
+    if method["rounds"] > 1:
+        rounds = f"; calls of {method['long_call_us']:g}+ us: median of {method['rounds']} alternating rounds"
     print(
         f"   {document['env']['device']}: {method['timer_description']}; mean of {method['num_tests']} calls"
-        f"{rest}"
+        f"{rest}{rounds}"
     )
     print(f"   speedup = {speedup_definition(suite.baseline, suite.faster)}")
     if suite.twin is not None:
@@ -213,7 +225,9 @@ def _run_and_print(
         )
         print(lines, flush=True)
 
-    record = run_suite(suite, providers, device, seed, timer, on_problem=print_problem)
+    record = run_suite(
+        suite, providers, device, seed, timer, on_problem=print_problem, rounds=document["method"]["rounds"]
+    )
     if record["geomean"] or record["pair_geomean"] or record["twin_geomean"]:
         print(
             format_geomeans(
@@ -259,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timer_description": TIMERS[timer_name],
             "num_tests": num_tests,
             "rest_s": rest_s,
+            "rounds": args.rounds if on_cuda else 1,
+            "long_call_us": LONG_CALL_US,
             "l2_flush_bytes": L2_FLUSH_BYTES if on_cuda else None,
             "seed": args.seed,
             "inputs": "random normal BF16: the FP8 suites quantise them with deepgemm.quant (1x128 A "
