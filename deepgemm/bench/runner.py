@@ -62,6 +62,10 @@ HOST_OVERHEAD_PROBLEM = Problem(64, 2112, 7168)
 LONG_CALL_US = 300.0
 
 
+def _error(error: Exception) -> dict:
+    return {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+
+
 def _check(provider: Provider, output: object, inputs) -> dict:
     checked = inputs.valid_rows(output)
     diffs = {kind: float(calc_diff(checked, inputs.reference(kind))) for kind in inputs.reference_kinds}
@@ -79,7 +83,7 @@ def run_provider(provider: Provider, inputs, measure: Measure, fields: Sequence[
         try:
             result.update(measure(run))
         except Exception as error:
-            return result | {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+            return result | _error(error)
     return result
 
 
@@ -106,7 +110,7 @@ def prepare_provider(
     except ProviderUnavailable as error:
         return result | {"status": "unavailable", "reason": str(error)}, None
     except Exception as error:  # one broken provider must not stop the others
-        return result | {"status": "error", "reason": f"{type(error).__name__}: {error}"}, None
+        return result | _error(error), None
     if not result["correct"]:
         result["status"] = "wrong"
         result["reason"] = f"calc_diff vs {provider.reference} reference above {provider.max_diff:g}"
@@ -191,7 +195,7 @@ def measure_problem(
             try:
                 times[name].append(timer(runs[name]))
             except Exception as error:
-                results[name] |= {"status": "error", "reason": f"{type(error).__name__}: {error}"}
+                results[name] |= _error(error)
                 del times[name]
     for name, seconds_per_round in times.items():
         seconds = statistics.median(seconds_per_round)
