@@ -226,7 +226,7 @@ def _run_and_print(
         print(lines, flush=True)
 
     record = run_suite(
-        suite, providers, device, seed, timer, on_problem=print_problem, rounds=document["method"]["rounds"]
+        suite, providers, device, seed, timer, on_problem=print_problem, rounds=method["rounds"]
     )
     if record["geomean"] or record["pair_geomean"] or record["twin_geomean"]:
         print(
