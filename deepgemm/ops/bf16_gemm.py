@@ -199,15 +199,14 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
         return d
     if check_index_values_now(cuda_index):
         check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
-    rows = m_indices >= 0
     if k == 0:
-        return d.masked_fill_(rows[:, None], 0)
+        return d.masked_fill_((m_indices >= 0)[:, None], 0)
     if cuda_index is None:
         out = torch.zeros(m_sum, n, dtype=torch.float32)
         for group in range(num_groups):
             selected = m_indices == group
             out[selected] = A[selected].float() @ B[group].float().T
-        return write_rows(d, out, rows)
+        return write_rows(d, out, m_indices >= 0)
     _launch_module().launch_m_grouped_bf16_contiguous(A, B, d, m_indices, cuda_index)
     return d
 
@@ -236,11 +235,10 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
         return d
     if check_index_values_now(cuda_index):
         check_masked_m(masked_m, max_m)
-    rows = masked_rows(masked_m, max_m)
     if k == 0:
-        return d.masked_fill_(rows[..., None], 0)
+        return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0)
     if cuda_index is None:
-        return write_rows(d, A.float() @ B.float().transpose(1, 2), rows)
+        return write_rows(d, A.float() @ B.float().transpose(1, 2), masked_rows(masked_m, max_m))
     _launch_module().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
     return d
 
