@@ -101,11 +101,13 @@ def distinct_cases() -> list[Case]:
 
 
 def multicast_cases() -> list[Case]:
-    """2-CTA multicast kernels on A and on B: valid configs the model picks only where it predicts a
-    gain (none of the suites' shapes on the fitted H100 model), so they are added explicitly."""
+    """2-CTA multicast kernels on A and on B that the suites' selections may not contain (the model
+    picks multicast only where it predicts a gain), unless a selection already has the same config."""
     shape = GemmShape(4096, 7168, 2048)
-    return [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n, 2, on_a))
-            for block_m, block_n, on_a in ((256, 128, True), (128, 192, False), (64, 112, True))]
+    selected = {case.template_args[2:] for case in selected_cases()}
+    cases = [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n, 2, on_a))
+             for block_m, block_n, on_a in ((256, 128, True), (128, 192, False), (64, 112, True))]
+    return [case for case in cases if case.template_args[2:] not in selected]
 
 
 CASES = distinct_cases() + multicast_cases()

@@ -65,6 +65,16 @@ MULTICAST_FREE_MIN_K_BLOCKS = 56
 # K = 7168, equal at 2048), and enabling it there turned 128x224 tiles into 256x112 (4% slower at
 # 4 x 512 x 7168 x 2048).
 CONTIGUOUS_MULTICAST_BLOCK_M = 256
+# FP8 128x192 tiles over short K (at most SHORT_K_MAX_K_BLOCKS k-blocks) pay no straddling scale cost,
+# and, where every SM runs several of them (MULTICAST_MIN_WAVES), no lock step; they may multicast in
+# the contiguous layout too. H200, rested rounds,
+# bit-identical, best of 4: 128x192 (multicast on A or B) against the 256x128 the model picked before,
+# dense 8192x24576x1536 1.8% faster, 16384x7168x2048 4.3%, 8192x7168x2048 2.0%, 32768x7168x2048 2.7%,
+# 16384x32768x512 1.0%, 2048x7168x2048 7% (against 128x128); the contiguous suite's four K = 2048 cases
+# (G x 8192 or 4096 rows, N = 7168) 0.5-4%. Where waves favour 256x128 it stays (4096x7168x2048: 2.6%
+# faster than 128x192); at K = 7168 256x128 was 3.5% faster (dense 8192x4096x7168).
+WIDE_SHORT_K_TILE = (128, 192)
+SHORT_K_MAX_K_BLOCKS = 16
 # Small tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate. 16-bit, H100:
 # 64x2112x7168 ran 12% faster with 16 stages of 64x16 than with 12, 128x2112x7168 7% with 18, and
 # nothing more past 16-20. FP8, H200: 1.5-2.6% faster with 16 stages than 12 on the 64x16 and 64x32
@@ -91,7 +101,9 @@ SHALLOW_PIPELINE_COST_FP8 = 1.04
 # fitted to FP8 256x128 tiles in 4 chunks, a loss at K = 512 and 1536, even at 2048, a gain beyond.
 D_CHUNK_CYCLES = 200
 D_CHUNK_COUNTS = (2, 4)
-MULTICAST_MIN_WAVES_16BIT = 2
+# Multicast needs this many waves of tiles to pay for the lock step (16-bit tiles; FP8 wide tiles over
+# short K, see WIDE_SHORT_K_TILE).
+MULTICAST_MIN_WAVES = 2
 # The producer's loads go out in batches of LOAD_BATCH k-blocks (`produce_tiles`) for dense GEMMs
 # with one consumer warpgroup, at least LOAD_BATCH_MIN_STAGES stages and K of at least
 # LOAD_BATCH_MIN_K_BLOCKS 128-byte blocks per row. H200, rested A/B against one k-block at a time,
@@ -133,6 +145,12 @@ def _k_block_cycles(cfg: GemmConfig) -> float:
     return max(mma, smem, l2)
 
 
+def _is_wide_short_k_tile(shape: GemmShape, block_m: int, block_n: int) -> bool:
+    """An FP8 WIDE_SHORT_K_TILE over at most SHORT_K_MAX_K_BLOCKS k-blocks (see there)."""
+    return (shape.ab_bytes == 1 and (block_m, block_n) == WIDE_SHORT_K_TILE
+            and shape.num_k_blocks <= SHORT_K_MAX_K_BLOCKS)
+
+
 def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
     all sit at the HBM floor in favour of the one with the most slack under it."""
@@ -140,9 +158,12 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     k_block_cycles = _k_block_cycles(cfg)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
-    if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n):
+    wide_short_k = _is_wide_short_k_tile(shape, cfg.block_m, cfg.block_n)
+    if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n) and not wide_short_k:
         k_block_cycles *= STRADDLING_SCALE_COST
-    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1 and not (
+    several_waves = shape.num_tiles(cfg.block_m, cfg.block_n) >= MULTICAST_MIN_WAVES * cfg.num_sms
+    free_lock_step = wide_short_k and several_waves
+    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1 and not free_lock_step and not (
             cfg.block_m == MULTICAST_FREE_BLOCK_M and shape.num_k_blocks >= MULTICAST_FREE_MIN_K_BLOCKS):
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     # The FP8 efficiency factors were fitted to whole-D configs at the stages they got, so for FP8
@@ -239,10 +260,11 @@ def candidate_configs(shape: GemmShape, num_sms: int):
                 # runs several tiles, and lost 2-8% on problems of about one wave of tiles, where the
                 # pair's lock step only adds latency.
                 if (shape.ab_bytes == 2 and num_tma_multicast > 1
-                        and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES_16BIT * num_sms):
+                        and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES * num_sms):
                     continue
-                if (shape.layout == CONTIGUOUS and num_tma_multicast > 1
-                        and (shape.ab_bytes != 1 or block_m != CONTIGUOUS_MULTICAST_BLOCK_M)):
+                if (shape.layout == CONTIGUOUS and num_tma_multicast > 1 and not (
+                        shape.ab_bytes == 1 and (block_m == CONTIGUOUS_MULTICAST_BLOCK_M
+                                                 or _is_wide_short_k_tile(shape, block_m, block_n)))):
                     continue
                 whole = make_config(shape, num_sms, block_m, block_n, num_tma_multicast, on_a)
                 for cfg in (whole, *_chunked_variants(shape, num_sms, whole)):
