@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.autograd import DeviceType
 
 import deepgemm
 from deepgemm.bench.inputs import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing.bench import _device_events
 
 pytestmark = pytest.mark.gpu
 
@@ -30,7 +30,7 @@ def _device_activities(call) -> list[str]:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         call()
         torch.cuda.synchronize()
-    return [event.name for event in prof.events() if event.device_type == DeviceType.CUDA]
+    return [event.name for event in _device_events(prof)]
 
 
 def _fp8_grouped(layout: str):

@@ -58,17 +58,17 @@ MULTICAST_LOCKSTEP_COST = 1.03
 MULTICAST_FREE_BLOCK_M = 256
 MULTICAST_FREE_MIN_K_BLOCKS = 56
 # The contiguous layout may multicast A (a cluster pair shares its m-block; B may not be shared), and
-# the model's picks do so only for FP8 256-row tiles. H200, MoE suite (G x 8192 or 4096 rows), rested
-# interleaved rounds, bit-identical: FP8 256x128 with multicast 1.2-1.8% faster at K = 7168 by the
-# best of 4 rounds, 5-7% by the median, equal at K = 2048; 128x128 to 128x192 with multicast 6-17%
-# slower than that. The 16-bit kernel gained nothing measurable (two runs: 256x128 -2% to +7% at
-# K = 7168, equal at 2048), and enabling it there turned 128x224 tiles into 256x112 (4% slower at
-# 4 x 512 x 7168 x 2048).
+# the model's picks do so for FP8 256-row tiles (and WIDE_SHORT_K_TILE, below). H200, MoE suite
+# (G x 8192 or 4096 rows), rested interleaved rounds, bit-identical: FP8 256x128 with multicast
+# 1.2-1.8% faster at K = 7168 by the best of 4 rounds, 5-7% by the median, equal at K = 2048;
+# 128x128 to 128x192 with multicast 6-17% slower than that at K = 7168. The 16-bit kernel gained
+# nothing measurable (two runs: 256x128 -2% to +7% at K = 7168, equal at 2048), and enabling it there
+# turned 128x224 tiles into 256x112 (4% slower at 4 x 512 x 7168 x 2048).
 CONTIGUOUS_MULTICAST_BLOCK_M = 256
 # FP8 128x192 tiles over short K (at most SHORT_K_MAX_K_BLOCKS k-blocks) pay no straddling scale cost,
 # and, where every SM runs several of them (MULTICAST_MIN_WAVES), no lock step; they may multicast in
-# the contiguous layout too. H200, rested rounds,
-# bit-identical, best of 4: 128x192 (multicast on A or B) against the 256x128 the model picked before,
+# the contiguous layout too. H200, rested rounds, bit-identical, best of 4: 128x192 (multicast on A
+# or B) against the 256x128 the model picked before,
 # dense 8192x24576x1536 1.8% faster, 16384x7168x2048 4.3%, 8192x7168x2048 2.0%, 32768x7168x2048 2.7%,
 # 16384x32768x512 1.0%, 2048x7168x2048 7% (against 128x128); the contiguous suite's four K = 2048 cases
 # (G x 8192 or 4096 rows, N = 7168) 0.5-4%. Where waves favour 256x128 it stays (4096x7168x2048: 2.6%
@@ -151,6 +151,22 @@ def _is_wide_short_k_tile(shape: GemmShape, block_m: int, block_n: int) -> bool:
             and shape.num_k_blocks <= SHORT_K_MAX_K_BLOCKS)
 
 
+def _runs_several_waves(shape: GemmShape, block_m: int, block_n: int, num_sms: int) -> bool:
+    """Every SM runs MULTICAST_MIN_WAVES or more tiles: where multicast can pay for its lock step."""
+    return shape.num_tiles(block_m, block_n) >= MULTICAST_MIN_WAVES * num_sms
+
+
+def _pays_lock_step(shape: GemmShape, cfg: GemmConfig) -> bool:
+    """An FP8 multicast config that pays MULTICAST_LOCKSTEP_COST: all but 256-row tiles over long K
+    (MULTICAST_FREE_BLOCK_M) and wide tiles over short K in several waves (WIDE_SHORT_K_TILE)."""
+    if cfg.ab_bytes != 1 or cfg.num_tma_multicast == 1:
+        return False
+    if cfg.block_m == MULTICAST_FREE_BLOCK_M and shape.num_k_blocks >= MULTICAST_FREE_MIN_K_BLOCKS:
+        return False
+    return not (_is_wide_short_k_tile(shape, cfg.block_m, cfg.block_n)
+                and _runs_several_waves(shape, cfg.block_m, cfg.block_n, cfg.num_sms))
+
+
 def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
     all sit at the HBM floor in favour of the one with the most slack under it."""
@@ -158,13 +174,10 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
     k_block_cycles = _k_block_cycles(cfg)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
-    wide_short_k = _is_wide_short_k_tile(shape, cfg.block_m, cfg.block_n)
-    if cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n) and not wide_short_k:
+    if (cfg.ab_bytes == 1 and not uniform_scale_b(cfg.block_n)
+            and not _is_wide_short_k_tile(shape, cfg.block_m, cfg.block_n)):
         k_block_cycles *= STRADDLING_SCALE_COST
-    several_waves = shape.num_tiles(cfg.block_m, cfg.block_n) >= MULTICAST_MIN_WAVES * cfg.num_sms
-    free_lock_step = wide_short_k and several_waves
-    if cfg.ab_bytes == 1 and cfg.num_tma_multicast > 1 and not free_lock_step and not (
-            cfg.block_m == MULTICAST_FREE_BLOCK_M and shape.num_k_blocks >= MULTICAST_FREE_MIN_K_BLOCKS):
+    if _pays_lock_step(shape, cfg):
         k_block_cycles *= MULTICAST_LOCKSTEP_COST
     # The FP8 efficiency factors were fitted to whole-D configs at the stages they got, so for FP8
     # the pipeline depth only chooses between a tile's variants (`_fp8_pipeline_cycles`).
@@ -260,7 +273,7 @@ def candidate_configs(shape: GemmShape, num_sms: int):
                 # runs several tiles, and lost 2-8% on problems of about one wave of tiles, where the
                 # pair's lock step only adds latency.
                 if (shape.ab_bytes == 2 and num_tma_multicast > 1
-                        and shape.num_tiles(block_m, block_n) < MULTICAST_MIN_WAVES * num_sms):
+                        and not _runs_several_waves(shape, block_m, block_n, num_sms)):
                     continue
                 if (shape.layout == CONTIGUOUS and num_tma_multicast > 1 and not (
                         shape.ab_bytes == 1 and (block_m == CONTIGUOUS_MULTICAST_BLOCK_M
