@@ -154,7 +154,7 @@ def _across_tiles_inputs() -> GroupedInputs:
 @pytest.mark.parametrize(
     "block_m,block_n,num_d_chunks,multicast",
     [(256, 128, 1, 1), (256, 96, 1, 1), (128, 144, 1, 1), (256, 128, 4, 1), (256, 128, 4, 2),
-     (128, 128, 1, 2)],
+     (128, 128, 1, 2), (64, 128, 1, 1)],
 )
 def test_contiguous_tiles_stop_at_their_expert(by_offsets: bool, block_m: int, block_n: int,
                                                num_d_chunks: int, multicast: int) -> None:
@@ -187,6 +187,26 @@ def test_contiguous_indices_padding_half_of_a_256_row_block(multicast: int) -> N
     valid = m_indices >= 0
     _assert_untouched(buf, after, valid, "padding first half")
     assert torch.equal(after[valid].view(torch.int16), before[valid].view(torch.int16))
+
+
+@pytest.mark.parametrize("block_m", [64, 128, 256])
+def test_contiguous_indices_breaking_the_layout_stay_inside_d(block_m: int) -> None:
+    """m_indices that break the layout contract (experts out of range, padding between an expert's rows,
+    an expert's rows in several runs) give unspecified rows but no write outside d and no fault; blocks
+    that are padding throughout stay untouched, and the next valid call is right."""
+    inputs = _across_tiles_inputs()
+    generator = torch.Generator(device="cuda").manual_seed(11)
+    broken = torch.randint(-3, inputs.num_groups + 3, inputs.m_indices.shape, device="cuda",
+                           dtype=torch.int32, generator=generator)
+    broken[512:640] = -1  # one aligned block of padding only
+    buf, d = _run_contiguous_with_tiles(inputs, False, block_m, 128, broken)
+    may_write = torch.ones_like(broken, dtype=torch.bool)
+    may_write[512:640] = False
+    _assert_untouched(buf, d, may_write, f"broken m_indices, {block_m}-row tiles")
+    what = f"valid m_indices after broken ones, {block_m}-row tiles"
+    buf, d = _run_contiguous_with_tiles(inputs, False, block_m, 128)
+    _assert_untouched(buf, d, valid_rows_mask(inputs), what)
+    _assert_accurate(inputs, d, what)
 
 
 def test_contiguous_alignment_is_128() -> None:

@@ -196,11 +196,11 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 if constexpr (!Layout::kUniformScaleB)
                     wg_sfb[kNumKBlocks + i] = __ldg(sfb_next + i);
             }
-            // Valid rows of this warpgroup's share of the tile, counted in the barrier that publishes
-            // the B scales.
+            // Valid rows of this warpgroup's share of the tile, after the barrier that publishes the
+            // B scales.
             uint32_t num_valid_rows[Layout::kNumWaves];
-            warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(
-                tile, shape_m, grouped_layout, warpgroup, thread % 128, kWarpgroupBarrier + warpgroup, num_valid_rows);
+            warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, kWarpgroupBarrier + warpgroup,
+                                                                           num_valid_rows);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
             const uint32_t num_former_groups = min_of(BLOCK_N, 128 - tile.n_block * BLOCK_N % 128) / 8;
 

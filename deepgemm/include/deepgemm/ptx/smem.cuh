@@ -46,13 +46,4 @@ __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t num_thr
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
 }
 
-// `named_barrier_sync` that also returns how many of the `num_threads` threads passed a true
-// `predicate` (every participating thread gets the count).
-__device__ __forceinline__ uint32_t named_barrier_count(uint32_t id, uint32_t num_threads, bool predicate) {
-    uint32_t count;
-    asm volatile("{ .reg .pred p; setp.ne.u32 p, %3, 0; bar.red.popc.u32 %0, %1, %2, p; }"
-                 : "=r"(count) : "r"(id), "r"(num_threads), "r"(static_cast<uint32_t>(predicate)) : "memory");
-    return count;
-}
-
 }  // namespace deepgemm::ptx

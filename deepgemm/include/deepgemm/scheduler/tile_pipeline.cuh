@@ -131,33 +131,17 @@ __device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t 
 }
 
 // Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them), after
-// a barrier over the warpgroup's 128 threads (`barrier_id`) that also orders the warpgroup's
-// preceding shared-memory writes. With per-row expert indices the warpgroup counts, within that
-// barrier, its rows among the tile's first `num_valid_rows` that belong to the tile's expert; the
-// dense kind counts every row as valid (TMA clips the M tail).
+// a barrier over the warpgroup's 128 threads (`barrier_id`) that orders the warpgroup's preceding
+// shared-memory writes. The dense kind counts every row as valid (TMA clips the M tail).
 template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
-__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t shape_m, const int32_t* grouped_layout,
-                                                     uint32_t warpgroup, uint32_t thread_in_warpgroup,
-                                                     uint32_t barrier_id, uint32_t (&num_valid_rows)[kNumWaves]) {
-    if constexpr (kKind == GemmKind::ContiguousIndices) {
-        #pragma unroll
-        for (uint32_t w = 0; w < kNumWaves; ++w) {
-            const uint32_t first = w * kWaveM + warpgroup * 64;
-            const uint32_t row = tile.row + first + thread_in_warpgroup;
-            const bool valid = thread_in_warpgroup < 64 && first < tile.num_valid_rows && row < shape_m &&
-                               static_cast<uint32_t>(__ldg(grouped_layout + row)) == tile.group;
-            // Uniform in fact; the broadcast lets the compiler see it (and keep the mainloop's
-            // descriptors in uniform registers).
-            num_valid_rows[w] = warp_uniform(ptx::named_barrier_count(barrier_id, 128, valid));
-        }
-    } else {
-        ptx::named_barrier_sync(barrier_id, 128);
-        #pragma unroll
-        for (uint32_t w = 0; w < kNumWaves; ++w) {
-            const uint32_t first = w * kWaveM + warpgroup * 64;
-            num_valid_rows[w] = kKind == GemmKind::Dense ? 64
-                                : tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
-        }
+__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t warpgroup, uint32_t barrier_id,
+                                                     uint32_t (&num_valid_rows)[kNumWaves]) {
+    ptx::named_barrier_sync(barrier_id, 128);
+    #pragma unroll
+    for (uint32_t w = 0; w < kNumWaves; ++w) {
+        const uint32_t first = w * kWaveM + warpgroup * 64;
+        num_valid_rows[w] = kKind == GemmKind::Dense ? 64
+                            : tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
     }
 }
 

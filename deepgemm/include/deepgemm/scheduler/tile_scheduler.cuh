@@ -14,9 +14,7 @@ struct Tile {
     // Expert (B matrix) of the tile; 0 for the dense kind.
     uint32_t group;
     // Rows of the tile, from `row` on, that belong to the group: a prefix of the tile. BLOCK_M for
-    // the dense kind (TMA clips the M tail); for ContiguousIndices an upper bound (BLOCK_M, or 128
-    // for a 256-row block cut at an expert boundary), within which the consumers count the rows
-    // themselves from the per-row indices.
+    // the dense kind (TMA clips the M tail).
     uint32_t num_valid_rows;
 };
 
@@ -41,11 +39,16 @@ __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
 // tiles whose rows are padding; the ContiguousEnds and Masked kinds number the tiles group after
 // group, each group a [rows of the group, N] problem of its own.
 //
-// Experts of the contiguous layout start at multiples of 128 rows, so a 256-row ContiguousIndices
-// block may hold two of them. Its halves' first rows name their experts: one expert (or padding
-// after the first half) makes one 256-row tile; two make two tiles of 128 valid rows each, handed
-// out one after the other to the same CTA (the second loads the next block's rows too, and
-// computes nothing for them).
+// Experts of the contiguous layout start at multiples of 128 rows, and within a 128-row aligned
+// block the rows of its one expert come first, padding after them. So a ContiguousIndices tile reads
+// the first and the last row of each of its 128-row halves, all in one go: the first row names the
+// half's expert, and the last row, where it is of the same expert (every block but an expert's
+// last), says the whole half is; otherwise a binary search finds where the expert's rows end. The
+// consumers then take the tile's valid rows as a count, like every grouped kind (they once read an
+// index per row at the start of every tile: a global load's latency with the tensor cores idle).
+// A 256-row block may hold two experts: one expert (or padding after the first half) makes one
+// 256-row tile; two make two tiles of at most 128 valid rows each, handed out one after the other to
+// the same CTA (the second loads the next block's rows too, and computes nothing for them).
 //
 // Within one problem, tiles are numbered in groups of kNumBlocksPerGroup blocks along one dimension
 // (N when kGroupAlongN) so that the CTAs running at the same moment read the same few operand tiles
@@ -71,6 +74,8 @@ struct TileScheduler {
     static_assert(kKind != GemmKind::ContiguousIndices || BLOCK_M <= 2 * kContiguousAlignment,
                   "a tile named by per-row indices spans at most two aligned expert blocks");
     static constexpr bool kSplitsBlocks = kKind == GemmKind::ContiguousIndices && BLOCK_M > kContiguousAlignment;
+    // Rows of one half of a ContiguousIndices tile: all of a tile up to 128 rows.
+    static constexpr uint32_t kHalfRows = kSplitsBlocks ? kContiguousAlignment : BLOCK_M;
 
     const uint32_t shape_m;
     const uint32_t num_groups;
@@ -90,6 +95,7 @@ struct TileScheduler {
     uint32_t pending_half_group = kNoPendingHalf;
     uint32_t pending_half_row = 0;
     uint32_t pending_half_n_block = 0;
+    uint32_t pending_half_rows = 0;
 
     __device__ TileScheduler(uint32_t shape_m, uint32_t num_groups, const int32_t* grouped_layout)
         : shape_m(shape_m), num_groups(num_groups), grouped_layout(grouped_layout), next_block(blockIdx.x) {
@@ -102,7 +108,7 @@ struct TileScheduler {
     __device__ bool next(Tile& tile) {
         if constexpr (kSplitsBlocks) {
             if (pending_half_group != kNoPendingHalf) {
-                tile = {pending_half_row, pending_half_n_block, pending_half_group, kContiguousAlignment};
+                tile = {pending_half_row, pending_half_n_block, pending_half_group, pending_half_rows};
                 pending_half_group = kNoPendingHalf;
                 return true;
             }
@@ -131,32 +137,77 @@ struct TileScheduler {
             tile.group = group;
             tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;
             if constexpr (kKind == GemmKind::ContiguousIndices) {
-                // All rows of a 128-row aligned block belong to one expert or are padding, so its
-                // first row decides.
-                tile.group = static_cast<uint32_t>(__ldg(grouped_layout + tile.row));
-                if constexpr (kSplitsBlocks) {
-                    const uint32_t half_row = tile.row + kContiguousAlignment;
-                    const uint32_t half_group =
-                        half_row < shape_m ? static_cast<uint32_t>(__ldg(grouped_layout + half_row)) : tile.group;
-                    if (half_group != tile.group && half_group < num_groups) {
-                        if (tile.group >= num_groups) {
-                            tile.row = half_row, tile.group = half_group;  // the first half is padding
-                        } else {
-                            pending_half_group = half_group;
-                            pending_half_row = half_row;
-                            pending_half_n_block = tile.n_block;
-                        }
-                        tile.num_valid_rows = kContiguousAlignment;
-                    }
-                }
-                if (tile.group >= num_groups)
-                    continue;  // padding (-1), or an index out of range: nothing to compute
+                if (!resolve_indexed_tile(tile))
+                    continue;  // padding (-1), or indices out of range: nothing to compute
             }
             return true;
         }
     }
 
 private:
+    // ContiguousIndices: sets `tile`'s expert and valid rows from the per-row indices (see above), and
+    // with 256-row tiles queues the second half as a tile of its own when it holds another expert.
+    // False when the tile holds no expert's rows.
+    __device__ bool resolve_indexed_tile(Tile& tile) {
+        // Every index the tile needs, loaded before any is used: one latency, not several.
+        const uint32_t row = tile.row, half_row = row + kHalfRows;
+        const int32_t first = __ldg(grouped_layout + row);
+        const int32_t last = __ldg(grouped_layout + min_of(half_row, shape_m) - 1);
+        int32_t half_first = -1, half_last = -1;
+        if (kSplitsBlocks && half_row < shape_m) {
+            half_first = __ldg(grouped_layout + half_row);
+            half_last = __ldg(grouped_layout + min_of(half_row + kHalfRows, shape_m) - 1);
+        }
+        const uint32_t group = static_cast<uint32_t>(first), half_group = static_cast<uint32_t>(half_first);
+        if (group < num_groups) {
+            const uint32_t rows = expert_rows(row, group, last);
+            tile.group = group;
+            tile.num_valid_rows = rows;
+            if (kSplitsBlocks && half_group < num_groups) {
+                const uint32_t half_rows = expert_rows(half_row, half_group, half_last);
+                if (half_group == group) {
+                    // One expert across both halves; its rows are a prefix of the tile only while the
+                    // first half is full (a contract broken there ends the tile's rows early).
+                    tile.num_valid_rows = rows == kHalfRows ? rows + half_rows : rows;
+                } else {
+                    pending_half_group = half_group;
+                    pending_half_row = half_row;
+                    pending_half_n_block = tile.n_block;
+                    pending_half_rows = half_rows;
+                }
+            }
+            return true;
+        }
+        if (kSplitsBlocks && half_group < num_groups) {  // the first half is padding
+            tile.row = half_row;
+            tile.group = half_group;
+            tile.num_valid_rows = expert_rows(half_row, half_group, half_last);
+            return true;
+        }
+        return false;
+    }
+
+    // Rows of expert `group` from `row` (its first, the index of which is `group`) to the end of
+    // its half (at most kHalfRows rows, clamped to shape_m), given the index of the half's last row:
+    // all of them when that is the same expert; else where its rows end, by binary search over the
+    // rows between (the layout puts the expert's rows first; for indices that break it the result
+    // still lies within the half).
+    __device__ uint32_t expert_rows(uint32_t row, uint32_t group, int32_t last_index) const {
+        const uint32_t end = min_of(row + kHalfRows, shape_m);
+        if (static_cast<uint32_t>(last_index) == group)
+            return end - row;
+        // Rows [row, low) are of the expert; row `high` is not.
+        uint32_t low = row + 1, high = end - 1;
+        while (low < high) {
+            const uint32_t middle = (low + high) / 2;
+            if (static_cast<uint32_t>(__ldg(grouped_layout + middle)) == group)
+                low = middle + 1;
+            else
+                high = middle;
+        }
+        return low - row;
+    }
+
     // Reads the size of `group` (when there is one left) and where its rows start.
     __device__ void enter_group() {
         if (group >= num_groups) {
