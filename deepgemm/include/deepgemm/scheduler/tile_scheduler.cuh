@@ -89,13 +89,10 @@ struct TileScheduler {
     uint32_t group_row = 0;
     uint32_t group_rows = 0;
     int32_t previous_end = 0;
-    // ContiguousIndices with 256-row blocks: the expert of the second half of the block just handed
-    // out, when it still needs a tile of its own (kNoPendingHalf: none).
+    // ContiguousIndices with 256-row blocks: the second half of the block just handed out, when it
+    // holds another expert and so needs a tile of its own (group kNoPendingHalf: none).
     static constexpr uint32_t kNoPendingHalf = 0xffffffffu;
-    uint32_t pending_half_group = kNoPendingHalf;
-    uint32_t pending_half_row = 0;
-    uint32_t pending_half_n_block = 0;
-    uint32_t pending_half_rows = 0;
+    Tile pending_half{0, 0, kNoPendingHalf, 0};
 
     __device__ TileScheduler(uint32_t shape_m, uint32_t num_groups, const int32_t* grouped_layout)
         : shape_m(shape_m), num_groups(num_groups), grouped_layout(grouped_layout), next_block(blockIdx.x) {
@@ -107,9 +104,9 @@ struct TileScheduler {
 
     __device__ bool next(Tile& tile) {
         if constexpr (kSplitsBlocks) {
-            if (pending_half_group != kNoPendingHalf) {
-                tile = {pending_half_row, pending_half_n_block, pending_half_group, pending_half_rows};
-                pending_half_group = kNoPendingHalf;
+            if (pending_half.group != kNoPendingHalf) {
+                tile = pending_half;
+                pending_half.group = kNoPendingHalf;
                 return true;
             }
         }
@@ -170,10 +167,7 @@ private:
                     // first half is full (a contract broken there ends the tile's rows early).
                     tile.num_valid_rows = rows == kHalfRows ? rows + half_rows : rows;
                 } else {
-                    pending_half_group = half_group;
-                    pending_half_row = half_row;
-                    pending_half_n_block = tile.n_block;
-                    pending_half_rows = half_rows;
+                    pending_half = {half_row, tile.n_block, half_group, half_rows};
                 }
             }
             return true;
