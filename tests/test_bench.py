@@ -75,7 +75,14 @@ from deepgemm.bench.suites import (
 )
 from deepgemm.quant import align
 from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
-from deepgemm.testing.bench import _calls_events, bench, bench_cpu, bench_host_overhead, bench_kineto
+from deepgemm.testing.bench import (
+    _calls_events,
+    bench,
+    bench_cpu,
+    bench_host_overhead,
+    bench_kineto,
+    bench_kineto_burst,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -389,6 +396,31 @@ def test_grouped_table_and_geomean_lines():
     assert text[1].split() == ["deepgemm", "all", "(1):", "1.50x"]
     assert text[-1].split() == ["deepgemm/deepgemm_dense", "all", "(1):", "0.80x"]
     assert format_geomeans("deepgemm", summary).startswith("geometric-mean speed of deepgemm relative to:")
+
+
+def test_from_rest_line_and_ratios():
+    problem = Problem(8192, 4096, 7168, 4, "contiguous")
+    results = {
+        "cublas_blockwise_loop": _ok(1600.0) | {"us_from_rest": 1500.0, "tflops_from_rest": 1283.0},
+        "deepgemm": _ok(1500.0) | {"us_from_rest": 1250.0, "tflops_from_rest": 1539.6},
+        "deepgemm_dense": _ok(1450.0) | {"us_from_rest": None, "tflops_from_rest": None},
+    }
+    ratios = speedups(results, "cublas_blockwise_loop", "provider", "us_from_rest")
+    pair_ratios = pair_speedups(results, [("deepgemm", "cublas_blockwise_loop")], "us_from_rest")
+    # Only providers with a from-rest time take part; the sustained ratios are unchanged.
+    assert ratios == {"deepgemm": pytest.approx(1.2)} and pair_ratios == {
+        "deepgemm/cublas_blockwise_loop": pytest.approx(1.2)
+    }
+    assert pair_speedups(results, [("deepgemm_dense", "deepgemm")], "us_from_rest") == {}
+    sustained = speedups(results, "cublas_blockwise_loop", "provider")
+    assert sustained["deepgemm_dense"] == pytest.approx(1600 / 1450)
+    lines = format_problem(problem, results, {}, {}, None, False, ratios, pair_ratios).splitlines()
+    assert lines[-1].split() == [
+        "from", "rest:", "cublas_blockwise_loop", "1500.0", "us", "1283.0", "TFLOPS",
+        "deepgemm", "1250.0", "us", "1539.6", "TFLOPS", "1.20x", "deepgemm/cublas_blockwise_loop", "1.20x",
+    ]  # fmt: skip
+    # No from-rest times, no line.
+    assert "from rest" not in format_problem(problem, {"deepgemm": _ok(1.0)}, {})
 
 
 def test_layout_column_and_twin_lines():
@@ -889,6 +921,49 @@ def test_long_calls_are_timed_in_alternating_rounds_and_report_the_median():
     assert wrong["us"] == pytest.approx(900.0) and wrong["status"] == "wrong"
 
 
+def test_long_calls_are_also_timed_from_rest_in_rounds():
+    seconds = {"right": [400e-6, 500e-6, 420e-6], "wrong": [900e-6, 800e-6, 1000e-6]}
+    rested = {"right": [300e-6, 310e-6, 305e-6], "wrong": [700e-6, 600e-6, 650e-6]}
+    calls: list[str] = []
+    rested_calls: list[str] = []
+    providers = (_stub_provider("right", "right"), _stub_provider("wrong", "wrong"))
+    record = run_suite(
+        _rounds_suite(Problem(64, 4, 3)),
+        providers,
+        CPU,
+        0,
+        _timed_by_provider(seconds, calls),
+        rounds=3,
+        from_rest_timer=_timed_by_provider(rested, rested_calls),
+    )
+    assert rested_calls == ["right", "wrong", "wrong", "right", "right", "wrong"]
+    right = record["problems"][0]["results"]["right"]
+    assert right["us"] == pytest.approx(420.0) and right["us_from_rest"] == pytest.approx(305.0)
+    assert right["us_from_rest_rounds"] == pytest.approx([300.0, 310.0, 305.0])
+    assert right["tflops_from_rest"] == pytest.approx(2 * 64 * 4 * 3 / 305e-6 / 1e12)
+    # "wrong" is timed but, as in the sustained ratios, left out.
+    assert record["problems"][0]["results"]["wrong"]["us_from_rest"] == pytest.approx(650.0)
+    assert record["problems"][0]["speedup_from_rest"] == {}
+
+
+def test_short_calls_are_not_timed_from_rest():
+    short = runner.LONG_CALL_US * 0.9e-6
+    rested_calls: list[str] = []
+    record = run_suite(
+        _rounds_suite(Problem(64, 4, 3)),
+        (_stub_provider("right", "right"),),
+        CPU,
+        0,
+        lambda fn: short,
+        rounds=3,
+        from_rest_timer=_timed_by_provider({"right": [1.0]}, rested_calls),
+    )
+    assert rested_calls == []
+    result = record["problems"][0]["results"]["right"]
+    assert result["us_from_rest"] is None and result["us_from_rest_rounds"] is None
+    assert record["problems"][0]["speedup_from_rest"] == {}
+
+
 def test_short_calls_are_timed_once():
     # Every call below LONG_CALL_US: one round, whatever `rounds` says.
     short = runner.LONG_CALL_US * 0.9e-6
@@ -1097,6 +1172,7 @@ def test_gpu_timers_raise_a_clear_error_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for timer in (
         lambda: bench_kineto(lambda: None, None),
+        lambda: bench_kineto_burst(lambda: None),
         lambda: bench(lambda: None),
         lambda: bench_host_overhead(lambda: None),
     ):
@@ -1117,6 +1193,33 @@ def test_gpu_timer_rests_before_each_measurement(monkeypatch):
     events.clear()
     bench_cli.make_timer(True, "kineto", 7, rest_s=0)(lambda: None)
     assert events == [("time", 7)]
+
+
+def test_from_rest_timer_rests_then_times_a_burst(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: events.append("sync"))
+    monkeypatch.setattr(bench_cli.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(
+        bench_cli,
+        "bench_kineto_burst",
+        lambda fn, num_tests, num_warmups: events.append(("burst", num_tests, num_warmups)) or 2.0,
+    )
+    monkeypatch.setattr(
+        bench_cli,
+        "bench",
+        lambda fn, num_tests, num_warmups: events.append(("events", num_tests, num_warmups)) or 3.0,
+    )
+    assert bench_cli.make_from_rest_timer(True, "kineto", 20, 0.5)(lambda: None) == 2.0
+    assert bench_cli.make_from_rest_timer(True, "events", 20, 0.5)(lambda: None) == 3.0
+    assert events == ["sync", ("sleep", 0.5), ("burst", 20, 1), "sync", ("sleep", 0.5), ("events", 20, 1)]
+    # Off the GPU, without a rest (not from rest), or with 0 calls: none.
+    for args in ((False, "kineto", 20, 0.5), (True, "kineto", 20, 0.0), (True, "kineto", 0, 0.5)):
+        assert bench_cli.make_from_rest_timer(*args) is None
+    assert build_parser().parse_args([]).from_rest_calls == bench_cli.DEFAULT_FROM_REST_CALLS == 20
+    assert build_parser().parse_args(["--from-rest-calls", "0"]).from_rest_calls == 0
+    for bad in ("-1", "many"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--from-rest-calls", bad])
 
 
 def test_rest_must_be_a_non_negative_number():
@@ -1152,6 +1255,13 @@ def test_flush_kernels_are_split_off_by_position():
     for bad in (events("fill", "gemm", "fill"), events("fill", "fill"), events("fill", "a", "b", "c")):
         with pytest.raises(RuntimeError, match="cannot split"):
             _calls_events(bad, 2, flushed=True)
+    # A burst's warm-up calls are dropped by position too, with or without flushes.
+    burst = events("fill", "gemm1", "fill", "gemm2", "fill", "gemm3")
+    assert [e.name for e in _calls_events(burst, 3, flushed=True, skip_calls=1)] == ["gemm2", "gemm3"]
+    unflushed = events("a1", "b1", "a2", "b2")
+    assert [e.name for e in _calls_events(unflushed, 2, flushed=False, skip_calls=1)] == ["a2", "b2"]
+    with pytest.raises(RuntimeError, match=r"into 2 x \[fn's kernels\]"):
+        _calls_events(events("a", "b", "c"), 2, flushed=False, skip_calls=1)
 
 
 # ---- tools/gpu_check.py ---------------------------------------------------------------------------

@@ -30,22 +30,27 @@ def geomean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(value) for value in values) / len(values))
 
 
+def _timed(result: Mapping | None, key: str) -> bool:
+    return result is not None and result["status"] == "ok" and result.get(key) is not None
+
+
 def speedups(
-    results: Mapping[str, Mapping], baseline: str, faster: str = BASELINE_FASTER
+    results: Mapping[str, Mapping], baseline: str, faster: str = BASELINE_FASTER, key: str = "us"
 ) -> dict[str, float]:
     """Speed ratio of each other provider against ``baseline``, oriented by ``faster`` (see ``Suite``):
     ``"baseline"``: speed of the baseline relative to the provider, ``t_provider / t_baseline``;
     ``"provider"``: speed of the provider relative to the baseline, ``t_baseline / t_provider``.
 
-    Only providers that ran and matched their reference (status ``ok``) take part.
+    Times are the results' ``key``. Only providers that ran, matched their reference (status ``ok``)
+    and have that time take part.
     """
     base = results.get(baseline)
-    if base is None or base["status"] != "ok":
+    if not _timed(base, key):
         return {}
     return {
-        name: result["us"] / base["us"] if faster == BASELINE_FASTER else base["us"] / result["us"]
+        name: result[key] / base[key] if faster == BASELINE_FASTER else base[key] / result[key]
         for name, result in results.items()
-        if name != baseline and result["status"] == "ok"
+        if name != baseline and _timed(result, key)
     }
 
 
@@ -53,12 +58,15 @@ def pair_label(faster: str, slower: str) -> str:
     return f"{faster}/{slower}"
 
 
-def pair_speedups(results: Mapping[str, Mapping], pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
-    """``{"a/b": t_b / t_a}``: speed of ``a`` relative to ``b``, for each pair whose two are ``ok``."""
+def pair_speedups(
+    results: Mapping[str, Mapping], pairs: Iterable[tuple[str, str]], key: str = "us"
+) -> dict[str, float]:
+    """``{"a/b": t_b / t_a}``: speed of ``a`` relative to ``b``, for each pair whose two are ``ok``
+    and have a time ``key``."""
     return {
-        pair_label(a, b): results[b]["us"] / results[a]["us"]
+        pair_label(a, b): results[b][key] / results[a][key]
         for a, b in pairs
-        if all(name in results and results[name]["status"] == "ok" for name in (a, b))
+        if all(_timed(results.get(name), key) for name in (a, b))
     }
 
 
@@ -172,9 +180,13 @@ def format_problem(
     pair_ratios: Mapping[str, float] | None = None,
     twin: tuple[str, Mapping[str, float]] | None = None,
     show_major: bool = False,
+    from_rest_ratios: Mapping[str, float] | None = None,
+    from_rest_pair_ratios: Mapping[str, float] | None = None,
 ) -> str:
     """The table lines of one problem: one per provider, the shape printed on the first only, then
-    one line per pair ratio, then the twin ratios ``(label, {provider: ratio})`` on one line.
+    one line per pair ratio, then the twin ratios ``(label, {provider: ratio})`` on one line, then
+    the from-rest times (where measured) with their ratios against the baseline
+    (``from_rest_ratios``) and of the pairs (``from_rest_pair_ratios``) on one line.
 
     ``speedup`` is the provider's ratio against the baseline (blank for the baseline), oriented as
     the suite says (``speedup_definition``).
@@ -198,6 +210,15 @@ def format_problem(
         label, twin_ratios = twin
         cells = "  ".join(f"{name} {_ratio(ratio)}" for name, ratio in twin_ratios.items()) or "-"
         lines.append(f"{shape}  {label} speed: {cells}")
+    from_rest = [
+        f"{name} {result['us_from_rest']:.1f} us {result['tflops_from_rest']:.1f} TFLOPS"
+        + (f" {_ratio(from_rest_ratios[name])}" if name in (from_rest_ratios or {}) else "")
+        for name, result in results.items()
+        if result.get("us_from_rest") is not None
+    ]
+    from_rest += [f"{label} {_ratio(ratio)}" for label, ratio in (from_rest_pair_ratios or {}).items()]
+    if from_rest:
+        lines.append(f"{shape}  from rest: {'  '.join(from_rest)}")
     return "\n".join(lines)
 
 

@@ -4,14 +4,17 @@ JSON records (all times in microseconds):
 
 - provider result: ``{"status": "ok" | "wrong" | "unavailable" | "error", "reason": str | None,
   "us", "tflops", "gbps": float | None, "reference": "fp8" | "bf16", "max_diff": float,
-  "diffs": {kind: float}, "correct": bool | None, "us_rounds": [float]}``: ``us`` is the median of
-  ``us_rounds``, one time per round (see ``measure_problem``). ``wrong`` = ran, but its output missed its
+  "diffs": {kind: float}, "correct": bool | None, "us_rounds": [float], "us_from_rest",
+  "tflops_from_rest": float | None, "us_from_rest_rounds": [float] | None}``: ``us`` is the median of
+  ``us_rounds``, one time per round (see ``measure_problem``); the ``from_rest`` figures, the same
+  for the first calls after a rest, exist for long calls only. ``wrong`` = ran, but its output missed its
   reference by more than ``max_diff`` (still timed; left out of the ratios). ``diffs`` holds
   calc_diff against every reference the inputs offer (``fp8``, ``bf16``; 16-bit inputs only
   ``bf16``), on the valid rows only for grouped problems; ``reference`` names the one that is checked.
 - problem record: ``{"m", "n", "k", "num_groups", "layout", "max_m", "major", "flops", "bytes",
   "deepgemm_config", "results": {provider: result}, "speedup": {provider: ratio against the
-  baseline}, "pair_speedup": {"a/b": t_b / t_a}, "twin": the twin problem's fields or None,
+  baseline}, "pair_speedup": {"a/b": t_b / t_a}, "speedup_from_rest", "pair_speedup_from_rest": the
+  same from the from-rest times (empty without them), "twin": the twin problem's fields or None,
   "twin_speedup": {provider: t_twin / t_problem}}``. ``m`` is the valid rows of each group and
   ``flops`` counts valid rows only.
 - suite record: ``{"name", "description", "baseline", "faster", "speedup_definition", "providers":
@@ -60,6 +63,8 @@ HOST_OVERHEAD_PROBLEM = Problem(64, 2112, 7168)
 # lower its clock within the measurement. H200, repeated rested measurements of one call: 0.7-1.6 ms
 # MoE calls spread over 2-15%; calls of up to about 0.2 ms agreed within 1%.
 LONG_CALL_US = 300.0
+# What the from-rest timer adds to a provider's result (None where it did not run).
+FROM_REST_FIELDS = ("us_from_rest", "tflops_from_rest", "us_from_rest_rounds")
 
 
 def _error(error: Exception) -> dict:
@@ -171,23 +176,68 @@ def measure_problem(
     seed: int,
     timer: Timer,
     rounds: int = 1,
+    from_rest_timer: Timer | None = None,
 ) -> dict:
     """Every provider prepared and checked on the same inputs, then timed one after the other. Where
     some call lasts LONG_CALL_US or more and ``rounds`` > 1, ``rounds - 1`` more rounds follow, each in
     the reverse order of the one before (so no provider always runs first or last), and each provider
-    reports its median round."""
+    reports its median round. Where some call lasts that long, ``from_rest_timer`` then times every
+    provider again in as many rounds (``us_from_rest``; its ratios in ``speedup_from_rest`` and
+    ``pair_speedup_from_rest``)."""
     inputs = suite.make_inputs(problem, device, seed)
     nbytes = suite.bytes_moved(problem)
-    fields = ("us", "tflops", "gbps", "us_rounds")
+    fields = ("us", "tflops", "gbps", "us_rounds", *FROM_REST_FIELDS)
     results, runs = {}, {}
     for provider in providers:
         results[provider.name], run = prepare_provider(provider, inputs, fields)
         if run is not None:
             runs[provider.name] = run
+    times = _time_in_rounds(runs, timer, rounds, results)
+    for name, seconds_per_round in times.items():
+        seconds = statistics.median(seconds_per_round)
+        results[name] |= {
+            "us": seconds * 1e6,
+            "tflops": tflops(problem.flops, seconds),
+            "gbps": gbps(nbytes, seconds),
+            "us_rounds": [s * 1e6 for s in seconds_per_round],
+        }
+    if from_rest_timer is not None and _lasts_long(times):
+        from_rest = _time_in_rounds({name: runs[name] for name in times}, from_rest_timer, rounds, results)
+        for name, seconds_per_round in from_rest.items():
+            seconds = statistics.median(seconds_per_round)
+            results[name] |= {
+                "us_from_rest": seconds * 1e6,
+                "tflops_from_rest": tflops(problem.flops, seconds),
+                "us_from_rest_rounds": [s * 1e6 for s in seconds_per_round],
+            }
+    return {
+        **dataclasses.asdict(problem),
+        "flops": problem.flops,
+        "bytes": nbytes,
+        "deepgemm_config": _config_on(device, suite, problem),
+        "results": results,
+        "speedup": speedups(results, suite.baseline, suite.faster),
+        "pair_speedup": pair_speedups(results, suite.pairs),
+        "speedup_from_rest": speedups(results, suite.baseline, suite.faster, "us_from_rest"),
+        "pair_speedup_from_rest": pair_speedups(results, suite.pairs, "us_from_rest"),
+    }
+
+
+def _lasts_long(times: dict[str, list[float]]) -> bool:
+    """Whether some provider's first measured call lasted LONG_CALL_US or more."""
+    return max((t[0] for t in times.values() if t), default=0.0) * 1e6 >= LONG_CALL_US
+
+
+def _time_in_rounds(
+    runs: dict[str, Callable[[], object]], timer: Timer, rounds: int, results: dict
+) -> dict[str, list[float]]:
+    """Seconds per round of each call in ``runs``: one round, or ``rounds`` where some call lasts long
+    (``_lasts_long``), each round in the reverse order of the one before. A provider whose timer fails
+    gets an error record in ``results`` and no times."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs)
     for round_index in range(rounds):
-        if round_index == 1 and max((t[0] for t in times.values()), default=0.0) * 1e6 < LONG_CALL_US:
+        if round_index == 1 and not _lasts_long(times):
             break
         for name in order if round_index % 2 == 0 else order[::-1]:
             if name not in times:
@@ -197,23 +247,7 @@ def measure_problem(
             except Exception as error:
                 results[name] |= _error(error)
                 del times[name]
-    for name, seconds_per_round in times.items():
-        seconds = statistics.median(seconds_per_round)
-        results[name] |= {
-            "us": seconds * 1e6,
-            "tflops": tflops(problem.flops, seconds),
-            "gbps": gbps(nbytes, seconds),
-            "us_rounds": [s * 1e6 for s in seconds_per_round],
-        }
-    return {
-        **dataclasses.asdict(problem),
-        "flops": problem.flops,
-        "bytes": nbytes,
-        "deepgemm_config": _config_on(device, suite, problem),
-        "results": results,
-        "speedup": speedups(results, suite.baseline, suite.faster),
-        "pair_speedup": pair_speedups(results, suite.pairs),
-    }
+    return times
 
 
 def run_suite(
@@ -224,14 +258,16 @@ def run_suite(
     timer: Timer,
     on_problem: Callable[[Problem, dict], None] = lambda problem, record: None,
     rounds: int = 1,
+    from_rest_timer: Timer | None = None,
 ) -> dict:
-    """Measure every problem of ``suite`` (long calls in ``rounds`` rounds: ``measure_problem``);
+    """Measure every problem of ``suite`` (long calls in ``rounds`` rounds, and again with
+    ``from_rest_timer``: ``measure_problem``);
     ``on_problem`` sees each record as soon as it is done, twin ratios included (a twin comes before
     its problems)."""
     records: list[dict] = []
     measured: dict[Problem, dict] = {}
     for problem in suite.problems:
-        record = measure_problem(suite, problem, providers, device, seed, timer, rounds)
+        record = measure_problem(suite, problem, providers, device, seed, timer, rounds, from_rest_timer)
         twin = suite.twin(problem) if suite.twin is not None else None
         if twin is not None and twin != problem and twin in measured:
             record["twin"] = dataclasses.asdict(twin)

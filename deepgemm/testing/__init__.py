@@ -1,6 +1,6 @@
 """Helpers to check and time the kernels: the accuracy metric, reference GEMMs, benchmark timers."""
 
-from .bench import bench, bench_cpu, bench_host_overhead, bench_kineto
+from .bench import bench, bench_cpu, bench_host_overhead, bench_kineto, bench_kineto_burst
 from .numeric import calc_diff
 from .reference import (
     ref_fp8_gemm_nt,
@@ -13,6 +13,7 @@ __all__ = [
     "bench_cpu",
     "bench_host_overhead",
     "bench_kineto",
+    "bench_kineto_burst",
     "calc_diff",
     "ref_fp8_gemm_nt",
     "ref_m_grouped_fp8_gemm_nt_contiguous",

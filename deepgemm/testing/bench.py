@@ -2,9 +2,11 @@
 
 ``bench_kineto`` is the one to trust on a GPU: it reads the device time of the kernels from the
 torch profiler (CUPTI), so launch gaps and host work do not count, and it flushes L2 before every
-call so that no operand is served from cache. ``bench`` (CUDA events) is the fallback when the
-profiler is unusable; ``bench_host_overhead`` measures CPU cost per call; ``bench_cpu`` times the
-CPU path. All but ``bench_cpu`` raise ``RuntimeError`` without CUDA.
+call so that no operand is served from cache. ``bench_kineto_burst`` times the first calls of a
+burst the same way (run after a rest: the GPU's clock before its power cap lowers it). ``bench``
+(CUDA events) is the fallback when the profiler is unusable; ``bench_host_overhead`` measures CPU
+cost per call; ``bench_cpu`` times the CPU path. All but ``bench_cpu`` raise ``RuntimeError``
+without CUDA.
 """
 
 import time
@@ -45,22 +47,26 @@ def _device_events(prof: torch.profiler.profile) -> list:
     ]
 
 
-def _calls_events(events: Sequence, num_tests: int, flushed: bool) -> list:
-    """Drop the flush kernels from ``events``: the device ran [flush, fn's kernels] ``num_tests`` times.
+def _calls_events(events: Sequence, num_calls: int, flushed: bool, skip_calls: int = 0) -> list:
+    """fn's activities in ``events``, where the device ran [flush, fn's kernels] ``num_calls`` times (no
+    flush when not ``flushed``): the flushes dropped, and the first ``skip_calls`` calls with them.
 
     The split is positional, not by name: ``fn`` may itself launch a fill kernel, which must count.
     One stream executes in launch order, so every period starts with the flush.
     """
-    if not flushed:
+    if not flushed and not skip_calls:
         return list(events)
-    period, remainder = divmod(len(events), num_tests)
+    period, remainder = divmod(len(events), num_calls)
+    first = 1 if flushed else 0
     flush_name = events[0].name if events else None
-    if remainder or period < 2 or any(events[i * period].name != flush_name for i in range(num_tests)):
+    if (remainder or period < first + 1
+            or (flushed and any(events[i * period].name != flush_name for i in range(num_calls)))):
+        shape = "[L2 flush, fn's kernels]" if flushed else "[fn's kernels]"
         raise RuntimeError(
-            f"cannot split {len(events)} profiled device activities into {num_tests} x [L2 flush, "
-            "fn's kernels]; fn must launch the same kernels on every call (or pass kernel_names)"
+            f"cannot split {len(events)} profiled device activities into {num_calls} x {shape}; fn "
+            "must launch the same kernels on every call (or pass kernel_names)"
         )
-    return [event for i, event in enumerate(events) if i % period]
+    return [event for i, event in enumerate(events) if i // period >= skip_calls and i % period >= first]
 
 
 def bench_kineto(
@@ -106,6 +112,35 @@ def bench_kineto(
             seen = sorted({event.name for event in events})
             raise RuntimeError(f"no profiled kernel matches {missing}; kernels seen: {seen}")
         selected = [event for event in events if any(name in event.name for name in names)]
+    if not selected:
+        raise RuntimeError("fn launched no device work under the profiler")
+    total_us = sum(event.time_range.end - event.time_range.start for event in selected)
+    return total_us / num_tests / 1e6
+
+
+def bench_kineto_burst(
+    fn: Callable[[], object], num_tests: int = 20, num_warmups: int = 1, flush_l2: bool = True
+) -> float:
+    """Mean device time in seconds of calls ``num_warmups + 1`` to ``num_warmups + num_tests`` of a
+    burst of calls of ``fn`` starting now, each after an L2 flush, all under the profiler.
+
+    Unlike ``bench_kineto`` it runs no unprofiled warm-ups and discards no profiled batch, so after an
+    idle rest it measures the first calls at the clock the GPU holds before its power cap pulls it
+    down (on an H200: about the first 40 ms of back-to-back tensor-core work). Call ``fn`` once
+    beforehand (JIT compiles, lazy allocations); the ``num_warmups`` calls bring the clock up from idle.
+    """
+    _require_cuda("bench_kineto_burst")
+    if num_tests < 1 or num_warmups < 0:
+        raise ValueError(f"num_tests must be >= 1 and num_warmups >= 0, got {num_tests} and {num_warmups}")
+    flush = _flush_buffer(flush_l2)
+    num_calls = num_warmups + num_tests
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(num_calls):
+            if flush is not None:
+                flush.zero_()
+            fn()
+        torch.cuda.synchronize()
+    selected = _calls_events(_device_events(prof), num_calls, flush is not None, skip_calls=num_warmups)
     if not selected:
         raise RuntimeError("fn launched no device work under the profiler")
     total_us = sum(event.time_range.end - event.time_range.start for event in selected)
