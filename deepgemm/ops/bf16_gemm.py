@@ -12,6 +12,7 @@ import torch
 from .group_indices import check_index_values_now, check_m_indices, check_masked_m, masked_rows, write_rows
 from .grouped_fp8_gemm import M_ALIGNMENT_CONTIGUOUS
 from .settings import require_hopper
+from .traced import bf16_op_args, integer, tensors, traceable
 from .validation import (
     check_dtype,
     check_index_vector,
@@ -65,6 +66,7 @@ def _documented(layout: str):
     return decorate
 
 
+@traceable(bf16_op_args)
 @_documented("nt")
 def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,6 +76,7 @@ def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
+@traceable(bf16_op_args)
 @_documented("nn")
 def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,6 +86,7 @@ def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
+@traceable(bf16_op_args)
 @_documented("tn")
 def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,6 +96,7 @@ def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
+@traceable(bf16_op_args)
 @_documented("tt")
 def bf16_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,6 +179,7 @@ def _check_devices_and_strides(tensors: dict[str, torch.Tensor],
 # --- grouped ---------------------------------------------------------------------------------------------
 
 
+@traceable(lambda a, b, d, m_indices: ((a, b, d, m_indices), d) if tensors(a, b, d, m_indices) else None)
 def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                                       m_indices: torch.Tensor) -> torch.Tensor:
     """MoE grouped ``D = A · B[e]ᵀ`` where row ``m`` uses expert ``e = m_indices[m]``; returns ``d``.
@@ -211,6 +217,8 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
     return d
 
 
+@traceable(lambda a, b, d, masked_m, expected_m: ((a, b, d, masked_m, int(expected_m)), d)
+           if tensors(a, b, d, masked_m) and integer(expected_m) else None)
 def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, masked_m: torch.Tensor,
                                   expected_m: int) -> torch.Tensor:
     """MoE grouped ``D[g] = A[g] · B[g]ᵀ`` over the first ``masked_m[g]`` rows of each expert; returns ``d``.

@@ -6,6 +6,7 @@ from ..quant.cast import BLOCK_K, BLOCK_MN, FP8_DTYPE
 from ..quant.layout import TMA_ALIGNMENT_BYTES
 from .cpu_path import fp8_gemm_nt_fp32
 from .settings import require_hopper
+from .traced import fp8_operands, tensors, traceable
 from .validation import (
     check_dtype,
     check_fp8_operand,
@@ -22,6 +23,7 @@ OUT_DTYPES = (torch.bfloat16, torch.float32)
 FP8Operand = tuple[torch.Tensor, torch.Tensor]
 
 
+@traceable(lambda a, b, d: ((*a, *b, d), d) if fp8_operands(a, b) and tensors(d) else None)
 def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     """``D = A · Bᵀ`` with 1x128 scales on A and 128x128 scales on B, written into ``d``; returns ``d``.
 

@@ -20,6 +20,7 @@ from .group_indices import (
     write_rows,
 )
 from .settings import require_hopper
+from .traced import fp8_operands, integer, tensors, traceable
 from .validation import (
     check_dtype,
     check_fp8_operand,
@@ -45,6 +46,7 @@ def get_m_alignment_for_contiguous_layout() -> int:
     return M_ALIGNMENT_CONTIGUOUS
 
 
+@traceable(lambda a, b, d, m_indices: _contiguous_op_args(a, b, d, m_indices))
 def m_grouped_fp8_gemm_nt_contiguous(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, m_indices: torch.Tensor
 ) -> torch.Tensor:
@@ -101,6 +103,7 @@ def m_grouped_fp8_gemm_nt_contiguous(
     return d
 
 
+@traceable(lambda a, b, d, group_ends: _contiguous_op_args(a, b, d, group_ends))
 def m_grouped_fp8_gemm_nt_contiguous_offsets(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, group_ends: torch.Tensor
 ) -> torch.Tensor:
@@ -135,6 +138,7 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
     return d
 
 
+@traceable(lambda a, b, d, masked_m, expected_m: _masked_op_args(a, b, d, masked_m, expected_m))
 def m_grouped_fp8_gemm_nt_masked(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, masked_m: torch.Tensor, expected_m: int
 ) -> torch.Tensor:
@@ -187,6 +191,20 @@ def m_grouped_fp8_gemm_nt_masked(
 
 
 # --- argument checks ------------------------------------------------------------------------------------
+
+
+def _contiguous_op_args(a: object, b: object, d: object, index: object) -> tuple[tuple, torch.Tensor] | None:
+    """The contiguous custom ops' arguments (see ``traced.traceable``)."""
+    return ((*a, *b, d, index), d) if fp8_operands(a, b) and tensors(d, index) else None
+
+
+def _masked_op_args(
+    a: object, b: object, d: object, masked_m: object, expected_m: object
+) -> tuple[tuple, torch.Tensor] | None:
+    """The masked custom op's arguments (see ``traced.traceable``)."""
+    if not (fp8_operands(a, b) and tensors(d, masked_m) and integer(expected_m)):
+        return None
+    return (*a, *b, d, masked_m, int(expected_m)), d
 
 
 def _checked_contiguous(
