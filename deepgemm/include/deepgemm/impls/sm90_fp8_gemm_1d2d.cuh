@@ -118,6 +118,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     Tile* stage_tiles = reinterpret_cast<Tile*>(empty_barriers + kNumStages);
 
     const uint32_t thread = threadIdx.x;
+    if (thread == kNumMathThreads)
+        Scheduler::prefetch_first_reads(shape_m, grouped_layout);
     start_pipeline<Layout::kSmemBytes, kNumStages, kNumTMAMulticast, kNumMathThreads>(
         thread, full_barriers, empty_barriers, &tmap_a, &tmap_b, &tmap_sfa, &tmap_d);
 

@@ -2,6 +2,7 @@
 
 #include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
+#include <deepgemm/ptx/global.cuh>
 
 namespace deepgemm {
 
@@ -100,6 +101,29 @@ struct TileScheduler {
             enter_group();
         else
             num_m_blocks = ceil_div(shape_m, BLOCK_M);
+    }
+
+    // Starts fetching the layout entries this CTA's first `next` reads (the first group's size or
+    // end; the first tile's indices), so that their latency passes during the kernel's set-up rather
+    // than before its first loads. Called by the scheduling thread before the pipeline starts.
+    __device__ static void prefetch_first_reads(uint32_t shape_m, const int32_t* grouped_layout) {
+        if constexpr (kWalksGroups) {
+            ptx::prefetch_l1(grouped_layout);
+        } else if constexpr (kKind == GemmKind::ContiguousIndices) {
+            const uint32_t num_m_blocks = ceil_div(shape_m, BLOCK_M);
+            if (blockIdx.x >= num_m_blocks * kNumNBlocks)
+                return;
+            uint32_t m_block, n_block;
+            if constexpr (kGroupAlongN)
+                rasterise(blockIdx.x, kNumNBlocks, num_m_blocks, n_block, m_block);
+            else
+                rasterise(blockIdx.x, num_m_blocks, kNumNBlocks, m_block, n_block);
+            // The first and last index of each half, as `resolve_indexed_tile` reads them.
+            for (uint32_t row = m_block * BLOCK_M; row < min_of((m_block + 1) * BLOCK_M, shape_m); row += kHalfRows) {
+                ptx::prefetch_l1(grouped_layout + row);
+                ptx::prefetch_l1(grouped_layout + min_of(row + kHalfRows, shape_m) - 1);
+            }
+        }
     }
 
     __device__ bool next(Tile& tile) {
