@@ -1,7 +1,5 @@
 #pragma once
 
-#include <deepgemm/common/types.cuh>
-
 namespace deepgemm::ptx {
 
 // Starts bringing the 128-byte line holding `ptr` into this SM's L1 without waiting for it: a later

@@ -119,7 +119,8 @@ struct TileScheduler {
             else
                 rasterise(blockIdx.x, num_m_blocks, kNumNBlocks, m_block, n_block);
             // The first and last index of each half, as `resolve_indexed_tile` reads them.
-            for (uint32_t row = m_block * BLOCK_M; row < min_of((m_block + 1) * BLOCK_M, shape_m); row += kHalfRows) {
+            const uint32_t end = min_of((m_block + 1) * BLOCK_M, shape_m);
+            for (uint32_t row = m_block * BLOCK_M; row < end; row += kHalfRows) {
                 ptx::prefetch_l1(grouped_layout + row);
                 ptx::prefetch_l1(grouped_layout + min_of(row + kHalfRows, shape_m) - 1);
             }
