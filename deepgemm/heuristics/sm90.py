@@ -101,8 +101,7 @@ SHALLOW_PIPELINE_COST_FP8 = 1.04
 # fitted to FP8 256x128 tiles in 4 chunks, a loss at K = 512 and 1536, even at 2048, a gain beyond.
 D_CHUNK_CYCLES = 200
 D_CHUNK_COUNTS = (2, 4)
-# Multicast needs this many waves of tiles to pay for the lock step (16-bit tiles; FP8 wide tiles over
-# short K, see WIDE_SHORT_K_TILE).
+# Multicast needs this many waves of tiles to pay for the lock step (see `candidate_configs`).
 MULTICAST_MIN_WAVES = 2
 # The producer's loads go out in batches of LOAD_BATCH k-blocks (`produce_tiles`) for dense GEMMs
 # with one consumer warpgroup, at least LOAD_BATCH_MIN_STAGES stages and K of at least
@@ -269,11 +268,12 @@ def candidate_configs(shape: GemmShape, num_sms: int):
     for block_m in _block_m_candidates(shape):
         for block_n in block_n_candidates:
             for num_tma_multicast, on_a in ((1, True), (2, True), (2, False)):
-                # Measured on the 16-bit kernel (H100 sweep): multicast gained 3-5% where every SM
-                # runs several tiles, and lost 2-8% on problems of about one wave of tiles, where the
-                # pair's lock step only adds latency.
-                if (shape.ab_bytes == 2 and num_tma_multicast > 1
-                        and not _runs_several_waves(shape, block_m, block_n, num_sms)):
+                # Multicast gained 3-5% on the 16-bit kernel (H100 sweep) where every SM runs several
+                # tiles, and lost 2-8% on problems of about one wave of tiles, where the pair's lock
+                # step only adds latency. FP8 alike (H200, rested A/B, median of 8 rounds, without
+                # multicast against with it): 1024x4096x7168 2.4% faster, 2048x4096x7168 1.5%,
+                # 256x24576x1536 2.6%, 512x7168x16384 equal, 1024x7168x16384 0.9% slower.
+                if num_tma_multicast > 1 and not _runs_several_waves(shape, block_m, block_n, num_sms):
                     continue
                 if (shape.layout == CONTIGUOUS and num_tma_multicast > 1 and not (
                         shape.ab_bytes == 1 and (block_m == CONTIGUOUS_MULTICAST_BLOCK_M
