@@ -207,12 +207,10 @@ def make_timer(on_cuda: bool, timer: str, num_tests: int, rest_s: float = 0.0) -
         return lambda fn: bench_cpu(fn, num_tests)
     measure = bench if timer == "events" else lambda fn, num_tests: bench_kineto(fn, None, num_tests)
 
-    def rested(fn):
-        torch.cuda.synchronize()
-        time.sleep(rest_s)
+    def timed(fn):
         return measure(fn, num_tests)
 
-    return rested if rest_s > 0 else lambda fn: measure(fn, num_tests)
+    return _after_rest(rest_s, timed) if rest_s > 0 else timed
 
 
 def make_from_rest_timer(on_cuda: bool, timer: str, num_tests: int, rest_s: float) -> Timer | None:
@@ -221,14 +219,23 @@ def make_from_rest_timer(on_cuda: bool, timer: str, num_tests: int, rest_s: floa
     if not on_cuda or rest_s <= 0 or num_tests == 0:
         return None
 
-    def from_rest(fn):
-        torch.cuda.synchronize()
-        time.sleep(rest_s)
+    def burst(fn):
         if timer == "events":
             return bench(fn, num_tests, num_warmups=FROM_REST_WARMUPS)
         return bench_kineto_burst(fn, num_tests, FROM_REST_WARMUPS)
 
-    return from_rest
+    return _after_rest(rest_s, burst)
+
+
+def _after_rest(rest_s: float, measure: Timer) -> Timer:
+    """``measure``, run once the GPU has idled for ``rest_s`` seconds."""
+
+    def rested(fn):
+        torch.cuda.synchronize()
+        time.sleep(rest_s)
+        return measure(fn)
+
+    return rested
 
 
 def _failures(results: dict) -> list[str]:

@@ -112,10 +112,7 @@ def bench_kineto(
             seen = sorted({event.name for event in events})
             raise RuntimeError(f"no profiled kernel matches {missing}; kernels seen: {seen}")
         selected = [event for event in events if any(name in event.name for name in names)]
-    if not selected:
-        raise RuntimeError("fn launched no device work under the profiler")
-    total_us = sum(event.time_range.end - event.time_range.start for event in selected)
-    return total_us / num_tests / 1e6
+    return _mean_seconds(selected, num_tests)
 
 
 def bench_kineto_burst(
@@ -140,7 +137,12 @@ def bench_kineto_burst(
                 flush.zero_()
             fn()
         torch.cuda.synchronize()
-    selected = _calls_events(_device_events(prof), num_calls, flush is not None, skip_calls=num_warmups)
+    calls = _calls_events(_device_events(prof), num_calls, flush is not None, skip_calls=num_warmups)
+    return _mean_seconds(calls, num_tests)
+
+
+def _mean_seconds(selected: Sequence, num_tests: int) -> float:
+    """Seconds per call of the profiled activities ``selected`` from ``num_tests`` calls."""
     if not selected:
         raise RuntimeError("fn launched no device work under the profiler")
     total_us = sum(event.time_range.end - event.time_range.start for event in selected)
