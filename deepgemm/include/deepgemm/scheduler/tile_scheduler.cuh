@@ -114,10 +114,7 @@ struct TileScheduler {
             if (blockIdx.x >= num_m_blocks * kNumNBlocks)
                 return;
             uint32_t m_block, n_block;
-            if constexpr (kGroupAlongN)
-                rasterise(blockIdx.x, kNumNBlocks, num_m_blocks, n_block, m_block);
-            else
-                rasterise(blockIdx.x, num_m_blocks, kNumNBlocks, m_block, n_block);
+            tile_blocks(blockIdx.x, num_m_blocks, m_block, n_block);
             // The first and last index of each half, as `resolve_indexed_tile` reads them.
             const uint32_t end = min_of((m_block + 1) * BLOCK_M, shape_m);
             for (uint32_t row = m_block * BLOCK_M; row < end; row += kHalfRows) {
@@ -151,10 +148,7 @@ struct TileScheduler {
             next_block += gridDim.x;
 
             uint32_t m_block;
-            if constexpr (kGroupAlongN)
-                rasterise(block - first_block, kNumNBlocks, num_m_blocks, tile.n_block, m_block);
-            else
-                rasterise(block - first_block, num_m_blocks, kNumNBlocks, m_block, tile.n_block);
+            tile_blocks(block - first_block, num_m_blocks, m_block, tile.n_block);
             tile.row = group_row + m_block * BLOCK_M;
             tile.group = group;
             tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;
@@ -247,6 +241,14 @@ private:
             previous_end = value;
         }
         num_m_blocks = ceil_div(group_rows, BLOCK_M);
+    }
+
+    // The m-block and n-block of tile `block` of a problem of `num_m_blocks` m-blocks.
+    __device__ static void tile_blocks(uint32_t block, uint32_t num_m_blocks, uint32_t& m_block, uint32_t& n_block) {
+        if constexpr (kGroupAlongN)
+            rasterise(block, kNumNBlocks, num_m_blocks, n_block, m_block);
+        else
+            rasterise(block, num_m_blocks, kNumNBlocks, m_block, n_block);
     }
 
     // Splits `block` into its coordinate along the grouped dimension (`num_grouped` blocks long) and
