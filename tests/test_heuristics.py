@@ -251,20 +251,21 @@ def test_selection_is_deterministic_across_processes():
 
 
 @pytest.mark.parametrize("block_m, block_n, stages, k, out_bytes, expected", [
-    # D 128*128*2 = 32768; stage 16384 A + 16384 B + 512 A scales = 33280; B scales: 2 warpgroups
-    # x 56 k-blocks x 4 B = 448; 5 * 2 barriers of 8 B
+    # D 128*128*2 = 32768; stage 16384 A + 16384 B + 512 A scales = 33280; B scales: max(2 warpgroups,
+    # 1 + ceil(5 / 56)) = 2 buffers x 56 k-blocks x 4 B = 448; 5 * 2 barriers of 8 B
     (128, 128, 5, 7168, 2, 32768 + 5 * 33280 + 448 + 5 * 16),
     # 57 k-blocks: 2 * 57 * 4 = 456 B of B scales
     (128, 128, 3, 7296, 2, 32768 + 3 * 33280 + 456 + 3 * 16),
     # D 256*128*2 = 65536; stage 32768 + 16384 + 1024 = 50176
     (256, 128, 3, 7168, 2, 65536 + 3 * 50176 + 448 + 3 * 16),
-    # block_n 192 straddles scale blocks: two B scales per k-block, one warpgroup: 12 * 2 * 4 = 96;
-    # stage 8192 + 24576 + 256
-    (64, 192, 6, 1536, 2, 24576 + 6 * 33024 + 96 + 6 * 16),
-    # FP32 out: D 64*144*4 = 36864; stage 8192 + 18432 + 256 = 26880; 57 * 2 * 4 = 456
-    (64, 144, 4, 7296, 4, 36864 + 4 * 26880 + 456 + 4 * 16),
-    # D 64*8*2 = 1024; stage 8192 + 1024 + 256; one k-block: 4 B of scales, rounded up to 8
-    (64, 8, 2, 16, 2, 1024 + 2 * 9472 + 8 + 2 * 16),
+    # block_n 192 straddles scale blocks: two B scales per k-block, max(1, 1 + ceil(6 / 12)) = 2 buffers:
+    # 2 * 12 * 2 * 4 = 192; stage 8192 + 24576 + 256
+    (64, 192, 6, 1536, 2, 24576 + 6 * 33024 + 192 + 6 * 16),
+    # FP32 out: D 64*144*4 = 36864; stage 8192 + 18432 + 256 = 26880; 2 * 57 * 2 * 4 = 912
+    (64, 144, 4, 7296, 4, 36864 + 4 * 26880 + 912 + 4 * 16),
+    # D 64*8*2 = 1024; stage 8192 + 1024 + 256; one k-block, so a producer 2 stages ahead is 2 tiles
+    # ahead: 1 + 2 = 3 buffers of 4 B, rounded up to 8
+    (64, 8, 2, 16, 2, 1024 + 2 * 9472 + 16 + 2 * 16),
 ])
 def test_smem_bytes_hand_computed(block_m, block_n, stages, k, out_bytes, expected):
     assert fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) == expected

@@ -128,10 +128,13 @@ def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out
     """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
     smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
-    # One copy of the tile's B scales per consumer warpgroup.
+    # The tiles' B scales: one copy per consumer warpgroup, or (masked kind) buffers taken in turn
+    # per tile, enough for a producer num_stages k-blocks ahead; sized for either.
+    num_k_blocks = ceil_div(k, BLOCK_K)
+    num_scales_b = num_k_blocks * (1 if uniform_scale_b(block_n) else 2)
     num_warpgroups = 1 if block_m == 64 else 2
-    num_scales_b = ceil_div(k, BLOCK_K) * (1 if uniform_scale_b(block_n) else 2)
-    smem_sfb = align(num_warpgroups * num_scales_b * 4, 8)
+    num_sfb_buffers = max(num_warpgroups, 1 + ceil_div(num_stages, num_k_blocks))
+    smem_sfb = align(num_sfb_buffers * num_scales_b * 4, 8)
     barriers = num_stages * 2 * 8
     # The grouped kinds' producer passes each tile (4 x uint32) to the consumers in a per-stage slot.
     tile_slots = num_stages * 16 if grouped else 0

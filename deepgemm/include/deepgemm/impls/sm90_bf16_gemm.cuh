@@ -172,8 +172,7 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
         Tile tile;
         while (next_consumer_tile<kKind>(scheduler, tile, full_barriers, stage_tiles, stage, phase)) {
             uint32_t num_valid_rows[Layout::kNumWaves];
-            warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup,
-                                                                           kWarpgroupBarrier + warpgroup, num_valid_rows);
+            warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, num_valid_rows);
 
             // Compiled twice for the grouped kinds, as in the FP8 kernel: tiles whose every wave has
             // valid rows run the dense kernel's loop, free of the per-wave row test.

@@ -33,6 +33,13 @@ __device__ __forceinline__ void tma_load_3d(const void* tmap, uint64_t* bar, voi
                  : "memory");
 }
 
+// Copies `bytes` contiguous bytes (a multiple of 16; both addresses 16-byte aligned) from global to
+// shared memory, completing that many transaction bytes on `bar`.
+__device__ __forceinline__ void bulk_load(uint64_t* bar, void* smem_dst, const void* src, uint32_t bytes) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 :: "r"(smem_addr(smem_dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar)) : "memory");
+}
+
 // Loads one box and writes it, with its barrier signal, to the same shared-memory offsets in every
 // CTA of the cluster whose bit is set in `cta_mask`.
 __device__ __forceinline__ void tma_load_2d_multicast(const void* tmap, uint64_t* bar, void* smem_dst,

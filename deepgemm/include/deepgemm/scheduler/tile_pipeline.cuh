@@ -130,13 +130,11 @@ __device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t 
     }
 }
 
-// Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them), after
-// a barrier over the warpgroup's 128 threads (`barrier_id`) that orders the warpgroup's preceding
-// shared-memory writes. The dense kind counts every row as valid (TMA clips the M tail).
+// Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them). The
+// dense kind counts every row as valid (TMA clips the M tail).
 template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
-__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t warpgroup, uint32_t barrier_id,
+__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t warpgroup,
                                                      uint32_t (&num_valid_rows)[kNumWaves]) {
-    ptx::named_barrier_sync(barrier_id, 128);
     #pragma unroll
     for (uint32_t w = 0; w < kNumWaves; ++w) {
         const uint32_t first = w * kWaveM + warpgroup * 64;
