@@ -9,6 +9,8 @@ group_ends, masked_m, alignment) is tested on the CPU in tests/test_bench.py. Ea
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from grouped_cases import (
@@ -211,6 +213,25 @@ def test_contiguous_indices_breaking_the_layout_stay_inside_d(block_m: int) -> N
 
 def test_contiguous_alignment_is_128() -> None:
     assert deepgemm.get_m_alignment_for_contiguous_layout() == 128
+
+
+# The masked kernel's producer copies a tile's B scales with one bulk copy per row where the rows are
+# 16-byte aligned, else with a 4-byte cp.async per scale: K of 9 k-blocks (36-byte rows), and sfb
+# starting 4 bytes into its storage, with 128-column tiles (one row of scales) and 192-column ones
+# (two rows: the tiles straddle 128-column blocks).
+@pytest.mark.parametrize("g,m,n,k,offset_sfb", [(4, 200, 4096, 1152, False), (4, 200, 4096, 7168, True),
+                                                (32, 96, 7168, 2048, True)])
+def test_masked_b_scales_not_16_byte_aligned(g: int, m: int, n: int, k: int, offset_sfb: bool) -> None:
+    inputs = grouped_inputs("masked", g, m, n, k)
+    if offset_sfb:
+        storage = torch.empty(inputs.sfb.numel() + 1, dtype=inputs.sfb.dtype, device=inputs.sfb.device)
+        sfb = storage[1:].view(inputs.sfb.shape)
+        sfb.copy_(inputs.sfb)
+        assert sfb.data_ptr() % 16 == 4
+        inputs = dataclasses.replace(inputs, sfb=sfb)
+    buf, d = _run_masked(inputs)
+    _assert_untouched(buf, d, valid_rows_mask(inputs), "masked")
+    _assert_accurate(inputs, d, "masked")
 
 
 def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
