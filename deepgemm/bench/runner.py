@@ -194,22 +194,11 @@ def measure_problem(
             runs[provider.name] = run
     times = _time_in_rounds(runs, timer, rounds, results)
     for name, seconds_per_round in times.items():
-        seconds = statistics.median(seconds_per_round)
-        results[name] |= {
-            "us": seconds * 1e6,
-            "tflops": tflops(problem.flops, seconds),
-            "gbps": gbps(nbytes, seconds),
-            "us_rounds": [s * 1e6 for s in seconds_per_round],
-        }
+        results[name] |= _round_figures(seconds_per_round, problem.flops, nbytes=nbytes)
     if from_rest_timer is not None and _lasts_long(times):
         from_rest = _time_in_rounds({name: runs[name] for name in times}, from_rest_timer, rounds, results)
         for name, seconds_per_round in from_rest.items():
-            seconds = statistics.median(seconds_per_round)
-            results[name] |= {
-                "us_from_rest": seconds * 1e6,
-                "tflops_from_rest": tflops(problem.flops, seconds),
-                "us_from_rest_rounds": [s * 1e6 for s in seconds_per_round],
-            }
+            results[name] |= _round_figures(seconds_per_round, problem.flops, suffix="_from_rest")
     return {
         **dataclasses.asdict(problem),
         "flops": problem.flops,
@@ -221,6 +210,22 @@ def measure_problem(
         "speedup_from_rest": speedups(results, suite.baseline, suite.faster, "us_from_rest"),
         "pair_speedup_from_rest": pair_speedups(results, suite.pairs, "us_from_rest"),
     }
+
+
+def _round_figures(
+    seconds_per_round: list[float], flops: int, suffix: str = "", nbytes: int | None = None
+) -> dict:
+    """A provider's figures from its rounds: the median round's time (``us<suffix>``) and TFLOPS
+    (``tflops<suffix>``), every round's time (``us<suffix>_rounds``), and given ``nbytes`` its GB/s."""
+    seconds = statistics.median(seconds_per_round)
+    figures = {
+        f"us{suffix}": seconds * 1e6,
+        f"tflops{suffix}": tflops(flops, seconds),
+        f"us{suffix}_rounds": [s * 1e6 for s in seconds_per_round],
+    }
+    if nbytes is not None:
+        figures["gbps"] = gbps(nbytes, seconds)
+    return figures
 
 
 def _lasts_long(times: dict[str, list[float]]) -> bool:
