@@ -1,6 +1,10 @@
-"""Pure config-selection logic (stdlib only): tile configs, their validity rules, the sm_90 heuristic."""
+"""Pure config-selection logic (stdlib only): kernel-family records, tile configs and their validity
+rules, the sm_90 heuristic."""
 
 from .config import GemmConfig, GemmShape, config_errors
+from .families import BF16, FAMILIES, FP8_1D2D
+from .family import KernelFamily
 from .sm90 import select_config
 
-__all__ = ["GemmConfig", "GemmShape", "config_errors", "select_config"]
+__all__ = ["BF16", "FAMILIES", "FP8_1D2D", "GemmConfig", "GemmShape", "KernelFamily", "config_errors",
+           "select_config"]

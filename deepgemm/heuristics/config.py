@@ -1,9 +1,8 @@
 """Tile configurations of the GEMM kernels and the rules that make one valid.
 
-Each rule here mirrors a `static_assert` or a layout constant of
-`include/deepgemm/impls/sm90_fp8_gemm_1d2d.cuh` (operands of 1 byte) or
-`include/deepgemm/impls/sm90_bf16_gemm.cuh` (BF16/FP16 operands, 2 bytes); the kernels check them
-again at compile time. Stdlib only.
+Each rule here mirrors a `static_assert` or a layout constant of the family's kernel
+(`include/deepgemm/impls/sm90_<family>.cuh`); the kernels check them again at compile time. What
+differs between families comes from their `KernelFamily` record. Stdlib only.
 """
 
 from __future__ import annotations
@@ -12,31 +11,20 @@ import dataclasses
 from dataclasses import dataclass
 from math import gcd
 
-BLOCK_K = 128
-# Both kernels move one 128-byte line of K per row and stage: 128 FP8 or 64 BF16/FP16 elements.
-BLOCK_K_BYTES = 128
+from .families import FP8_1D2D
+from .family import BLOCK_K_BYTES, MAX_SMEM_BYTES, KernelFamily, ceil_div
+
 # An MN-major (16-bit) operand tile is loaded in chunks of this many rows (one 128-byte TMA box).
 MN_MAJOR_CHUNK = 64
 # Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (each expert's rows named
 # by per-row indices or by row offsets: the kernels run the same tiles either way) or the masked layout.
 DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
-# Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
-MAX_SMEM_BYTES = 232448
-SCALE_BLOCK = 128
-
-
-def ceil_div(a: int, b: int) -> int:
-    return (a + b - 1) // b
-
-
-def align(a: int, b: int) -> int:
-    return ceil_div(a, b) * b
 
 
 @dataclass(frozen=True)
 class GemmShape:
-    """A GEMM D[m, n] = A[m, k] · B[n, k]ᵀ; `out_bytes` is 2 for BF16/FP16 output, 4 for FP32;
-    `ab_bytes` is 1 for FP8 operands, 2 for BF16/FP16. `b_mn_major`: B is stored [k, n] (16-bit only).
+    """A GEMM D[m, n] = A[m, k] · B[n, k]ᵀ for the kernel `family`; `out_bytes` is 2 for BF16/FP16
+    output, 4 for FP32. `b_mn_major`: B is stored [k, n] (16-bit only).
 
     MoE layouts (`layout`) multiply by `num_groups` B matrices [n, k]: "contiguous" has `m` rows in
     all (every expert's rows together), "masked" has `m` (expected) rows in each of the groups.
@@ -48,13 +36,13 @@ class GemmShape:
     out_bytes: int = 2
     num_groups: int = 1
     layout: str = DENSE
-    ab_bytes: int = 1
+    family: KernelFamily = FP8_1D2D
     b_mn_major: bool = False
 
     @property
     def num_k_blocks(self) -> int:
         """Stages of 128 bytes of K per tile."""
-        return ceil_div(self.k * self.ab_bytes, BLOCK_K_BYTES)
+        return ceil_div(self.k * self.family.operand_bytes, BLOCK_K_BYTES)
 
     def num_tiles(self, block_m: int, block_n: int) -> int:
         m_blocks = ceil_div(self.m, block_m) * (self.num_groups if self.layout == MASKED else 1)
@@ -63,7 +51,7 @@ class GemmShape:
     def hbm_bytes(self) -> int:
         """Bytes every tile config must move at least once: A, all B matrices and D."""
         rows = self.m * (self.num_groups if self.layout == MASKED else 1)
-        operands = (rows + self.num_groups * self.n) * self.k * self.ab_bytes
+        operands = (rows + self.num_groups * self.n) * self.k * self.family.operand_bytes
         return operands + rows * self.n * self.out_bytes
 
 
@@ -81,8 +69,8 @@ class GemmConfig:
     out_bytes: int = 2
     # Compiled for a grouped (MoE) layout: the kernel then keeps a tile slot per stage.
     grouped: bool = False
-    # Operand element size: 1 runs the FP8 kernel, 2 the BF16/FP16 one.
-    ab_bytes: int = 1
+    # The kernel family that runs it.
+    family: KernelFamily = FP8_1D2D
     # The epilogue stages the D tile in this many column chunks (1, 2 or 4): a smaller staging
     # buffer leaves room for another pipeline stage.
     num_d_chunks: int = 1
@@ -114,61 +102,14 @@ class GemmConfig:
         return f"{type(self).__name__}({fields})"
 
     def smem_bytes(self, k: int) -> int:
-        return gemm_smem_bytes(self.ab_bytes, self.block_m, self.block_n, self.num_stages, k, self.out_bytes,
-                               self.grouped, self.num_d_chunks)
-
-
-def uniform_scale_b(block_n: int) -> bool:
-    """True when no tile can straddle a 128-column block of B scales."""
-    return SCALE_BLOCK % block_n == 0
-
-
-def fp8_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int,
-                        grouped: bool = False, num_d_chunks: int = 1) -> int:
-    """Dynamic shared memory of the FP8 kernel; mirrors `Fp8GemmLayout::kSmemBytes`."""
-    smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
-    per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
-    # The tiles' B scales: one copy per consumer warpgroup, or (masked kind) buffers taken in turn
-    # per tile, enough for a producer num_stages k-blocks ahead; sized for either.
-    num_k_blocks = ceil_div(k, BLOCK_K)
-    num_scales_b = num_k_blocks * (1 if uniform_scale_b(block_n) else 2)
-    num_warpgroups = 1 if block_m == 64 else 2
-    num_sfb_buffers = max(num_warpgroups, 1 + ceil_div(num_stages, num_k_blocks))
-    smem_sfb = align(num_sfb_buffers * num_scales_b * 4, 8)
-    barriers = num_stages * 2 * 8
-    # The grouped kinds' producer passes each tile (4 x uint32) to the consumers in a per-stage slot.
-    tile_slots = num_stages * 16 if grouped else 0
-    return smem_d + num_stages * per_stage + smem_sfb + barriers + tile_slots
-
-
-def bf16_gemm_smem_bytes(block_m: int, block_n: int, num_stages: int, out_bytes: int,
-                         grouped: bool = False, num_d_chunks: int = 1) -> int:
-    """Dynamic shared memory of the BF16/FP16 kernel; mirrors `Bf16GemmLayout::kSmemBytes`."""
-    smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
-    per_stage = (block_m + block_n) * BLOCK_K_BYTES
-    tile_slots = num_stages * 16 if grouped else 0
-    return smem_d + num_stages * (per_stage + 2 * 8) + tile_slots
-
-
-def gemm_smem_bytes(ab_bytes: int, block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int,
-                    grouped: bool = False, num_d_chunks: int = 1) -> int:
-    """Dynamic shared memory of the kernel for operands of `ab_bytes` bytes."""
-    if ab_bytes == 1:
-        return fp8_gemm_smem_bytes(block_m, block_n, num_stages, k, out_bytes, grouped, num_d_chunks)
-    return bf16_gemm_smem_bytes(block_m, block_n, num_stages, out_bytes, grouped, num_d_chunks)
+        return self.family.smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes,
+                                      self.grouped, self.num_d_chunks)
 
 
 def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
     """Widest TMA swizzle span dividing a D tile row (0: unswizzled)."""
     row_bytes = block_n * out_bytes
     return next((s for s in (128, 64, 32) if row_bytes % s == 0), 0)
-
-
-def max_accumulator_registers(block_m: int, block_n: int, ab_bytes: int = 1) -> int:
-    """FP32 registers per consumer thread: the WGMMA accumulator of every wave, plus for FP8 the
-    promoted sums (the WGMMA accumulator is then reused by the waves)."""
-    num_waves = 2 if block_m == 256 else 1
-    return block_n // 2 * (num_waves if ab_bytes == 2 else 1 + num_waves)
 
 
 def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
@@ -183,10 +124,11 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
                       "m-blocks could belong to different experts)")
     if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:
         errors.append(f"block_n={cfg.block_n} must be a multiple of 8 in [8, 256] (WGMMA N)")
-    # A tile may span at most two 128-column scale blocks (one predicate selects between them).
-    if cfg.ab_bytes == 1 and cfg.block_n - gcd(cfg.block_n, SCALE_BLOCK) > SCALE_BLOCK:
-        errors.append(f"block_n={cfg.block_n} lets a tile straddle three 128-column scale blocks")
-    if max_accumulator_registers(cfg.block_m, cfg.block_n, cfg.ab_bytes) > 192:
+    # A tile may span at most two B scale blocks (one predicate selects between them).
+    scale_block = cfg.family.scale_block_n
+    if scale_block and cfg.block_n - gcd(cfg.block_n, scale_block) > scale_block:
+        errors.append(f"block_n={cfg.block_n} lets a tile straddle three {scale_block}-column scale blocks")
+    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > 192:
         errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
     if cfg.num_stages < 2:
         errors.append(f"num_stages={cfg.num_stages} must be at least 2")
@@ -196,8 +138,9 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     if cfg.swizzle_d_bytes != swizzle_d_bytes(cfg.block_n // cfg.num_d_chunks, cfg.out_bytes):
         errors.append(f"swizzle_d_bytes={cfg.swizzle_d_bytes} does not match the staged D chunk "
                       f"({cfg.block_n // cfg.num_d_chunks} columns)")
-    if cfg.ab_bytes != shape.ab_bytes:
-        errors.append("config and shape disagree on the operand element size")
+    if cfg.family is not shape.family:
+        errors.append(f"config and shape disagree on the kernel family ({cfg.family.name} against "
+                      f"{shape.family.name})")
     if shape.b_mn_major and cfg.block_n % MN_MAJOR_CHUNK:
         errors.append(f"block_n={cfg.block_n} must be a multiple of {MN_MAJOR_CHUNK} for an N-major B")
     if cfg.out_bytes != shape.out_bytes:

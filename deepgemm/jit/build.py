@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import deepgemm
+from deepgemm._version import __version__
 from deepgemm.jit import knobs
 from deepgemm.jit.cache import CUBIN_NAME, HEADER_DIGESTS, SOURCE_NAME, DiskCache, build_uncached, cache_key
 from deepgemm.jit.codegen import TemplateArg, kernel_short_name, render_stub
@@ -53,7 +53,7 @@ def build_kernel(kernel: str, header: str, template_args: Sequence[TemplateArg],
     flags = compiler.flags()
     identity = compiler.identity()
     key = cache_key(source=source, headers_digest=HEADER_DIGESTS.of_source(source, dirs),
-                    compiler_identity=identity, flags=flags, arch=ARCH, package_version=deepgemm.__version__)
+                    compiler_identity=identity, flags=flags, arch=ARCH, package_version=__version__)
 
     def build(directory: Path) -> dict:
         global _compile_count
@@ -63,7 +63,7 @@ def build_kernel(kernel: str, header: str, template_args: Sequence[TemplateArg],
         with _compile_count_lock:
             _compile_count += 1
         return {"kernel": kernel, "symbol": symbol, "compiler": identity, "flags": list(flags), "arch": ARCH,
-                "package_version": deepgemm.__version__, "compile_seconds": round(output.seconds, 3)}
+                "package_version": __version__, "compile_seconds": round(output.seconds, 3)}
 
     name = kernel_short_name(kernel)
     if knobs.jit_disable_cache():

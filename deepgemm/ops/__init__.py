@@ -1,6 +1,7 @@
-"""Public GEMM ops and device settings."""
+"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`), what they share in
+`common/`, and `matmul` over all of them."""
 
-from .bf16_gemm import (
+from .bf16 import (
     bf16_gemm_nn,
     bf16_gemm_nt,
     bf16_gemm_tn,
@@ -8,15 +9,15 @@ from .bf16_gemm import (
     m_grouped_bf16_gemm_nt_contiguous,
     m_grouped_bf16_gemm_nt_masked,
 )
-from .fp8_gemm import fp8_gemm_nt
-from .front_door import matmul
-from .grouped_fp8_gemm import (
-    get_m_alignment_for_contiguous_layout,
+from .common.group_indices import get_m_alignment_for_contiguous_layout
+from .common.settings import get_num_sms, set_num_sms
+from .fp8 import (
+    fp8_gemm_nt,
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
-from .settings import get_num_sms, set_num_sms
+from .matmul import matmul
 
 __all__ = [
     "bf16_gemm_nn",

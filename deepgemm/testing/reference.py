@@ -1,6 +1,6 @@
 """Reference FP8 GEMMs: FP32 emulations of the kernels' math, to check the kernels against.
 
-They share one implementation with the CPU path of the public ops (``deepgemm.ops.cpu_path``),
+They share one implementation with the CPU path of the public ops (``deepgemm.ops.common.cpu_path``),
 which is itself checked against a float64 dequantise-then-multiply product in the test suite.
 Operands are ``(tensor, scale)`` pairs as the public ops take them; every function works on CPU
 and CUDA tensors and expands one 128-wide K block at a time, so memory stays ``O(M · N)``.
@@ -8,7 +8,7 @@ and CUDA tensors and expands one 128-wide K block at a time, so memory stays ``O
 
 import torch
 
-from ..ops.cpu_path import (
+from ..ops.common.cpu_path import (
     fp8_gemm_nt_fp32,
     m_grouped_fp8_gemm_nt_contiguous_fp32,
     m_grouped_fp8_gemm_nt_masked_fp32,

@@ -1,13 +1,15 @@
 """The dense FP8 GEMM with fine-grained (DeepSeek-V3) scaling: validate, then run on the CPU or the GPU."""
 
 import torch
+from torch import Tensor
 
-from ..quant.cast import BLOCK_K, BLOCK_MN, FP8_DTYPE
-from ..quant.layout import TMA_ALIGNMENT_BYTES
-from .cpu_path import fp8_gemm_nt_fp32
-from .settings import require_hopper
-from .traced import fp8_operands, tensors, traceable
-from .validation import (
+from ...quant.cast import BLOCK_K, BLOCK_MN, FP8_DTYPE
+from ...quant.layout import TMA_ALIGNMENT_BYTES
+from ..common.cpu_path import fp8_gemm_nt_fp32
+from ..common.lazy import lazy_import
+from ..common.settings import require_hopper
+from ..common.traced import eager, tensors, traceable
+from ..common.validation import (
     check_dtype,
     check_fp8_operand,
     check_multiple,
@@ -23,7 +25,16 @@ OUT_DTYPES = (torch.bfloat16, torch.float32)
 FP8Operand = tuple[torch.Tensor, torch.Tensor]
 
 
-@traceable(lambda a, b, d: ((*a, *b, d), d) if fp8_operands(a, b) and tensors(d) else None)
+def fp8_operands(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are FP8 operands ``(tensor, scales)`` (for the custom ops' schemas)."""
+    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in (a, b))
+
+
+def _fp8_gemm_nt_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor) -> None:
+    eager("fp8_gemm_nt")((a, sfa), (b, sfb), d)
+
+
+@traceable(lambda a, b, d: ((*a, *b, d), d) if fp8_operands(a, b) and tensors(d) else None, _fp8_gemm_nt_op)
 def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     """``D = A · Bᵀ`` with 1x128 scales on A and 128x128 scales on B, written into ``d``; returns ``d``.
 
@@ -166,15 +177,5 @@ def _tma_rows_ok(strides: tuple[int, ...], rows: int, cols: int, elements_per_16
     return strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
 
 
-_launch_checked = None
-
-
-def _gpu_launch():
-    """``fp8_launch.launch_checked``, imported on the first GPU call: CPU use never loads the CUDA driver
-    modules, and later calls skip the ``import`` statement (a ``sys.modules`` lookup per call)."""
-    global _launch_checked
-    if _launch_checked is None:
-        from .fp8_launch import launch_checked
-
-        _launch_checked = launch_checked
-    return _launch_checked
+# `kernel.launch_checked`, imported on the first GPU call: CPU use never loads the CUDA driver modules.
+_gpu_launch = lazy_import("deepgemm.ops.fp8.kernel", "launch_checked")

@@ -4,16 +4,26 @@ The letters say how A and B are stored: the first is A's (``n``: ``[M, K]``, ``t
 the second B's (``t``: ``[N, K]``, ``n``: ``[K, N]``); ``nt`` is the FP8 op's layout. 16-bit WGMMA
 reads either major-ness from shared memory, so no layout copies anything. The tensor cores
 accumulate in FP32 (no promotion step), rounded once to ``d``'s dtype. Each op validates its
-arguments, then runs the CPU path (FP32 torch math) or the GPU kernel (``bf16_launch``).
+arguments, then runs the CPU path (FP32 torch math) or the GPU kernel (``kernel``).
 """
 
-import torch
+from collections.abc import Callable
 
-from .group_indices import check_index_values_now, check_m_indices, check_masked_m, masked_rows, write_rows
-from .grouped_fp8_gemm import M_ALIGNMENT_CONTIGUOUS
-from .settings import require_hopper
-from .traced import bf16_op_args, integer, tensors, traceable
-from .validation import (
+import torch
+from torch import Tensor
+
+from ..common.group_indices import (
+    M_ALIGNMENT_CONTIGUOUS,
+    check_index_values_now,
+    check_m_indices,
+    check_masked_m,
+    masked_rows,
+    write_rows,
+)
+from ..common.lazy import lazy_import
+from ..common.settings import require_hopper
+from ..common.traced import eager, integer, tensors, traceable
+from ..common.validation import (
     check_dtype,
     check_index_vector,
     check_multiple,
@@ -66,7 +76,41 @@ def _documented(layout: str):
     return decorate
 
 
-@traceable(bf16_op_args)
+# `kernel`, imported on the first GPU call: CPU use never loads the CUDA driver modules.
+_kernel = lazy_import("deepgemm.ops.bf16.kernel")
+
+
+# --- the custom ops (torch.compile): each unpacks its arguments into the public op's ----------------------
+
+
+def _dense_op(layout: str) -> Callable[..., None]:
+    # C may be d itself; a schema input cannot alias the mutated d, so that case is a flag.
+    def gemm(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
+        eager(f"bf16_gemm_{layout}")(a, b, d, d if c_is_d else c)
+
+    return gemm
+
+
+def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
+    """``traceable``'s ``op_args`` for the dense 16-bit ops."""
+    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
+        return None
+    return (a, b, d, None if c is d else c, c is d), d
+
+
+def _m_grouped_bf16_gemm_nt_contiguous_op(a: Tensor, b: Tensor, d: Tensor, m_indices: Tensor) -> None:
+    eager("m_grouped_bf16_gemm_nt_contiguous")(a, b, d, m_indices)
+
+
+def _m_grouped_bf16_gemm_nt_masked_op(a: Tensor, b: Tensor, d: Tensor, masked_m: Tensor,
+                                      expected_m: int) -> None:
+    eager("m_grouped_bf16_gemm_nt_masked")(a, b, d, masked_m, expected_m)
+
+
+# --- dense ------------------------------------------------------------------------------------------------
+
+
+@traceable(_dense_op_args, _dense_op("nt"))
 @_documented("nt")
 def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,7 +120,7 @@ def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
-@traceable(bf16_op_args)
+@traceable(_dense_op_args, _dense_op("nn"))
 @_documented("nn")
 def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -86,7 +130,7 @@ def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
-@traceable(bf16_op_args)
+@traceable(_dense_op_args, _dense_op("tn"))
 @_documented("tn")
 def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,7 +140,7 @@ def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
-@traceable(bf16_op_args)
+@traceable(_dense_op_args, _dense_op("tt"))
 @_documented("tt")
 def bf16_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,7 +161,7 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
         if c is not None:
             out += c.float()
         return d.copy_(out)
-    _launch_module().launch_bf16_gemm(layout, A, B, d, c, m, n, k, cuda_index)
+    _kernel().launch_bf16_gemm(layout, A, B, d, c, m, n, k, cuda_index)
     return d
 
 
@@ -179,7 +223,8 @@ def _check_devices_and_strides(tensors: dict[str, torch.Tensor],
 # --- grouped ---------------------------------------------------------------------------------------------
 
 
-@traceable(lambda a, b, d, m_indices: ((a, b, d, m_indices), d) if tensors(a, b, d, m_indices) else None)
+@traceable(lambda a, b, d, m_indices: ((a, b, d, m_indices), d) if tensors(a, b, d, m_indices) else None,
+           _m_grouped_bf16_gemm_nt_contiguous_op)
 def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                                       m_indices: torch.Tensor) -> torch.Tensor:
     """MoE grouped ``D = A · B[e]ᵀ`` where row ``m`` uses expert ``e = m_indices[m]``; returns ``d``.
@@ -213,12 +258,12 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
             selected = m_indices == group
             out[selected] = A[selected].float() @ B[group].float().T
         return write_rows(d, out, m_indices >= 0)
-    _launch_module().launch_m_grouped_bf16_contiguous(A, B, d, m_indices, cuda_index)
+    _kernel().launch_m_grouped_bf16_contiguous(A, B, d, m_indices, cuda_index)
     return d
 
 
 @traceable(lambda a, b, d, masked_m, expected_m: ((a, b, d, masked_m, int(expected_m)), d)
-           if tensors(a, b, d, masked_m) and integer(expected_m) else None)
+           if tensors(a, b, d, masked_m) and integer(expected_m) else None, _m_grouped_bf16_gemm_nt_masked_op)
 def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, masked_m: torch.Tensor,
                                   expected_m: int) -> torch.Tensor:
     """MoE grouped ``D[g] = A[g] · B[g]ᵀ`` over the first ``masked_m[g]`` rows of each expert; returns ``d``.
@@ -247,7 +292,7 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
         return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0)
     if cuda_index is None:
         return write_rows(d, A.float() @ B.float().transpose(1, 2), masked_rows(masked_m, max_m))
-    _launch_module().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
+    _kernel().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
     return d
 
 
@@ -263,16 +308,3 @@ def _check_grouped(A: torch.Tensor, B: torch.Tensor, d: object, d_dims: tuple[st
     check_packed_groups("b", B, ("G", "N", "K"))
     tma_tensors = {"a": A, "b": B, "d": d}
     return _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
-
-
-_bf16_launch = None
-
-
-def _launch_module():
-    """``bf16_launch``, imported on the first GPU call so that CPU use never loads the CUDA modules."""
-    global _bf16_launch
-    if _bf16_launch is None:
-        from . import bf16_launch
-
-        _bf16_launch = bf16_launch
-    return _bf16_launch

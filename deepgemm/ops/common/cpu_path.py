@@ -12,7 +12,7 @@ only exist as tensor values, are checked here because reading them costs nothing
 
 import torch
 
-from ..quant.cast import BLOCK_K, BLOCK_MN
+from ...quant.cast import BLOCK_K, BLOCK_MN
 
 
 def accumulate_fp8_gemm_nt(

@@ -3,14 +3,15 @@
 Three ways to say which rows belong to which expert: ``m_indices`` (one expert id per row),
 ``group_ends`` (a running sum of the experts' row counts) for one ``[M_sum, K]`` A, and ``masked_m``
 (a row count per expert) for a ``[G, max_m, K]`` A. Each op validates its arguments, then runs the
-CPU path (``cpu_path``) or the GPU kernel (``grouped_launch``); neither writes padding rows of ``d``.
+CPU path (``common.cpu_path``) or the GPU kernel (``kernel``); neither writes padding rows of ``d``.
 """
 
 import torch
+from torch import Tensor
 
-from .cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_nt_masked_fp32
-from .fp8_gemm import OUT_DTYPES, FP8Operand
-from .group_indices import (
+from ..common.cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_nt_masked_fp32
+from ..common.group_indices import (
+    M_ALIGNMENT_CONTIGUOUS,
     check_group_ends,
     check_index_values_now,
     check_m_indices,
@@ -19,9 +20,10 @@ from .group_indices import (
     masked_rows,
     write_rows,
 )
-from .settings import require_hopper
-from .traced import fp8_operands, integer, tensors, traceable
-from .validation import (
+from ..common.lazy import lazy_import
+from ..common.settings import require_hopper
+from ..common.traced import eager, integer, tensors, traceable
+from ..common.validation import (
     check_dtype,
     check_fp8_operand,
     check_index_vector,
@@ -34,19 +36,48 @@ from .validation import (
     check_tensor,
     check_tma_operand,
 )
+from .dense import OUT_DTYPES, FP8Operand, fp8_operands
 
-# The kernel reads one expert per tile of up to 128 rows from the tile's first row, so each expert's
-# rows must start on a multiple of this in the contiguous layouts.
-M_ALIGNMENT_CONTIGUOUS = 128
-
-
-def get_m_alignment_for_contiguous_layout() -> int:
-    """The row alignment of each expert's segment in ``m_grouped_fp8_gemm_nt_contiguous`` (and
-    ``_offsets``): 128."""
-    return M_ALIGNMENT_CONTIGUOUS
+# `kernel`, imported on the first GPU call: CPU use never loads the CUDA driver modules.
+_kernel = lazy_import("deepgemm.ops.fp8.kernel")
 
 
-@traceable(lambda a, b, d, m_indices: _contiguous_op_args(a, b, d, m_indices))
+# --- the custom ops (torch.compile): each unpacks its arguments into the public op's ----------------------
+
+
+def _m_grouped_fp8_gemm_nt_contiguous_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor,
+                                         m_indices: Tensor) -> None:
+    eager("m_grouped_fp8_gemm_nt_contiguous")((a, sfa), (b, sfb), d, m_indices)
+
+
+def _m_grouped_fp8_gemm_nt_contiguous_offsets_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor,
+                                                 group_ends: Tensor) -> None:
+    eager("m_grouped_fp8_gemm_nt_contiguous_offsets")((a, sfa), (b, sfb), d, group_ends)
+
+
+def _m_grouped_fp8_gemm_nt_masked_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor,
+                                     masked_m: Tensor, expected_m: int) -> None:
+    eager("m_grouped_fp8_gemm_nt_masked")((a, sfa), (b, sfb), d, masked_m, expected_m)
+
+
+def _contiguous_op_args(a: object, b: object, d: object, index: object) -> tuple[tuple, torch.Tensor] | None:
+    """The contiguous custom ops' arguments (see ``traced.traceable``)."""
+    return ((*a, *b, d, index), d) if fp8_operands(a, b) and tensors(d, index) else None
+
+
+def _masked_op_args(
+    a: object, b: object, d: object, masked_m: object, expected_m: object
+) -> tuple[tuple, torch.Tensor] | None:
+    """The masked custom op's arguments (see ``traced.traceable``)."""
+    if not (fp8_operands(a, b) and tensors(d, masked_m) and integer(expected_m)):
+        return None
+    return (*a, *b, d, masked_m, int(expected_m)), d
+
+
+# --- the ops ----------------------------------------------------------------------------------------------
+
+@traceable(lambda a, b, d, m_indices: _contiguous_op_args(a, b, d, m_indices),
+           _m_grouped_fp8_gemm_nt_contiguous_op)
 def m_grouped_fp8_gemm_nt_contiguous(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, m_indices: torch.Tensor
 ) -> torch.Tensor:
@@ -99,11 +130,12 @@ def m_grouped_fp8_gemm_nt_contiguous(
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
         return write_rows(d, out, m_indices >= 0)
-    _launch_module().launch_m_grouped_contiguous(A, sfa, B, sfb, d, m_indices, cuda_index)
+    _kernel().launch_m_grouped_contiguous(A, sfa, B, sfb, d, m_indices, cuda_index)
     return d
 
 
-@traceable(lambda a, b, d, group_ends: _contiguous_op_args(a, b, d, group_ends))
+@traceable(lambda a, b, d, group_ends: _contiguous_op_args(a, b, d, group_ends),
+           _m_grouped_fp8_gemm_nt_contiguous_offsets_op)
 def m_grouped_fp8_gemm_nt_contiguous_offsets(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, group_ends: torch.Tensor
 ) -> torch.Tensor:
@@ -134,11 +166,12 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
             return d.masked_fill_((m_indices >= 0)[:, None], 0)
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
         return write_rows(d, out, m_indices >= 0)
-    _launch_module().launch_m_grouped_contiguous_offsets(A, sfa, B, sfb, d, group_ends, cuda_index)
+    _kernel().launch_m_grouped_contiguous_offsets(A, sfa, B, sfb, d, group_ends, cuda_index)
     return d
 
 
-@traceable(lambda a, b, d, masked_m, expected_m: _masked_op_args(a, b, d, masked_m, expected_m))
+@traceable(lambda a, b, d, masked_m, expected_m: _masked_op_args(a, b, d, masked_m, expected_m),
+           _m_grouped_fp8_gemm_nt_masked_op)
 def m_grouped_fp8_gemm_nt_masked(
     a: FP8Operand, b: FP8Operand, d: torch.Tensor, masked_m: torch.Tensor, expected_m: int
 ) -> torch.Tensor:
@@ -186,25 +219,11 @@ def m_grouped_fp8_gemm_nt_masked(
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_masked_fp32(A, sfa, B, sfb, masked_m)
         return write_rows(d, out, masked_rows(masked_m, max_m))
-    _launch_module().launch_m_grouped_masked(A, sfa, B, sfb, d, masked_m, expected_m, cuda_index)
+    _kernel().launch_m_grouped_masked(A, sfa, B, sfb, d, masked_m, expected_m, cuda_index)
     return d
 
 
 # --- argument checks ------------------------------------------------------------------------------------
-
-
-def _contiguous_op_args(a: object, b: object, d: object, index: object) -> tuple[tuple, torch.Tensor] | None:
-    """The contiguous custom ops' arguments (see ``traced.traceable``)."""
-    return ((*a, *b, d, index), d) if fp8_operands(a, b) and tensors(d, index) else None
-
-
-def _masked_op_args(
-    a: object, b: object, d: object, masked_m: object, expected_m: object
-) -> tuple[tuple, torch.Tensor] | None:
-    """The masked custom op's arguments (see ``traced.traceable``)."""
-    if not (fp8_operands(a, b) and tensors(d, masked_m) and integer(expected_m)):
-        return None
-    return (*a, *b, d, masked_m, int(expected_m)), d
 
 
 def _checked_contiguous(
@@ -266,19 +285,3 @@ def _check_sizes_devices_layouts(
         return None
     require_hopper(device.index)
     return device.index
-
-
-# --- running ----------------------------------------------------------------------------------------------
-
-
-_grouped_launch = None
-
-
-def _launch_module():
-    """``grouped_launch``, imported on the first GPU call so that CPU use never loads the CUDA modules."""
-    global _grouped_launch
-    if _grouped_launch is None:
-        from . import grouped_launch
-
-        _grouped_launch = grouped_launch
-    return _grouped_launch

@@ -9,6 +9,16 @@ the host: the ops run them on every CPU call, where that is free, and on a GPU o
 import torch
 import torch.nn.functional as F
 
+# The kernels read one expert per tile of up to 128 rows from the tile's first row, so each expert's
+# rows must start on a multiple of this in the contiguous layouts (every family).
+M_ALIGNMENT_CONTIGUOUS = 128
+
+
+def get_m_alignment_for_contiguous_layout() -> int:
+    """The row alignment of each expert's segment in the contiguous grouped GEMMs
+    (``m_grouped_*_gemm_nt_contiguous`` and ``_offsets``): 128."""
+    return M_ALIGNMENT_CONTIGUOUS
+
 
 def _align_up(values: torch.Tensor, alignment: int) -> torch.Tensor:
     return (values + alignment - 1).div(alignment, rounding_mode="floor") * alignment
@@ -114,7 +124,7 @@ def check_index_values_now(cuda_index: int | None) -> bool:
     on a GPU only under ``DG_DEBUG_CHECK_INDICES`` (it costs a sync)."""
     if cuda_index is None:
         return True
-    from ..jit.knobs import debug_check_indices  # here: CPU-only use never loads deepgemm.jit
+    from ...jit.knobs import debug_check_indices  # here: CPU-only use never loads deepgemm.jit
 
     return debug_check_indices()
 

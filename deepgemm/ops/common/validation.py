@@ -5,7 +5,7 @@ Each check raises before any work is queued, with a message naming the argument 
 value or device. The rules are the same for CPU and CUDA tensors, so code that passes on a laptop also
 passes on a GPU. Messages are only formatted on failure. These checks define the rules and word the
 errors; an op may vouch for its common case with a cheaper test of the same rules first (see
-``fp8_gemm._fast_checked``) and fall back to them for anything else.
+``fp8.dense._fast_checked``) and fall back to them for anything else.
 """
 
 import numbers
@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from ..quant.cast import BLOCK_K, FP8_DTYPE
-from ..quant.layout import TMA_ALIGNMENT_BYTES, ceil_div
+from ...quant.cast import BLOCK_K, FP8_DTYPE
+from ...quant.layout import TMA_ALIGNMENT_BYTES, ceil_div
 
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align
-from .fp8_gemm import fp8_gemm_nt
-from .settings import REQUIRED_CAPABILITY
+from .bf16 import gemm as bf16_gemm
+from .common.settings import REQUIRED_CAPABILITY
+from .fp8.dense import fp8_gemm_nt
 
 Array = torch.Tensor | np.ndarray
 
@@ -354,9 +355,7 @@ def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> Non
 
 
 def _op_16bit(layout: str):
-    """``deepgemm.bf16_gemm_<layout>``, looked up on each call (its module loads on first use)."""
-    from . import bf16_gemm
-
+    """``deepgemm.bf16_gemm_<layout>``."""
     return getattr(bf16_gemm, f"bf16_gemm_{layout}")
 
 

@@ -1,0 +1,71 @@
+"""What the config selection needs to know about one kernel family, as one record.
+
+A kernel family is one `__global__` kernel template (`include/deepgemm/impls/sm90_<family>.cuh`) and
+the ops that launch it. The selection code asks a family's `KernelFamily` for everything that differs
+between kernels (tile candidates, stage limits, the shared-memory layout, rates and costs of the cost
+model) and never branches on which family it is. Records live in `families/`, one file each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+# Every kernel moves one 128-byte line of K per operand row and stage (128 FP8 or 64 16-bit elements).
+BLOCK_K_BYTES = 128
+# Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
+MAX_SMEM_BYTES = 232448
+
+
+def ceil_div(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def align(a: int, b: int) -> int:
+    return ceil_div(a, b) * b
+
+
+# smem_bytes(block_m, block_n, num_stages, k, out_bytes, grouped, num_d_chunks): the kernel's dynamic
+# shared memory, a mirror of its layout struct's kSmemBytes.
+SmemFunction = Callable[[int, int, int, int, int, bool, int], int]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class KernelFamily:
+    """One kernel family's record. Families are singletons: equal only to themselves, hashable, and
+    printed by name (a config's printed form is part of the JIT cache key, so it must not hold an
+    address)."""
+
+    name: str
+    # Bytes of one A or B element; K-blocks and the problem's HBM bytes are counted with it.
+    operand_bytes: int
+    block_n_candidates: tuple[int, ...]
+    # Stage counts the heuristic considers: fewer than min_stages leave the loads no room to run
+    # ahead of the math; more than max_stages gained nothing when measured.
+    min_stages: int
+    max_stages: int
+    smem_bytes: SmemFunction
+    # FP32 registers per consumer thread that the accumulators of a (block_m, block_n) tile take.
+    accumulator_registers: Callable[[int, int], int]
+    # Operand bytes per cycle per SM that L2 feeds this kernel at (fitted per family).
+    l2_bytes_per_cycle_per_sm: float
+    # Columns per B scale block (the kernel promotes with one scale per block); None: no B scales.
+    scale_block_n: int | None = None
+    # Cost factor of a tile that straddles two B scale blocks (extra promotion work).
+    straddling_scale_cost: float = 1.0
+    # Cost factor of keeping a 2-CTA cluster in lock step, where the cost model says it is paid.
+    multicast_lockstep_cost: float = 1.0
+    # A (block_m, block_n) tile that, over short K, pays neither the straddling nor (in several waves)
+    # the lock-step factor and may multicast in the contiguous layout; None: no such tile.
+    wide_short_k_tile: tuple[int, int] | None = None
+    # The contiguous layout may multicast A on tiles of this many rows (None: never).
+    contiguous_multicast_block_m: int | None = None
+    # Cost factor by block_m of a pipeline shallower than the heuristic's DEEP_STAGES.
+    shallow_pipeline_costs: Mapping[int, float] | None = None
+    # True: the shallow-pipeline and D-chunk costs enter the estimate. False: the family's rates were
+    # fitted to whole-D tiles at the stages they got, so those costs only break ties among a tile's
+    # variants.
+    pipeline_costs_in_estimate: bool = True
+
+    def __repr__(self) -> str:
+        return f"KernelFamily({self.name!r})"

@@ -1,0 +1,158 @@
+"""GPU path of the 16-bit GEMMs: the kernel spec, the tensor maps, the launches (dense and grouped).
+
+Inputs arrive validated by `gemm.py` (dtypes, shapes, strides, devices, every size > 0).
+
+Tensor maps: a K-major operand ([rows, K]) is read in boxes of BLOCK_K x rows-of-the-tile; an
+MN-major one (stored [K, rows]) in 64-wide chunks, each a box of 64 x BLOCK_K. The grouped kinds read
+B [G, N, K] as one [G * N, K] matrix, and the masked kind A and D as 3-D [G, max_m, ...] maps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...cuda.tma import TmaDescriptor, make_tma_descriptor
+from ...heuristics import BF16, GemmConfig, GemmShape
+from ...heuristics.config import CONTIGUOUS, MASKED, MN_MAJOR_CHUNK
+from ...heuristics.families.bf16 import BLOCK_K
+from ...jit import ParamType
+from ..common.launch import (
+    D_STORE_ROWS,
+    GEMM_KIND_CONTIGUOUS_INDICES,
+    GEMM_KIND_DENSE,
+    GEMM_KIND_MASKED,
+    KernelSpec,
+    Plan,
+    PlanCache,
+    choose_config,
+    group_stride_bytes,
+)
+from ..common.settings import num_sms_for
+
+KERNEL = "deepgemm::sm90_bf16_gemm"
+HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
+# (shape_m, num_groups, grouped_layout, c, c_row_bytes, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b,
+# tmap_d), as in the kernel's signature.
+PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.U64, ParamType.PTR,
+               ParamType.U64, ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA)
+OUT_TYPES = {
+    torch.bfloat16: "deepgemm::OutType::BF16",
+    torch.float16: "deepgemm::OutType::FP16",
+    torch.float32: "deepgemm::OutType::FP32",
+}
+
+
+def kernel_spec(n: int, k: int, cfg: GemmConfig, a_mn_major: bool, b_mn_major: bool, is_fp16: bool,
+                out_dtype: torch.dtype, has_c: bool, kind: str = GEMM_KIND_DENSE) -> KernelSpec:
+    """`sm90_bf16_gemm` for (N, K, config), the storage majors, the operand and output dtypes, whether
+    it adds C, and the kind."""
+    template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
+                     cfg.multicast_on_a, a_mn_major, b_mn_major, is_fp16, OUT_TYPES[out_dtype], has_c,
+                     cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind)
+    layout = f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}"
+    comment = (f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, {layout}, "
+               f"out={out_dtype}, c={has_c}\n{cfg.kernel_repr()}")
+    return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
+
+
+def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,
+                     m: int, n: int, k: int, device_index: int, config: GemmConfig | None = None) -> None:
+    """Enqueues D = C + A·B for the storage `layout` ("nt", "nn", "tn" or "tt"). `config` overrides the
+    heuristic (tuning tools only)."""
+    a_mn_major, b_mn_major = layout[0] == "t", layout[1] == "n"
+    num_sms = num_sms_for(device_index)
+    key = (layout, m, n, k, A.dtype, d.dtype, c is not None, config, num_sms, device_index)
+    plan = _plans.get(key)
+    if plan is None:
+        shape = GemmShape(m, n, k, d.element_size(), family=BF16, b_mn_major=b_mn_major)
+        cfg = config or choose_config(shape, num_sms)
+        is_fp16, has_c = A.dtype == torch.float16, c is not None
+        spec = kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, d.dtype, has_c)
+        plan = _plans.remember(key, _Plan(spec, device_index, GEMM_KIND_DENSE, m, n, k, 1, a_mn_major,
+                                          b_mn_major))
+    c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * c.element_size()) if c is not None else (0, 0)
+    plan.run(A, B, d, 0, c_ptr, c_row_bytes)
+
+
+def launch_m_grouped_bf16_contiguous(A: torch.Tensor, B: torch.Tensor, d: torch.Tensor,
+                                     m_indices: torch.Tensor, device_index: int,
+                                     config: GemmConfig | None = None) -> None:
+    """Enqueues the contiguous-layout grouped GEMM with per-row expert indices `m_indices` [M_sum]."""
+    _launch_grouped(GEMM_KIND_CONTIGUOUS_INDICES, A.shape[0], A, B, d, m_indices, device_index, config)
+
+
+def launch_m_grouped_bf16_masked(A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, masked_m: torch.Tensor,
+                                 expected_m: int, device_index: int,
+                                 config: GemmConfig | None = None) -> None:
+    """Enqueues the masked-layout grouped GEMM; `expected_m` rows per group only guide the config."""
+    _launch_grouped(GEMM_KIND_MASKED, expected_m, A, B, d, masked_m, device_index, config)
+
+
+def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor,
+                    grouped_layout: torch.Tensor, device_index: int, config: GemmConfig | None) -> None:
+    num_groups, n, k = B.shape
+    rows = A.shape[-2]
+    num_sms = num_sms_for(device_index)
+    key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, num_sms, device_index)
+    plan = _plans.get(key)
+    if plan is None:
+        layout = MASKED if kind == GEMM_KIND_MASKED else CONTIGUOUS
+        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, family=BF16)
+        cfg = config or choose_config(shape, num_sms)
+        if not cfg.grouped:
+            raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
+                             "kernels keep a tile slot per stage in shared memory")
+        spec = kernel_spec(n, k, cfg, False, False, A.dtype == torch.float16, d.dtype, False, kind)
+        plan = _plans.remember(key, _Plan(spec, device_index, kind, rows, n, k, num_groups, False, False))
+    plan.run(A, B, d, grouped_layout.data_ptr(), 0, 0)
+
+
+class _Plan(Plan):
+    __slots__ = ("rows", "n", "k", "num_groups", "a_mn_major", "b_mn_major", "is_masked")
+
+    def __init__(self, spec: KernelSpec, device_index: int, kind: str, rows: int, n: int, k: int,
+                 num_groups: int, a_mn_major: bool, b_mn_major: bool) -> None:
+        super().__init__(spec, device_index)
+        self.rows, self.n, self.k, self.num_groups = rows, n, k, num_groups
+        self.a_mn_major, self.b_mn_major = a_mn_major, b_mn_major
+        self.is_masked = kind == GEMM_KIND_MASKED
+
+    def run(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, grouped_layout_ptr: int, c_ptr: int,
+            c_row_bytes: int) -> None:
+        key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
+        tmaps = self.tensor_maps(key, A, B, d)
+        d_row_bytes = d.stride(-2) * d.element_size()
+        d_group_bytes = d.stride(0) * d.element_size() if self.is_masked else 0
+        self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
+                    d_row_bytes, d_group_bytes, *tmaps)
+
+    def encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
+        cfg, rows, n, k = self.cfg, self.rows, self.n, self.k
+        if self.is_masked:
+            groups = self.num_groups
+            tmap_a = make_tma_descriptor(A.data_ptr(), A.dtype, (k, rows, groups),
+                                         (A.stride(1) * 2, group_stride_bytes(A, groups)),
+                                         (BLOCK_K, cfg.block_m, 1), 128)
+            tmap_d = make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows, groups),
+                                         (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
+                                         (cfg.d_store_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes)
+        else:
+            tmap_a = _operand_map(A, rows, k, cfg.block_m, self.a_mn_major)
+            tmap_d = make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows), (d.stride(0) * d.element_size(),),
+                                         (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes)
+        # Grouped: the experts' matrices lie back to back (validated), one [G * N, K] map.
+        tmap_b = _operand_map(B, n * self.num_groups, k, cfg.block_n, self.b_mn_major)
+        return tmap_a, tmap_b, tmap_d
+
+
+_plans = PlanCache(max_plans=4096)
+
+
+def _operand_map(tensor: torch.Tensor, rows: int, k: int, block_rows: int, mn_major: bool) -> TmaDescriptor:
+    """The 2-D map of an operand with `rows` M (or N) rows: stored [rows, K] (K-major) or [K, rows]."""
+    row_bytes = tensor.stride(-2) * tensor.element_size()
+    if mn_major:
+        return make_tma_descriptor(tensor.data_ptr(), tensor.dtype, (rows, k), (row_bytes,),
+                                   (MN_MAJOR_CHUNK, BLOCK_K), 128)
+    return make_tma_descriptor(tensor.data_ptr(), tensor.dtype, (k, rows), (row_bytes,),
+                               (BLOCK_K, block_rows), 128)

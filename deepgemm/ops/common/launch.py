@@ -1,0 +1,120 @@
+"""The launch core every kernel family uses: one compiled kernel per `KernelSpec`, the config choice,
+and plans that keep what repeated calls share.
+
+A family's launch module says what its kernel is (a `KernelSpec`: header, `__global__` name, template
+arguments, parameter types, config) and how its tensor maps are encoded (a `Plan` subclass); this
+module does the rest. Everything that depends only on the problem size is computed once per problem
+(the plan) and the tensor maps once per set of addresses, so a repeated call costs a few attribute
+reads, two dict lookups and the launch. Both memos are bounded. This module loads the CUDA driver
+helpers: the ops import their family's launch module on their first GPU call (`lazy.lazy_import`),
+never on the CPU path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ...cuda.tma import TmaDescriptor
+from ...heuristics import GemmConfig, GemmShape, select_config
+from ...heuristics.config import DENSE
+from ...jit import ParamType, get_kernel, knobs
+from ...quant.layout import TMA_ALIGNMENT_BYTES, align
+
+# `deepgemm::GemmKind` enumerators (include/deepgemm/common/gemm_kind.cuh), shared by every family: the
+# contiguous layout has two ways to name each row's expert, hence two kinds.
+GEMM_KIND_DENSE = "deepgemm::GemmKind::Dense"
+GEMM_KIND_CONTIGUOUS_INDICES = "deepgemm::GemmKind::ContiguousIndices"
+GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
+GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
+# Rows per TMA store box of D: one WGMMA's 64 rows (each consumer warpgroup stores its own slices).
+D_STORE_ROWS = 64
+# Bounds of the memos: tensor addresses per plan. (Plans: each family's `PlanCache`.)
+MAX_TMAPS_PER_PLAN = 64
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel instantiation: the `__global__` template `name` declared in `header`, its template
+    arguments in declaration order, its parameter types in signature order, and the config it runs
+    (grid, block, cluster and shared memory come from it). `comment` heads the JIT stub: it records
+    what the kernel computes, and is part of the cache key."""
+
+    name: str
+    header: str
+    template_args: tuple[int | bool | str, ...]
+    param_types: tuple[ParamType, ...]
+    config: GemmConfig
+    smem_bytes: int
+    comment: str
+
+
+@lru_cache(maxsize=1024)
+def kernel_launcher(spec: KernelSpec, device: int):
+    """The compiled kernel `spec`, ready to launch on CUDA device `device`."""
+    kernel = get_kernel(spec.name, spec.header, spec.template_args, comment=spec.comment)
+    cfg = spec.config
+    return kernel.launcher(spec.param_types, grid=cfg.num_sms, block=cfg.num_threads, smem=spec.smem_bytes,
+                           cluster=cfg.num_tma_multicast, device=device)
+
+
+@lru_cache(maxsize=4096)
+def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+    """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
+    cfg = select_config(shape, num_sms)
+    if knobs.print_configs():
+        layout = "" if shape.layout == DENSE else f" {shape.layout} groups={shape.num_groups}"
+        print(f"deepgemm: {shape.family.name} gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}",
+              flush=True)
+    return cfg
+
+
+class Plan:
+    """What launches of one problem share: the config, the kernel's launcher, and its tensor maps
+    memoised by what varies between calls (the tensors' addresses and strides). A family's plan
+    defines `encode`, which builds the maps the kernel takes, and its own `run`."""
+
+    __slots__ = ("cfg", "launch", "tmaps")
+
+    def __init__(self, spec: KernelSpec, device_index: int) -> None:
+        self.cfg = spec.config
+        self.launch = kernel_launcher(spec, device_index)
+        self.tmaps: dict[tuple, tuple[TmaDescriptor, ...]] = {}
+
+    def tensor_maps(self, key: tuple, *encode_args) -> tuple[TmaDescriptor, ...]:
+        """The maps memoised under `key`, encoded from `encode_args` on a miss. One dict lookup when
+        memoised, against several us to encode a map."""
+        tmaps = self.tmaps.get(key)
+        if tmaps is None:
+            if len(self.tmaps) >= MAX_TMAPS_PER_PLAN:
+                self.tmaps.clear()
+            tmaps = self.tmaps[key] = self.encode(*encode_args)
+        return tmaps
+
+    def encode(self, *args) -> tuple[TmaDescriptor, ...]:
+        raise NotImplementedError
+
+
+class PlanCache(dict):
+    """A family's plans by problem key, cleared once it holds `max_plans` (one plan per distinct M in
+    inference): a dict, so the per-call lookup is `dict.get`."""
+
+    def __init__(self, max_plans: int) -> None:
+        super().__init__()
+        self.max_plans = max_plans
+
+    def remember(self, key: tuple, plan: Plan) -> Plan:
+        if len(self) >= self.max_plans:
+            self.clear()
+        self[key] = plan
+        return plan
+
+
+def group_stride_bytes(tensor: torch.Tensor, num_groups: int) -> int:
+    """Bytes between the groups of a [G, rows, cols] tensor, for a 3-D tensor map. With one group torch
+    may report any stride (even 0) for the size-1 dim; TMA then gets the group's own span instead."""
+    if num_groups > 1:
+        return tensor.stride(0) * tensor.element_size()
+    return align(tensor.shape[1] * tensor.stride(1) * tensor.element_size(), TMA_ALIGNMENT_BYTES)

@@ -1,0 +1,237 @@
+"""GPU path of the FP8 GEMMs: the kernel spec, the tensor maps, the launches (dense and grouped).
+
+One kernel, `sm90_fp8_gemm_1d2d`, runs every FP8 op; the grouped ones pass another `GemmKind`, whose
+scheduler reads each tile's expert from the index tensor on the GPU, so nothing here reads index
+values (no host sync; the calls can be captured in a CUDA graph). Inputs arrive validated by the ops
+(`dense.py`, `grouped.py`), with every size positive.
+
+Tensor maps: A [rows, K] and B [N, K] in boxes of 128 K by the tile's rows; the A scales, MN-major,
+in boxes of the tile's rows by one k-block; D in boxes of 64 rows. The grouped kinds read B [G, N, K]
+as one [G * N, K] matrix (its experts lie back to back); the masked kind reads A, its scales and D
+as 3-D [G, max_m, ...] maps, so each group's rows end at max_m for TMA (zero-filled loads, clipped
+stores) and never run into the next group.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...cuda.tma import TmaDescriptor, make_tma_descriptor
+from ...heuristics import FP8_1D2D, GemmConfig, GemmShape
+from ...heuristics.config import CONTIGUOUS, MASKED
+from ...heuristics.families.fp8_1d2d import BLOCK_K
+from ...jit import ParamType
+from ...quant.layout import (
+    TMA_ALIGNMENT_BYTES,
+    ceil_div,
+    get_mn_major_tma_aligned_tensor,
+    get_tma_aligned_size,
+)
+from ..common.launch import (
+    D_STORE_ROWS,
+    GEMM_KIND_CONTIGUOUS_ENDS,
+    GEMM_KIND_CONTIGUOUS_INDICES,
+    GEMM_KIND_DENSE,
+    GEMM_KIND_MASKED,
+    KernelSpec,
+    Plan,
+    PlanCache,
+    choose_config,
+    group_stride_bytes,
+)
+from ..common.settings import num_sms_for
+
+KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
+HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
+# (shape_m, num_groups, grouped_layout, sfb, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b, tmap_sfa,
+# tmap_d), as in the kernel's signature. The dense GEMM passes 1 group, no layout and d only for form:
+# it stores through tmap_d alone.
+PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
+               ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
+_FP8 = torch.float8_e4m3fn
+_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
+            GEMM_KIND_MASKED: MASKED}
+
+
+def kernel_spec(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) -> KernelSpec:
+    """`sm90_fp8_gemm_1d2d` for (N, K, config, kind)."""
+    template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
+                     cfg.multicast_on_a, cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks,
+                     cfg.load_batch, kind)
+    comment = f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg.kernel_repr()}"
+    return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
+
+
+# --- dense -------------------------------------------------------------------------------------------------
+
+
+def launch_fp8_gemm_nt(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
+                       d: torch.Tensor, config: GemmConfig | None = None) -> None:
+    """Enqueues D = A·Bᵀ on the current stream. `config` overrides the heuristic (tuning tools only)."""
+    m, k = A.shape
+    n = B.shape[0]
+    if config is None:
+        launch_checked(A, sfa, B, sfb, d, m, n, k, A.device.index)
+    else:
+        _run(_DensePlan(m, n, k, d.dtype, config, A.device.index), A, sfa, B, sfb, d)
+
+
+def launch_checked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,
+                   m: int, n: int, k: int, device_index: int) -> None:
+    """`launch_fp8_gemm_nt` with the heuristic's config, for arguments `fp8_gemm_nt` has checked and
+    measured (M, N, K > 0, on CUDA device `device_index`). The per-call path: one plan lookup."""
+    num_sms = num_sms_for(device_index)
+    key = (m, n, k, d.dtype, num_sms, device_index)
+    plan = _dense_plans.get(key)
+    if plan is None:
+        cfg = choose_config(GemmShape(m, n, k, d.element_size(), family=FP8_1D2D), num_sms)
+        plan = _dense_plans.remember(key, _DensePlan(m, n, k, d.dtype, cfg, device_index))
+    _run(plan, A, sfa, B, sfb, d)
+
+
+class _DensePlan(Plan):
+    __slots__ = ("m", "n", "k", "d_dtype", "sfa_strides")
+
+    def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, cfg: GemmConfig,
+                 device_index: int) -> None:
+        super().__init__(kernel_spec(n, k, cfg), device_index)
+        self.m, self.n, self.k, self.d_dtype = m, n, k, d_dtype
+        # sfa [M, ceil(K/128)] FP32 as `get_mn_major_tma_aligned_tensor` lays it out.
+        self.sfa_strides = (1, get_tma_aligned_size(m, 4))
+
+    def encode(self, a_ptr: int, a_stride: int, b_ptr: int, b_stride: int, sfa_ptr: int, d_ptr: int,
+               d_stride: int) -> tuple[TmaDescriptor, ...]:
+        """(tmap_a, tmap_b, tmap_sfa, tmap_d), strides in elements. Through `make_tma_descriptor`'s memo
+        of single maps: when only the activations moved, B's map is not encoded again."""
+        m, n, k, cfg = self.m, self.n, self.k, self.cfg
+        return (
+            make_tma_descriptor(a_ptr, _FP8, (k, m), (a_stride,), (BLOCK_K, cfg.block_m), 128),
+            make_tma_descriptor(b_ptr, _FP8, (k, n), (b_stride,), (BLOCK_K, cfg.block_n), 128),
+            make_tma_descriptor(sfa_ptr, torch.float32, (m, ceil_div(k, BLOCK_K)), (self.sfa_strides[1] * 4,),
+                                (cfg.block_m, 1), 0),
+            make_tma_descriptor(d_ptr, self.d_dtype, (n, m), (d_stride * self.d_dtype.itemsize,),
+                                (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes),
+        )
+
+
+_dense_plans = PlanCache(max_plans=4096)
+
+
+def _run(plan: _DensePlan, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
+         d: torch.Tensor) -> None:
+    # The kernel reads A's scales with one TMA box per (m-block, k-block): MN-major, 16-byte aligned.
+    # The conversion is not cached across calls: activations' scales are new each call, and a cache
+    # keyed on the tensor would go stale under CUDA-graph replays that rewrite it in place.
+    # `get_mn_major_tma_aligned_tensor`'s own test, inlined with the strides precomputed: it is on
+    # every call, and sfa's address is needed anyway.
+    sfa_ptr = sfa.data_ptr()
+    if sfa.stride() != plan.sfa_strides or sfa_ptr % TMA_ALIGNMENT_BYTES:
+        sfa = get_mn_major_tma_aligned_tensor(sfa)
+        sfa_ptr = sfa.data_ptr()
+    key = (A.data_ptr(), A.stride()[0], B.data_ptr(), B.stride()[0], sfa_ptr, d.data_ptr(), d.stride()[0])
+    tmaps = plan.tensor_maps(key, *key)
+    plan.launch(plan.m, 1, 0, sfb.data_ptr(), d.data_ptr(), 0, 0, *tmaps)
+
+
+# --- grouped (MoE) -----------------------------------------------------------------------------------------
+# `config`, where given, overrides the heuristic (tuning tools only).
+
+
+def launch_m_grouped_contiguous(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
+                                d: torch.Tensor, m_indices: torch.Tensor, device_index: int,
+                                config: GemmConfig | None = None) -> None:
+    """Enqueues the contiguous-layout grouped GEMM with per-row expert indices `m_indices` [M_sum]."""
+    _launch_grouped(GEMM_KIND_CONTIGUOUS_INDICES, A.shape[0], A, sfa, B, sfb, d, m_indices, device_index,
+                    config)
+
+
+def launch_m_grouped_contiguous_offsets(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor,
+                                        sfb: torch.Tensor, d: torch.Tensor, group_ends: torch.Tensor,
+                                        device_index: int, config: GemmConfig | None = None) -> None:
+    """Enqueues the contiguous-layout grouped GEMM with per-expert running row ends `group_ends` [G]."""
+    _launch_grouped(GEMM_KIND_CONTIGUOUS_ENDS, A.shape[0], A, sfa, B, sfb, d, group_ends, device_index,
+                    config)
+
+
+def launch_m_grouped_masked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
+                            d: torch.Tensor, masked_m: torch.Tensor, expected_m: int,
+                            device_index: int, config: GemmConfig | None = None) -> None:
+    """Enqueues the masked-layout grouped GEMM; `expected_m` rows per group only guide the config."""
+    _launch_grouped(GEMM_KIND_MASKED, expected_m, A, sfa, B, sfb, d, masked_m, device_index, config)
+
+
+def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor,
+                    sfb: torch.Tensor, d: torch.Tensor, grouped_layout: torch.Tensor, device_index: int,
+                    config: GemmConfig | None) -> None:
+    num_groups, n, k = B.shape
+    rows = A.shape[-2]
+    if config is not None:
+        if not config.grouped:
+            raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
+                             "kernels keep a tile slot per stage in shared memory")
+        _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, config, device_index).run(
+            A, sfa, B, sfb, d, grouped_layout)
+        return
+    num_sms = num_sms_for(device_index)
+    key = (kind, config_m, rows, n, k, num_groups, d.dtype, num_sms, device_index)
+    plan = _grouped_plans.get(key)
+    if plan is None:
+        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, _LAYOUTS[kind], family=FP8_1D2D)
+        cfg = choose_config(shape, num_sms)
+        plan = _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, cfg, device_index)
+        _grouped_plans.remember(key, plan)
+    plan.run(A, sfa, B, sfb, d, grouped_layout)
+
+
+class _GroupedPlan(Plan):
+    __slots__ = ("rows", "n", "k", "num_groups", "d_dtype", "is_masked")
+
+    def __init__(self, kind: str, rows: int, n: int, k: int, num_groups: int, d_dtype: torch.dtype,
+                 cfg: GemmConfig, device_index: int) -> None:
+        super().__init__(kernel_spec(n, k, cfg, kind), device_index)
+        self.rows, self.n, self.k, self.num_groups, self.d_dtype = rows, n, k, num_groups, d_dtype
+        self.is_masked = kind == GEMM_KIND_MASKED
+
+    def run(self, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,
+            grouped_layout: torch.Tensor) -> None:
+        # The kernel reads A's scales by TMA boxes of (rows, 1 k-block): MN-major, 16-byte aligned.
+        sfa = get_mn_major_tma_aligned_tensor(sfa)
+        key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), sfa.data_ptr(), *sfa.stride(),
+               d.data_ptr(), *d.stride())
+        tmaps = self.tensor_maps(key, A, B, sfa, d)
+        d_row_bytes = d.stride(-2) * d.element_size()
+        d_group_bytes = d.stride(0) * d.element_size() if self.is_masked else 0
+        self.launch(self.rows, self.num_groups, grouped_layout.data_ptr(), sfb.data_ptr(), d.data_ptr(),
+                    d_row_bytes, d_group_bytes, *tmaps)
+
+    def encode(self, A: torch.Tensor, B: torch.Tensor, sfa: torch.Tensor,
+               d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
+        rows, n, k, cfg = self.rows, self.n, self.k, self.cfg
+        k_blocks = ceil_div(k, BLOCK_K)
+        # A tile past an expert's last row reads the next expert's rows into columns never stored.
+        tmap_b = make_tma_descriptor(B.data_ptr(), _FP8, (k, n * self.num_groups), (B.stride(1),),
+                                     (BLOCK_K, cfg.block_n), 128)
+        if not self.is_masked:
+            return (
+                make_tma_descriptor(A.data_ptr(), _FP8, (k, rows), (A.stride(0),), (BLOCK_K, cfg.block_m),
+                                    128),
+                tmap_b,
+                make_tma_descriptor(sfa.data_ptr(), torch.float32, (rows, k_blocks), (sfa.stride(1) * 4,),
+                                    (cfg.block_m, 1), 0),
+                make_tma_descriptor(d.data_ptr(), self.d_dtype, (n, rows), (d.stride(0) * d.element_size(),),
+                                    (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes),
+            )
+        groups = self.num_groups
+        return (
+            make_tma_descriptor(A.data_ptr(), _FP8, (k, rows, groups),
+                                (A.stride(1), group_stride_bytes(A, groups)), (BLOCK_K, cfg.block_m, 1), 128),
+            tmap_b,
+            make_tma_descriptor(sfa.data_ptr(), torch.float32, (rows, k_blocks, groups),
+                                (sfa.stride(2) * 4, sfa.stride(0) * 4), (cfg.block_m, 1, 1), 0),
+            make_tma_descriptor(d.data_ptr(), self.d_dtype, (n, rows, groups),
+                                (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
+                                (cfg.d_store_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes),
+        )
+
+
+_grouped_plans = PlanCache(max_plans=1024)
