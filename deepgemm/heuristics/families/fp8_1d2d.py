@@ -45,7 +45,7 @@ FP8_1D2D = KernelFamily(
     block_n_candidates=tuple(range(16, 129, 16)) + (144, 160, 192),
     min_stages=2,
     # Small tiles (M <= 128) are bound by the bytes in flight per SM, not by any unit's rate: more
-    # stages help up to this many, and more than that lost (see docs/performance.md).
+    # stages help up to this many, and more than that lost (see docs/heuristic-constants.md).
     max_stages=16,
     smem_bytes=smem_bytes,
     accumulator_registers=accumulator_registers,
