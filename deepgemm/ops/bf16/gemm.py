@@ -12,14 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..common.group_indices import (
-    M_ALIGNMENT_CONTIGUOUS,
-    check_index_values_now,
-    check_m_indices,
-    check_masked_m,
-    masked_rows,
-    write_rows,
-)
+from ..common.group_indices import masked_rows, settled_contiguous, settled_masked, write_rows
 from ..common.lazy import lazy_import
 from ..common.settings import require_hopper
 from ..common.traced import eager, integer, tensors, traceable
@@ -246,12 +239,9 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
     num_groups, n = B.shape[:2]
     m_indices = check_index_vector("m_indices", m_indices, "M_sum", m_sum)
     cuda_index = _check_grouped(A, B, d, ("M_sum", "N"), (m_sum, n), "m_indices", m_indices)
-    if m_sum == 0 or n == 0 or num_groups == 0:
-        return d
-    if check_index_values_now(cuda_index):
-        check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0:
-        return d.masked_fill_((m_indices >= 0)[:, None], 0)
+    settled = settled_contiguous(d, m_indices, num_groups, n, k, cuda_index)
+    if settled is not None:
+        return settled
     if cuda_index is None:
         out = torch.zeros(m_sum, n, dtype=torch.float32)
         for group in range(num_groups):
@@ -284,12 +274,9 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
     masked_m = check_index_vector("masked_m", masked_m, "G", num_groups)
     expected_m = check_positive_int("expected_m", expected_m)
     cuda_index = _check_grouped(A, B, d, ("G", "max_m", "N"), (num_groups, max_m, n), "masked_m", masked_m)
-    if num_groups == 0 or max_m == 0 or n == 0:
-        return d
-    if check_index_values_now(cuda_index):
-        check_masked_m(masked_m, max_m)
-    if k == 0:
-        return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0)
+    settled = settled_masked(d, masked_m, max_m, n, k, cuda_index)
+    if settled is not None:
+        return settled
     if cuda_index is None:
         return write_rows(d, A.float() @ B.float().transpose(1, 2), masked_rows(masked_m, max_m))
     _kernel().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)

@@ -129,6 +129,29 @@ def check_index_values_now(cuda_index: int | None) -> bool:
     return debug_check_indices()
 
 
+def settled_contiguous(d: torch.Tensor, m_indices: torch.Tensor, num_groups: int, n: int, k: int,
+                       cuda_index: int | None) -> torch.Tensor | None:
+    """What a contiguous grouped op (per-row ``m_indices``) returns with no GEMM to run: ``d`` when a size
+    is 0, ``d`` with its expert rows zeroed when ``K == 0``; else ``None``. Checks the index values first
+    where ``check_index_values_now`` says so."""
+    if len(m_indices) == 0 or n == 0 or num_groups == 0:
+        return d
+    if check_index_values_now(cuda_index):
+        check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
+    return d.masked_fill_((m_indices >= 0)[:, None], 0) if k == 0 else None
+
+
+def settled_masked(d: torch.Tensor, masked_m: torch.Tensor, max_m: int, n: int, k: int,
+                   cuda_index: int | None) -> torch.Tensor | None:
+    """``settled_contiguous`` for a masked grouped op: ``d`` when a size is 0, ``d`` with its valid rows
+    zeroed when ``K == 0``; else ``None``."""
+    if len(masked_m) == 0 or max_m == 0 or n == 0:
+        return d
+    if check_index_values_now(cuda_index):
+        check_masked_m(masked_m, max_m)
+    return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0) if k == 0 else None
+
+
 def write_rows(d: torch.Tensor, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Copy the ``rows`` (a bool mask over ``d``'s leading dims) of the FP32 ``out`` into ``d``, leaving
     the other rows of ``d`` as they are, as the kernels do; returns ``d``."""

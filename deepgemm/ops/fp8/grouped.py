@@ -14,10 +14,10 @@ from ..common.group_indices import (
     M_ALIGNMENT_CONTIGUOUS,
     check_group_ends,
     check_index_values_now,
-    check_m_indices,
-    check_masked_m,
     group_ends_to_m_indices,
     masked_rows,
+    settled_contiguous,
+    settled_masked,
     write_rows,
 )
 from ..common.lazy import lazy_import
@@ -121,12 +121,9 @@ def m_grouped_fp8_gemm_nt_contiguous(
     A, sfa, B, sfb, m_indices, cuda_index = _checked_contiguous(a, b, d, "m_indices", m_indices, "M_sum")
     m_sum, k = A.shape
     num_groups, n = B.shape[:2]
-    if m_sum == 0 or n == 0 or num_groups == 0:
-        return d
-    if check_index_values_now(cuda_index):
-        check_m_indices(m_indices, num_groups, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0:
-        return d.masked_fill_((m_indices >= 0)[:, None], 0)
+    settled = settled_contiguous(d, m_indices, num_groups, n, k, cuda_index)
+    if settled is not None:
+        return settled
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
         return write_rows(d, out, m_indices >= 0)
@@ -210,12 +207,9 @@ def m_grouped_fp8_gemm_nt_masked(
     A, sfa, B, sfb, masked_m, expected_m, cuda_index = _checked_masked(a, b, d, masked_m, expected_m)
     num_groups, max_m, k = A.shape
     n = B.shape[1]
-    if num_groups == 0 or max_m == 0 or n == 0:
-        return d
-    if check_index_values_now(cuda_index):
-        check_masked_m(masked_m, max_m)
-    if k == 0:
-        return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0)
+    settled = settled_masked(d, masked_m, max_m, n, k, cuda_index)
+    if settled is not None:
+        return settled
     if cuda_index is None:
         out = m_grouped_fp8_gemm_nt_masked_fp32(A, sfa, B, sfb, masked_m)
         return write_rows(d, out, masked_rows(masked_m, max_m))
