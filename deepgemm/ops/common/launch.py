@@ -31,7 +31,8 @@ GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
 GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
 # Rows per TMA store box of D: one WGMMA's 64 rows (each consumer warpgroup stores its own slices).
 D_STORE_ROWS = 64
-# Bounds of the memos: tensor addresses per plan. (Plans: each family's `PlanCache`.)
+# Tensor-map sets a plan keeps (one per set of tensor addresses); each family bounds its plans in a
+# `PlanCache`.
 MAX_TMAPS_PER_PLAN = 64
 
 
