@@ -6,13 +6,11 @@ a ``CudaError`` that names the driver call and the result code, and returns the 
 
 from __future__ import annotations
 
-import threading
+import functools
 
 from cuda.bindings import driver
 
 _SUCCESS = driver.CUresult.CUDA_SUCCESS
-_init_lock = threading.Lock()
-_initialized = False
 
 
 class CudaError(RuntimeError):
@@ -32,25 +30,18 @@ def check(result: tuple, call: str):
     code, *values = result
     if code != _SUCCESS:
         raise CudaError(call, code)
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
+    return values[0] if len(values) == 1 else tuple(values) or None
 
 
+@functools.cache
 def initialize() -> None:
-    """``cuInit`` once per process; a missing driver becomes a clear ``RuntimeError``."""
-    global _initialized
-    if _initialized:
-        return
-    with _init_lock:
-        if _initialized:
-            return
-        try:
-            result = driver.cuInit(0)
-        except RuntimeError as error:  # cuda.pathfinder cannot find libcuda.so.1
-            raise RuntimeError(f"the NVIDIA driver (libcuda.so.1) cannot be loaded: {error}") from error
-        check(result, "cuInit")
-        _initialized = True
+    """``cuInit`` once per process (a failure is retried on the next call); a missing driver becomes a clear
+    ``RuntimeError``. Threads racing on the first call may each call ``cuInit``, which is idempotent."""
+    try:
+        result = driver.cuInit(0)
+    except RuntimeError as error:  # cuda.pathfinder cannot find libcuda.so.1
+        raise RuntimeError(f"the NVIDIA driver (libcuda.so.1) cannot be loaded: {error}") from error
+    check(result, "cuInit")
 
 
 def call(function, *args):

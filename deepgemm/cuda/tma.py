@@ -1,11 +1,10 @@
 """TMA tensor-map (``CUtensorMap``) encoding for kernels that take ``const __grid_constant__
 deepgemm::TmaDescriptor`` parameters.
 
-The driver's own checks fail with a bare ``CUDA_ERROR_INVALID_VALUE``, so the arguments are checked here
-first and each broken rule gets its own ``ValueError``. Encoding is on every GEMM call's path: results are
-memoised on the full argument tuple (a descriptor is a pure function of it), which turns the usual case —
-the same weights, and activations that the caching allocator hands back at the same address — into a
-dictionary lookup.
+The driver's own checks fail with a bare ``CUDA_ERROR_INVALID_VALUE``, so each rule is checked here first
+with its own ``ValueError``. Encoding is on every GEMM call's path, so descriptors are memoised on their full
+argument tuple: the same weights, and activations the caching allocator hands back at the same address,
+cost a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -125,26 +124,17 @@ def _encode(ptr: int, dtype: torch.dtype, global_dims: tuple[int, ...], global_s
     oob_fill = (driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE if oob_fill_zero
                 else driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA)
     box, element_strides = _box_args(box_dims)
-    tensor_map = call(
-        driver.cuTensorMapEncodeTiled,
-        _DTYPES[dtype],
-        len(global_dims),
-        ptr,
-        [driver.cuuint64_t(dim) for dim in global_dims],
-        [driver.cuuint64_t(stride) for stride in global_strides_bytes],
-        box,
-        element_strides,
-        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
-        _SWIZZLES[swizzle],
-        _L2_PROMOTIONS[l2_promotion],
-        oob_fill,
-    )
+    tensor_map = call(driver.cuTensorMapEncodeTiled, _DTYPES[dtype], len(global_dims), ptr,
+                      [driver.cuuint64_t(dim) for dim in global_dims],
+                      [driver.cuuint64_t(stride) for stride in global_strides_bytes], box, element_strides,
+                      driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, _SWIZZLES[swizzle],
+                      _L2_PROMOTIONS[l2_promotion], oob_fill)
     return TmaDescriptor(ctypes.string_at(tensor_map.getPtr(), 128))
 
 
 @functools.lru_cache(maxsize=256)
 def _box_args(box_dims: tuple[int, ...]) -> tuple[list, list]:
-    # Boxes come from a handful of kernel configs, while addresses and sizes vary: converting the box
-    # once saves a third of an encode.
+    # Boxes come from a handful of kernel configs, while addresses and sizes vary: convert each box once
+    # (what that saves: docs/jit-notes.md).
     return ([driver.cuuint32_t(box) for box in box_dims],
             [driver.cuuint32_t(1)] * len(box_dims))  # element strides: every element, no striding

@@ -1,7 +1,5 @@
-"""From a kernel template and its arguments to a cubin: stub -> cache key -> disk cache or compile.
-
-Everything here runs on the CPU; loading and launching live in ``runtime``.
-"""
+"""From a kernel template and its arguments to a cubin: stub -> cache key -> disk cache or compile (CPU only;
+loading and launching live in ``runtime``)."""
 
 from __future__ import annotations
 

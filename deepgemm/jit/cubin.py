@@ -67,12 +67,8 @@ def kernel_names(cubin: bytes) -> list[str]:
 
 
 def single_kernel_name(cubin: bytes) -> str:
-    """The mangled name of the one ``__global__`` function in ``cubin``.
-
-    A JIT stub instantiates exactly one kernel; a second one means the header defines another
-    non-template ``__global__`` (one kernel per header, see DESIGN §7), which is reported here rather
-    than guessed at.
-    """
+    """The mangled name of the one ``__global__`` function in ``cubin``. A JIT stub instantiates one kernel;
+    a second means the header defines another non-template ``__global__`` (one kernel per header)."""
     names = kernel_names(cubin)
     if len(names) != 1:
         raise CubinError(f"expected exactly one kernel in the cubin, found {len(names)}: {names}")

@@ -8,14 +8,9 @@ Usage::
                              grid=num_sms, block=384, smem=smem_size, cluster=2, device=a.device)
     launch(tmap_a, tmap_b, sfb.data_ptr(), m)
 
-``get_kernel`` goes memory -> disk cache -> compile. ``Kernel.launcher`` fixes everything that does not change
-between calls (the parameter types, the launch shape, the device) and builds the driver's launch
-configuration and parameter storage once, so a call only packs its arguments (one ``struct.pack_into``),
-reads the current stream and calls the driver. Kernels and launchers are cached: ask for them on every call,
-or keep them.
-
-Loading a library is not allowed inside CUDA-graph capture: call ``get_kernel`` and ``launcher`` once
-before capturing (a warm-up call of the op does both).
+Kernels and launchers are cached: ask for them on every call, or keep them. Loading a library is not
+allowed inside CUDA-graph capture: call ``get_kernel`` and ``launcher`` once before capturing (a warm-up
+call of the op does both).
 """
 
 from __future__ import annotations
@@ -113,7 +108,7 @@ def _triple(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
 
 
 if hasattr(torch._C, "_cuda_getCurrentRawStream"):
-    _current_stream = torch._C._cuda_getCurrentRawStream  # ~10x cheaper than torch.cuda.current_stream()
+    _current_stream = torch._C._cuda_getCurrentRawStream  # far cheaper than torch.cuda.current_stream()
 else:
     def _current_stream(index: int) -> int:
         return torch.cuda.current_stream(index).cuda_stream
