@@ -1,8 +1,5 @@
-"""Per-device properties and contexts, queried once per device and cached.
-
-Device indices are torch's (``torch.cuda`` and the driver both number the devices that
-``CUDA_VISIBLE_DEVICES`` leaves visible, in the same order).
-"""
+"""Per-device properties and contexts, queried once per device and cached. Device indices are torch's (the
+driver numbers the devices that ``CUDA_VISIBLE_DEVICES`` leaves visible in the same order as torch)."""
 
 from __future__ import annotations
 

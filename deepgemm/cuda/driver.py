@@ -1,16 +1,12 @@
-"""Error checking and lazy initialisation for the CUDA driver API (``cuda.bindings.driver``).
-
-``cuda.bindings`` returns ``(CUresult, *values)`` tuples instead of raising; ``call`` turns a failure into
-a ``CudaError`` that names the driver call and the result code, and returns the values.
-"""
+"""Error checking and lazy initialisation for the CUDA driver API (``cuda.bindings.driver``), whose calls
+return ``(CUresult, *values)`` instead of raising: ``call`` raises a ``CudaError`` or returns the values."""
 
 from __future__ import annotations
-
-import functools
 
 from cuda.bindings import driver
 
 _SUCCESS = driver.CUresult.CUDA_SUCCESS
+_initialized = False
 
 
 class CudaError(RuntimeError):
@@ -33,15 +29,17 @@ def check(result: tuple, call: str):
     return values[0] if len(values) == 1 else tuple(values) or None
 
 
-@functools.cache
 def initialize() -> None:
-    """``cuInit`` once per process (a failure is retried on the next call); a missing driver becomes a clear
-    ``RuntimeError``. Threads racing on the first call may each call ``cuInit``, which is idempotent."""
-    try:
-        result = driver.cuInit(0)
-    except RuntimeError as error:  # cuda.pathfinder cannot find libcuda.so.1
-        raise RuntimeError(f"the NVIDIA driver (libcuda.so.1) cannot be loaded: {error}") from error
-    check(result, "cuInit")
+    """``cuInit`` once per process; a missing driver becomes a clear ``RuntimeError``."""
+    global _initialized
+    if not _initialized:
+        # No lock: cuInit is thread-safe and idempotent, so threads racing here at worst call it twice.
+        try:
+            result = driver.cuInit(0)
+        except RuntimeError as error:  # cuda.pathfinder cannot find libcuda.so.1
+            raise RuntimeError(f"the NVIDIA driver (libcuda.so.1) cannot be loaded: {error}") from error
+        check(result, "cuInit")
+        _initialized = True
 
 
 def call(function, *args):

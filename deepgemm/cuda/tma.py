@@ -1,5 +1,4 @@
-"""TMA tensor-map (``CUtensorMap``) encoding for kernels that take ``const __grid_constant__
-deepgemm::TmaDescriptor`` parameters.
+"""TMA tensor maps (``CUtensorMap``) for ``const __grid_constant__ deepgemm::TmaDescriptor`` parameters.
 
 The driver's own checks fail with a bare ``CUDA_ERROR_INVALID_VALUE``, so each rule is checked here first
 with its own ``ValueError``. Encoding is on every GEMM call's path, so descriptors are memoised on their full
@@ -30,18 +29,12 @@ _DTYPES: dict[torch.dtype, driver.CUtensorMapDataType] = {
     torch.int32: _DT.CU_TENSOR_MAP_DATA_TYPE_INT32,
 }
 _FLOAT_DTYPES = frozenset({torch.bfloat16, torch.float16, torch.float32})
-_SWIZZLES = {
-    0: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_NONE,
-    32: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_32B,
-    64: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B,
-    128: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
-}
-_L2_PROMOTIONS = {
-    0: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,
-    64: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_64B,
-    128: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-    256: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-}
+_SW = driver.CUtensorMapSwizzle
+_SWIZZLES = {0: _SW.CU_TENSOR_MAP_SWIZZLE_NONE, 32: _SW.CU_TENSOR_MAP_SWIZZLE_32B,
+             64: _SW.CU_TENSOR_MAP_SWIZZLE_64B, 128: _SW.CU_TENSOR_MAP_SWIZZLE_128B}
+_L2 = driver.CUtensorMapL2promotion
+_L2_PROMOTIONS = {0: _L2.CU_TENSOR_MAP_L2_PROMOTION_NONE, 64: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_64B,
+                  128: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 256: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_256B}
 _MAX_RANK = 5
 _MAX_BOX = 256
 

@@ -34,11 +34,8 @@ META_NAME = "meta.json"
 
 
 class HeaderDigests:
-    """Digests of the header closures of include lines, memoised for the life of the object.
-
-    The process-wide instance (``HEADER_DIGESTS``) makes header hashing a once-per-process cost: a
-    header edited while a process runs is seen by the next process, not this one.
-    """
+    """Digests of the header closures of include lines, memoised for the life of the object: with the
+    process-wide ``HEADER_DIGESTS``, a header edited while a process runs is seen by the next process."""
 
     def __init__(self) -> None:
         self._memo: dict[tuple[str, str, tuple[Path, ...]], str] = {}

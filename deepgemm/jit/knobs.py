@@ -86,14 +86,6 @@ def jit_cache_dir() -> Path:
     return _path("DG_JIT_CACHE_DIR") or Path.home() / ".cache" / "deepgemm"
 
 
-def jit_compiler() -> str:
-    return _choice("DG_JIT_COMPILER", "auto", ("auto", "nvrtc", "nvcc"))
-
-
-def jit_nvcc() -> Path | None:
-    return _path("DG_JIT_NVCC")
-
-
 def jit_cpp_standard() -> int:
     return int(_choice("DG_JIT_CPP_STANDARD", "20", ("17", "20")))
 
@@ -102,7 +94,9 @@ def cuda_home() -> Path | None:
     return _path("CUDA_HOME") or _path("CUDA_PATH")
 
 
-# The boolean knobs: each accessor takes no argument and returns a bool.
+# The knobs that need nothing beyond their reader; each accessor takes no argument.
+jit_compiler = functools.partial(_choice, "DG_JIT_COMPILER", "auto", ("auto", "nvrtc", "nvcc"))
+jit_nvcc = functools.partial(_path, "DG_JIT_NVCC")
 jit_disable_cache = functools.partial(_bool, "DG_JIT_DISABLE_CACHE")
 jit_with_lineinfo = functools.partial(_bool, "DG_JIT_WITH_LINEINFO")
 jit_ptxas_verbose = functools.partial(_bool, "DG_JIT_PTXAS_VERBOSE")
