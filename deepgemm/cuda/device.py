@@ -1,8 +1,5 @@
-"""Per-device properties and contexts, queried once per device and cached.
-
-Device indices are torch's (``torch.cuda`` and the driver both number the devices that
-``CUDA_VISIBLE_DEVICES`` leaves visible, in the same order).
-"""
+"""Per-device properties and contexts, queried once per device and cached. Device indices are torch's (the
+driver numbers the devices that ``CUDA_VISIBLE_DEVICES`` leaves visible in the same order as torch)."""
 
 from __future__ import annotations
 
@@ -38,18 +35,6 @@ def _attribute(index: int, attribute: driver.CUdevice_attribute) -> int:
     return call(driver.cuDeviceGetAttribute, attribute, get_device(index))
 
 
-def get_arch(device: int | str | torch.device | None = None) -> tuple[int, int]:
-    """Compute capability ``(major, minor)``: ``(9, 0)`` on H100/H200/H800."""
-    index = device_index(device)
-    return (_attribute(index, _ATTR.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
-            _attribute(index, _ATTR.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR))
-
-
-def get_sm_count(device: int | str | torch.device | None = None) -> int:
-    """Number of streaming multiprocessors (132 on an H100 SXM)."""
-    return _attribute(device_index(device), _ATTR.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-
-
 def get_max_smem_per_block_optin(device: int | str | torch.device | None = None) -> int:
     """Largest dynamic shared memory one block may opt into, in bytes (232448 on Hopper)."""
     return _attribute(device_index(device), _ATTR.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
@@ -57,8 +42,6 @@ def get_max_smem_per_block_optin(device: int | str | torch.device | None = None)
 
 @functools.cache
 def get_primary_context(index: int) -> driver.CUcontext:
-    """The device's primary context: the one the CUDA runtime, and so torch, uses.
-
-    Retained once and never released, which keeps it alive for the process like the runtime does.
-    """
+    """The device's primary context: the one the CUDA runtime, and so torch, uses. Retained once and never
+    released, which keeps it alive for the process like the runtime does."""
     return call(driver.cuDevicePrimaryCtxRetain, get_device(index))

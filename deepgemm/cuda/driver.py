@@ -1,17 +1,11 @@
-"""Error checking and lazy initialisation for the CUDA driver API (``cuda.bindings.driver``).
-
-``cuda.bindings`` returns ``(CUresult, *values)`` tuples instead of raising; ``call`` turns a failure into
-a ``CudaError`` that names the driver call and the result code, and returns the values.
-"""
+"""Error checking and lazy initialisation for the CUDA driver API (``cuda.bindings.driver``), whose calls
+return ``(CUresult, *values)`` instead of raising: ``call`` raises a ``CudaError`` or returns the values."""
 
 from __future__ import annotations
-
-import threading
 
 from cuda.bindings import driver
 
 _SUCCESS = driver.CUresult.CUDA_SUCCESS
-_init_lock = threading.Lock()
 _initialized = False
 
 
@@ -32,19 +26,14 @@ def check(result: tuple, call: str):
     code, *values = result
     if code != _SUCCESS:
         raise CudaError(call, code)
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
+    return values[0] if len(values) == 1 else tuple(values) or None
 
 
 def initialize() -> None:
     """``cuInit`` once per process; a missing driver becomes a clear ``RuntimeError``."""
     global _initialized
-    if _initialized:
-        return
-    with _init_lock:
-        if _initialized:
-            return
+    if not _initialized:
+        # No lock: cuInit is thread-safe and idempotent, so threads racing here at worst call it twice.
         try:
             result = driver.cuInit(0)
         except RuntimeError as error:  # cuda.pathfinder cannot find libcuda.so.1

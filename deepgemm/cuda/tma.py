@@ -1,11 +1,9 @@
-"""TMA tensor-map (``CUtensorMap``) encoding for kernels that take ``const __grid_constant__
-deepgemm::TmaDescriptor`` parameters.
+"""TMA tensor maps (``CUtensorMap``) for ``const __grid_constant__ deepgemm::TmaDescriptor`` parameters.
 
-The driver's own checks fail with a bare ``CUDA_ERROR_INVALID_VALUE``, so the arguments are checked here
-first and each broken rule gets its own ``ValueError``. Encoding is on every GEMM call's path: results are
-memoised on the full argument tuple (a descriptor is a pure function of it), which turns the usual case —
-the same weights, and activations that the caching allocator hands back at the same address — into a
-dictionary lookup.
+The driver's own checks fail with a bare ``CUDA_ERROR_INVALID_VALUE``, so each rule is checked here first
+with its own ``ValueError``. Encoding is on every GEMM call's path, so descriptors are memoised on their full
+argument tuple: the same weights, and activations the caching allocator hands back at the same address,
+cost a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -31,18 +29,12 @@ _DTYPES: dict[torch.dtype, driver.CUtensorMapDataType] = {
     torch.int32: _DT.CU_TENSOR_MAP_DATA_TYPE_INT32,
 }
 _FLOAT_DTYPES = frozenset({torch.bfloat16, torch.float16, torch.float32})
-_SWIZZLES = {
-    0: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_NONE,
-    32: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_32B,
-    64: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_64B,
-    128: driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
-}
-_L2_PROMOTIONS = {
-    0: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,
-    64: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_64B,
-    128: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-    256: driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-}
+_SW = driver.CUtensorMapSwizzle
+_SWIZZLES = {0: _SW.CU_TENSOR_MAP_SWIZZLE_NONE, 32: _SW.CU_TENSOR_MAP_SWIZZLE_32B,
+             64: _SW.CU_TENSOR_MAP_SWIZZLE_64B, 128: _SW.CU_TENSOR_MAP_SWIZZLE_128B}
+_L2 = driver.CUtensorMapL2promotion
+_L2_PROMOTIONS = {0: _L2.CU_TENSOR_MAP_L2_PROMOTION_NONE, 64: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_64B,
+                  128: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 256: _L2.CU_TENSOR_MAP_L2_PROMOTION_L2_256B}
 _MAX_RANK = 5
 _MAX_BOX = 256
 
@@ -125,26 +117,17 @@ def _encode(ptr: int, dtype: torch.dtype, global_dims: tuple[int, ...], global_s
     oob_fill = (driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE if oob_fill_zero
                 else driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA)
     box, element_strides = _box_args(box_dims)
-    tensor_map = call(
-        driver.cuTensorMapEncodeTiled,
-        _DTYPES[dtype],
-        len(global_dims),
-        ptr,
-        [driver.cuuint64_t(dim) for dim in global_dims],
-        [driver.cuuint64_t(stride) for stride in global_strides_bytes],
-        box,
-        element_strides,
-        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
-        _SWIZZLES[swizzle],
-        _L2_PROMOTIONS[l2_promotion],
-        oob_fill,
-    )
+    tensor_map = call(driver.cuTensorMapEncodeTiled, _DTYPES[dtype], len(global_dims), ptr,
+                      [driver.cuuint64_t(dim) for dim in global_dims],
+                      [driver.cuuint64_t(stride) for stride in global_strides_bytes], box, element_strides,
+                      driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, _SWIZZLES[swizzle],
+                      _L2_PROMOTIONS[l2_promotion], oob_fill)
     return TmaDescriptor(ctypes.string_at(tensor_map.getPtr(), 128))
 
 
 @functools.lru_cache(maxsize=256)
 def _box_args(box_dims: tuple[int, ...]) -> tuple[list, list]:
-    # Boxes come from a handful of kernel configs, while addresses and sizes vary: converting the box
-    # once saves a third of an encode.
+    # Boxes come from a handful of kernel configs, while addresses and sizes vary: convert each box once
+    # (what that saves: docs/jit-notes.md).
     return ([driver.cuuint32_t(box) for box in box_dims],
             [driver.cuuint32_t(1)] * len(box_dims))  # element strides: every element, no striding

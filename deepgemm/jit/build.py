@@ -1,7 +1,5 @@
-"""From a kernel template and its arguments to a cubin: stub -> cache key -> disk cache or compile.
-
-Everything here runs on the CPU; loading and launching live in ``runtime``.
-"""
+"""From a kernel template and its arguments to a cubin: stub -> cache key -> disk cache or compile (CPU only;
+loading and launching live in ``runtime``)."""
 
 from __future__ import annotations
 
@@ -43,10 +41,8 @@ def compile_count() -> int:
 def build_kernel(kernel: str, header: str, template_args: Sequence[TemplateArg], comment: str = "",
                  include_dirs: Sequence[Path] = ()) -> KernelBinary:
     """Cubin for ``kernel<template_args...>`` from ``header``, from the disk cache or freshly compiled.
-
-    ``include_dirs`` are searched after the package's own ``include/`` directory. The compiler and its
-    options follow the ``DG_JIT_*`` knobs (``docs/knobs.md``).
-    """
+    ``include_dirs`` are searched after the package's own ``include/`` directory; the compiler and its
+    options follow the ``DG_JIT_*`` knobs (``docs/knobs.md``)."""
     source = render_stub(header, kernel, template_args, comment)
     dirs = (PACKAGE_INCLUDE_DIR, *(Path(directory).resolve() for directory in include_dirs))
     compiler = get_compiler()

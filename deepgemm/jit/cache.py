@@ -1,16 +1,11 @@
-"""Content-addressed disk cache of compiled kernels.
+"""Content-addressed disk cache of compiled kernels (``docs/design.md``, "JIT, cache and launch").
 
-Key: a SHA-256 over the stub text, every header the stub can reach (found by following ``#include``
-lines through the include directories, not by hashing whole directories), the compiler's identity and
-version, its flags, the target arch and the package version. Editing a header that a kernel includes
-therefore recompiles that kernel and no other.
-
-Layout: ``<root>/<kernel>/<key[:32]>/{kernel.cu, kernel.cubin, meta.json}``. An entry is built in a private
-directory under ``<root>/tmp/`` and published with one atomic directory rename, so a reader sees a whole
-entry or none. Builders of the same key serialise on ``fcntl.flock`` of ``<root>/locks/<key[:32]>.lock``
-and re-check after taking the lock, so N processes compiling one kernel at once compile it once. Readers
-never lock. ``meta.json`` records the full key and the cubin's size and SHA-256; an entry that does not
-match them is treated as absent and rebuilt.
+Key: a SHA-256 over the stub, every header it can reach (by following ``#include`` lines, so editing a
+header recompiles only the kernels that include it), the compiler's identity, version and flags, the arch
+and the package version. An entry, ``<root>/<kernel>/<key[:32]>/{kernel.cu, kernel.cubin, meta.json}``, is
+built under ``<root>/tmp/`` and published with one atomic directory rename. Builders of one key serialise
+on ``fcntl.flock`` of ``<root>/locks/<key[:32]>.lock`` and re-check under it; readers never lock. An entry
+whose ``meta.json`` does not match its key and cubin (size, SHA-256) is treated as absent and rebuilt.
 """
 
 from __future__ import annotations
@@ -39,11 +34,8 @@ META_NAME = "meta.json"
 
 
 class HeaderDigests:
-    """Digests of the header closures of include lines, memoised for the life of the object.
-
-    The process-wide instance (``HEADER_DIGESTS``) makes header hashing a once-per-process cost: a
-    header edited while a process runs is seen by the next process, not this one.
-    """
+    """Digests of the header closures of include lines, memoised for the life of the object: with the
+    process-wide ``HEADER_DIGESTS``, a header edited while a process runs is seen by the next process."""
 
     def __init__(self) -> None:
         self._memo: dict[tuple[str, str, tuple[Path, ...]], str] = {}
@@ -67,17 +59,6 @@ class HeaderDigests:
         return self._memo[memo_key]
 
 
-def _resolve(delimiter: str, name: str, including_dir: Path | None, dirs: tuple[Path, ...]) -> Path | None:
-    # The compilers' rule: "..." looks next to the including file first, then both forms search -I dirs.
-    # A header found nowhere (a toolkit or system header) is covered by the compiler's version instead.
-    search = ((including_dir,) if delimiter == '"' and including_dir else ()) + dirs
-    for directory in search:
-        candidate = directory / name
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _header_closure(delimiter: str, name: str, dirs: tuple[Path, ...]) -> list[tuple[str, bytes]]:
     """(include spelling, contents) of the header and everything it includes, in visit order."""
     closure: list[tuple[str, bytes]] = []
@@ -85,7 +66,10 @@ def _header_closure(delimiter: str, name: str, dirs: tuple[Path, ...]) -> list[t
     pending: list[tuple[str, str, Path | None]] = [(delimiter, name, None)]
     while pending:
         delimiter, name, including_dir = pending.pop()
-        path = _resolve(delimiter, name, including_dir, dirs)
+        # The compilers' rule: "..." looks next to the including file first, then both forms search -I dirs.
+        # A header found nowhere (a toolkit or system header) is covered by the compiler's version instead.
+        search = ((including_dir,) if delimiter == '"' and including_dir else ()) + dirs
+        path = next((directory / name for directory in search if (directory / name).is_file()), None)
         if path is None or path.resolve() in seen:
             continue
         seen.add(path.resolve())
@@ -171,11 +155,8 @@ class DiskCache:
         # Lock files are never deleted: removing one while another process waits on it would let a
         # third process lock a new file of the same name and build concurrently.
         with open(lock_dir / f"{key[:32]}.lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed, whatever happens
+            yield
 
     def _build_and_publish(self, kernel: str, key: str, source: str, build: Builder) -> CacheEntry:
         final = self.entry_dir(kernel, key)

@@ -1,9 +1,6 @@
-"""The generated source: a short stub that includes a kernel header and instantiates one template.
-
-The stub holds no code of its own. Its header comment records the kernel and its configuration, so a
-cache entry's ``kernel.cu`` explains what it is; because the stub text is part of the cache key, the
-comment must be deterministic (a dataclass ``repr`` is).
-"""
+"""The generated source: a stub, with no code of its own, that includes a kernel header and instantiates one
+template. Its header comment records the kernel and its configuration; the stub is part of the cache key,
+so the comment must be deterministic (a dataclass ``repr`` is)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Compile a generated stub to an ``sm_90a`` cubin with nvcc or NVRTC.
+"""Compile a generated stub to an ``sm_90a`` cubin with nvcc or NVRTC (``DG_JIT_COMPILER`` picks one).
 
-Both compilers get the same language settings (C++ standard, ``sm_90a``, the same include directories) so
-a kernel that builds with one builds with the other. ``DG_JIT_COMPILER`` picks one; ``auto`` prefers nvcc
-when it is installed and falls back to NVRTC from the ``nvidia-cuda-nvrtc`` wheel, which needs no toolkit.
-
-``compile_cubin`` wraps the compiler call with the diagnostics knobs: printing the command and its
-duration, printing ptxas' per-kernel report, and failing on local-memory use.
+Both get the same language settings (C++ standard, ``sm_90a``, include directories), so a kernel that
+builds with one builds with the other; ``compile_cubin`` adds the diagnostics knobs.
 """
 
 from __future__ import annotations
@@ -63,8 +59,10 @@ class Compiler(ABC):
         """Compile the file ``source``; raise ``CompileError`` with the log on failure."""
 
 
-def _wants_ptxas_report() -> bool:
-    return knobs.jit_ptxas_verbose() or knobs.jit_ptxas_check()
+def _diagnostic_flags(ptxas_report: list[str]) -> list[str]:
+    """``-lineinfo`` and ``ptxas_report`` (this compiler's spelling of ptxas' options), as the knobs ask."""
+    lineinfo = ["-lineinfo"] if knobs.jit_with_lineinfo() else []
+    return lineinfo + (ptxas_report if knobs.jit_ptxas_verbose() or knobs.jit_ptxas_check() else [])
 
 
 class NvccCompiler(Compiler):
@@ -80,13 +78,9 @@ class NvccCompiler(Compiler):
         arch = ARCH.removeprefix("sm_")
         # -gencode with code=sm_90a only: the -arch=sm_90a shorthand also runs a compute_90 pass,
         # which rejects the sm_90a-only instructions (wgmma, setmaxnreg).
-        flags = [f"-std=c++{knobs.jit_cpp_standard()}", "-O3", "--expt-relaxed-constexpr",
-                 f"-gencode=arch=compute_{arch},code={ARCH}"]
-        if knobs.jit_with_lineinfo():
-            flags.append("-lineinfo")
-        if _wants_ptxas_report():
-            flags.append("--ptxas-options=--verbose,--warn-on-local-memory-usage")
-        return tuple(flags)
+        return (f"-std=c++{knobs.jit_cpp_standard()}", "-O3", "--expt-relaxed-constexpr",
+                f"-gencode=arch=compute_{arch},code={ARCH}",
+                *_diagnostic_flags(["--ptxas-options=--verbose,--warn-on-local-memory-usage"]))
 
     def compile(self, source: Path, include_dirs: Sequence[Path], flags: Sequence[str]) -> CompileOutput:
         output = source.with_suffix(".cubin")
@@ -114,12 +108,9 @@ class NvrtcCompiler(Compiler):
         # -default-device makes unannotated functions device functions, which is what the kernel
         # headers expect; nvcc gets the same effect for constexpr helpers from --expt-relaxed-constexpr.
         # NVRTC has no -O flag: device code is fully optimised by default, as with nvcc.
-        flags = [f"--gpu-architecture={ARCH}", "-default-device", f"-std=c++{knobs.jit_cpp_standard()}"]
-        if knobs.jit_with_lineinfo():
-            flags.append("-lineinfo")
-        if _wants_ptxas_report():
-            flags += ["--ptxas-options=--verbose", "--ptxas-options=--warn-on-local-memory-usage"]
-        return tuple(flags)
+        return (f"--gpu-architecture={ARCH}", "-default-device", f"-std=c++{knobs.jit_cpp_standard()}",
+                *_diagnostic_flags(["--ptxas-options=--verbose",
+                                    "--ptxas-options=--warn-on-local-memory-usage"]))
 
     def compile(self, source: Path, include_dirs: Sequence[Path], flags: Sequence[str]) -> CompileOutput:
         options = [*flags, *(f"-I{directory}" for directory in include_dirs)]
@@ -131,8 +122,7 @@ class NvrtcCompiler(Compiler):
             log = _nvrtc_log(program)
             if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
                 raise _failure(f"NVRTC failed ({status.name})", source, log)
-            size = _nvrtc_call(nvrtc.nvrtcGetCUBINSize, program)
-            cubin = bytearray(size)
+            cubin = bytearray(_nvrtc_call(nvrtc.nvrtcGetCUBINSize, program))
             _nvrtc_call(nvrtc.nvrtcGetCUBIN, program, cubin)
         finally:
             _nvrtc_call(nvrtc.nvrtcDestroyProgram, program)
@@ -153,8 +143,7 @@ def _nvrtc_call(function, *args):
 
 
 def _nvrtc_log(program) -> str:
-    size = _nvrtc_call(nvrtc.nvrtcGetProgramLogSize, program)
-    log = bytearray(size)
+    log = bytearray(_nvrtc_call(nvrtc.nvrtcGetProgramLogSize, program))
     _nvrtc_call(nvrtc.nvrtcGetProgramLog, program, log)
     return log.decode(errors="replace").rstrip("\0").strip()
 
@@ -188,10 +177,7 @@ def find_nvcc() -> Path | None:
     cuda_home = knobs.cuda_home()
     candidates = [cuda_home / "bin" / "nvcc" if cuda_home else None, shutil.which("nvcc"),
                   "/usr/local/cuda/bin/nvcc"]
-    for candidate in candidates:
-        if candidate and shutil.which(str(candidate)):
-            return Path(candidate)
-    return None
+    return next((Path(found) for found in candidates if found and shutil.which(str(found))), None)
 
 
 def get_compiler() -> Compiler:
@@ -213,12 +199,9 @@ _PROPERTIES = re.compile(r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes 
 
 def local_memory_uses(log: str) -> list[str]:
     """Functions for which ptxas reports a stack frame or spills, as ``"name: N bytes stack frame, ..."``."""
-    uses = []
-    for name, stack, stores, loads in _PROPERTIES.findall(log):
-        if int(stack) or int(stores) or int(loads):
-            uses.append(f"{name}: {stack} bytes stack frame, {stores} bytes spill stores, "
-                        f"{loads} bytes spill loads")
-    return uses
+    return [f"{name}: {stack} bytes stack frame, {stores} bytes spill stores, {loads} bytes spill loads"
+            for name, stack, stores, loads in _PROPERTIES.findall(log)
+            if int(stack) or int(stores) or int(loads)]
 
 
 def compile_cubin(compiler: Compiler, source: Path, include_dirs: Sequence[Path],

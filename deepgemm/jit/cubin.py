@@ -1,10 +1,7 @@
-"""Find the kernels in a cubin by reading its ELF symbol table (no cuobjdump, no driver).
-
-A cubin is a 64-bit little-endian ELF file. Every ``__global__`` function is a global ``STT_FUNC``
-symbol that owns a ``.nv.info.<symbol>`` section (its launch metadata: parameter layout, register
-count, ...). Device functions that were not inlined are local symbols and have no such section, so the
-two tests together pick out exactly the entry points.
-"""
+"""Find the kernels in a cubin (a 64-bit little-endian ELF file) by reading its symbol table: no cuobjdump,
+no driver. A ``__global__`` function is a global ``STT_FUNC`` symbol that owns a ``.nv.info.<symbol>``
+section (its launch metadata: parameter layout, register count, ...); device functions that were not
+inlined are local symbols and have no such section, so the two tests together pick out the entry points."""
 
 from __future__ import annotations
 
@@ -30,8 +27,7 @@ class CubinError(ValueError):
 
 
 def _c_string(table: bytes, offset: int) -> str:
-    end = table.index(b"\0", offset)
-    return table[offset:end].decode()
+    return table[offset:table.index(b"\0", offset)].decode()
 
 
 def kernel_names(cubin: bytes) -> list[str]:
@@ -67,12 +63,8 @@ def kernel_names(cubin: bytes) -> list[str]:
 
 
 def single_kernel_name(cubin: bytes) -> str:
-    """The mangled name of the one ``__global__`` function in ``cubin``.
-
-    A JIT stub instantiates exactly one kernel; a second one means the header defines another
-    non-template ``__global__`` (one kernel per header, see DESIGN §7), which is reported here rather
-    than guessed at.
-    """
+    """The mangled name of the one ``__global__`` function in ``cubin``. A JIT stub instantiates one kernel;
+    a second means the header defines another non-template ``__global__`` (one kernel per header)."""
     names = kernel_names(cubin)
     if len(names) != 1:
         raise CubinError(f"expected exactly one kernel in the cubin, found {len(names)}: {names}")

@@ -1,14 +1,13 @@
-"""Every environment variable deepgemm reads, in one place.
+"""Every environment variable deepgemm reads, in one place: nothing else touches ``os.environ``.
 
-Nothing else in the package touches ``os.environ``. Each knob is declared once in ``KNOBS`` (name, type,
-default, meaning; ``docs/knobs.md`` is generated from that table and a test keeps the two in step) and read
-through a typed accessor below. Knobs are read when they are needed, not at import, so a test or a user can
-change them at run time; kernels already compiled or loaded in this process are not rebuilt when a knob
-changes (see ``deepgemm.jit.clear_memory_cache``).
+Each knob is declared once in ``KNOBS`` (``docs/knobs.md`` is generated from it and a test keeps the two in
+step) and read through a typed accessor when it is needed, not at import, so it can change at run time;
+kernels already loaded in this process are not rebuilt (see ``deepgemm.jit.clear_memory_cache``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -62,12 +61,8 @@ KNOBS: tuple[Knob, ...] = (
 )
 
 
-def _raw(name: str) -> str | None:
-    return os.environ.get(name)
-
-
 def _bool(name: str) -> bool:
-    value = (_raw(name) or "").strip().lower()
+    value = os.environ.get(name, "").strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -76,14 +71,14 @@ def _bool(name: str) -> bool:
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (_raw(name) or default).strip().lower()
+    value = (os.environ.get(name) or default).strip().lower()
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
     return value
 
 
 def _path(name: str) -> Path | None:
-    value = _raw(name)
+    value = os.environ.get(name)
     return Path(value).expanduser() if value else None
 
 
@@ -91,53 +86,25 @@ def jit_cache_dir() -> Path:
     return _path("DG_JIT_CACHE_DIR") or Path.home() / ".cache" / "deepgemm"
 
 
-def jit_disable_cache() -> bool:
-    return _bool("DG_JIT_DISABLE_CACHE")
-
-
-def jit_compiler() -> str:
-    """``"auto"``, ``"nvrtc"`` or ``"nvcc"``."""
-    return _choice("DG_JIT_COMPILER", "auto", ("auto", "nvrtc", "nvcc"))
-
-
-def jit_nvcc() -> Path | None:
-    return _path("DG_JIT_NVCC")
-
-
 def jit_cpp_standard() -> int:
     return int(_choice("DG_JIT_CPP_STANDARD", "20", ("17", "20")))
 
 
-def jit_with_lineinfo() -> bool:
-    return _bool("DG_JIT_WITH_LINEINFO")
-
-
-def jit_ptxas_verbose() -> bool:
-    return _bool("DG_JIT_PTXAS_VERBOSE")
-
-
-def jit_ptxas_check() -> bool:
-    return _bool("DG_JIT_PTXAS_CHECK")
-
-
-def jit_print_compiler_command() -> bool:
-    return _bool("DG_JIT_PRINT_COMPILER_COMMAND")
-
-
-def jit_debug() -> bool:
-    return _bool("DG_JIT_DEBUG")
-
-
-def print_configs() -> bool:
-    return _bool("DG_PRINT_CONFIGS")
-
-
-def debug_check_indices() -> bool:
-    return _bool("DG_DEBUG_CHECK_INDICES")
-
-
 def cuda_home() -> Path | None:
     return _path("CUDA_HOME") or _path("CUDA_PATH")
+
+
+# The knobs that need nothing beyond their reader; each accessor takes no argument.
+jit_compiler = functools.partial(_choice, "DG_JIT_COMPILER", "auto", ("auto", "nvrtc", "nvcc"))
+jit_nvcc = functools.partial(_path, "DG_JIT_NVCC")
+jit_disable_cache = functools.partial(_bool, "DG_JIT_DISABLE_CACHE")
+jit_with_lineinfo = functools.partial(_bool, "DG_JIT_WITH_LINEINFO")
+jit_ptxas_verbose = functools.partial(_bool, "DG_JIT_PTXAS_VERBOSE")
+jit_ptxas_check = functools.partial(_bool, "DG_JIT_PTXAS_CHECK")
+jit_print_compiler_command = functools.partial(_bool, "DG_JIT_PRINT_COMPILER_COMMAND")
+jit_debug = functools.partial(_bool, "DG_JIT_DEBUG")
+print_configs = functools.partial(_bool, "DG_PRINT_CONFIGS")
+debug_check_indices = functools.partial(_bool, "DG_DEBUG_CHECK_INDICES")
 
 
 def debug_log(message: str) -> None:

@@ -8,14 +8,11 @@ Usage::
                              grid=num_sms, block=384, smem=smem_size, cluster=2, device=a.device)
     launch(tmap_a, tmap_b, sfb.data_ptr(), m)
 
-``get_kernel`` goes memory -> disk cache -> compile. ``Kernel.launcher`` fixes everything that does not change
-between calls (the parameter types, the launch shape, the device) and builds the driver's launch
-configuration and parameter storage once, so a call only packs its arguments (one ``struct.pack_into``),
-reads the current stream and calls the driver. Kernels and launchers are cached: ask for them on every call,
-or keep them.
-
-Loading a library is not allowed inside CUDA-graph capture: call ``get_kernel`` and ``launcher`` once
-before capturing (a warm-up call of the op does both).
+Kernels and launchers are cached: ask for them on every call, or keep them. A launcher builds the driver's
+launch configuration and parameter storage once, so a call only packs its arguments (one
+``struct.pack_into``), reads the current stream and calls the driver. Loading a library is not allowed
+inside CUDA-graph capture: call ``get_kernel`` and ``launcher`` once before capturing (a warm-up call of
+the op does both).
 """
 
 from __future__ import annotations
@@ -113,7 +110,7 @@ def _triple(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
 
 
 if hasattr(torch._C, "_cuda_getCurrentRawStream"):
-    _current_stream = torch._C._cuda_getCurrentRawStream  # ~10x cheaper than torch.cuda.current_stream()
+    _current_stream = torch._C._cuda_getCurrentRawStream  # far cheaper than torch.cuda.current_stream()
 else:
     def _current_stream(index: int) -> int:
         return torch.cuda.current_stream(index).cuda_stream
@@ -229,11 +226,9 @@ _kernels_lock = threading.Lock()
 
 def get_kernel(kernel: str, header: str, template_args: Sequence[TemplateArg], comment: str = "",
                include_dirs: Sequence[Path] = ()) -> Kernel:
-    """The loaded kernel ``kernel<template_args...>`` from ``header`` (arguments as in ``render_stub``).
-
-    In-process cache first (a dict lookup), then the disk cache, then a compile. Knobs are read on the
-    first request of each kernel in a process.
-    """
+    """The loaded kernel ``kernel<template_args...>`` from ``header`` (arguments as in ``render_stub``):
+    from memory (a dict lookup), else the disk cache, else a compile. Knobs are read when a kernel is first
+    requested in a process."""
     memory_key = (kernel, header, tuple(template_args), comment, tuple(include_dirs))
     found = _kernels.get(memory_key)
     if found is not None:
