@@ -18,16 +18,6 @@ from deepgemm.bench import cli as bench_cli
 from deepgemm.bench import providers, runner
 from deepgemm.bench.cli import build_parser, cpu_suite, select_providers, select_suites
 from deepgemm.bench.cli import main as bench_main
-from deepgemm.bench.inputs import (
-    CONTIGUOUS_M_ALIGNMENT,
-    MAJORS,
-    Bf16Inputs,
-    DenseInputs,
-    contiguous_starts,
-    make_bf16_inputs,
-    make_dense_inputs,
-    make_grouped_inputs,
-)
 from deepgemm.bench.providers import (
     CUBLAS_BF16_LAYOUT,
     CUBLAS_BF16_LOOP,
@@ -74,7 +64,18 @@ from deepgemm.bench.suites import (
     parse_shapes,
 )
 from deepgemm.quant import align
-from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
+from deepgemm.testing import (
+    CONTIGUOUS_M_ALIGNMENT,
+    MAJORS,
+    Bf16Inputs,
+    DenseInputs,
+    calc_diff,
+    contiguous_starts,
+    make_bf16_inputs,
+    make_dense_inputs,
+    make_grouped_inputs,
+    ref_fp8_gemm_nt,
+)
 from deepgemm.testing.bench import (
     _calls_events,
     bench,

@@ -23,11 +23,10 @@ from grouped_cases import (
 )
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
 from deepgemm.heuristics.config import CONTIGUOUS, GemmConfig, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.ops.bf16_launch import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
-from deepgemm.testing import calc_diff
+from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs
 
 pytestmark = pytest.mark.gpu
 

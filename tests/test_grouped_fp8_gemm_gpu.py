@@ -2,7 +2,7 @@
 empty experts, no writes to padding or masked-off rows (nor outside d), the offsets variant against
 the m_indices one, masked calls replayed from a CUDA graph with new row counts, determinism.
 
-Inputs come from the benchmark's builder (``deepgemm.bench.inputs``), whose bookkeeping (m_indices,
+Inputs come from ``deepgemm.testing``'s builder (the benchmark's too), whose bookkeeping (m_indices,
 group_ends, masked_m, alignment) is tested on the CPU in tests/test_bench.py. Each distinct
 (layout, N, K, config) JIT-compiles once (about a second), so the cases share shapes where they can.
 """
@@ -22,11 +22,10 @@ from grouped_cases import (
 )
 
 import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
 from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
-from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
+from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs, ref_m_grouped_fp8_gemm_nt_masked
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from deepgemm.testing.bench import _device_events
 
 pytestmark = pytest.mark.gpu

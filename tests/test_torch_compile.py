@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from deepgemm.ops import traced
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 
 CPU = torch.device("cpu")
 M, N, K = 64, 256, 384
