@@ -85,7 +85,7 @@ from deepgemm.testing.bench import (
     bench_kineto_burst,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 GROUPED_SUITES = ("grouped_contiguous", "grouped_masked", "grouped_decode")
 FP8_SUITES = ("dense", *GROUPED_SUITES)
