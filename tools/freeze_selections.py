@@ -1,11 +1,11 @@
 """Records the config the heuristic selects for every shape the heuristic tests cover, as JSON lines: a header
 naming the config fields, then one selection per line.
 
-    python tools/freeze_selections.py tests/data/frozen_selections.jsonl
+    python tools/freeze_selections.py tests/heuristics/data/frozen_selections.jsonl
 
-The table guards restructurings of the heuristics: `tests/test_frozen_selections.py` asserts that
-`select_config` still picks exactly these configs. Rewrite it only for a change that means to move a
-selection, and say which ones moved in the commit.
+The table guards restructurings of the heuristics: `tests/heuristics/test_frozen_selections.py` asserts
+that `select_config` still picks exactly these configs. Rewrite it only for a change that means to move
+a selection, and say which ones moved in the commit.
 """
 
 import itertools

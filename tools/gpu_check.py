@@ -6,11 +6,13 @@ Stages (each a subprocess, so one crash cannot take the others down; a failed st
 and the next one runs):
 
 - ``tests``: ``pytest -m gpu tests/`` with a JUnit XML report -> pass/fail/skip counts and the
-  names of failures. That is every ``gpu``-marked file: the dense FP8 GEMM
-  (``tests/test_fp8_gemm_gpu.py``), the grouped FP8 GEMMs (``tests/test_grouped_fp8_gemm_gpu.py``),
-  the 16-bit GEMMs, dense and grouped (``tests/test_bf16_gemm_gpu.py``), the JIT. Fails if any test
-  fails, if none was collected, or if every test skipped (no GPU visible: that would be a silent
-  "all good").
+  names of failures. That is every ``gpu``-marked test: the dense FP8 GEMM
+  (``tests/ops/test_fp8_gemm_gpu.py``), the grouped FP8 GEMMs (``tests/ops/test_grouped_fp8_gemm_gpu.py``),
+  the 16-bit GEMMs, dense and grouped (``tests/ops/test_bf16_gemm_gpu.py``), ``matmul``
+  (``tests/ops/test_matmul_gpu.py``), one launch per op (``tests/ops/test_launch_count_gpu.py``),
+  ``torch.compile`` and CUDA graphs (``tests/ops/test_torch_compile.py``), the JIT
+  (``tests/jit/test_gpu_jit.py``). Fails if any test fails, if none was collected, or if every test
+  skipped (no GPU visible, so ``tests/conftest.py`` skipped each one: that would be a silent "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
   ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8), or
   of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;

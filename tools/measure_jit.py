@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
 # The test kernel lives outside the package: every build and lookup must name its include directory
 # (absolute, so the current directory does not matter). get_kernel / build_kernel arguments:
 # (kernel, header, template_args, comment, include_dirs).
-KERNELS = REPO / "tests" / "kernels"
+KERNELS = REPO / "tests" / "jit" / "kernels"
 KERNEL = ("deepgemm_tests::scale_add", "scale_add.cuh", (128, True), "", (KERNELS,))
 
 

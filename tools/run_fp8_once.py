@@ -11,10 +11,10 @@ import argparse
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_dense_inputs
 from deepgemm.heuristics import GemmShape, select_config
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.ops.fp8_launch import launch_fp8_gemm_nt
+from deepgemm.testing import make_dense_inputs
 
 
 def main() -> None:

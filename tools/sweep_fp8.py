@@ -21,12 +21,11 @@ from dataclasses import asdict
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_dense_inputs
 from deepgemm.heuristics.config import GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import candidate_configs, estimated_cycles, select_config
 from deepgemm.jit import build_kernel
 from deepgemm.ops.fp8_launch import HEADER, KERNEL, kernel_comment, launch_fp8_gemm_nt, template_args
-from deepgemm.testing import bench_kineto, calc_diff
+from deepgemm.testing import bench_kineto, calc_diff, make_dense_inputs
 
 DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
 

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
-
-from .inputs import Bf16Inputs, DenseInputs, GroupedInputs
+from deepgemm.testing import Bf16Inputs, DenseInputs, GroupedInputs
 
 FP8_MAX = 448.0
 

@@ -33,10 +33,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from deepgemm.quant import align
-from deepgemm.testing import calc_diff
+from deepgemm.testing import CONTIGUOUS_M_ALIGNMENT, calc_diff
 from deepgemm.testing.bench import bench_host_overhead
 
-from .inputs import CONTIGUOUS_M_ALIGNMENT
 from .providers import Provider, ProviderUnavailable
 from .report import (
     TWIN_DEFINITION,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from deepgemm.quant import align, ceil_div
+from deepgemm.testing import GROUPED_LAYOUTS, MAJORS, make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 
-from .inputs import GROUPED_LAYOUTS, MAJORS, make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from .providers import (
     CUBLAS_BF16,
     CUBLAS_BF16_LAYOUT,

@@ -4,10 +4,11 @@ chosen for transposed views, padding of odd sizes, batching, ``out=``, and every
 import numpy as np
 import pytest
 import torch
-from matmul_support import product, record_16bit_calls
 
 import deepgemm
 from deepgemm.testing import calc_diff
+
+from .matmul_support import product, record_16bit_calls
 
 BF16 = torch.bfloat16
 

@@ -1,5 +1,5 @@
-"""Benchmark inputs: random normal BF16 operands, quantised once where FP8 is measured, shared by
-every provider.
+"""GEMM inputs for tests and the benchmark: random normal BF16 operands, quantised once where FP8 is
+used, shared by every provider of a benchmark shape and by the GPU tests.
 
 Random normal data matters: all-ones or all-zero operands draw less power and inflate TFLOPS.
 The reference outputs are computed lazily (in FP32, on the inputs' device) and cached, since
@@ -16,7 +16,8 @@ from typing import ClassVar
 import torch
 
 from deepgemm.quant import align, ceil_div, per_block_cast_to_fp8, per_token_cast_to_fp8
-from deepgemm.testing import (
+
+from .reference import (
     ref_fp8_gemm_nt,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,

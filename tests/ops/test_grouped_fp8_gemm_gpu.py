@@ -2,8 +2,8 @@
 empty experts, no writes to padding or masked-off rows (nor outside d), the offsets variant against
 the m_indices one, masked calls replayed from a CUDA graph with new row counts, determinism.
 
-Inputs come from the benchmark's builder (``deepgemm.bench.inputs``), whose bookkeeping (m_indices,
-group_ends, masked_m, alignment) is tested on the CPU in tests/test_bench.py. Each distinct
+Inputs come from ``deepgemm.testing``'s builder (the benchmark's too), whose bookkeeping (m_indices,
+group_ends, masked_m, alignment) is tested on the CPU in tests/testing/test_inputs.py. Each distinct
 (layout, N, K, config) JIT-compiles once (about a second), so the cases share shapes where they can.
 """
 
@@ -13,7 +13,14 @@ import dataclasses
 
 import pytest
 import torch
-from grouped_cases import (
+
+import deepgemm
+from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
+from deepgemm.heuristics.sm90 import make_config
+from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
+from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs, ref_m_grouped_fp8_gemm_nt_masked
+
+from .grouped_cases import (
     EXPERT_SIZES_ACROSS_TILES,
     captured_graph,
     grouped_inputs,
@@ -21,17 +28,7 @@ from grouped_cases import (
     valid_rows_mask,
 )
 
-import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
-from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
-from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_masked
-
 pytestmark = pytest.mark.gpu
-
-if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
-    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
 
 NKS = [(4096, 7168), (7168, 2048), (6144, 7168), (7168, 3072), (4096, 4096)]
 # (G, expected rows per expert, N, K). Every (N, K) with a few experts; the two most common with one

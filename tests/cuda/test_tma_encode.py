@@ -1,4 +1,4 @@
-"""Host-side TMA descriptor checks (the encode itself needs the driver: see test_gpu_jit.py)."""
+"""Host-side TMA descriptor checks (the encode itself needs the driver: see tests/jit/test_gpu_jit.py)."""
 
 import pytest
 import torch

@@ -1,6 +1,6 @@
 """torch.compile: every GEMM op traces as one custom-op node (``fullgraph=True``, no graph break) and
 writes the eager op's result into the caller's ``d``; eager calls do not go through the dispatcher.
-On the CPU path here; ``test_torch_compile_gpu`` below repeats the check on a Hopper GPU."""
+On the CPU path here; the ``gpu`` tests below repeat the check on a Hopper GPU, and the CUDA-graph mode."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from deepgemm.ops import traced
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 
 CPU = torch.device("cpu")
 M, N, K = 64, 256, 384
@@ -135,24 +135,18 @@ def test_arguments_outside_the_schema_run_the_eager_op_and_its_checks():
 
 # ---- on a Hopper GPU -------------------------------------------------------------------------------------
 
-_ON_HOPPER = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-on_hopper = pytest.mark.skipif(not _ON_HOPPER, reason="needs an sm_90 (Hopper) GPU")
-
-
 @pytest.fixture(scope="module")
 def gpu_cases() -> dict:
     return _cases(torch.device("cuda"))
 
 
 @pytest.mark.gpu
-@on_hopper
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_op_compiles_and_matches_eager_on_the_gpu(name, gpu_cases):
     _compiled_matches_eager(*gpu_cases[name], torch.device("cuda"))
 
 
 @pytest.mark.gpu
-@on_hopper
 @pytest.mark.parametrize("name", ["fp8_gemm_nt", "m_grouped_fp8_gemm_nt_masked", "bf16_gemm_nn (c=d)"])
 def test_cuda_graph_mode_replays_the_kernel(name, gpu_cases):
     # mode="reduce-overhead" records the compiled graph in a CUDA graph after warm-up calls (which

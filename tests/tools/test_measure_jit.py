@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "measure_jit.py"
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "measure_jit.py"
 
 
 @pytest.fixture

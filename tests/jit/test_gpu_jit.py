@@ -1,6 +1,6 @@
 """JIT kernels on a Hopper GPU: exact results, parameter passing, cluster and shared-memory launch
 attributes, TMA copies (with the shared-memory swizzle checked against a model), and a second process
-that finds the kernel in the disk cache. Skipped without an sm_90 device."""
+that finds the kernel in the disk cache. Marked ``gpu``: skipped without an sm_90 device."""
 
 import json
 import struct
@@ -16,12 +16,7 @@ from deepgemm.cuda import CudaError, get_max_smem_per_block_optin, make_tma_desc
 from deepgemm.jit import ParamType, clear_memory_cache, get_kernel, knobs
 from deepgemm.jit.compiler import find_nvcc
 
-
-def _hopper() -> bool:
-    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
-
-
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _hopper(), reason="needs an sm_90 (Hopper) GPU")]
+pytestmark = pytest.mark.gpu
 
 P = ParamType
 KERNELS = Path(__file__).parent / "kernels"

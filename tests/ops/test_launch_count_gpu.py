@@ -9,13 +9,10 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.bench.inputs import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
 from deepgemm.testing.bench import _device_events
 
 pytestmark = pytest.mark.gpu
-
-if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
-    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
 
 DEVICE = torch.device("cuda")
 M, N, K = 256, 512, 512

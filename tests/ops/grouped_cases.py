@@ -5,8 +5,8 @@ import random
 
 import torch
 
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
 from deepgemm.quant import align
+from deepgemm.testing import GroupedInputs, make_grouped_inputs
 
 
 def expert_sizes(num_groups: int, expected: int, seed: int, max_m: int | None = None) -> list[int]:

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grouped_cases import (
+
+import deepgemm
+from deepgemm.heuristics.config import CONTIGUOUS, GemmConfig, GemmShape, config_errors
+from deepgemm.heuristics.sm90 import make_config
+from deepgemm.ops.bf16_launch import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
+from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs
+
+from .grouped_cases import (
     EXPERT_SIZES_ACROSS_TILES,
     captured_graph,
     grouped_inputs,
@@ -22,17 +29,7 @@ from grouped_cases import (
     valid_rows_mask,
 )
 
-import deepgemm
-from deepgemm.bench.inputs import GroupedInputs, make_grouped_inputs
-from deepgemm.heuristics.config import CONTIGUOUS, GemmConfig, GemmShape, config_errors
-from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.bf16_launch import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
-from deepgemm.testing import calc_diff
-
 pytestmark = pytest.mark.gpu
-
-if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
-    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
 
 LAYOUTS = ("nt", "nn", "tn", "tt")
 DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]

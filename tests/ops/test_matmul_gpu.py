@@ -4,15 +4,13 @@ and FP8 results bitwise equal to quantisation plus ``fp8_gemm_nt`` called by han
 import numpy as np
 import pytest
 import torch
-from matmul_support import product, record_16bit_calls
 
 import deepgemm
 from deepgemm.testing import calc_diff
 
-pytestmark = pytest.mark.gpu
+from .matmul_support import product, record_16bit_calls
 
-if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0):
-    pytest.skip("needs an sm_90 (Hopper) GPU", allow_module_level=True)
+pytestmark = pytest.mark.gpu
 
 BF16 = torch.bfloat16
 SHAPES = [(64, 2112, 7168), (128, 7168, 2048), (4096, 4096, 7168), (1, 8, 16), (129, 1000, 208), (7, 13, 29)]

@@ -6,7 +6,7 @@ import pytest
 
 from deepgemm.jit import knobs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""Tests of ``deepgemm.bench``: suites, providers, the measuring loop, the report and the CLI."""

@@ -1,0 +1,146 @@
+"""The benchmark's providers, the parts that run without CUDA: cuBLAS scale layouts and per-tensor
+quantisation, the per-group loops, the 16-bit layouts, and the config a grouped problem selects."""
+
+import pytest
+import torch
+
+from deepgemm.bench import providers
+from deepgemm.bench.providers import (
+    CUBLAS_BF16_LAYOUT,
+    CUBLAS_BF16_LOOP,
+    CUBLAS_BLOCKWISE_LOOP,
+    DEEPGEMM_BF16,
+    DEEPGEMM_CONTIGUOUS,
+    _blockwise_b_scale_candidates,
+    _per_tensor_cast_to_fp8,
+)
+from deepgemm.bench.runner import deepgemm_config, run_provider
+from deepgemm.bench.suites import Problem
+from deepgemm.testing import MAJORS, calc_diff, make_bf16_inputs, make_grouped_inputs, ref_fp8_gemm_nt
+
+from .support import CPU, requires_grouped_ops
+
+
+def test_blockwise_b_scales_match_torch_layout_rules():
+    # KB a multiple of 4: one layout, sfb.t() itself ([KB, NB], strides (1, KB)).
+    sfb = torch.rand(17, 56)
+    (scale_b,) = _blockwise_b_scale_candidates(sfb)
+    assert scale_b.shape == (56, 17) and scale_b.stride() == (1, 56) and torch.equal(scale_b, sfb.t())
+    # KB = 5: padded to 8 for newer torch, unpadded for older; the values are sfb's either way.
+    sfb = torch.rand(3, 5)
+    padded, plain = _blockwise_b_scale_candidates(sfb)
+    assert padded.shape == (8, 3) and padded.stride() == (1, 8)
+    assert torch.equal(padded[:5], sfb.t()) and not padded[5:].any()
+    assert plain.shape == (5, 3) and plain.stride() == (1, 5)
+
+
+def test_per_tensor_quantisation_is_within_fp8_accuracy():
+    torch.manual_seed(0)
+    a, b = torch.randn(64, 1024, dtype=torch.bfloat16), torch.randn(256, 1024, dtype=torch.bfloat16)
+    (qa, sa), (qb, sb) = _per_tensor_cast_to_fp8(a), _per_tensor_cast_to_fp8(b)
+    assert qa.dtype == torch.float8_e4m3fn and sa.numel() == 1 and sa.dtype == torch.float32
+    assert qa.float().abs().max() == 448
+    product = (qa.float() * sa) @ (qb.float() * sb).t()
+    assert calc_diff(product, a.float() @ b.float().t()) < 1e-3
+
+
+def _measure(run) -> dict:
+    return {"us": 1.0}
+
+
+def test_cublas_loop_runs_the_dense_blockwise_call_per_nonempty_group(monkeypatch):
+    inputs = make_grouped_inputs("contiguous", 4, (37, 0, 128, 5), 136, 384, None, CPU, seed=2)
+    result = run_provider(CUBLAS_BLOCKWISE_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+
+    # Without CUDA, stand in for scaled_mm with the dense reference: the loop must hand each
+    # non-empty group's valid rows and weights to the dense provider's code, and stack the outputs.
+    seen = []
+
+    def fake_blockwise(expert):
+        seen.append(expert.a.shape[0])
+        return lambda: ref_fp8_gemm_nt((expert.a, expert.sfa), (expert.b, expert.sfb)).bfloat16()
+
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    monkeypatch.setattr(providers, "_prepare_cublas_blockwise", fake_blockwise)
+    result = run_provider(CUBLAS_BLOCKWISE_LOOP, inputs, _measure, ("us",))
+    assert seen == [37, 128, 5]
+    assert result["status"] == "ok" and result["diffs"]["fp8"] < 1e-5 and result["diffs"]["bf16"] < 1e-3
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_cublas_bf16_runs_matmul_on_transposed_views(major, monkeypatch):
+    inputs = make_bf16_inputs(40, 24, 72, major, CPU, seed=3)
+    result = run_provider(CUBLAS_BF16_LAYOUT, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+
+    # torch.matmul runs on the CPU too: without the CUDA check the same code must give A·B.
+    seen = []
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: seen.append((a, b)) or torch.matmul(a, b))
+    result = run_provider(CUBLAS_BF16_LAYOUT, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5
+    # Views of the stored tensors: the transposes copy nothing.
+    a, b = seen[0]
+    assert a.data_ptr() == inputs.a.data_ptr() and b.data_ptr() == inputs.b.data_ptr()
+    assert (a.shape, b.shape) == ((40, 72), (72, 24))
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_deepgemm_bf16_provider_calls_the_layouts_op(major):
+    inputs = make_bf16_inputs(40, 24, 72, major, CPU, seed=3)
+    result = run_provider(DEEPGEMM_BF16, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5 and result["us"] == 1.0
+
+
+def test_cublas_bf16_loop_multiplies_each_nonempty_group(monkeypatch):
+    inputs = make_grouped_inputs(
+        "masked", 4, (37, 0, 64, 5), 136, 384, 64, CPU, 2, operand_dtype=torch.bfloat16
+    )
+    result = run_provider(CUBLAS_BF16_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "unavailable" and "CUDA" in result["reason"]
+    monkeypatch.setattr(providers, "_require_cuda", lambda inputs: None)
+    outputs = CUBLAS_BF16_LOOP.prepare(inputs)()
+    assert [out.shape[0] for out in outputs] == [37, 64, 5]
+    result = run_provider(CUBLAS_BF16_LOOP, inputs, _measure, ("us",))
+    assert result["status"] == "ok" and result["diffs"]["bf16"] < 1e-5
+
+
+@requires_grouped_ops
+def test_grouped_provider_refuses_the_other_layout():
+    inputs = make_grouped_inputs("masked", 2, 8, 128, 128, 128, CPU, seed=0)
+    result = run_provider(DEEPGEMM_CONTIGUOUS, inputs, _measure, ("us",))
+    assert result["status"] == "error" and "contiguous grouped inputs" in result["reason"]
+
+
+def test_deepgemm_config_of_grouped_problems(monkeypatch):
+    import deepgemm.heuristics as heuristics
+
+    seen = []
+
+    def select_config(shape, num_sms):
+        seen.append((shape, num_sms))
+        return "c"
+
+    monkeypatch.setattr(heuristics, "GemmShape", lambda *args, **kwargs: (args, kwargs))
+    monkeypatch.setattr(heuristics, "select_config", select_config)
+    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132) == "c"
+    assert deepgemm_config(Problem(256, 7168, 2048, 4, "masked", 4096), 132) == "c"
+    # 16-bit: the operand size, and whether B is stored [K, N], as the launcher builds the shape.
+    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132, ab_bytes=2) == "c"
+    assert deepgemm_config(Problem(4096, 7168, 2048, major="tn"), 132, ab_bytes=2) == "c"
+    assert deepgemm_config(Problem(4096, 7168, 2048, major="tt"), 132, ab_bytes=2) == "c"
+    # Contiguous: every group's rows with their padding; masked: the expected rows of one group.
+    assert seen == [
+        (((512, 4096, 7168), {"num_groups": 4, "layout": "contiguous"}), 132),
+        (((256, 7168, 2048), {"num_groups": 4, "layout": "masked"}), 132),
+        (
+            (
+                (512, 4096, 7168),
+                {"num_groups": 4, "layout": "contiguous", "ab_bytes": 2, "b_mn_major": False},
+            ),
+            132,
+        ),
+        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": True}), 132),
+        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": False}), 132),
+    ]

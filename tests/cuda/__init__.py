@@ -1,0 +1,1 @@
+"""Tests of ``deepgemm.cuda``: host-side TMA descriptor checks."""

@@ -1,0 +1,1 @@
+"""Tests of ``deepgemm.heuristics``: config validity, selection, and the frozen table of selections."""

@@ -1,0 +1,1 @@
+"""Tests of ``deepgemm.quant``: FP8 casts and scale layouts."""

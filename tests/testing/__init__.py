@@ -1,0 +1,1 @@
+"""Tests of ``deepgemm.testing``: the accuracy metric, reference GEMMs, input generators, timers."""
