@@ -13,7 +13,7 @@ import torch
 import deepgemm
 from deepgemm.heuristics import GemmShape, select_config
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.fp8_launch import launch_fp8_gemm_nt
+from deepgemm.ops.fp8.kernel import launch_fp8_gemm_nt
 from deepgemm.testing import make_dense_inputs
 
 

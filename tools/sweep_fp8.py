@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
 
 import torch
 
@@ -24,7 +23,7 @@ import deepgemm
 from deepgemm.heuristics.config import GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import candidate_configs, estimated_cycles, select_config
 from deepgemm.jit import build_kernel
-from deepgemm.ops.fp8_launch import HEADER, KERNEL, kernel_comment, launch_fp8_gemm_nt, template_args
+from deepgemm.ops.fp8.kernel import kernel_spec, launch_fp8_gemm_nt
 from deepgemm.testing import bench_kineto, calc_diff, make_dense_inputs
 
 DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
@@ -33,7 +32,8 @@ DSV3_NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168
 def _build(job: tuple[int, int, GemmConfig]) -> str:
     n, k, cfg = job
     try:
-        build_kernel(KERNEL, HEADER, template_args(n, k, cfg), comment=kernel_comment(n, k, cfg))
+        spec = kernel_spec(n, k, cfg)
+        build_kernel(spec.name, spec.header, spec.template_args, comment=spec.comment)
         return ""
     except Exception as error:  # report and keep sweeping the other configs
         return f"{cfg}: {error}"
@@ -79,10 +79,11 @@ def _time_shape(m: int, n: int, k: int, cfgs: list[GemmConfig], num_sms: int, nu
         except Exception as error:
             print(f"{m}x{n}x{k} {cfg}: {error}")
             continue
-        timings.append({"config": asdict(cfg), "us": seconds * 1e6, "tflops": 2 * m * n * k / seconds / 1e12,
-                        "calc_diff": diff, "model_cycles": estimated_cycles(shape, cfg)[0]})
+        timings.append({"config": cfg.as_dict(), "us": seconds * 1e6,
+                        "tflops": 2 * m * n * k / seconds / 1e12, "calc_diff": diff,
+                        "model_cycles": estimated_cycles(shape, cfg)[0]})
     timings.sort(key=lambda t: t["us"])
-    chosen = asdict(select_config(shape, num_sms))
+    chosen = select_config(shape, num_sms).as_dict()
     chosen_us = next((t["us"] for t in timings if t["config"] == chosen), None)
     best = timings[0] if timings else None
     if best:

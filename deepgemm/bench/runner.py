@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from deepgemm import heuristics
 from deepgemm.quant import align
 from deepgemm.testing import CONTIGUOUS_M_ALIGNMENT, calc_diff
 from deepgemm.testing.bench import bench_host_overhead
@@ -121,50 +122,36 @@ def prepare_provider(
     return result, run
 
 
-def _gemm_shape(heuristics, problem: Problem, ab_bytes: int) -> object:
+def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
     """The ``GemmShape`` the launcher builds for ``problem``: grouped layouts carry the groups
     (contiguous: ``m`` = every group's rows with their padding; masked: ``m`` = the expected rows of
-    one group), 16-bit operands their element size and whether B is stored ``[K, N]``."""
-    rows, extra = problem.m, {}
+    one group), the 16-bit family whether B is stored ``[K, N]``."""
+    rows, extra = problem.m, {"family": heuristics.FAMILIES[family]}
     if problem.layout != "dense":
         if problem.layout == "contiguous":
             rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
-        extra = {"num_groups": problem.num_groups, "layout": problem.layout}
-    if ab_bytes != 1:
-        extra |= {"ab_bytes": ab_bytes, "b_mn_major": problem.major[1] == "n"}
+        extra |= {"num_groups": problem.num_groups, "layout": problem.layout}
+    if problem.major[1] == "n":
+        extra["b_mn_major"] = True
     return heuristics.GemmShape(rows, problem.n, problem.k, **extra)
 
 
-def deepgemm_config(problem: Problem, num_sms: int, ab_bytes: int = 1) -> object:
-    """The kernel config deepgemm's heuristics pick for ``problem`` with operands of ``ab_bytes``
-    bytes (1: the FP8 kernel, 2: the 16-bit one), as JSON-ready data.
-
-    Optional metadata, so every step is guarded: for a dense FP8 problem it uses
-    ``deepgemm.heuristics.describe_config(m, n, k)`` if the package has it, else
-    ``select_config(GemmShape(...), num_sms)`` on the shape the launcher builds (``_gemm_shape``).
-    ``None`` when these do not exist, ``{"error": ...}`` when the call fails.
-    """
-    import deepgemm.heuristics as heuristics
-
+def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") -> dict:
+    """The kernel config deepgemm's heuristics pick for ``problem`` on the kernel ``family``, as
+    JSON-ready data (the family by name); ``{"error": ...}`` when the selection fails (metadata never
+    fails a benchmark)."""
     try:
-        if problem.layout == "dense" and ab_bytes == 1 and hasattr(heuristics, "describe_config"):
-            config = heuristics.describe_config(problem.m, problem.n, problem.k)
-        elif hasattr(heuristics, "select_config") and hasattr(heuristics, "GemmShape"):
-            config = heuristics.select_config(_gemm_shape(heuristics, problem, ab_bytes), num_sms)
-        else:
-            return None
-    except Exception as error:  # never fail a benchmark over metadata
+        config = heuristics.select_config(_gemm_shape(problem, family), num_sms)
+    except Exception as error:
         return {"error": f"{type(error).__name__}: {error}"}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return dataclasses.asdict(config)
-    return config if isinstance(config, dict | str | int | float) else repr(config)
+    return config.as_dict()
 
 
-def _config_on(device: torch.device, suite: Suite, problem: Problem) -> object:
+def _config_on(device: torch.device, suite: Suite, problem: Problem) -> dict | None:
     if device.type != "cuda":
         return None
     num_sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return deepgemm_config(problem, num_sms, suite.ab_bytes)
+    return deepgemm_config(problem, num_sms, suite.family)
 
 
 def measure_problem(

@@ -89,8 +89,8 @@ class Suite:
     or the problem itself); the ratio ``t_twin / t_problem`` says how many times faster a provider
     runs the problem than its twin. A twin must come before its problems in ``problems``.
     ``cpu_problems``: small problems for the CPU smoke run; with none the suite does not run there.
-    ``ab_bytes``: operand element size of the deepgemm kernel the suite measures (1: FP8, 2: BF16 or
-    FP16), for the kernel config the problem records carry.
+    ``family``: the name of the kernel family the suite measures (``deepgemm.heuristics.FAMILIES``), for
+    the kernel config the problem records carry.
     """
 
     name: str
@@ -104,7 +104,7 @@ class Suite:
     pairs: tuple[tuple[str, str], ...] = ()
     twin: Callable[[Problem], Problem | None] | None = None
     cpu_problems: tuple[Problem, ...] = ()
-    ab_bytes: int = 1
+    family: str = "fp8_1d2d"
 
     @property
     def baseline(self) -> str:
@@ -195,7 +195,7 @@ def grouped_suite(
     make_inputs: Callable[[Problem, torch.device, int], object] = _grouped_inputs,
     bytes_moved: Callable[[Problem], int] = fp8_gemm_bytes,
     splits: tuple[Split, ...] = (Split("all", lambda p: True),),
-    ab_bytes: int = 1,
+    family: str = "fp8_1d2d",
 ) -> Suite:
     """A grouped suite. Its baseline is the yardstick: cuBLAS has no grouped GEMM, so the first
     provider is a loop of per-group cuBLAS calls, and ratios say how much faster each provider runs;
@@ -212,7 +212,7 @@ def grouped_suite(
         faster=PROVIDER_FASTER,
         pairs=(("deepgemm", "deepgemm_dense"),),
         cpu_problems=cpu_problems,
-        ab_bytes=ab_bytes,
+        family=family,
     )
 
 
@@ -279,7 +279,7 @@ BF16 = Suite(
         Problem(192, 256, 384),
         *(Problem(192, 256, 384, major=major) for major in MAJORS[1:]),
     ),
-    ab_bytes=2,
+    family="bf16",
 )
 
 # One row of each grouped FP8 table: the grouped machinery is shared, so a few shapes show the 16-bit cost.
@@ -300,7 +300,7 @@ BF16_GROUPED = grouped_suite(
     make_inputs=_bf16_grouped_inputs,
     bytes_moved=bf16_gemm_bytes,
     splits=tuple(Split(layout, lambda p, layout=layout: p.layout == layout) for layout in GROUPED_LAYOUTS),
-    ab_bytes=2,
+    family="bf16",
 )
 
 MATMUL_MS = (128, 4096)

@@ -101,6 +101,12 @@ class GemmConfig:
                            if f.name != "num_sms")
         return f"{type(self).__name__}({fields})"
 
+    def as_dict(self) -> dict[str, object]:
+        """Every field, the family by name: JSON-ready (`dataclasses.asdict` would expand the family's
+        record, functions included)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return record | {"family": self.family.name}
+
     def smem_bytes(self, k: int) -> int:
         return self.family.smem_bytes(self.block_m, self.block_n, self.num_stages, k, self.out_bytes,
                                       self.grouped, self.num_d_chunks)

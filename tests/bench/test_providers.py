@@ -113,34 +113,27 @@ def test_grouped_provider_refuses_the_other_layout():
     assert result["status"] == "error" and "contiguous grouped inputs" in result["reason"]
 
 
-def test_deepgemm_config_of_grouped_problems(monkeypatch):
-    import deepgemm.heuristics as heuristics
+def test_deepgemm_config_of_grouped_problems():
+    import json
 
-    seen = []
+    from deepgemm.heuristics import BF16, FP8_1D2D, GemmShape, select_config
 
-    def select_config(shape, num_sms):
-        seen.append((shape, num_sms))
-        return "c"
 
-    monkeypatch.setattr(heuristics, "GemmShape", lambda *args, **kwargs: (args, kwargs))
-    monkeypatch.setattr(heuristics, "select_config", select_config)
-    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132) == "c"
-    assert deepgemm_config(Problem(256, 7168, 2048, 4, "masked", 4096), 132) == "c"
-    # 16-bit: the operand size, and whether B is stored [K, N], as the launcher builds the shape.
-    assert deepgemm_config(Problem(100, 4096, 7168, 4, "contiguous"), 132, ab_bytes=2) == "c"
-    assert deepgemm_config(Problem(4096, 7168, 2048, major="tn"), 132, ab_bytes=2) == "c"
-    assert deepgemm_config(Problem(4096, 7168, 2048, major="tt"), 132, ab_bytes=2) == "c"
     # Contiguous: every group's rows with their padding; masked: the expected rows of one group.
-    assert seen == [
-        (((512, 4096, 7168), {"num_groups": 4, "layout": "contiguous"}), 132),
-        (((256, 7168, 2048), {"num_groups": 4, "layout": "masked"}), 132),
-        (
-            (
-                (512, 4096, 7168),
-                {"num_groups": 4, "layout": "contiguous", "ab_bytes": 2, "b_mn_major": False},
-            ),
-            132,
-        ),
-        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": True}), 132),
-        (((4096, 7168, 2048), {"ab_bytes": 2, "b_mn_major": False}), 132),
+    # 16-bit: the family, and whether B is stored [K, N], as the launcher builds the shape.
+    expected = [
+        (Problem(100, 4096, 7168, 4, "contiguous"), "fp8_1d2d",
+         GemmShape(512, 4096, 7168, num_groups=4, layout="contiguous", family=FP8_1D2D)),
+        (Problem(256, 7168, 2048, 4, "masked", 4096), "fp8_1d2d",
+         GemmShape(256, 7168, 2048, num_groups=4, layout="masked", family=FP8_1D2D)),
+        (Problem(100, 4096, 7168, 4, "contiguous"), "bf16",
+         GemmShape(512, 4096, 7168, num_groups=4, layout="contiguous", family=BF16)),
+        (Problem(4096, 7168, 2048, major="tn"), "bf16",
+         GemmShape(4096, 7168, 2048, family=BF16, b_mn_major=True)),
+        (Problem(4096, 7168, 2048, major="tt"), "bf16", GemmShape(4096, 7168, 2048, family=BF16)),
     ]
+    for problem, family, shape in expected:
+        config = deepgemm_config(problem, 132, family)
+        assert config == select_config(shape, 132).as_dict() and config["family"] == family, problem
+        assert json.loads(json.dumps(config)) == config
+    assert "error" in deepgemm_config(Problem(1, 1, 1), 132, "no_such_family")

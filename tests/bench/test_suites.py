@@ -124,7 +124,7 @@ def test_bf16_suite_is_the_deepseek_v3_table_in_nt_and_every_layout_at_m_4096():
         assert twin is None or twin in BF16.cpu_problems[:index]
     assert {p.major for p in BF16.cpu_problems} == set(MAJORS)
     # The records carry the 16-bit kernel's config; matmul_fp8 runs the FP8 kernel.
-    assert BF16.ab_bytes == BF16_GROUPED.ab_bytes == 2 and MATMUL_FP8.ab_bytes == 1
+    assert BF16.family == BF16_GROUPED.family == "bf16" and MATMUL_FP8.family == "fp8_1d2d"
     assert [p.name for p in BF16.providers if p.has_cpu_path] == ["deepgemm"]
 
 
@@ -171,7 +171,7 @@ def test_matmul_fp8_suite_times_matmul_against_the_calls_by_hand():
 def test_fp8_suites_keep_their_problems_in_nt():
     for name in FP8_SUITES:
         suite = SUITES[name]
-        assert suite.twin is None and suite.ab_bytes == 1
+        assert suite.twin is None and suite.family == "fp8_1d2d"
         assert {p.major for p in (*suite.problems, *suite.cpu_problems)} == {"nt"}
     assert Problem(64, 2112, 7168).major == "nt" and nt_twin(Problem(1, 2, 3)) is None
     assert nt_twin(Problem(1, 2, 3, major="tn")) == Problem(1, 2, 3)

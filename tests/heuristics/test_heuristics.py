@@ -4,6 +4,7 @@ rule functions agree with hand-computed values, and `DG_PRINT_CONFIGS=1` prints 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -14,22 +15,20 @@ from dataclasses import replace
 import pytest
 import torch
 
-from deepgemm.heuristics import sm90
+from deepgemm.heuristics import BF16, FP8_1D2D, sm90
 from deepgemm.heuristics.config import (
     CONTIGUOUS,
     DENSE,
     MASKED,
     GemmConfig,
     GemmShape,
-    bf16_gemm_smem_bytes,
     ceil_div,
     config_errors,
-    fp8_gemm_smem_bytes,
-    max_accumulator_registers,
     swizzle_d_bytes,
-    uniform_scale_b,
 )
-from deepgemm.heuristics.sm90 import MAX_STAGES, candidate_configs, select_config
+from deepgemm.heuristics.families import bf16, fp8_1d2d
+from deepgemm.heuristics.families.fp8_1d2d import uniform_scale_b
+from deepgemm.heuristics.sm90 import candidate_configs, select_config
 
 # sm_90's opt-in dynamic shared memory per block (227 KB), written out rather than imported so that a
 # change of the heuristic's constant cannot make the check vacuous.
@@ -101,14 +100,14 @@ def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[
     smem = cfg.smem_bytes(shape.k)
     if smem > SMEM_LIMIT:
         problems.append(f"{smem} B of shared memory")
-    # The kernel runs as many stages as fit (up to MAX_STAGES): one more must not fit.
-    if cfg.num_stages < MAX_STAGES and fp8_gemm_smem_bytes(
+    # The kernel runs as many stages as fit (up to the family's max_stages): one more must not fit.
+    if cfg.num_stages < FP8_1D2D.max_stages and fp8_1d2d.smem_bytes(
             cfg.block_m, cfg.block_n, cfg.num_stages + 1, shape.k, cfg.out_bytes,
             num_d_chunks=cfg.num_d_chunks) <= SMEM_LIMIT:
         problems.append(f"num_stages={cfg.num_stages} leaves room for another stage")
     # D is staged in chunks only where the whole tile leaves room for fewer than 4 stages.
-    if cfg.num_d_chunks > 1 and fp8_gemm_smem_bytes(cfg.block_m, cfg.block_n, 4, shape.k,
-                                                    cfg.out_bytes) <= SMEM_LIMIT:
+    if cfg.num_d_chunks > 1 and fp8_1d2d.smem_bytes(cfg.block_m, cfg.block_n, 4, shape.k,
+                                                   cfg.out_bytes) <= SMEM_LIMIT:
         problems.append(f"num_d_chunks={cfg.num_d_chunks} where 4 stages fit the whole D tile")
     num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
     if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
@@ -167,19 +166,32 @@ def test_grid_spreads_the_last_wave(m, n, block_m, block_n, multicast, grid):
     assert cfg.num_sms == grid
 
 
+def test_as_dict_names_the_family_and_is_json_ready():
+    import json
+
+    cfg = select_config(GemmShape(4096, 7168, 2048, family=BF16), 132)
+    record = cfg.as_dict()
+    assert record["family"] == "bf16" and record["block_n"] == cfg.block_n
+    assert set(record) == {f.name for f in dataclasses.fields(cfg)}
+    assert json.loads(json.dumps(record)) == record
+    assert "KernelFamily('bf16')" in cfg.kernel_repr()
+
+
 def test_kernel_repr_leaves_out_the_grid():
     # M sizes the grid at run time: shapes that differ only in it must share one compiled kernel.
-    from deepgemm.ops import bf16_launch, fp8_launch
+    from deepgemm.ops.bf16 import kernel as bf16_kernel
+    from deepgemm.ops.fp8 import kernel as fp8_kernel
 
     cfg = sm90.make_config(GemmShape(4096, 7168, 16384), 132, 256, 128)
     other = replace(cfg, num_sms=132)
     assert cfg.num_sms == 128 and cfg.kernel_repr() == other.kernel_repr()
     assert "num_sms" not in cfg.kernel_repr() and "num_d_chunks=1" in cfg.kernel_repr()
     assert replace(cfg, num_stages=2).kernel_repr() != cfg.kernel_repr()
-    assert fp8_launch.kernel_comment(7168, 16384, cfg) == fp8_launch.kernel_comment(7168, 16384, other)
+    assert (fp8_kernel.kernel_spec(7168, 16384, cfg).comment
+            == fp8_kernel.kernel_spec(7168, 16384, other).comment)
     flags = (False, False, False, torch.bfloat16, False)
-    assert (bf16_launch.Bf16Kernel(7168, 16384, cfg, *flags).comment()
-            == bf16_launch.Bf16Kernel(7168, 16384, other, *flags).comment())
+    assert (bf16_kernel.kernel_spec(7168, 16384, cfg, *flags).comment
+            == bf16_kernel.kernel_spec(7168, 16384, other, *flags).comment)
 
 
 @pytest.mark.parametrize(("rows", "layout", "grid"), [
@@ -192,22 +204,17 @@ def test_grouped_grid_is_not_sized_by_waves(rows, layout, grid):
     assert sm90.make_config(shape, 132, 128, 128).num_sms == grid
 
 
-def test_multicast_is_chosen_when_the_model_says_it_pays(monkeypatch):
+def test_multicast_is_chosen_when_the_model_says_it_pays():
     # Multicast configs are always candidates. On the measured H100 they never beat the same tile
     # without multicast on the DSV3 shapes, so the fitted model does not pick them there; when L2
     # bandwidth is the bottleneck (simulated by a slow L2), the model must pick them, on A and on B
     # (over the FP8 and the 16-bit kernels' tiles).
     large = [s for s in DSV3_SHAPES if s.m == 4096]
-    large += [replace(s, ab_bytes=2) for s in large]
+    large += [replace(s, family=BF16) for s in large]
     for shape in large:
         assert any(c.num_tma_multicast == 2 for c in candidate_configs(shape, 132))
-    monkeypatch.setattr(sm90, "L2_BYTES_PER_CYCLE_PER_SM", 8)
-    monkeypatch.setattr(sm90, "L2_BYTES_PER_CYCLE_PER_SM_16BIT", 8)
-    sm90.select_config.cache_clear()
-    try:
-        chosen = [sm90.select_config(s, 132) for s in large]
-    finally:
-        sm90.select_config.cache_clear()
+    slow_l2 = {family: replace(family, l2_bytes_per_cycle_per_sm=8) for family in (FP8_1D2D, BF16)}
+    chosen = [sm90.select_config(replace(s, family=slow_l2[s.family]), 132) for s in large]
     assert all(c.num_tma_multicast == 2 for c in chosen)
     assert {c.multicast_on_a for c in chosen} == {True, False}
 
@@ -268,7 +275,7 @@ def test_selection_is_deterministic_across_processes():
     (64, 8, 2, 16, 2, 1024 + 2 * 9472 + 16 + 2 * 16),
 ])
 def test_smem_bytes_hand_computed(block_m, block_n, stages, k, out_bytes, expected):
-    assert fp8_gemm_smem_bytes(block_m, block_n, stages, k, out_bytes) == expected
+    assert fp8_1d2d.smem_bytes(block_m, block_n, stages, k, out_bytes) == expected
     cfg = make_config(block_m, block_n, stages, out_bytes=out_bytes)
     assert cfg.smem_bytes(k) == expected
 
@@ -311,7 +318,7 @@ def test_uniform_scale_b(block_n, expected):
 @pytest.mark.parametrize("block_m, block_n, registers", [(64, 16, 16), (64, 192, 192), (128, 192, 192),
                                                         (256, 128, 192), (256, 144, 216), (128, 256, 256)])
 def test_accumulator_registers(block_m, block_n, registers):
-    assert max_accumulator_registers(block_m, block_n) == registers
+    assert FP8_1D2D.accumulator_registers(block_m, block_n) == registers
 
 
 @pytest.mark.parametrize("block_m, block_n, valid", [
@@ -383,12 +390,12 @@ def test_block_size_and_threads():
 
 @pytest.fixture
 def choose_config(monkeypatch):
-    from deepgemm.ops import fp8_launch
+    from deepgemm.ops.common import launch
 
     monkeypatch.delenv("DG_PRINT_CONFIGS", raising=False)
-    fp8_launch.choose_config.cache_clear()
-    yield fp8_launch.choose_config
-    fp8_launch.choose_config.cache_clear()
+    launch.choose_config.cache_clear()
+    yield launch.choose_config
+    launch.choose_config.cache_clear()
 
 
 def test_print_configs_prints_once_per_shape(choose_config, monkeypatch, capsys):
@@ -409,7 +416,7 @@ def test_print_configs_off_prints_nothing(choose_config, capsys):
     assert capsys.readouterr().out == ""
 
 
-LARGE_16BIT = tuple(GemmShape(4096, n, k, ab_bytes=2, b_mn_major=b_mn_major)
+LARGE_16BIT = tuple(GemmShape(4096, n, k, family=BF16, b_mn_major=b_mn_major)
                     for n, k in DSV3_NK for b_mn_major in (False, True))
 
 
@@ -426,44 +433,44 @@ def test_16bit_tiles_stage_d_in_two_chunks_only_for_a_fourth_stage(shape):
 def test_16bit_smem_with_d_in_two_chunks_hand_computed():
     # 128x256 BF16 tile: half of the 64 KB D tile, four stages of (128 + 256) x 128 bytes and two
     # 8-byte barriers each.
-    assert bf16_gemm_smem_bytes(128, 256, 4, 2, num_d_chunks=2) == 32768 + 4 * (49152 + 16)
-    assert bf16_gemm_smem_bytes(128, 256, 3, 2) == 65536 + 3 * (49152 + 16)
+    assert bf16.smem_bytes(128, 256, 4, 7168, 2, num_d_chunks=2) == 32768 + 4 * (49152 + 16)
+    assert bf16.smem_bytes(128, 256, 3, 7168, 2) == 65536 + 3 * (49152 + 16)
 
 
-@pytest.mark.parametrize("ab_bytes, block_n, num_d_chunks, fragment", [
-    (1, 128, 3, "must be 1, 2 or 4"),
-    (2, 128, 8, "must be 1, 2 or 4"),
-    (2, 200, 2, "8-column groups"),
-])
-def test_d_chunk_rule_violations_are_reported(ab_bytes, block_n, num_d_chunks, fragment):
-    shape = GemmShape(4096, 7168, 2048, ab_bytes=ab_bytes)
+@pytest.mark.parametrize("family, block_n, num_d_chunks, fragment", [
+    (FP8_1D2D, 128, 3, "must be 1, 2 or 4"),
+    (BF16, 128, 8, "must be 1, 2 or 4"),
+    (BF16, 200, 2, "8-column groups"),
+], ids=str)
+def test_d_chunk_rule_violations_are_reported(family, block_n, num_d_chunks, fragment):
+    shape = GemmShape(4096, 7168, 2048, family=family)
     cfg = GemmConfig(128, block_n, 3, 1, True, swizzle_d_bytes(block_n // num_d_chunks, 2), 132,
-                     ab_bytes=ab_bytes, num_d_chunks=num_d_chunks)
+                     family=family, num_d_chunks=num_d_chunks)
     assert any(fragment in e for e in config_errors(cfg, shape)), config_errors(cfg, shape)
 
 
 def test_d_swizzle_follows_the_staged_chunk():
     # 192 BF16 columns staged whole are 384-byte rows (128-byte swizzle); a 96-column chunk's rows
     # are 192 bytes, which only the 64-byte swizzle divides.
-    shape = GemmShape(4096, 7168, 2048, ab_bytes=2)
+    shape = GemmShape(4096, 7168, 2048, family=BF16)
     assert sm90.make_config(shape, 132, 128, 192).swizzle_d_bytes == 128
     cfg = sm90.make_config(shape, 132, 128, 192, num_d_chunks=2)
     assert cfg.swizzle_d_bytes == 64 and cfg.d_store_cols == 32 and not config_errors(cfg, shape)
 
 
-@pytest.mark.parametrize("ab_bytes", [1, 2])
-def test_loads_are_batched_only_for_deep_single_warpgroup_tiles_over_long_k(ab_bytes):
+@pytest.mark.parametrize("family", [FP8_1D2D, BF16], ids=str)
+def test_loads_are_batched_only_for_deep_single_warpgroup_tiles_over_long_k(family):
     # The M <= 128 DeepSeek-V3 shapes whose tiles have one consumer warpgroup, 13+ stages and K of
     # 56+ 128-byte blocks per row batch their loads by 4; every other selection loads one k-block at
     # a time.
     for m, (n, k) in itertools.product((64, 128, 4096), DSV3_NK):
-        shape = GemmShape(m, n, k, ab_bytes=ab_bytes)
+        shape = GemmShape(m, n, k, family=family)
         cfg = select_config(shape, 132)
         deep_long = (cfg.block_m == 64 and cfg.num_stages >= 13
-                     and ceil_div(k * ab_bytes, 128) >= sm90.LOAD_BATCH_MIN_K_BLOCKS)
+                     and ceil_div(k * family.operand_bytes, 128) >= sm90.LOAD_BATCH_MIN_K_BLOCKS)
         assert cfg.load_batch == (sm90.LOAD_BATCH if deep_long else 1), cfg
         assert not config_errors(cfg, shape)
-    assert select_config(GemmShape(64, 2112, 7168, ab_bytes=ab_bytes), 132).load_batch == 4
+    assert select_config(GemmShape(64, 2112, 7168, family=family), 132).load_batch == 4
 
 
 @pytest.mark.parametrize("layout", [DENSE, CONTIGUOUS])
@@ -479,7 +486,7 @@ def test_fp8_multicasts_256_row_tiles_over_long_k_and_wide_tiles_over_short_k(la
         waves = shape.num_tiles(cfg.block_m, cfg.block_n) >= sm90.MULTICAST_MIN_WAVES * 132
         long_tall = (waves and cfg.block_m == sm90.MULTICAST_FREE_BLOCK_M
                      and ceil_div(n, cfg.block_n) % 2 == 0 and k // 128 >= sm90.MULTICAST_FREE_MIN_K_BLOCKS)
-        wide_short = (waves and (cfg.block_m, cfg.block_n) == sm90.WIDE_SHORT_K_TILE
+        wide_short = (waves and (cfg.block_m, cfg.block_n) == FP8_1D2D.wide_short_k_tile
                       and k // 128 <= sm90.SHORT_K_MAX_K_BLOCKS
                       and (layout == DENSE or ceil_div(n, cfg.block_n) % 2 == 0))
         if long_tall:
@@ -509,20 +516,20 @@ def test_fp8_wide_tiles_over_short_k(layout, m, n, k, tile):
     assert (cfg.block_m, cfg.block_n) == tile, cfg
 
 
-@pytest.mark.parametrize("ab_bytes", [1, 2], ids=["fp8", "16bit"])
-def test_grouped_selections_multicast_only_fp8_contiguous_a_from_256_row_tiles(ab_bytes):
+@pytest.mark.parametrize("family", [FP8_1D2D, BF16], ids=str)
+def test_grouped_selections_multicast_only_fp8_contiguous_a_from_256_row_tiles(family):
     # The masked layout never multicasts; the contiguous one shares only A, and the heuristic does so
     # only for FP8 256-row tiles and 128x192 tiles over short K (measured: other 128-row tiles and the
     # 16-bit kernel gained nothing).
     for g, m, (n, k) in itertools.product((1, 8, 32), (64, 512, 4096), DSV3_NK):
-        masked = select_config(GemmShape(m, n, k, num_groups=g, layout=MASKED, ab_bytes=ab_bytes), 132)
+        masked = select_config(GemmShape(m, n, k, num_groups=g, layout=MASKED, family=family), 132)
         assert masked.num_tma_multicast == 1, masked
-        shape = GemmShape(g * m, n, k, num_groups=g, layout=CONTIGUOUS, ab_bytes=ab_bytes)
+        shape = GemmShape(g * m, n, k, num_groups=g, layout=CONTIGUOUS, family=family)
         contiguous = select_config(shape, 132)
         if contiguous.num_tma_multicast > 1:
-            wide_short = ((contiguous.block_m, contiguous.block_n) == sm90.WIDE_SHORT_K_TILE
+            wide_short = ((contiguous.block_m, contiguous.block_n) == FP8_1D2D.wide_short_k_tile
                           and k // 128 <= sm90.SHORT_K_MAX_K_BLOCKS)
-            assert ab_bytes == 1 and contiguous.multicast_on_a, contiguous
+            assert family is FP8_1D2D and contiguous.multicast_on_a, contiguous
             assert contiguous.block_m == 256 or wide_short, contiguous
 
 
@@ -539,7 +546,7 @@ def test_contiguous_layout_shares_only_a():
 def test_loads_are_not_batched_for_grouped_or_n_major_b():
     masked = GemmShape(64, 2112, 7168, num_groups=8, layout=MASKED)
     assert select_config(masked, 132).load_batch == 1
-    n_major = GemmShape(64, 2112, 7168, ab_bytes=2, b_mn_major=True)
+    n_major = GemmShape(64, 2112, 7168, family=BF16, b_mn_major=True)
     assert select_config(n_major, 132).load_batch == 1
 
 

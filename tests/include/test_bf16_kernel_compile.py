@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from deepgemm.heuristics import BF16
 from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import select_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.codegen import render_template_arg
-from deepgemm.ops import bf16_launch, fp8_launch
+from deepgemm.ops.bf16 import kernel as bf16_kernel
+from deepgemm.ops.common import launch
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -37,13 +39,13 @@ class Case:
     out_dtype: torch.dtype = torch.bfloat16
     has_c: bool = False
     is_fp16: bool = False
-    kind: str = fp8_launch.GEMM_KIND_DENSE
+    kind: str = launch.GEMM_KIND_DENSE
 
     @property
     def template_args(self) -> tuple[int | bool | str, ...]:
         a_mn_major, b_mn_major = self.layout[0] == "t", self.layout[1] == "n"
-        return bf16_launch.Bf16Kernel(self.n, self.k, self.cfg, a_mn_major, b_mn_major, self.is_fp16,
-                                      self.out_dtype, self.has_c, self.kind).template_args()
+        return bf16_kernel.kernel_spec(self.n, self.k, self.cfg, a_mn_major, b_mn_major, self.is_fp16,
+                                       self.out_dtype, self.has_c, self.kind).template_args
 
     @property
     def id(self) -> str:
@@ -55,7 +57,7 @@ class Case:
 
 
 def _dense(m: int, n: int, k: int, layout: str, out_dtype: torch.dtype, **kw) -> Case:
-    shape = GemmShape(m, n, k, OUT_BYTES[out_dtype], ab_bytes=2, b_mn_major=layout[1] == "n")
+    shape = GemmShape(m, n, k, OUT_BYTES[out_dtype], family=BF16, b_mn_major=layout[1] == "n")
     return Case(n, k, select_config(shape, NUM_SMS), layout, out_dtype, **kw)
 
 
@@ -66,11 +68,11 @@ def selected_cases() -> list[Case]:
     variants = [_dense(4096, 7168, 2048, "nt", torch.float32, has_c=True),
                 _dense(128, 7168, 2048, "tn", torch.bfloat16, has_c=True),
                 _dense(4096, 4096, 7168, "nn", torch.float16, is_fp16=True, has_c=True)]
-    grouped = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS, ab_bytes=2), NUM_SMS),
-                    kind=fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES)
+    grouped = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS, family=BF16), NUM_SMS),
+                    kind=launch.GEMM_KIND_CONTIGUOUS_INDICES)
                for g, rows in ((4, 8192), (8, 4096)) for n, k in GROUPED_NK]
-    grouped += [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED, ab_bytes=2), NUM_SMS),
-                     kind=fp8_launch.GEMM_KIND_MASKED)
+    grouped += [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED, family=BF16), NUM_SMS),
+                     kind=launch.GEMM_KIND_MASKED)
                 for g, rows in ((4, 256), (32, 16), (32, 192)) for n, k in GROUPED_NK]
     return dense + variants + grouped
 
@@ -89,7 +91,7 @@ CASES = distinct_cases()
 def _build(case: Case) -> str | None:
     """None when the kernel compiled with no local memory, else the error."""
     try:
-        build_kernel(bf16_launch.KERNEL, bf16_launch.HEADER, case.template_args)
+        build_kernel(bf16_kernel.KERNEL, bf16_kernel.HEADER, case.template_args)
     except CompileError as error:  # LocalMemoryError included
         return f"{type(error).__name__}: {error}"
     return None
@@ -110,7 +112,7 @@ def test_cases_cover_every_variant():
     assert {case.layout for case in CASES} == {"nt", "nn", "tn", "tt"}
     assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
     assert {case.cfg.num_tma_multicast for case in CASES} == {1, 2}
-    kinds = (fp8_launch.GEMM_KIND_DENSE, fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES, fp8_launch.GEMM_KIND_MASKED)
+    kinds = (launch.GEMM_KIND_DENSE, launch.GEMM_KIND_CONTIGUOUS_INDICES, launch.GEMM_KIND_MASKED)
     assert {case.kind for case in CASES} == set(kinds)
 
 
@@ -122,7 +124,7 @@ def test_kernel_compiles_without_local_memory(build_errors, case):
 PROBE_HEADER = """#pragma once
 #include <{kernel_header}>
 
-// Host mirror (deepgemm/heuristics/config.py) vs. the kernel's own layout constants.
+// Host mirror (deepgemm/heuristics/families/bf16.py) vs. the kernel's own layout constants.
 {asserts}
 
 template <int kUnused>
@@ -143,7 +145,7 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     include_dir = tmp_path / "include"
     include_dir.mkdir()
     (include_dir / "bf16_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=bf16_launch.HEADER, asserts="\n".join(asserts)))
+        PROBE_HEADER.format(kernel_header=bf16_kernel.HEADER, asserts="\n".join(asserts)))
     monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
     binary = build_kernel("bf16_layout_probe", "bf16_layout_probe.cuh", (0,), include_dirs=[include_dir])

@@ -23,7 +23,8 @@ from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.codegen import render_template_arg
 from deepgemm.jit.compiler import find_nvcc
-from deepgemm.ops import fp8_launch
+from deepgemm.ops.common import launch
+from deepgemm.ops.fp8 import kernel as fp8_kernel
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -44,8 +45,8 @@ CONTIGUOUS_SHAPES = tuple((g, rows, n, k) for g, rows in ((4, 8192), (8, 4096)) 
 MASKED_SHAPES = tuple((g, rows, n, k) for g, rows in ((1, 1024), (2, 512), (4, 256), (32, 16), (32, 64),
                                                      (32, 192)) for n, k in GROUPED_NK)
 # `deepgemm::GemmKind` enumerator values, for the mangled kernel name.
-KIND_VALUES = {fp8_launch.GEMM_KIND_DENSE: 0, fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES: 1,
-               fp8_launch.GEMM_KIND_CONTIGUOUS_ENDS: 2, fp8_launch.GEMM_KIND_MASKED: 3}
+KIND_VALUES = {launch.GEMM_KIND_DENSE: 0, launch.GEMM_KIND_CONTIGUOUS_INDICES: 1,
+               launch.GEMM_KIND_CONTIGUOUS_ENDS: 2, launch.GEMM_KIND_MASKED: 3}
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ class Case:
     n: int
     k: int
     cfg: GemmConfig
-    kind: str = fp8_launch.GEMM_KIND_DENSE
+    kind: str = launch.GEMM_KIND_DENSE
 
     @property
     def template_args(self) -> tuple[int | bool | str, ...]:
-        return fp8_launch.template_args(self.n, self.k, self.cfg, self.kind)
+        return fp8_kernel.kernel_spec(self.n, self.k, self.cfg, self.kind).template_args
 
     @property
     def id(self) -> str:
@@ -85,9 +86,9 @@ def selected_cases() -> list[Case]:
              for m, n, k in DSV3_SHAPES + EDGE_SHAPES for out_bytes in (2, 4)]
     contiguous = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS), NUM_SMS), kind)
                   for g, rows, n, k in CONTIGUOUS_SHAPES
-                  for kind in (fp8_launch.GEMM_KIND_CONTIGUOUS_INDICES, fp8_launch.GEMM_KIND_CONTIGUOUS_ENDS)]
+                  for kind in (launch.GEMM_KIND_CONTIGUOUS_INDICES, launch.GEMM_KIND_CONTIGUOUS_ENDS)]
     masked = [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED), NUM_SMS),
-                   fp8_launch.GEMM_KIND_MASKED) for g, rows, n, k in MASKED_SHAPES]
+                   launch.GEMM_KIND_MASKED) for g, rows, n, k in MASKED_SHAPES]
     return dense + contiguous + masked
 
 
@@ -151,8 +152,8 @@ class Build:
 
 def _build(case: Case) -> Build:
     try:
-        binary = build_kernel(fp8_launch.KERNEL, fp8_launch.HEADER, case.template_args,
-                              comment=fp8_launch.kernel_comment(case.n, case.k, case.cfg))
+        spec = fp8_kernel.kernel_spec(case.n, case.k, case.cfg, case.kind)
+        binary = build_kernel(spec.name, spec.header, spec.template_args, comment=spec.comment)
     except CompileError as error:  # LocalMemoryError included
         return Build(error=f"{type(error).__name__}: {error}")
     return Build(binary.symbol, binary.cubin, binary.compiled)
@@ -227,7 +228,7 @@ def test_kernel_compiles_without_local_memory(builds, compiler, case):
 PROBE_HEADER = """#pragma once
 #include <{kernel_header}>
 
-// Host mirror (deepgemm/heuristics/config.py) vs. the kernel's own layout constants.
+// Host mirror (deepgemm/heuristics/families/fp8_1d2d.py) vs. the kernel's own layout constants.
 {asserts}
 
 template <int kUnused>
@@ -249,7 +250,7 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     include_dir = tmp_path / "include"
     include_dir.mkdir()
     (include_dir / "fp8_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=fp8_launch.HEADER, asserts="\n".join(asserts)))
+        PROBE_HEADER.format(kernel_header=fp8_kernel.HEADER, asserts="\n".join(asserts)))
     monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
     # NVRTC: always available, and the faster of the two front ends.
     monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")

@@ -4,7 +4,7 @@ the 16-bit op calls (which layout ``matmul`` chose, and which tensors reached it
 import pytest
 import torch
 
-from deepgemm.ops import bf16_gemm
+from deepgemm.ops.bf16 import gemm as bf16_gemm
 
 LAYOUTS = ("nn", "nt", "tn", "tt")
 

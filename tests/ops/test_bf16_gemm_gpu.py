@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import deepgemm
+from deepgemm.heuristics import BF16
 from deepgemm.heuristics.config import CONTIGUOUS, GemmConfig, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.bf16_launch import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
+from deepgemm.ops.bf16.kernel import launch_bf16_gemm, launch_m_grouped_bf16_contiguous
 from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs
 
 from .grouped_cases import (
@@ -177,7 +178,7 @@ def test_d_staged_in_two_chunks(layout: str, block_m: int, block_n: int, out_dty
     accurate, no writes outside d, and bit-identical to the same tile staged whole."""
     m, n, k = 1000, 1000, 896
     out_bytes = out_dtype.itemsize
-    shape = GemmShape(m, n, k, out_bytes, ab_bytes=2, b_mn_major=layout[1] == "n")
+    shape = GemmShape(m, n, k, out_bytes, family=BF16, b_mn_major=layout[1] == "n")
     results = []
     for num_d_chunks in (2, 1):
         cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, num_d_chunks=num_d_chunks)
@@ -192,7 +193,7 @@ def test_odd_column_groups_per_chunk(block_n: int, num_d_chunks: int, out_dtype:
     """Staged D chunks of an odd number of 8-column groups (15 and 13: the last group goes to shared
     memory with a two-matrix stmatrix), with C added: accurate, no writes outside d."""
     m, n, k = 1000, 1000, 896
-    shape = GemmShape(m, n, k, out_dtype.itemsize, ab_bytes=2)
+    shape = GemmShape(m, n, k, out_dtype.itemsize, family=BF16)
     cfg = make_config(shape, deepgemm.get_num_sms(), 128, block_n, num_d_chunks=num_d_chunks)
     assert not config_errors(cfg, shape), config_errors(cfg, shape)
     _check("nt", m, n, k, out_dtype=out_dtype, c_mode="separate", config=cfg)
@@ -205,7 +206,7 @@ def test_loads_in_batches(layout: str, load_batch: int) -> None:
     several tiles per CTA (the ring wraps across tiles), 64- and 128-row tiles, C added: accurate, no
     writes outside d, and bit-identical to loading one k-block at a time."""
     m, n, k = 200, 1024, 7232
-    shape = GemmShape(m, n, k, 2, ab_bytes=2, b_mn_major=layout[1] == "n")
+    shape = GemmShape(m, n, k, 2, family=BF16, b_mn_major=layout[1] == "n")
     for block_m, block_n in ((64, 64), (128, 64)):
         results = []
         for batch in (load_batch, 1):
@@ -346,7 +347,7 @@ def test_grouped_contiguous_tiles_stop_at_their_expert(block_m: int, block_n: in
     sizes = EXPERT_SIZES_ACROSS_TILES
     inputs = make_grouped_inputs("contiguous", len(sizes), sizes, 1000, 896, None, torch.device("cuda"),
                                  seed=5, operand_dtype=torch.bfloat16)
-    shape = GemmShape(inputs.a.shape[0], 1000, 896, 2, len(sizes), CONTIGUOUS, ab_bytes=2)
+    shape = GemmShape(inputs.a.shape[0], 1000, 896, 2, len(sizes), CONTIGUOUS, family=BF16)
     cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, multicast, True,
                       num_d_chunks=num_d_chunks)
     assert not config_errors(cfg, shape)

@@ -8,7 +8,7 @@ import torch
 import deepgemm
 from deepgemm.heuristics.config import GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.fp8_launch import launch_fp8_gemm_nt
+from deepgemm.ops.fp8.kernel import launch_fp8_gemm_nt
 from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
 
 pytestmark = pytest.mark.gpu

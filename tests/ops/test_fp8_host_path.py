@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from deepgemm.heuristics import GemmShape, select_config
-from deepgemm.ops import fp8_gemm, settings
+from deepgemm.ops.common import settings
+from deepgemm.ops.fp8 import dense as fp8_gemm
 from deepgemm.quant import get_mn_major_tma_aligned_tensor
 
 FP8 = torch.float8_e4m3fn
@@ -128,8 +129,11 @@ def test_require_hopper_remembers_passes_only(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def gpu_stub(monkeypatch: pytest.MonkeyPatch):
-    """fp8_launch with a fake H100 (132 SMs), recording kernel launches and tensor-map requests."""
-    from deepgemm.ops import fp8_launch
+    """The FP8 kernel module with a fake H100 (132 SMs), recording kernel launches and tensor-map
+    requests."""
+    from deepgemm.ops.common import launch
+    from deepgemm.ops.common.launch import PlanCache
+    from deepgemm.ops.fp8 import kernel as fp8_launch
 
     record = SimpleNamespace(tmaps=[], launches=[], launchers=[])
 
@@ -145,12 +149,12 @@ def gpu_stub(monkeypatch: pytest.MonkeyPatch):
     props = SimpleNamespace(major=9, minor=0, name="H100", multi_processor_count=132)
     monkeypatch.setattr(settings, "_device_properties", lambda index: props)
     monkeypatch.setattr(settings, "_num_sms", None)
-    monkeypatch.setattr(fp8_launch, "get_kernel", lambda *args, **kwargs: Kernel())
+    monkeypatch.setattr(launch, "get_kernel", lambda *args, **kwargs: Kernel())
     monkeypatch.setattr(fp8_launch, "make_tma_descriptor", make_tma_descriptor)
-    monkeypatch.setattr(fp8_launch, "_plans", {})
-    fp8_launch.kernel_launcher.cache_clear()
+    monkeypatch.setattr(fp8_launch, "_dense_plans", PlanCache(max_plans=4096))
+    launch.kernel_launcher.cache_clear()
     yield fp8_launch, record
-    fp8_launch.kernel_launcher.cache_clear()
+    launch.kernel_launcher.cache_clear()
 
 
 def test_launch_arguments(gpu_stub) -> None:
@@ -195,7 +199,7 @@ def test_plans_and_tensor_maps_are_memoised(gpu_stub) -> None:
 
     settings._num_sms = 66  # as set_num_sms(66) (restored by the fixture): a new plan, with a 66-CTA grid
     fp8_launch.launch_checked(A2, sfa, B, sfb, d, m, n, k, 0)
-    assert record.launchers[-1]["grid"] == 66 and len(fp8_launch._plans) == 2
+    assert record.launchers[-1]["grid"] == 66 and len(fp8_launch._dense_plans) == 2
 
 
 def test_config_override_uses_it(gpu_stub) -> None:
@@ -205,5 +209,5 @@ def test_config_override_uses_it(gpu_stub) -> None:
     sfa, sfb = get_mn_major_tma_aligned_tensor(torch.ones(m, 4)), torch.ones(2, 4)
     cfg = select_config(GemmShape(m, n, k, out_bytes=4), 8)
     fp8_launch.launch_fp8_gemm_nt(A, sfa, B, sfb, d, config=cfg)
-    assert record.launchers[0]["grid"] == 8 and not fp8_launch._plans
+    assert record.launchers[0]["grid"] == 8 and not fp8_launch._dense_plans
     assert record.tmaps[2] == (sfa.data_ptr(), torch.float32, (m, 4), (m * 4,), (cfg.block_m, 1), 0)

@@ -10,11 +10,12 @@ import torch
 import deepgemm
 from deepgemm.ops import (
     get_m_alignment_for_contiguous_layout,
-    grouped_fp8_gemm,
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
+from deepgemm.ops.common import group_indices
+from deepgemm.ops.fp8 import grouped as grouped_fp8_gemm
 from deepgemm.quant import get_mn_major_tma_aligned_tensor, per_block_cast_to_fp8, per_token_cast_to_fp8
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_contiguous, ref_m_grouped_fp8_gemm_nt_masked
 
@@ -57,7 +58,7 @@ def assert_untouched(rows: torch.Tensor) -> None:
 
 
 def test_alignment_is_128_and_exported() -> None:
-    assert get_m_alignment_for_contiguous_layout() == 128 == grouped_fp8_gemm.M_ALIGNMENT_CONTIGUOUS
+    assert get_m_alignment_for_contiguous_layout() == 128 == group_indices.M_ALIGNMENT_CONTIGUOUS
     for name in ("get_m_alignment_for_contiguous_layout", "m_grouped_fp8_gemm_nt_contiguous",
                  "m_grouped_fp8_gemm_nt_contiguous_offsets", "m_grouped_fp8_gemm_nt_masked"):
         assert name in deepgemm.__all__ and name in deepgemm.ops.__all__
@@ -290,7 +291,7 @@ def test_k_zero_still_checks_index_values() -> None:
         m_grouped_fp8_gemm_nt_contiguous(a, b, sentinel(128, 16), torch.full((128,), 5, dtype=torch.int32))
 
 
-# --- the hand-off to grouped_launch, with the device and the launch stubbed -----------------------------
+# --- the hand-off to the kernel module, with the device and the launch stubbed -----------------------------
 
 
 @pytest.fixture
@@ -305,7 +306,7 @@ def fake_gpu(monkeypatch):
         "launch_m_grouped_contiguous", "launch_m_grouped_contiguous_offsets", "launch_m_grouped_masked")})
     monkeypatch.setattr(grouped_fp8_gemm, "check_same_device", lambda tensors: torch.device("cuda", 0))
     monkeypatch.setattr(grouped_fp8_gemm, "require_hopper", lambda index: launches.append(("hopper", index)))
-    monkeypatch.setattr(grouped_fp8_gemm, "_grouped_launch", stub)
+    monkeypatch.setattr(grouped_fp8_gemm, "_kernel", lambda: stub)
     monkeypatch.delenv("DG_DEBUG_CHECK_INDICES", raising=False)
     return launches
 

@@ -17,7 +17,7 @@ import torch
 import deepgemm
 from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
-from deepgemm.ops.grouped_launch import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
+from deepgemm.ops.fp8.kernel import launch_m_grouped_contiguous, launch_m_grouped_contiguous_offsets
 from deepgemm.testing import GroupedInputs, calc_diff, make_grouped_inputs, ref_m_grouped_fp8_gemm_nt_masked
 
 from .grouped_cases import (

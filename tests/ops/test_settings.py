@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepgemm.ops import get_num_sms, set_num_sms, settings
+from deepgemm.ops import get_num_sms, set_num_sms
+from deepgemm.ops.common import settings
 
 
 def fake_gpu(monkeypatch: pytest.MonkeyPatch, major: int = 9, minor: int = 0, name: str = "H100") -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from deepgemm.ops import fp8_gemm_nt
-from deepgemm.ops.validation import check_fp8_operand, check_tma_operand
+from deepgemm.ops.common.validation import check_fp8_operand, check_tma_operand
 
 FP8 = torch.float8_e4m3fn
 M, N, K = 4, 16, 256
