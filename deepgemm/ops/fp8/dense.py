@@ -118,7 +118,7 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
     comparisons, with no message built: ~5 us, against ~17 us for ``_checked``. It may turn down
     valid arguments (empty sizes, tuple subclasses) but must never accept an invalid one; ``None``
     sends the caller to ``_checked``, which raises the precise error or returns the same result
-    (tests/test_fp8_host_path.py holds the two to that).
+    (tests/ops/test_fp8_host_path.py holds the two to that).
     """
     # Operands are (tensor, scale) pairs; all five arguments tensors of the allowed dtypes.
     if type(a) not in _PAIR_TYPES or type(b) not in _PAIR_TYPES or len(a) != 2 or len(b) != 2:
