@@ -133,21 +133,23 @@ struct TileStore {
     // Stores a warpgroup's rows of every wave of the staged columns (rows w * kWaveM + warpgroup * 64
     // + [0, 64), landing at column `n_offset` of D): whole 64-row boxes by TMA, issued by the
     // warpgroup's first thread; a wave whose valid rows end inside its box with plain stores by all
-    // 128 threads (see copy_rows). The masked kind stores through a 3-D [groups, rows, N] map and
-    // addresses `d` by group. The caller commits the group.
+    // 128 threads (see copy_rows; only kinds with KindTraits::kHasInvalidRows have such waves). Kinds
+    // with a group dimension (the masked one) store through a 3-D [groups, rows, N] map and address
+    // `d` by group. The caller commits the group.
     template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
     __device__ __forceinline__ static void store_waves(const void* tmap_d, const uint8_t* smem_d, const Tile& tile,
                                                        uint32_t n_offset, const uint32_t (&num_valid_rows)[kNumWaves],
                                                        uint32_t warpgroup, uint32_t thread_in_warpgroup,
                                                        uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                                                        uint32_t shape_n) {
+        using Traits = KindTraits<kKind>;
         #pragma unroll
         for (uint32_t w = 0; w < kNumWaves; ++w) {
             const uint32_t row = w * kWaveM + warpgroup * 64;
-            if (kKind == GemmKind::Dense || num_valid_rows[w] == 64) {
+            if (!Traits::kHasInvalidRows || num_valid_rows[w] == 64) {
                 if (thread_in_warpgroup == 0)
-                    issue_store<kKind == GemmKind::Masked>(tmap_d, smem_d, row, tile.row + row, n_offset, shape_n,
-                                                           tile.group);
+                    issue_store<Traits::kHasGroupDim>(tmap_d, smem_d, row, tile.row + row, n_offset, shape_n,
+                                                      tile.group);
             } else if (num_valid_rows[w] > 0) {
                 uint8_t* d_row = d + tile.group * d_group_bytes + (tile.row + row) * d_row_bytes +
                                  n_offset * kElemBytes;

@@ -4,13 +4,11 @@
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/types.cuh>
 #include <deepgemm/epilogue/store_tile.cuh>
+#include <deepgemm/impls/bf16/mma.cuh>
+#include <deepgemm/pipeline/stages.cuh>
 #include <deepgemm/ptx/cluster.cuh>
-#include <deepgemm/ptx/mbarrier.cuh>
-#include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
-#include <deepgemm/ptx/wgmma_16bit.cuh>
-#include <deepgemm/scheduler/tile_pipeline.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
 
 // D[M, N] = C[M, N] + A * B with BF16 or FP16 operands and FP32 accumulation in the tensor cores.
@@ -45,7 +43,7 @@ struct Bf16GemmLayout {
         align_up(BLOCK_M * BLOCK_N / kNumDChunks * (kOutType == OutType::FP32 ? 4u : 2u), 1024u);
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K * 2;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K * 2;
-    static constexpr uint32_t kSmemTileBytes = kHandsOffTiles<kKind> ? kNumStages * sizeof(Tile) : 0;
+    static constexpr uint32_t kSmemTileBytes = KindTraits<kKind>::kHandsOffTiles ? kNumStages * sizeof(Tile) : 0;
     static constexpr uint32_t kSmemBytes =
         kSmemDBytes + kNumStages * (kSmemABytes + kSmemBBytes) + kNumStages * 2 * 8 + kSmemTileBytes;
 
@@ -53,7 +51,7 @@ struct Bf16GemmLayout {
     static_assert(BLOCK_N % 8 == 0 && BLOCK_N <= 256, "WGMMA N is a multiple of 8 up to 256");
     static_assert(!kIsBMNMajor || BLOCK_N % kChunk == 0, "an N-major B tile is whole 64-column chunks");
     static_assert(kSmemBBytes % 1024 == 0, "128B-swizzled tiles must stay 1024-byte aligned");
-    static_assert(kKind == GemmKind::Dense || (!kIsAMNMajor && !kIsBMNMajor), "grouped GEMMs are NT only");
+    static_assert(!KindTraits<kKind>::kIsGrouped || (!kIsAMNMajor && !kIsBMNMajor), "grouped GEMMs are NT only");
     static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt into");
 };
 
@@ -80,6 +78,37 @@ __device__ __forceinline__ void load_operand(const void* tmap, uint64_t* bar, ui
     }
 }
 
+// The producer's role: issues the loads of k-block `k_block` of `tile` into stage `stage`, both
+// completing on its full barrier `bar`. With multicast, rank 0 loads the shared operand into both CTAs
+// of the pair. As in the FP8 kernel, the roles refer to the kernel's own variables.
+template <typename Layout, uint32_t SHAPE_N, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumTMAMulticast,
+          bool kIsMulticastOnA, bool kIsAMNMajor, bool kIsBMNMajor, GemmKind kKind>
+struct Bf16StageLoader {
+    static constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
+    static constexpr bool kMulticastA = kNumTMAMulticast > 1 && kIsMulticastOnA;
+    static constexpr bool kMulticastB = kNumTMAMulticast > 1 && !kIsMulticastOnA;
+
+    const TmaDescriptor& tmap_a;
+    const TmaDescriptor& tmap_b;
+    uint8_t* const& smem_a;
+    uint8_t* const& smem_b;
+    const uint32_t& cta_rank;
+
+    __device__ __forceinline__ void load_stage(const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
+        uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
+        uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
+        const int32_t k = k_block * Layout::BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N;
+        if constexpr (KindTraits<kKind>::kHasGroupDim)
+            ptx::tma_load_3d(&tmap_a, bar, dst_a, k, m, tile.group);
+        else if (!kMulticastA || cta_rank == 0)
+            load_operand<kIsAMNMajor, BLOCK_M, Layout::BLOCK_K, kMulticastA>(&tmap_a, bar, dst_a, k, m, kClusterMask);
+        // The experts' B matrices lie back to back: one [G * N, K] tensor map.
+        if (!kMulticastB || cta_rank == 0)
+            load_operand<kIsBMNMajor, BLOCK_N, Layout::BLOCK_K, kMulticastB>(&tmap_b, bar, dst_b, k,
+                                                                             n + tile.group * SHAPE_N, kClusterMask);
+    }
+};
+
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsAMNMajor, bool kIsBMNMajor, bool kIsFP16,
           OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, uint32_t kNumDChunks, uint32_t kLoadBatch,
@@ -93,21 +122,23 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor,
                                   kOutType, kNumDChunks, kKind>;
+    using Traits = KindTraits<kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
-    using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
-                                            BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
-    using MMA = ptx::Wgmma16<BLOCK_N>;
-    constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
-    constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
+    using ConsumerScheduler = TileScheduler<Traits::kConsumerSchedulerKind, SHAPE_N, BLOCK_M, BLOCK_N, 16,
+                                            kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using StageLoader = Bf16StageLoader<Layout, SHAPE_N, BLOCK_M, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA,
+                                        kIsAMNMajor, kIsBMNMajor, kKind>;
+    using Mma = Bf16Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kIsFP16, kIsAMNMajor, kIsBMNMajor>;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
-    constexpr uint32_t kNumAccum = MMA::kNumAccum;
+    constexpr uint32_t kNumAccum = Mma::kNumAccum;
     constexpr uint32_t kWarpgroupBarrier = 1;
     // As in the FP8 kernel, a cluster pair shares its m-block, so contiguous A may be multicast.
-    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1 ||
-                  (kIsMulticastOnA && kKind != GemmKind::Masked), "the grouped kinds multicast only contiguous A");
-    static_assert(kKind == GemmKind::Dense || !kHasC, "only the dense GEMM adds C");
+    static_assert(Traits::allows_multicast(kNumTMAMulticast, kIsMulticastOnA),
+                  "the grouped kinds multicast only contiguous A");
+    static_assert(!Traits::kIsGrouped || !kHasC, "only the dense GEMM adds C");
 
-    // Shared memory: [D tile][A stages][B stages][full | empty barriers][tile per stage (grouped kinds)].
+    // Shared memory: [D tile][A stages][B stages][full | empty barriers]
+    // [tile per stage (kinds that hand off tiles)].
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t* smem_d = smem;
     uint8_t* smem_a = smem_d + Layout::kSmemDBytes;
@@ -126,27 +157,11 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
         ptx::warpgroup_reg_dealloc<40>();
         if (thread == kNumMathThreads) {
             const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
-            constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
-            constexpr bool kMulticastA = kNumTMAMulticast > 1 && kIsMulticastOnA;
-            constexpr bool kMulticastB = kNumTMAMulticast > 1 && !kIsMulticastOnA;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
-            produce_tiles<kKind, kNumStages, kNumKBlocks, kLoadBatch>(
+            StageLoader loader{tmap_a, tmap_b, smem_a, smem_b, cta_rank};
+            produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
                 scheduler, full_barriers, empty_barriers, stage_tiles, Layout::kSmemABytes + Layout::kSmemBBytes,
-                [&](const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
-                    uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
-                    uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
-                    const int32_t k = k_block * BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N;
-                    // With multicast, rank 0 loads the shared operand into both CTAs of the pair.
-                    if constexpr (kKind == GemmKind::Masked)
-                        ptx::tma_load_3d(&tmap_a, bar, dst_a, k, m, tile.group);
-                    else if (!kMulticastA || cta_rank == 0)
-                        load_operand<kIsAMNMajor, BLOCK_M, BLOCK_K, kMulticastA>(&tmap_a, bar, dst_a, k, m,
-                                                                                 kClusterMask);
-                    // The experts' B matrices lie back to back: one [G * N, K] tensor map.
-                    if (!kMulticastB || cta_rank == 0)
-                        load_operand<kIsBMNMajor, BLOCK_N, BLOCK_K, kMulticastB>(
-                            &tmap_b, bar, dst_b, k, n + tile.group * SHAPE_N, kClusterMask);
-                });
+                loader);
         }
         __syncwarp();
     } else {
@@ -157,11 +172,6 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
         const uint32_t row_in_wave = warpgroup * 64 + thread_in_warpgroup / 32 * 16 + lane / 4;
 
         float accum[Layout::kNumWaves][kNumAccum];
-        // A warpgroup's 64 rows of A start 64 * 128 bytes apart in both majors: 64 K-major lines,
-        // or one 64-row MN-major chunk of BLOCK_K lines. One 16-deep K step moves 32 bytes along a
-        // K-major line, or 16 lines (2048 bytes) down an MN-major chunk; descriptors count 16 bytes.
-        constexpr uint32_t kStepA = kIsAMNMajor ? 2048 / 16 : 2;
-        constexpr uint32_t kStepB = kIsBMNMajor ? 2048 / 16 : 2;
         const uint64_t desc_a_base =
             kIsAMNMajor ? ptx::make_smem_desc_mn_major_sw128(smem_a + warpgroup * 64 * 128, Layout::kChunkBytes)
                         : ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * 128);
@@ -174,42 +184,12 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
             uint32_t num_valid_rows[Layout::kNumWaves];
             warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, num_valid_rows);
 
-            // Compiled twice for the grouped kinds, as in the FP8 kernel: tiles whose every wave has
-            // valid rows run the dense kernel's loop, free of the per-wave row test.
-            auto run_k_loop = [&](bool is_guarded) {
-                // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
-                uint32_t in_flight_stage = 0;
-                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                    ptx::mbarrier_wait(&full_barriers[stage], phase);
-                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-                    #pragma unroll
-                    for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                        // Rows outside every group (padding, past masked_m) cost no tensor-core work.
-                        if (is_guarded && num_valid_rows[w] == 0)
-                            continue;
-                        ptx::wgmma_fence();
-                        const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * 128 >> 4);
-                        #pragma unroll
-                        for (uint32_t k = 0; k < BLOCK_K / 16; ++k)
-                            MMA::template mma<kIsFP16, kIsAMNMajor, kIsBMNMajor>(
-                                wave_desc_a + k * kStepA, desc_b + k * kStepB, accum[w], k_block > 0 || k > 0);
-                    }
-                    ptx::wgmma_commit_group();
-                    ptx::wgmma_wait_group<1>();
-                    if (k_block > 0)
-                        release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
-                    in_flight_stage = stage;
-                    if (++stage == kNumStages)
-                        stage = 0, phase ^= 1;
-                }
-                ptx::wgmma_wait_group<0>();
-                release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
-            };
-            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0)
-                run_k_loop(false);
+            // MMA over every k-block; the guarded loop only for tiles whose last wave holds no valid row.
+            Mma mainloop{full_barriers, empty_barriers, stage, phase, desc_a_base, desc_b_base, lane, accum};
+            if (!Traits::kHasInvalidRows || num_valid_rows[Layout::kNumWaves - 1] > 0)
+                mainloop.k_loop(false, num_valid_rows);
             else
-                run_k_loop(true);
+                mainloop.k_loop(true, num_valid_rows);
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
                 #pragma unroll

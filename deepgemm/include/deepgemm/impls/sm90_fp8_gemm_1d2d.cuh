@@ -2,16 +2,14 @@
 
 #include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
-#include <deepgemm/common/promotion.cuh>
 #include <deepgemm/common/types.cuh>
 #include <deepgemm/epilogue/store_tile.cuh>
+#include <deepgemm/impls/fp8_1d2d/mma_promote.cuh>
+#include <deepgemm/impls/fp8_1d2d/scales_b.cuh>
+#include <deepgemm/pipeline/stages.cuh>
 #include <deepgemm/ptx/cluster.cuh>
-#include <deepgemm/ptx/mbarrier.cuh>
-#include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
-#include <deepgemm/ptx/wgmma_fp8.cuh>
-#include <deepgemm/scheduler/tile_pipeline.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
 
 // D[M, N] = A[M, K] * B[N, K]^T with DeepSeek-V3 fine-grained scaling: A carries one FP32 scale per
@@ -38,13 +36,10 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kWaveM = 64 * kNumMathWarpgroups;
     static constexpr uint32_t kNumWaves = BLOCK_M / kWaveM;
     static constexpr uint32_t kNumKBlocks = ceil_div(SHAPE_K, BLOCK_K);
-    static constexpr uint32_t kNumScaleBlocksN = ceil_div(SHAPE_N, 128u);
-    // A tile never straddles a 128-column scale block when BLOCK_N divides 128.
-    static constexpr bool kUniformScaleB = 128 % BLOCK_N == 0;
+    using ScalesB = TileScalesB<SHAPE_N, SHAPE_K, BLOCK_N>;
     // One consumer warpgroup with registers for a second accumulator set runs the two-set k-loop
-    // (see the kernel), whose WGMMAs of one k-block overlap the promotion of the previous one. (H200,
-    // M <= 128 DeepSeek-V3 shapes: 64-row tiles 0-5% faster, 2.3% on average; 128-row tiles, where
-    // the other warpgroup already fills that gap, -2 to +1%, within the noise.)
+    // (Fp8MmaPromote::two_set_k_loop), whose WGMMAs of one k-block overlap the promotion of the
+    // previous one. With 128-row tiles the other warpgroup already fills that gap.
     static constexpr bool kTwoAccumSets = kNumMathWarpgroups == 1 && BLOCK_N <= 128;
     // K-blocks per straight-line span of that loop; each span ends by waiting for its last WGMMAs.
     static constexpr uint32_t kTwoSetSpan = 8;
@@ -56,22 +51,19 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
     static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
     // A tile's B scales: one per k-block, two when the tile straddles a 128-column block.
-    static constexpr uint32_t kNumScalesB = kNumKBlocks * (kUniformScaleB ? 1u : 2u);
-    // Who copies them to shared memory: for the masked kind the producer, with the tile's first
-    // stage (see load_tile_scales), into buffers taken in turn per tile; for the other kinds each
-    // consumer warpgroup into its own buffer as the tile starts. (H200: the producer's copy made
-    // masked calls up to 4.5% faster, but contiguous 128x192 tiles 1.5-3.5% slower.)
-    static constexpr bool kProducerLoadsScalesB = kKind == GemmKind::Masked;
-    // Per-tile buffers: enough that the producer, up to kNumStages k-blocks ahead, never overwrites
-    // those of a tile the consumers are still in (they read a k-block's scales until just after
-    // freeing its stage).
+    static constexpr uint32_t kNumScalesB = ScalesB::kNumScales;
+    // Who copies them to shared memory (KindTraits::kProducerLoadsScalesB): the producer, with the
+    // tile's first stage, into buffers taken in turn per tile; or each consumer warpgroup into its
+    // own buffer as the tile starts. Per-tile buffers: enough that the producer, up to kNumStages
+    // k-blocks ahead, never overwrites those of a tile the consumers are still in (they read a
+    // k-block's scales until just after freeing its stage).
     static constexpr uint32_t kNumTileSFBBuffers = 1 + ceil_div(kNumStages, kNumKBlocks);
     // Sized for either use, so the host's mirror of the layout need not know the kind.
     static constexpr uint32_t kSmemSFBBytes =
         align_up(max_of(kNumMathWarpgroups, kNumTileSFBBuffers) * kNumScalesB * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
-    // The grouped kinds' tile slots (scheduler/tile_pipeline.cuh).
-    static constexpr uint32_t kSmemTileBytes = kHandsOffTiles<kKind> ? kNumStages * sizeof(Tile) : 0;
+    // The tile slots of kinds that hand off tiles (pipeline/stages.cuh).
+    static constexpr uint32_t kSmemTileBytes = KindTraits<kKind>::kHandsOffTiles ? kNumStages * sizeof(Tile) : 0;
     static constexpr uint32_t kSmemBytes = kSmemDBytes + kNumStages * kSmemStageBytes + kSmemSFBBytes +
                                            kNumStages * 2 * 8 + kSmemTileBytes;
 
@@ -80,6 +72,66 @@ struct Fp8GemmLayout {
     static_assert(kSmemBBytes % 1024 == 0, "128B-swizzled tiles must stay 1024-byte aligned");
     static_assert(kNumTMAMulticast == 1 || kNumTMAMulticast == 2, "clusters of 1 or 2 CTAs");
     static_assert(kSmemBytes <= 232448, "exceeds the 227 KB of shared memory a block may opt into");
+
+    // The B-scale buffer of the next tile where the producer copies them; the producer and the
+    // consumers each count their tiles in `num_tiles`.
+    __device__ __forceinline__ static float* next_tile_sfb(float* const& smem_sfb, uint32_t& num_tiles) {
+        return smem_sfb + num_tiles++ % kNumTileSFBBuffers * kNumScalesB;
+    }
+};
+
+// The producer's role: issues the loads of k-block `k_block` of `tile` into stage `stage`, all
+// completing on its full barrier `bar`: the A tile and its scales, the B tile, and with a tile's
+// first k-block its B scales where the producer copies them. Like the consumers' roles it refers to
+// the kernel's own variables: holding copies of them changed ptxas' instruction order.
+template <typename Layout, uint32_t SHAPE_N, uint32_t BLOCK_N, uint32_t kNumTMAMulticast, bool kIsMulticastOnA,
+          GemmKind kKind>
+struct Fp8StageLoader {
+    using Traits = KindTraits<kKind>;
+    static constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
+
+    const TmaDescriptor& tmap_a;
+    const TmaDescriptor& tmap_b;
+    const TmaDescriptor& tmap_sfa;
+    const float* __restrict__ const& sfb;
+    uint8_t* const& smem_a;
+    uint8_t* const& smem_b;
+    uint8_t* const& smem_sfa;
+    float* const& smem_sfb;
+    const uint32_t& cta_rank;
+    // Tiles begun so far, which take the B-scale buffers in turn.
+    uint32_t num_tiles = 0;
+
+    __device__ __forceinline__ void load_stage(const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
+        uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
+        uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
+        uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
+        if (Traits::kProducerLoadsScalesB && k_block == 0)
+            Layout::ScalesB::load_by_producer(sfb, tile, Layout::next_tile_sfb(smem_sfb, num_tiles), bar);
+        const int32_t k = k_block * Layout::BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N, g = tile.group;
+        // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
+        if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {
+            if (cta_rank == 0) {
+                ptx::tma_load_2d_multicast(&tmap_a, bar, dst_a, k, m, kClusterMask);
+                ptx::tma_load_2d_multicast(&tmap_sfa, bar, dst_sfa, m, k_block, kClusterMask);
+            }
+        } else if constexpr (Traits::kHasGroupDim) {
+            ptx::tma_load_3d(&tmap_a, bar, dst_a, k, m, g);
+            ptx::tma_load_3d(&tmap_sfa, bar, dst_sfa, m, k_block, g);
+        } else {
+            ptx::tma_load_2d(&tmap_a, bar, dst_a, k, m);
+            ptx::tma_load_2d(&tmap_sfa, bar, dst_sfa, m, k_block);
+        }
+        if constexpr (kNumTMAMulticast > 1 && !kIsMulticastOnA) {
+            if (cta_rank == 0)
+                ptx::tma_load_2d_multicast(&tmap_b, bar, dst_b, k, n, kClusterMask);
+        } else if constexpr (Traits::kIsGrouped) {
+            // The experts' B matrices lie back to back: one [G * N, K] tensor map.
+            ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n + g * SHAPE_N);
+        } else {
+            ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
+        }
+    }
 };
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
@@ -94,28 +146,22 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                    const __grid_constant__ TmaDescriptor tmap_sfa, const __grid_constant__ TmaDescriptor tmap_d) {
     using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
                                  kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>;
+    using Traits = KindTraits<kKind>;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
-    // The consumers schedule only the dense kind themselves; the others take tiles from the producer.
-    using ConsumerScheduler = TileScheduler<kHandsOffTiles<kKind> ? GemmKind::Dense : kKind, SHAPE_N, BLOCK_M,
-                                            BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
-    using MMA = ptx::WgmmaFP8<BLOCK_N>;
+    using ConsumerScheduler = TileScheduler<Traits::kConsumerSchedulerKind, SHAPE_N, BLOCK_M, BLOCK_N, 16,
+                                            kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using StageLoader = Fp8StageLoader<Layout, SHAPE_N, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA, kKind>;
+    using MmaPromote = Fp8MmaPromote<Layout, BLOCK_N, kNumStages, kNumTMAMulticast>;
     constexpr OutType kOutType = kIsFP32Out ? OutType::FP32 : OutType::BF16;
-    constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
-    constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
-    constexpr uint32_t kNumAccum = MMA::kNumAccum;
+    constexpr uint32_t kNumAccum = MmaPromote::kNumAccum;
     // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises within itself on 1 + g.
     constexpr uint32_t kWarpgroupBarrier = 1;
-    // Masked A, its scales and D are [G, rows, ...] tensor maps; every grouped kind reads B as [G * N, K].
-    constexpr bool kIsMasked = kKind == GemmKind::Masked;
-    constexpr bool kIsGroupedB = kKind != GemmKind::Dense;
-    // A cluster pair shares its m-block, hence its expert, in the contiguous kinds too: both CTAs
-    // read the same A rows (tile_scheduler.cuh); each loads its own B tile.
-    static_assert(kKind == GemmKind::Dense || kNumTMAMulticast == 1 ||
-                  (kIsMulticastOnA && kKind != GemmKind::Masked), "the grouped kinds multicast only contiguous A");
+    static_assert(Traits::allows_multicast(kNumTMAMulticast, kIsMulticastOnA),
+                  "the grouped kinds multicast only contiguous A");
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers]
-    // [tile per stage (grouped kinds)].
+    // [tile per stage (kinds that hand off tiles)].
     // 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t* smem_d = smem;
@@ -127,39 +173,6 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     uint64_t* empty_barriers = full_barriers + kNumStages;
     Tile* stage_tiles = reinterpret_cast<Tile*>(empty_barriers + kNumStages);
 
-    // The B scales of `tile`: those of its 128-column block for every k-block, then those of the
-    // next block (the same for the last one).
-    auto scale_b_rows = [&](const Tile& tile, const float* (&rows)[2]) {
-        const uint32_t scale_row = tile.n_block * BLOCK_N / 128;
-        const float* group_scales = sfb + tile.group * (Layout::kNumScaleBlocksN * kNumKBlocks);
-        rows[0] = group_scales + scale_row * kNumKBlocks;
-        rows[1] = group_scales + min_of(scale_row + 1, Layout::kNumScaleBlocksN - 1) * kNumKBlocks;
-    };
-    // Layout::kProducerLoadsScalesB: the producer copies the B scales of `tile` into `dst` along with
-    // the tile's first stage, so the consumers find them in shared memory once that stage landed
-    // (loaded by the consumers once they knew the tile, their latency came on top of the stage's:
-    // about a microsecond with the tensor cores idle, at the start of every masked tile). Called
-    // before the stage's TMA loads: the transaction bytes still pending keep `bar`'s phase from
-    // completing before it returns.
-    auto load_tile_scales = [&](const Tile& tile, float* dst, uint64_t* bar) {
-        const float* rows[2];
-        scale_b_rows(tile, rows);
-        constexpr uint32_t kNumRows = Layout::kUniformScaleB ? 1 : 2;
-        constexpr uint32_t kRowBytes = kNumKBlocks * sizeof(float);
-        // One bulk copy per row, through the TMA unit like the stage's own loads, where rows are
-        // 16-byte aligned; else a 4-byte cp.async per scale, tracked by the barrier.
-        if (kRowBytes % 16 == 0 && reinterpret_cast<uint64_t>(sfb) % 16 == 0) {
-            ptx::mbarrier_expect_tx(bar, kNumRows * kRowBytes);
-            for (uint32_t r = 0; r < kNumRows; ++r)
-                ptx::bulk_load(bar, dst + r * kNumKBlocks, rows[r], kRowBytes);
-        } else {
-            for (uint32_t r = 0; r < kNumRows; ++r)
-                for (uint32_t i = 0; i < kNumKBlocks; ++i)
-                    ptx::cp_async_4(dst + r * kNumKBlocks + i, rows[r] + i);
-            ptx::cp_async_arrive_on(bar);
-        }
-    };
-
     const uint32_t thread = threadIdx.x;
     if (thread == kNumMathThreads)
         Scheduler::prefetch_first_reads(shape_m, grouped_layout);
@@ -170,44 +183,12 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         // Producer warpgroup: one thread issues every TMA load; the others only give up registers.
         ptx::warpgroup_reg_dealloc<40>();
         if (thread == kNumMathThreads) {
-            const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
             constexpr uint32_t kStageTxBytes = Layout::kSmemABytes + Layout::kSmemBBytes + BLOCK_M * 4;
-            constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
+            const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
-            uint32_t num_tiles = 0;
-            produce_tiles<kKind, kNumStages, kNumKBlocks, kLoadBatch>(
-                scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes,
-                [&](const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
-                    uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
-                    uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
-                    uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
-                    if (Layout::kProducerLoadsScalesB && k_block == 0)
-                        load_tile_scales(tile, smem_sfb + num_tiles++ % Layout::kNumTileSFBBuffers * Layout::kNumScalesB,
-                                         bar);
-                    const int32_t k = k_block * BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N, g = tile.group;
-                    // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
-                    if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {
-                        if (cta_rank == 0) {
-                            ptx::tma_load_2d_multicast(&tmap_a, bar, dst_a, k, m, kClusterMask);
-                            ptx::tma_load_2d_multicast(&tmap_sfa, bar, dst_sfa, m, k_block, kClusterMask);
-                        }
-                    } else if constexpr (kIsMasked) {
-                        ptx::tma_load_3d(&tmap_a, bar, dst_a, k, m, g);
-                        ptx::tma_load_3d(&tmap_sfa, bar, dst_sfa, m, k_block, g);
-                    } else {
-                        ptx::tma_load_2d(&tmap_a, bar, dst_a, k, m);
-                        ptx::tma_load_2d(&tmap_sfa, bar, dst_sfa, m, k_block);
-                    }
-                    if constexpr (kNumTMAMulticast > 1 && !kIsMulticastOnA) {
-                        if (cta_rank == 0)
-                            ptx::tma_load_2d_multicast(&tmap_b, bar, dst_b, k, n, kClusterMask);
-                    } else if constexpr (kIsGroupedB) {
-                        // The experts' B matrices lie back to back: one [G * N, K] tensor map.
-                        ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n + g * SHAPE_N);
-                    } else {
-                        ptx::tma_load_2d(&tmap_b, bar, dst_b, k, n);
-                    }
-                });
+            StageLoader loader{tmap_a, tmap_b, tmap_sfa, sfb, smem_a, smem_b, smem_sfa, smem_sfb, cta_rank};
+            produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
+                scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes, loader);
         }
         __syncwarp();
     } else {
@@ -225,30 +206,21 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
         // Everything per stage is a base plus stage times a stride, computed once here: the
         // k-loop then spends its issue slots on WGMMA and promotion, not on address arithmetic.
         // Descriptors advance in 16-byte units; every tile stays inside the 256 KB window.
-        const uint64_t desc_a_base = ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * BLOCK_K);
+        const uint64_t desc_a_base = ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * Layout::BLOCK_K);
         const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
         const float* sfa_base = reinterpret_cast<const float*>(smem_sfa) + row_in_wave;
         uint32_t stage = 0, phase = 0, num_tiles = 0;
         ConsumerScheduler scheduler(shape_m, num_groups, grouped_layout);
         Tile tile;
         while (next_consumer_tile<kKind>(scheduler, tile, full_barriers, stage_tiles, stage, phase)) {
-            // The tile's B scales (of the next 128-column block from kNumKBlocks on): the producer's
-            // copy, readable once the tile's first stage has landed; or this warpgroup's own.
+            // The tile's B scales: the producer's copy, readable once the tile's first stage has
+            // landed; or this warpgroup's own.
             const float* tile_sfb;
-            if constexpr (Layout::kProducerLoadsScalesB) {
-                tile_sfb = smem_sfb + num_tiles++ % Layout::kNumTileSFBBuffers * Layout::kNumScalesB;
-            } else {
-                const float* rows[2];
-                scale_b_rows(tile, rows);
-                float* wg_sfb = smem_sfb + warpgroup * Layout::kNumScalesB;
-                for (uint32_t i = thread % 128; i < kNumKBlocks; i += 128) {
-                    wg_sfb[i] = __ldg(rows[0] + i);
-                    if constexpr (!Layout::kUniformScaleB)
-                        wg_sfb[kNumKBlocks + i] = __ldg(rows[1] + i);
-                }
-                ptx::named_barrier_sync(kWarpgroupBarrier + warpgroup, 128);
-                tile_sfb = wg_sfb;
-            }
+            if constexpr (Traits::kProducerLoadsScalesB)
+                tile_sfb = Layout::next_tile_sfb(smem_sfb, num_tiles);
+            else
+                tile_sfb =
+                    Layout::ScalesB::load_by_warpgroup(sfb, tile, smem_sfb, warpgroup, thread, kWarpgroupBarrier);
             uint32_t num_valid_rows[Layout::kNumWaves];
             warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, num_valid_rows);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
@@ -260,127 +232,17 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 for (uint32_t i = 0; i < kNumAccum; ++i)
                     final_accum[w][i] = 0.0f;
 
-            // The k-loop, compiled twice for the grouped kinds: tiles whose every wave has valid rows
-            // (nearly all of them) run the dense kernel's loop; only the others test each wave's rows
-            // (that test inside the loop cost the grouped kinds about 5% against the dense kernel).
-            auto run_k_loop = [&](bool is_guarded) {
-                for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-                    ptx::mbarrier_wait(&full_barriers[stage], phase);
-                    const float scale_b0 = tile_sfb[k_block];
-                    const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : tile_sfb[kNumKBlocks + k_block];
-
-                    const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
-                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-                    #pragma unroll
-                    for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
-                        // Read the A scales before the stage can be released and overwritten.
-                        const float scale_a0 = stage_sfa[w * Layout::kWaveM];
-                        const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
-                        // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
-                        const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
-                        // Rows outside every group (padding, past masked_m) cost no tensor-core work.
-                        const bool is_active = !is_guarded || num_valid_rows[w] > 0;
-
-                        if (is_active) {
-                            ptx::wgmma_fence();
-                            #pragma unroll
-                            for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
-                                MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
-                            ptx::wgmma_commit_group();
-                            ptx::wgmma_wait_group<0>();
-                            #pragma unroll
-                            for (uint32_t i = 0; i < kNumAccum; ++i)
-                                ptx::fence_operand(accum[i]);
-                        }
-
-                        // Free the stage before promoting so the next TMA load overlaps the FFMAs.
-                        if (w == Layout::kNumWaves - 1)
-                            release_stage<kNumTMAMulticast>(&empty_barriers[stage], lane);
-
-                        if (is_active)
-                            promote_k_block<BLOCK_N>(num_former_groups, final_accum[w], accum, scale_a0, scale_a1,
-                                                     scale_b0, scale_b1);
-                    }
-                    if (++stage == kNumStages)
-                        stage = 0, phase ^= 1;
-                }
-            };
-            // One consumer warpgroup (Layout::kTwoAccumSets): k-block k + 1's WGMMAs go into a second
-            // accumulator set before k-block k is promoted, so the tensor cores need not idle through
-            // the promotion and the WGMMA wait (with two warpgroups, the other one fills that gap).
-            auto run_two_set_k_loop = [&]() {
-                float accum_odd[kNumAccum];
-                float scale_a[2][2];
-                uint32_t issued_stage[2];
-                // Waits for k-block `k_block`'s stage, reads its A scales and issues its WGMMAs.
-                auto issue = [&](uint32_t k_block, float(&acc)[kNumAccum], uint32_t set) {
-                    ptx::mbarrier_wait(&full_barriers[stage], phase);
-                    const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
-                    scale_a[set][0] = stage_sfa[0];
-                    scale_a[set][1] = stage_sfa[8];
-                    const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-                    const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-                    ptx::wgmma_fence();
-                    #pragma unroll
-                    for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
-                        MMA::mma(desc_a + k * 2, desc_b + k * 2, acc, k > 0);
-                    ptx::wgmma_commit_group();
-                    issued_stage[set] = stage;
-                    if (++stage == kNumStages)
-                        stage = 0, phase ^= 1;
-                };
-                // Once k-block `k_block`'s WGMMAs completed: frees its stage and promotes its sum.
-                auto finish = [&](uint32_t k_block, float(&acc)[kNumAccum], uint32_t set) {
-                    #pragma unroll
-                    for (uint32_t i = 0; i < kNumAccum; ++i)
-                        ptx::fence_operand(acc[i]);
-                    release_stage<kNumTMAMulticast>(&empty_barriers[issued_stage[set]], lane);
-                    const float scale_b0 = tile_sfb[k_block];
-                    const float scale_b1 = Layout::kUniformScaleB ? scale_b0 : tile_sfb[kNumKBlocks + k_block];
-                    promote_k_block<BLOCK_N>(num_former_groups, final_accum[0], acc, scale_a[set][0], scale_a[set][1],
-                                             scale_b0, scale_b1);
-                };
-                // Runs k-blocks [first, first + len), len a compile-time constant: even ones (counted
-                // from `first`) accumulate in `accum`, odd ones in `accum_odd`. It starts and ends with
-                // no WGMMA in flight: ptxas follows the two sets only through straight-line code (a
-                // set in flight across a loop's back edge made it serialise every WGMMA).
-                auto run_span = [&](uint32_t first, uint32_t len) {
-                    issue(first, accum, 0);
-                    #pragma unroll
-                    for (uint32_t i = 0; i < len; i += 2) {
-                        if (i + 1 < len) {
-                            issue(first + i + 1, accum_odd, 1);
-                            ptx::wgmma_wait_group<1>();
-                        } else {
-                            ptx::wgmma_wait_group<0>();
-                        }
-                        finish(first + i, accum, 0);
-                        if (i + 1 == len)
-                            break;
-                        if (i + 2 < len) {
-                            issue(first + i + 2, accum, 0);
-                            ptx::wgmma_wait_group<1>();
-                        } else {
-                            ptx::wgmma_wait_group<0>();
-                        }
-                        finish(first + i + 1, accum_odd, 1);
-                    }
-                };
-                constexpr uint32_t kSpan = Layout::kTwoSetSpan;
-                uint32_t k_block = 0;
-                for (; k_block + kSpan <= kNumKBlocks; k_block += kSpan)
-                    run_span(k_block, kSpan);
-                if constexpr (kNumKBlocks % kSpan != 0)
-                    run_span(k_block, kNumKBlocks % kSpan);
-            };
-            if (kKind == GemmKind::Dense || num_valid_rows[Layout::kNumWaves - 1] > 0) {
+            // MMA and promotion over every k-block; the guarded loop only for tiles whose last wave
+            // holds no valid row.
+            MmaPromote mainloop{full_barriers, empty_barriers, stage, phase, desc_a_base, desc_b_base, sfa_base,
+                                lane, tile_sfb, num_former_groups, accum, final_accum};
+            if (!Traits::kHasInvalidRows || num_valid_rows[Layout::kNumWaves - 1] > 0) {
                 if constexpr (Layout::kTwoAccumSets)
-                    run_two_set_k_loop();
+                    mainloop.two_set_k_loop();
                 else
-                    run_k_loop(false);
+                    mainloop.k_loop(false, num_valid_rows);
             } else {
-                run_k_loop(true);
+                mainloop.k_loop(true, num_valid_rows);
             }
 
             // Epilogue, per warpgroup on its own rows of the D tile.

@@ -39,7 +39,7 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
 // Arrives on the barrier at the same shared-memory offset in CTA `cta_rank` of this cluster.
 // CTA-scope release on purpose: the only thing signalled is that this thread's reads of a stage
 // are done (WGMMA reads already retired), and a cluster-scope release compiles to a MEMBAR.GPU per
-// arrival, which was measured to stall 2-CTA pipelines by about a microsecond per stage.
+// arrival, which stalls 2-CTA pipelines.
 __device__ __forceinline__ void mbarrier_arrive_cluster(uint64_t* bar, uint32_t cta_rank) {
     asm volatile("{ .reg .b32 remote;\n"
                  "  mapa.shared::cluster.u32 remote, %0, %1;\n"

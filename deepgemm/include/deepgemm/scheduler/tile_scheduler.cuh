@@ -29,6 +29,19 @@ __device__ __forceinline__ Tile read_tile(const Tile* slot) {
     return {words[0], words[1], words[2], words[3]};
 }
 
+// Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them). Kinds
+// without KindTraits::kHasInvalidRows count every row as valid (TMA clips the M tail).
+template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
+__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t warpgroup,
+                                                     uint32_t (&num_valid_rows)[kNumWaves]) {
+    #pragma unroll
+    for (uint32_t w = 0; w < kNumWaves; ++w) {
+        const uint32_t first = w * kWaveM + warpgroup * 64;
+        num_valid_rows[w] = !KindTraits<kKind>::kHasInvalidRows ? 64
+                            : tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
+    }
+}
+
 // `value` as lane 0 of the warp holds it: for a value every lane computes alike, the broadcast
 // tells the compiler it is warp-uniform, so values derived from it can live in uniform registers.
 __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
@@ -66,15 +79,16 @@ __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
 template <GemmKind kKind, uint32_t SHAPE_N, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumBlocksPerGroup,
           bool kGroupAlongN>
 struct TileScheduler {
+    using Traits = KindTraits<kKind>;
     static constexpr uint32_t kNumNBlocks = ceil_div(SHAPE_N, BLOCK_N);
     static constexpr uint32_t kContiguousAlignment = 128;
-    static constexpr bool kWalksGroups = kKind == GemmKind::ContiguousEnds || kKind == GemmKind::Masked;
+    static constexpr bool kWalksGroups = Traits::kWalksGroups;
     static_assert(kNumBlocksPerGroup % 2 == 0, "an even group keeps 2-CTA cluster pairs on one row or column");
     // Per-row indices name a tile's expert by its first row: a tile spans at most two 128-row
     // halves, each of one expert (see above).
-    static_assert(kKind != GemmKind::ContiguousIndices || BLOCK_M <= 2 * kContiguousAlignment,
+    static_assert(!Traits::kReadsRowIndices || BLOCK_M <= 2 * kContiguousAlignment,
                   "a tile named by per-row indices spans at most two aligned expert blocks");
-    static constexpr bool kSplitsBlocks = kKind == GemmKind::ContiguousIndices && BLOCK_M > kContiguousAlignment;
+    static constexpr bool kSplitsBlocks = Traits::kReadsRowIndices && BLOCK_M > kContiguousAlignment;
     // Rows of one half of a ContiguousIndices tile: all of a tile up to 128 rows.
     static constexpr uint32_t kHalfRows = kSplitsBlocks ? kContiguousAlignment : BLOCK_M;
 
@@ -109,7 +123,7 @@ struct TileScheduler {
     __device__ static void prefetch_first_reads(uint32_t shape_m, const int32_t* grouped_layout) {
         if constexpr (kWalksGroups) {
             ptx::prefetch_l1(grouped_layout);
-        } else if constexpr (kKind == GemmKind::ContiguousIndices) {
+        } else if constexpr (Traits::kReadsRowIndices) {
             const uint32_t num_m_blocks = ceil_div(shape_m, BLOCK_M);
             if (blockIdx.x >= num_m_blocks * kNumNBlocks)
                 return;
@@ -152,7 +166,7 @@ struct TileScheduler {
             tile.row = group_row + m_block * BLOCK_M;
             tile.group = group;
             tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;
-            if constexpr (kKind == GemmKind::ContiguousIndices) {
+            if constexpr (Traits::kReadsRowIndices) {
                 if (!resolve_indexed_tile(tile))
                     continue;  // padding (-1), or indices out of range: nothing to compute
             }
@@ -228,7 +242,7 @@ private:
             return;
         }
         const int32_t value = __ldg(grouped_layout + group);
-        if constexpr (kKind == GemmKind::Masked) {
+        if constexpr (Traits::kHasGroupDim) {
             group_row = 0;
             group_rows = min_of(static_cast<uint32_t>(max_of(value, 0)), shape_m);
         } else {

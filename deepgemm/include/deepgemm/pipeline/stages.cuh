@@ -8,18 +8,14 @@
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/scheduler/tile_scheduler.cuh>
 
-// The parts of the producer/consumer pipeline every GEMM kernel shares: the producer's walk over
-// tiles and k-blocks through the ring of shared-memory stages, how the consumers learn their next
-// tile, and which of a tile's rows are valid for the grouped kinds.
+// The ring of shared-memory stages every GEMM kernel runs on: its barriers, the producer's walk over
+// tiles and k-blocks through it, how the consumers learn their next tile, and how they free a stage.
 //
-// The grouped kinds' producer hands each tile to the consumers in a slot of the stage that holds the
-// tile's first k-block: the consumers then run no scheduler of their own. (A scheduler that walks
-// groups in the consumers' loop made ptxas move the stage index and the WGMMA descriptors out of
-// uniform registers: 32 more instructions per k-block, 5-9% of the kernel's time.)
+// Kinds with KindTraits::kHandsOffTiles (the grouped ones) have the producer hand each tile to the
+// consumers in a slot of the stage that holds the tile's first k-block: the consumers then run no
+// scheduler of their own. (A scheduler that walks groups in the consumers' loop made ptxas move the
+// stage index and the WGMMA descriptors out of uniform registers.)
 namespace deepgemm {
-
-template <GemmKind kKind>
-constexpr bool kHandsOffTiles = kKind != GemmKind::Dense;
 
 // Initialises the ring's barriers (by one thread): a stage is full once the producer's TMA bytes
 // landed, and empty once every consumer warp of every CTA in the cluster freed it (with multicast the
@@ -58,20 +54,21 @@ __device__ __forceinline__ void start_pipeline(uint32_t thread, uint64_t* full_b
 }
 
 // The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
-// stage, arms its full barrier for `stage_tx_bytes` and calls `load_stage(tile, k_block, stage,
-// full_barrier)` to issue the TMA loads. The grouped kinds publish each tile in its first stage's
-// slot (the barrier's release makes it visible to the consumers' acquiring wait) and end the stream
-// with a kNoMoreTiles slot completed by a plain arrival.
+// stage, arms its full barrier for `stage_tx_bytes` and calls `loader.load_stage(tile, k_block, stage,
+// full_barrier)` to issue the TMA loads. Kinds that hand off tiles publish each tile in its first
+// stage's slot (the barrier's release makes it visible to the consumers' acquiring wait) and end the
+// stream with a kNoMoreTiles slot completed by a plain arrival.
 //
 // With kLoadBatch > 1 the loads go out in batches of that many consecutive k-blocks: the producer
 // waits until the whole batch of stages is free, then issues it back to back. Each row of a tile is
 // then requested kLoadBatch * 128 contiguous bytes at a time rather than 128, at the price of up to
-// kLoadBatch - 1 stages of pipeline depth. (H200: 8-15% faster on thin tiles over long K, such as
-// 64x2112x7168; slower where stages are few. The heuristic decides, see `_load_batch`.)
+// kLoadBatch - 1 stages of pipeline depth: it pays on thin tiles over long K, not where stages are
+// few. The heuristic decides, see `_load_batch`.
 template <GemmKind kKind, uint32_t kNumStages, uint32_t kNumKBlocks, uint32_t kLoadBatch, typename Scheduler,
-          typename LoadStage>
+          typename StageLoader>
 __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* full_barriers, uint64_t* empty_barriers,
-                                              Tile* stage_tiles, uint32_t stage_tx_bytes, LoadStage&& load_stage) {
+                                              Tile* stage_tiles, uint32_t stage_tx_bytes, StageLoader& loader) {
+    constexpr bool kHandsOffTiles = KindTraits<kKind>::kHandsOffTiles;
     // While waiting for a stage the consumers may still hold the one before it (its WGMMAs in
     // flight): a batch of all kNumStages stages would wait for a stage they cannot free yet.
     static_assert(kLoadBatch >= 1 && kLoadBatch < kNumStages, "a load batch must leave the consumers a stage");
@@ -85,15 +82,15 @@ __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* fu
                 ptx::mbarrier_wait(&empty_barriers[(iter + i) % kNumStages], (((iter + i) / kNumStages) & 1) ^ 1);
             for (uint32_t k_block = k_first; k_block < k_first + batch; ++k_block, ++iter) {
                 const uint32_t stage = iter % kNumStages;
-                if (kHandsOffTiles<kKind> && k_block == 0)
+                if (kHandsOffTiles && k_block == 0)
                     stage_tiles[stage] = tile;
                 uint64_t* bar = &full_barriers[stage];
                 ptx::mbarrier_arrive_expect_tx(bar, stage_tx_bytes);
-                load_stage(tile, k_block, stage, bar);
+                loader.load_stage(tile, k_block, stage, bar);
             }
         }
     }
-    if constexpr (kHandsOffTiles<kKind>) {
+    if constexpr (kHandsOffTiles) {
         const uint32_t stage = iter % kNumStages;
         ptx::mbarrier_wait(&empty_barriers[stage], ((iter / kNumStages) & 1) ^ 1);
         stage_tiles[stage] = Tile{0, kNoMoreTiles, 0, 0};
@@ -101,12 +98,12 @@ __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* fu
     }
 }
 
-// The consumers' next tile: from their own dense scheduler, or for the grouped kinds from the slot
+// The consumers' next tile: from their own scheduler, or for kinds that hand off tiles from the slot
 // of the stage they are about to consume. False when no tile is left.
 template <GemmKind kKind, typename Scheduler>
 __device__ __forceinline__ bool next_consumer_tile(Scheduler& scheduler, Tile& tile, uint64_t* full_barriers,
                                                    const Tile* stage_tiles, uint32_t stage, uint32_t phase) {
-    if constexpr (kHandsOffTiles<kKind>) {
+    if constexpr (KindTraits<kKind>::kHandsOffTiles) {
         ptx::mbarrier_wait_opaque(&full_barriers[stage], phase);
         tile = read_tile(stage_tiles + stage);
         return tile.n_block != kNoMoreTiles;
@@ -117,9 +114,8 @@ __device__ __forceinline__ bool next_consumer_tile(Scheduler& scheduler, Tile& t
 
 // One consumer warp's share of freeing a stage; called by the whole warp (`lane`: this thread's lane).
 // With multicast, the peer CTA's producer also writes this CTA's copy of the stage, so the warp frees
-// it in every CTA of the cluster: lane r arrives on CTA r's barrier, all in one instruction. (Lane 0
-// arriving on each CTA in turn held the warp up: FP8 256x128 tiles at M = 4096 ran 3-6% slower with
-// 2-CTA multicast than without on an H200; with this, 0.4-1.3% faster at K >= 7168.)
+// it in every CTA of the cluster: lane r arrives on CTA r's barrier, all in one instruction (lane 0
+// arriving on each CTA in turn held the warp up).
 template <uint32_t kNumTMAMulticast>
 __device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t lane) {
     if constexpr (kNumTMAMulticast > 1) {
@@ -127,19 +123,6 @@ __device__ __forceinline__ void release_stage(uint64_t* empty_barrier, uint32_t 
             ptx::mbarrier_arrive_cluster(empty_barrier, lane);
     } else if (lane == 0) {
         ptx::mbarrier_arrive(empty_barrier);
-    }
-}
-
-// Valid rows among a consumer warpgroup's 64 rows of each wave of `tile` (a prefix of them). The
-// dense kind counts every row as valid (TMA clips the M tail).
-template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
-__device__ __forceinline__ void warpgroup_valid_rows(const Tile& tile, uint32_t warpgroup,
-                                                     uint32_t (&num_valid_rows)[kNumWaves]) {
-    #pragma unroll
-    for (uint32_t w = 0; w < kNumWaves; ++w) {
-        const uint32_t first = w * kWaveM + warpgroup * 64;
-        num_valid_rows[w] = kKind == GemmKind::Dense ? 64
-                            : tile.num_valid_rows > first ? min_of(64u, tile.num_valid_rows - first) : 0;
     }
 }
 
