@@ -23,7 +23,7 @@ def _ceil_div(x: int, y: int) -> int:
 
 
 def _checked_int(func: str, name: str, value: object, minimum: int | None) -> int:
-    """``value`` as an integer no smaller than ``minimum``; the slow path of the integer helpers.
+    """``value`` as an integer no smaller than ``minimum`` (0 or 1); the slow path of the integer helpers.
 
     Accepts what the fast path does not: NumPy integers (returned as ``int``) and ``torch.SymInt``
     (shapes traced by ``torch.compile``, returned as they are). Raises ``TypeError`` for anything that is
@@ -33,7 +33,7 @@ def _checked_int(func: str, name: str, value: object, minimum: int | None) -> in
         raise TypeError(f"{func}: {name} must be an int (not bool or float), got {type(value).__name__} "
                         f"{value!r}")
     if minimum is not None and value < minimum:
-        rule = "non-negative" if minimum == 0 else f">= {minimum}" if minimum > 1 else "positive"
+        rule = "non-negative" if minimum == 0 else "positive"
         raise ValueError(f"{func}: {name} must be a {rule} int, got {value}")
     return value if isinstance(value, torch.SymInt) else int(value)
 

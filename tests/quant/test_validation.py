@@ -116,3 +116,15 @@ def test_casts_accept_numpy_through_from_numpy() -> None:
     q, sf = per_token_cast_to_fp8(x)
     assert q.shape == (2, 130) and sf.shape == (2, 2)
     assert torch.allclose(q.float()[:, :128] * sf[:, :1], x[:, :128], rtol=0.07, atol=0)
+
+
+def test_integer_helpers_stay_symbolic_under_tracing() -> None:
+    # torch.compile's dynamic shapes reach the helpers as torch.SymInt: accepted, not specialised.
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def scales_for(x: torch.Tensor) -> torch.Tensor:
+        assert isinstance(x.shape[0], torch.SymInt)
+        return x.new_zeros(ceil_div(x.shape[0], 128), align(x.shape[1], 16))
+
+    traced = make_fx(scales_for, tracing_mode="symbolic")(torch.ones(300, 5))
+    assert traced(torch.ones(1000, 17)).shape == (8, 32)
