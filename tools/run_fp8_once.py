@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _gpu import require_hopper
 
 import deepgemm
 from deepgemm.heuristics import GemmShape, select_config
@@ -27,6 +28,7 @@ def main() -> None:
                         help="build this config instead of the heuristic's: make_config field=value,...")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    require_hopper()
 
     inputs = make_dense_inputs(args.m, args.n, args.k, torch.device("cuda"), seed=0)
     a_fp8, b_fp8, sfb = inputs.a, inputs.b, inputs.sfb

@@ -12,6 +12,7 @@ at import, and the sanitizer reports each missing one as an API error; memory er
 from __future__ import annotations
 
 import torch
+from _gpu import require_hopper
 
 import deepgemm
 from deepgemm.testing import calc_diff, ref_fp8_gemm_nt
@@ -23,6 +24,7 @@ SHAPES = [(1, 8, 16), (7, 120, 208), (65, 1000, 7296), (129, 7176, 128), (1000, 
 
 
 def main() -> None:
+    require_hopper()
     for m, n, k in SHAPES:
         torch.manual_seed(m + n + k)
         a = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)

@@ -18,6 +18,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
+from _gpu import require_hopper
 
 import deepgemm
 from deepgemm.heuristics.config import GemmConfig, GemmShape
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--num-tests", type=int, default=10)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    require_hopper()
     if args.shapes:
         shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
     else:

@@ -12,7 +12,7 @@ scale: their values land below 448 and keep full FP8 relative precision down to 
 import torch
 import torch.nn.functional as F
 
-from .layout import ceil_div
+from .layout import _ceil_div
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
@@ -21,11 +21,14 @@ BLOCK_K = 128
 BLOCK_MN = 128
 
 
-def _check_input(x: torch.Tensor, shape_doc: str) -> None:
+def _check_input(x: torch.Tensor, func: str, shape_doc: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        hint = " (wrap a NumPy array with torch.from_numpy)" if type(x).__module__ == "numpy" else ""
+        raise TypeError(f"{func}: x must be a torch.Tensor{hint}, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+        raise TypeError(f"{func}: x must be a floating-point tensor, got {x.dtype}")
     if x.dim() not in (2, 3):
-        raise ValueError(f"x must be {shape_doc}, found shape {tuple(x.shape)}")
+        raise ValueError(f"{func}: x must be {shape_doc}, found shape {tuple(x.shape)}")
 
 
 def _pad_to_blocks(x: torch.Tensor, block_rows: int) -> torch.Tensor:
@@ -34,8 +37,8 @@ def _pad_to_blocks(x: torch.Tensor, block_rows: int) -> torch.Tensor:
     Zero padding leaves every block's amax unchanged.
     """
     rows, cols = x.shape[-2:]
-    pad_cols = ceil_div(cols, BLOCK_K) * BLOCK_K - cols
-    pad_rows = ceil_div(rows, block_rows) * block_rows - rows
+    pad_cols = _ceil_div(cols, BLOCK_K) * BLOCK_K - cols
+    pad_rows = _ceil_div(rows, block_rows) * block_rows - rows
     return F.pad(x.float(), (0, pad_cols, 0, pad_rows))
 
 
@@ -59,8 +62,10 @@ def per_token_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             sf ``float32 [M, ceil(K/128)]`` (``[G, M, ceil(K/128)]``), row-major; pass it through
             ``get_mn_major_tma_aligned_tensor`` once to skip that conversion on every GEMM call.
         ``x ~= x_fp8.float() * sf`` broadcast over each 128-column group.
+        raises: ``TypeError`` when ``x`` is not a torch tensor (a NumPy array included: wrap it with
+            ``torch.from_numpy``) or not floating point; ``ValueError`` when it is not 2-D or 3-D.
     """
-    _check_input(x, "[M, K] or [G, M, K]")
+    _check_input(x, "per_token_cast_to_fp8", "[M, K] or [G, M, K]")
     cols = x.shape[-1]
     padded = _pad_to_blocks(x, block_rows=1)
     blocks = padded.unflatten(-1, (-1, BLOCK_K))
@@ -79,8 +84,10 @@ def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             sf ``float32 [ceil(N/128), ceil(K/128)]`` (``[G, ceil(N/128), ceil(K/128)]``),
             row-major, the layout the GEMMs take for B.
         ``x[n, k] ~= x_fp8[n, k].float() * sf[n // 128, k // 128]``.
+        raises: ``TypeError`` when ``x`` is not a torch tensor (a NumPy array included: wrap it with
+            ``torch.from_numpy``) or not floating point; ``ValueError`` when it is not 2-D or 3-D.
     """
-    _check_input(x, "[N, K] or [G, N, K]")
+    _check_input(x, "per_block_cast_to_fp8", "[N, K] or [G, N, K]")
     rows, cols = x.shape[-2:]
     padded = _pad_to_blocks(x, block_rows=BLOCK_MN)
     # [..., NB*128, KB*128] -> [..., NB, 128, KB, 128]: amax over the two 128-wide dims.
