@@ -487,7 +487,7 @@ def fp8_grouped_masked(draw: Draw, category: str) -> Case:
     A, sfa = draw.fp8(num_groups, max_m, k), draw.scales(num_groups, max_m, kb(k))
     B, sfb = draw.fp8(num_groups, n, k), draw.scales(num_groups, kb(n), kb(k))
     masked_m = torch.tensor(masked, dtype=torch.int32)
-    expected_m = rng.randint(1, 64)
+    expected_m = draw.choice((int, np.int64))(rng.randint(1, 64))  # any integer
     note = f"masked_m={masked} max_m={max_m} n={n} k={k} d={d_dtype}"
     strided = category == "edge" and rng.random() < 0.5
     if strided:
@@ -654,7 +654,7 @@ def bf16_grouped(draw: Draw, category: str, masked: bool) -> Case:
     d = out_tensor(draw, (*rows_shape, n), d_dtype, per_16, strided)
     index_name = "masked_m" if masked else "m_indices"
     index = torch.tensor(counts, dtype=torch.int32) if masked else m_indices
-    expected_m = rng.randint(1, 64)
+    expected_m = draw.choice((int, np.int64))(rng.randint(1, 64))  # any integer
     args = {"a": a, "b": b, "d": d, index_name: index, "expected_m": expected_m}
 
     def call():
@@ -890,7 +890,16 @@ def _matmul_invalid(
         (lambda: set_("out", np.zeros(3)), TypeError, "out"),
         (lambda: set_("out", [0.0]), TypeError, "out"),
     ]
-    if not numpy_inputs:
+    muts += [
+        (lambda: set_("out_dtype", float), TypeError, "out_dtype"),
+        (lambda: set_("precision", ["bf16"]), ValueError, "precision"),
+    ]
+    if numpy_inputs:
+        muts += [
+            (lambda: set_("a", np.empty(tuple(a.shape), dtype=object)), TypeError, "a"),
+            (lambda: set_("b", np.ones(tuple(b.shape), dtype=bool)), TypeError, "b"),
+        ]
+    else:
         shape = (*a.shape[:-1], b.shape[-1])
         muts += [
             (lambda: set_("out", torch.zeros(*shape[:-1], shape[-1] + 1)), ValueError, "out"),
