@@ -344,11 +344,13 @@ def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> Non
     """``_gemm_16bit`` for sizes the kernels cannot take: K and N zero-padded to multiples of 8.
 
     Zero columns of A against zero rows of B add exact zeros, and the padded columns of D are dropped.
+    A pad of nothing may keep an operand's strides (a transposed view stays column-major), so both are
+    made row-major for the NN kernel.
     """
     (m, k), n = a.shape, b.shape[1]
     k_pad, n_pad = align(k, _PAD_16BIT), align(n, _PAD_16BIT)
-    a_pad = F.pad(a, (0, k_pad - k))
-    b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k))
+    a_pad = F.pad(a, (0, k_pad - k)).contiguous()
+    b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k)).contiguous()
     d_pad = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
     _op_16bit("nn")(a_pad, b_pad, d_pad)
     d.copy_(d_pad[:, :n])

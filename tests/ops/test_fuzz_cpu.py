@@ -6,7 +6,6 @@ the argument. Case ``n`` reproduces alone: ``fuzz_cases.make_case(n).run()``."""
 import collections
 import time
 
-import pytest
 import torch
 
 import deepgemm
@@ -39,20 +38,12 @@ def test_fuzz_every_public_op_on_the_cpu() -> None:
     print(f"{NUM_CASES} fuzz cases in {elapsed:.1f} s: {dict(sorted(counts.items()))}")
 
 
-# ---- bugs the fuzzer found: strict xfails, so each fails loudly once fixed (then drop the marker and the
-# matching scoping in fuzz_cases.py) ----------------------------------------------------------------------
+# ---- bugs the fuzzer found, each held fixed by its reproducer ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "bug (fuzz cases 219, 1231, 5356 before scoping): matmul refuses a valid 16-bit transposed view "
-        "of a when K % 8 == 0 and N % 8 != 0: _gemm_16bit_padded's F.pad(a, (0, 0)) keeps a's "
-        "column-major strides and bf16_gemm_nn raises 'a must have contiguous rows'"
-    ),
-)
 def test_matmul_16bit_transposed_a_with_unaligned_n() -> None:
+    # Fuzz cases 219, 1231 and 5356: a pad of nothing kept a transposed view column-major, and the NN
+    # kernel refused it ("a must have contiguous rows").
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(16, 8, generator=generator).to(torch.bfloat16).T  # [M=8, K=16], a transposed view
     b = torch.randn(16, 3, generator=generator).to(torch.bfloat16)  # N = 3
