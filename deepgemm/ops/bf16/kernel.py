@@ -13,18 +13,20 @@ import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import BF16, GemmConfig, GemmShape
-from ...heuristics.config import CONTIGUOUS, MASKED, MN_MAJOR_CHUNK
+from ...heuristics.config import MN_MAJOR_CHUNK
 from ...heuristics.families.bf16 import BLOCK_K
 from ...jit import ParamType
 from ..common.launch import (
-    D_STORE_ROWS,
     GEMM_KIND_CONTIGUOUS_INDICES,
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
+    GROUPED_KIND_LAYOUTS,
     KernelSpec,
     Plan,
     PlanCache,
     choose_config,
+    d_stride_args,
+    d_tensor_map,
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
@@ -96,7 +98,7 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, B: torch.Tensor, 
     key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, num_sms, device_index)
     plan = _plans.get(key)
     if plan is None:
-        layout = MASKED if kind == GEMM_KIND_MASKED else CONTIGUOUS
+        layout = GROUPED_KIND_LAYOUTS[kind]
         shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, family=BF16)
         cfg = config or choose_config(shape, num_sms)
         if not cfg.grouped:
@@ -121,10 +123,8 @@ class _Plan(Plan):
             c_row_bytes: int) -> None:
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, d)
-        d_row_bytes = d.stride(-2) * d.element_size()
-        d_group_bytes = d.stride(0) * d.element_size() if self.is_masked else 0
         self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
-                    d_row_bytes, d_group_bytes, *tmaps)
+                    *d_stride_args(d, self.is_masked), *tmaps)
 
     def encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         cfg, rows, n, k = self.cfg, self.rows, self.n, self.k
@@ -133,13 +133,9 @@ class _Plan(Plan):
             tmap_a = make_tma_descriptor(A.data_ptr(), A.dtype, (k, rows, groups),
                                          (A.stride(1) * 2, group_stride_bytes(A, groups)),
                                          (BLOCK_K, cfg.block_m, 1), 128)
-            tmap_d = make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows, groups),
-                                         (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
-                                         (cfg.d_store_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes)
         else:
             tmap_a = _operand_map(A, rows, k, cfg.block_m, self.a_mn_major)
-            tmap_d = make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows), (d.stride(0) * d.element_size(),),
-                                         (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes)
+        tmap_d = d_tensor_map(d, n, rows, self.num_groups, self.is_masked, cfg)
         # Grouped: the experts' matrices lie back to back (validated), one [G * N, K] map.
         tmap_b = _operand_map(B, n * self.num_groups, k, cfg.block_n, self.b_mn_major)
         return tmap_a, tmap_b, tmap_d

@@ -17,9 +17,9 @@ from functools import lru_cache
 
 import torch
 
-from ...cuda.tma import TmaDescriptor
+from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import GemmConfig, GemmShape, select_config
-from ...heuristics.config import DENSE
+from ...heuristics.config import CONTIGUOUS, DENSE, MASKED
 from ...jit import ParamType, get_kernel, knobs
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
 
@@ -29,6 +29,9 @@ GEMM_KIND_DENSE = "deepgemm::GemmKind::Dense"
 GEMM_KIND_CONTIGUOUS_INDICES = "deepgemm::GemmKind::ContiguousIndices"
 GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
 GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
+# The GemmShape layout of each grouped kind, for the config choice.
+GROUPED_KIND_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
+                        GEMM_KIND_MASKED: MASKED}
 # Rows per TMA store box of D: one WGMMA's 64 rows (each consumer warpgroup stores its own slices).
 D_STORE_ROWS = 64
 # Tensor-map sets a plan keeps (one per set of tensor addresses); each family bounds its plans in a
@@ -111,6 +114,24 @@ class PlanCache(dict):
             self.clear()
         self[key] = plan
         return plan
+
+
+def d_tensor_map(d: torch.Tensor, n: int, rows: int, num_groups: int, is_masked: bool,
+                 cfg: GemmConfig) -> TmaDescriptor:
+    """The map the epilogue stores D through, in boxes of 64 rows by `cfg.d_store_cols` columns: [rows, N],
+    or for the masked kind [G, max_m, N] in 3-D, so each group's rows end at max_m."""
+    if is_masked:
+        return make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows, num_groups),
+                                   (d.stride(1) * d.element_size(), group_stride_bytes(d, num_groups)),
+                                   (cfg.d_store_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes)
+    return make_tma_descriptor(d.data_ptr(), d.dtype, (n, rows), (d.stride(0) * d.element_size(),),
+                               (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes)
+
+
+def d_stride_args(d: torch.Tensor, is_masked: bool) -> tuple[int, int]:
+    """(d_row_bytes, d_group_bytes) as the kernels take them: the epilogue's plain stores of partial
+    tiles address D by these (the group stride only for the masked kind's [G, max_m, N])."""
+    return d.stride(-2) * d.element_size(), d.stride(0) * d.element_size() if is_masked else 0
 
 
 def group_stride_bytes(tensor: torch.Tensor, num_groups: int) -> int:

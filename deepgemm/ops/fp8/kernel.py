@@ -18,7 +18,6 @@ import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import FP8_1D2D, GemmConfig, GemmShape
-from ...heuristics.config import CONTIGUOUS, MASKED
 from ...heuristics.families.fp8_1d2d import BLOCK_K
 from ...jit import ParamType
 from ...quant.layout import (
@@ -33,10 +32,13 @@ from ..common.launch import (
     GEMM_KIND_CONTIGUOUS_INDICES,
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
+    GROUPED_KIND_LAYOUTS,
     KernelSpec,
     Plan,
     PlanCache,
     choose_config,
+    d_stride_args,
+    d_tensor_map,
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
@@ -49,8 +51,6 @@ HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
                ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
 _FP8 = torch.float8_e4m3fn
-_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
-            GEMM_KIND_MASKED: MASKED}
 
 
 def kernel_spec(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) -> KernelSpec:
@@ -176,7 +176,8 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor
     key = (kind, config_m, rows, n, k, num_groups, d.dtype, num_sms, device_index)
     plan = _grouped_plans.get(key)
     if plan is None:
-        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, _LAYOUTS[kind], family=FP8_1D2D)
+        layout = GROUPED_KIND_LAYOUTS[kind]
+        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, family=FP8_1D2D)
         cfg = choose_config(shape, num_sms)
         plan = _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, cfg, device_index)
         _grouped_plans.remember(key, plan)
@@ -199,10 +200,8 @@ class _GroupedPlan(Plan):
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), sfa.data_ptr(), *sfa.stride(),
                d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, sfa, d)
-        d_row_bytes = d.stride(-2) * d.element_size()
-        d_group_bytes = d.stride(0) * d.element_size() if self.is_masked else 0
         self.launch(self.rows, self.num_groups, grouped_layout.data_ptr(), sfb.data_ptr(), d.data_ptr(),
-                    d_row_bytes, d_group_bytes, *tmaps)
+                    *d_stride_args(d, self.is_masked), *tmaps)
 
     def encode(self, A: torch.Tensor, B: torch.Tensor, sfa: torch.Tensor,
                d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
@@ -211,6 +210,7 @@ class _GroupedPlan(Plan):
         # A tile past an expert's last row reads the next expert's rows into columns never stored.
         tmap_b = make_tma_descriptor(B.data_ptr(), _FP8, (k, n * self.num_groups), (B.stride(1),),
                                      (BLOCK_K, cfg.block_n), 128)
+        tmap_d = d_tensor_map(d, n, rows, self.num_groups, self.is_masked, cfg)
         if not self.is_masked:
             return (
                 make_tma_descriptor(A.data_ptr(), _FP8, (k, rows), (A.stride(0),), (BLOCK_K, cfg.block_m),
@@ -218,8 +218,7 @@ class _GroupedPlan(Plan):
                 tmap_b,
                 make_tma_descriptor(sfa.data_ptr(), torch.float32, (rows, k_blocks), (sfa.stride(1) * 4,),
                                     (cfg.block_m, 1), 0),
-                make_tma_descriptor(d.data_ptr(), self.d_dtype, (n, rows), (d.stride(0) * d.element_size(),),
-                                    (cfg.d_store_cols, D_STORE_ROWS), cfg.swizzle_d_bytes),
+                tmap_d,
             )
         groups = self.num_groups
         return (
@@ -228,9 +227,7 @@ class _GroupedPlan(Plan):
             tmap_b,
             make_tma_descriptor(sfa.data_ptr(), torch.float32, (rows, k_blocks, groups),
                                 (sfa.stride(2) * 4, sfa.stride(0) * 4), (cfg.block_m, 1, 1), 0),
-            make_tma_descriptor(d.data_ptr(), self.d_dtype, (n, rows, groups),
-                                (d.stride(1) * d.element_size(), group_stride_bytes(d, groups)),
-                                (cfg.d_store_cols, D_STORE_ROWS, 1), cfg.swizzle_d_bytes),
+            tmap_d,
         )
 
 

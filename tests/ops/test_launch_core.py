@@ -1,0 +1,70 @@
+"""The launch core's shared pieces as each family's grouped launch uses them, without a GPU: the map D is
+stored through and the D strides the kernel takes (the kernel and the TMA encoding stubbed out)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+G, ROWS, N, K = 4, 128, 1024, 512
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch):
+    """Both families' kernel modules on a fake H100 (132 SMs), recording launches and D's tensor maps."""
+    from deepgemm.ops.bf16 import kernel as bf16_kernel
+    from deepgemm.ops.common import launch, settings
+    from deepgemm.ops.fp8 import kernel as fp8_kernel
+
+    record = SimpleNamespace(d_maps=[], launches=[])
+
+    class Kernel:
+        def launcher(self, param_types, **launch_shape):
+            return lambda *args: record.launches.append(args)
+
+    def d_map(ptr, dtype, dims, strides, box, swizzle=0):
+        record.d_maps.append((dims, strides, box))
+        return ("d map", ptr)
+
+    props = SimpleNamespace(major=9, minor=0, name="H100", multi_processor_count=132)
+    monkeypatch.setattr(settings, "_device_properties", lambda index: props)
+    monkeypatch.setattr(settings, "_num_sms", None)
+    monkeypatch.setattr(launch, "get_kernel", lambda *args, **kwargs: Kernel())
+    monkeypatch.setattr(launch, "make_tma_descriptor", d_map)
+    for module in (fp8_kernel, bf16_kernel):
+        monkeypatch.setattr(module, "make_tma_descriptor", lambda *args, **kwargs: ("operand map",))
+    monkeypatch.setattr(fp8_kernel, "_grouped_plans", launch.PlanCache(max_plans=16))
+    monkeypatch.setattr(bf16_kernel, "_plans", launch.PlanCache(max_plans=16))
+    launch.kernel_launcher.cache_clear()
+    yield SimpleNamespace(fp8=fp8_kernel, bf16=bf16_kernel, record=record)
+    launch.kernel_launcher.cache_clear()
+
+
+def _inputs(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.zeros(G * ROWS, K, dtype=dtype), torch.zeros(G, N, K, dtype=dtype),
+            torch.zeros(G * ROWS, N, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("family", ["fp8", "bf16"])
+def test_masked_d_is_stored_per_group_and_contiguous_d_as_rows(stubbed, family):
+    a, b, d = _inputs(torch.float8_e4m3fn if family == "fp8" else torch.bfloat16)
+    masked_m, m_indices = torch.zeros(G, dtype=torch.int32), torch.zeros(G * ROWS, dtype=torch.int32)
+    if family == "fp8":
+        sfa, sfb = torch.ones(G * ROWS, K // 128), torch.ones(G, N // 128, K // 128)
+        stubbed.fp8.launch_m_grouped_masked(a.view(G, ROWS, K), sfa.view(G, ROWS, -1), b, sfb,
+                                            d.view(G, ROWS, N), masked_m, 64, 0)
+        stubbed.fp8.launch_m_grouped_contiguous(a, sfa, b, sfb, d, m_indices, 0)
+        stride_args = slice(5, 7)  # (..., d, d_row_bytes, d_group_bytes, tmaps...)
+    else:
+        stubbed.bf16.launch_m_grouped_bf16_masked(a.view(G, ROWS, K), b, d.view(G, ROWS, N), masked_m, 64, 0)
+        stubbed.bf16.launch_m_grouped_bf16_contiguous(a, b, d, m_indices, 0)
+        stride_args = slice(6, 8)  # (..., c_row_bytes, d, d_row_bytes, d_group_bytes, tmaps...)
+    (masked_dims, masked_strides, masked_box), (dims, strides, box) = stubbed.record.d_maps
+    assert masked_dims == (N, ROWS, G) and masked_strides == (N * 2, ROWS * N * 2)
+    assert dims == (N, G * ROWS) and strides == (N * 2,)
+    assert masked_box[1:] == (64, 1) and box[1] == 64
+    masked_launch, contiguous_launch = stubbed.record.launches
+    assert masked_launch[stride_args] == (N * 2, ROWS * N * 2)
+    assert contiguous_launch[stride_args] == (N * 2, 0)
