@@ -6,5 +6,5 @@ from .families import BF16, FAMILIES, FP8_1D1D, FP8_1D2D
 from .family import KernelFamily
 from .sm90 import select_config
 
-__all__ = ["BF16", "FAMILIES", "FP8_1D1D", "FP8_1D2D", "GemmConfig", "GemmShape", "KernelFamily", "config_errors",
-           "select_config"]
+__all__ = ["BF16", "FAMILIES", "FP8_1D1D", "FP8_1D2D", "GemmConfig", "GemmShape", "KernelFamily",
+           "config_errors", "select_config"]

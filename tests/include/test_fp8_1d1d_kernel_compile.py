@@ -18,7 +18,7 @@ import pytest
 
 from deepgemm.heuristics import FP8_1D1D
 from deepgemm.heuristics.config import GemmConfig, GemmShape
-from deepgemm.heuristics.sm90 import make_config, select_config
+from deepgemm.heuristics.sm90 import make_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.codegen import render_template_arg
 from deepgemm.jit.compiler import find_nvcc
@@ -43,7 +43,8 @@ class Case:
 
     @property
     def template_args(self) -> tuple[int | bool | str, ...]:
-        return wgrad_kernel.kernel_spec(self.n, self.k, self.cfg, self.accumulate, self.k_grouped).template_args
+        spec = wgrad_kernel.kernel_spec(self.n, self.k, self.cfg, self.accumulate, self.k_grouped)
+        return spec.template_args
 
     @property
     def id(self) -> str:
@@ -66,7 +67,8 @@ def selected_cases() -> list[Case]:
 def multicast_cases() -> list[Case]:
     """2-CTA multicast on A and on B (the suites' selections may hold none), dense and k-grouped."""
     shape = GemmShape(4096, 7168, 4096, 4, family=FP8_1D1D)
-    return [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n, 2, on_a), accumulate, grouped)
+    return [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n, 2, on_a), accumulate,
+                 grouped)
             for block_m, block_n, on_a, accumulate, grouped in ((128, 128, True, True, False),
                                                                 (128, 152, False, False, False),
                                                                 (256, 96, True, True, True),
@@ -119,7 +121,8 @@ def builds(tmp_path_factory):
                 env.setenv("DG_JIT_PTXAS_VERBOSE", "1")
                 env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
                 log = io.StringIO()
-                with contextlib.redirect_stderr(log), ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                workers = os.cpu_count() or 2
+                with contextlib.redirect_stderr(log), ThreadPoolExecutor(max_workers=workers) as pool:
                     results = dict(zip(CASES, pool.map(_build, CASES), strict=True))
             done[compiler] = (results, log.getvalue())
         return done[compiler]
@@ -167,7 +170,8 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     asserts = []
     for case in CASES:
         spec = wgrad_kernel.kernel_spec(case.n, case.k, case.cfg, case.accumulate, case.k_grouped)
-        layout = "deepgemm::Fp8WgradLayout<" + ", ".join(render_template_arg(a) for a in spec.template_args) + ">"
+        args = ", ".join(render_template_arg(a) for a in spec.template_args)
+        layout = f"deepgemm::Fp8WgradLayout<{args}>"
         asserts.append(f'static_assert({layout}::kSmemBytes == {spec.smem_bytes}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
     include_dir = tmp_path / "include"

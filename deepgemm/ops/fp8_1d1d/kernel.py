@@ -41,8 +41,8 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, accumulate: bool, k_grouped: bo
     device and is compiled with K = 0."""
     shape_k = 0 if k_grouped else k
     template_args = (n, shape_k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
-                     cfg.multicast_on_a, cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks, accumulate,
-                     k_grouped)
+                     cfg.multicast_on_a, cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks,
+                     accumulate, k_grouped)
     kind = "k-grouped" if k_grouped else "dense"
     comment = (f"fp8 1d1d {kind} n={n}, k={shape_k}, {'D += A B^T' if accumulate else 'D = A B^T'}\n"
                f"{cfg.kernel_repr()}")
@@ -81,7 +81,8 @@ def launch_fp8_gemm_nt_1d1d(A: torch.Tensor, sa: torch.Tensor, B: torch.Tensor, 
         plan = _dense_plans.get(key)
         if plan is None:
             cfg = dense_config(m, n, k, d.element_size(), num_sms)
-            plan = _dense_plans.remember(key, _Plan(m, n, k, 1, d.dtype, cfg, accumulate, False, device_index))
+            plan = _dense_plans.remember(
+                key, _Plan(m, n, k, 1, d.dtype, cfg, accumulate, False, device_index))
     else:
         plan = _Plan(m, n, k, 1, d.dtype, config, accumulate, False, device_index)
     _run(plan, A, sa, B, sb, d, c, None)
