@@ -1,4 +1,4 @@
-"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`), what they share in
+"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`, `fp8_1d1d/`), what they
 `common/`, and `matmul` over all of them."""
 
 from .bf16 import (
