@@ -144,7 +144,8 @@ template <>
 struct Wgmma16RS<{n}> {{
     static constexpr uint32_t kNumAccum = {n // 2};
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {{
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {{
         if constexpr (kIsFP16)
             {_rs_asm(n, "f16")}
         else

@@ -111,7 +111,7 @@ def _check_integer_values(name: str, q: torch.Tensor, value_range: tuple[int, in
 
 
 def pack_int8_weight(q: torch.Tensor) -> torch.Tensor:
-    """INT8 values ``[..., N, K]`` in ``[-128, 127]`` -> the packed ``int8 [..., align(N,16), align(K,64)]``."""
+    """INT8 values ``[..., N, K]`` in ``[-128, 127]`` -> packed ``int8 [..., align(N,16), align(K,64)]``."""
     _check_integer_values("q", q, INT8_RANGE)
     slabs = _to_slabs(q.to(torch.int16) + 128, 8)
     *batch, n, k = q.shape
@@ -152,8 +152,9 @@ def _check_packed(name: str, packed: object, dtype: torch.dtype, n: int, k: int,
         raise TypeError(f"{name} must have dtype {dtype} (packed INT{bits}), got {packed.dtype}")
     expected = packed_shape(n, k, bits)
     if packed.dim() not in (2, 3) or tuple(packed.shape[-2:]) != expected:
-        raise ValueError(f"{name} must have shape [..., align(N, 16), align(K, 64){' / 2' if bits == 4 else ''}] "
-                         f"= [..., {expected[0]}, {expected[1]}] for N={n}, K={k}, found {tuple(packed.shape)}")
+        cols = "align(K, 64)" + (" / 2" if bits == 4 else "")
+        raise ValueError(f"{name} must have shape [..., align(N, 16), {cols}] = [..., {expected[0]}, "
+                         f"{expected[1]}] for N={n}, K={k}, found {tuple(packed.shape)}")
 
 
 def pack_group_params(values: torch.Tensor) -> torch.Tensor:
@@ -186,7 +187,8 @@ def _check_weight(w: object, dtype: object) -> torch.Tensor:
     if not bool(torch.isfinite(w).all()):
         raise ValueError("w must be finite (no NaN or Inf)")
     if dtype not in SCALE_DTYPES:
-        raise TypeError(f"dtype must be torch.bfloat16 or torch.float16 (the activations' dtype), got {dtype}")
+        raise TypeError(f"dtype must be torch.bfloat16 or torch.float16 (the activations' dtype), "
+                        f"got {dtype}")
     return w
 
 
@@ -203,7 +205,7 @@ def quantize_int8(w: torch.Tensor, group_size: int | None = None, dtype: torch.d
 
 
 def quantize_int4(w: torch.Tensor, group_size: int | None = 128, symmetric: bool = True,
-                  dtype: torch.dtype = torch.bfloat16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                  dtype: torch.dtype = torch.bfloat16) -> tuple:
     """INT4 per group: ``(q int8 [..., N, K], scales dtype [..., N, groups], zeros uint8 [..., N, groups]
     or None)``. Symmetric: ``q`` in ``[-8, 7]``, ``s = amax / 7``. Asymmetric: ``q`` in ``[0, 15]``,
     ``s = (max - min) / 15``, zero point ``z = round(-min / s)`` in ``[0, 15]``; ``w ≈ (q - z) · s``."""

@@ -113,4 +113,5 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
                 best = (key, warpgroups, splits, tiles)
     _, warpgroups, splits, tiles = best
     grid = num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits
-    return WonlyConfig(block_m, warpgroups, max_stages(block_m, warpgroups, weight_bits), splits, grid, weight_bits)
+    stages = max_stages(block_m, warpgroups, weight_bits)
+    return WonlyConfig(block_m, warpgroups, stages, splits, grid, weight_bits)

@@ -18,7 +18,8 @@ template <>
 struct Wgmma16RS<8> {
     static constexpr uint32_t kNumAccum = 4;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 "
@@ -40,7 +41,8 @@ template <>
 struct Wgmma16RS<16> {
     static constexpr uint32_t kNumAccum = 8;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 "
@@ -62,7 +64,8 @@ template <>
 struct Wgmma16RS<24> {
     static constexpr uint32_t kNumAccum = 12;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %17, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n24k16.f32.f16.f16 "
@@ -86,7 +89,8 @@ template <>
 struct Wgmma16RS<32> {
     static constexpr uint32_t kNumAccum = 16;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
@@ -110,7 +114,8 @@ template <>
 struct Wgmma16RS<40> {
     static constexpr uint32_t kNumAccum = 20;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %25, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n40k16.f32.f16.f16 "
@@ -136,7 +141,8 @@ template <>
 struct Wgmma16RS<48> {
     static constexpr uint32_t kNumAccum = 24;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %29, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 "
@@ -162,7 +168,8 @@ template <>
 struct Wgmma16RS<56> {
     static constexpr uint32_t kNumAccum = 28;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %33, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n56k16.f32.f16.f16 "
@@ -190,7 +197,8 @@ template <>
 struct Wgmma16RS<64> {
     static constexpr uint32_t kNumAccum = 32;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
@@ -218,7 +226,8 @@ template <>
 struct Wgmma16RS<72> {
     static constexpr uint32_t kNumAccum = 36;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %41, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n72k16.f32.f16.f16 "
@@ -248,7 +257,8 @@ template <>
 struct Wgmma16RS<80> {
     static constexpr uint32_t kNumAccum = 40;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 "
@@ -278,7 +288,8 @@ template <>
 struct Wgmma16RS<88> {
     static constexpr uint32_t kNumAccum = 44;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %49, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n88k16.f32.f16.f16 "
@@ -310,7 +321,8 @@ template <>
 struct Wgmma16RS<96> {
     static constexpr uint32_t kNumAccum = 48;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %53, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 "
@@ -342,7 +354,8 @@ template <>
 struct Wgmma16RS<104> {
     static constexpr uint32_t kNumAccum = 52;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %57, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n104k16.f32.f16.f16 "
@@ -376,7 +389,8 @@ template <>
 struct Wgmma16RS<112> {
     static constexpr uint32_t kNumAccum = 56;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %61, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n112k16.f32.f16.f16 "
@@ -410,7 +424,8 @@ template <>
 struct Wgmma16RS<120> {
     static constexpr uint32_t kNumAccum = 60;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %65, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n120k16.f32.f16.f16 "
@@ -446,7 +461,8 @@ template <>
 struct Wgmma16RS<128> {
     static constexpr uint32_t kNumAccum = 64;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
@@ -482,7 +498,8 @@ template <>
 struct Wgmma16RS<136> {
     static constexpr uint32_t kNumAccum = 68;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n136k16.f32.f16.f16 "
@@ -520,7 +537,8 @@ template <>
 struct Wgmma16RS<144> {
     static constexpr uint32_t kNumAccum = 72;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %77, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n144k16.f32.f16.f16 "
@@ -558,7 +576,8 @@ template <>
 struct Wgmma16RS<152> {
     static constexpr uint32_t kNumAccum = 76;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %81, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n152k16.f32.f16.f16 "
@@ -598,7 +617,8 @@ template <>
 struct Wgmma16RS<160> {
     static constexpr uint32_t kNumAccum = 80;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %85, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n160k16.f32.f16.f16 "
@@ -638,7 +658,8 @@ template <>
 struct Wgmma16RS<168> {
     static constexpr uint32_t kNumAccum = 84;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %89, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n168k16.f32.f16.f16 "
@@ -680,7 +701,8 @@ template <>
 struct Wgmma16RS<176> {
     static constexpr uint32_t kNumAccum = 88;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 "
@@ -722,7 +744,8 @@ template <>
 struct Wgmma16RS<184> {
     static constexpr uint32_t kNumAccum = 92;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %97, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n184k16.f32.f16.f16 "
@@ -766,7 +789,8 @@ template <>
 struct Wgmma16RS<192> {
     static constexpr uint32_t kNumAccum = 96;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n192k16.f32.f16.f16 "
@@ -810,7 +834,8 @@ template <>
 struct Wgmma16RS<200> {
     static constexpr uint32_t kNumAccum = 100;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %105, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n200k16.f32.f16.f16 "
@@ -856,7 +881,8 @@ template <>
 struct Wgmma16RS<208> {
     static constexpr uint32_t kNumAccum = 104;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %109, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n208k16.f32.f16.f16 "
@@ -902,7 +928,8 @@ template <>
 struct Wgmma16RS<216> {
     static constexpr uint32_t kNumAccum = 108;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %113, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n216k16.f32.f16.f16 "
@@ -950,7 +977,8 @@ template <>
 struct Wgmma16RS<224> {
     static constexpr uint32_t kNumAccum = 112;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %117, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n224k16.f32.f16.f16 "
@@ -998,7 +1026,8 @@ template <>
 struct Wgmma16RS<232> {
     static constexpr uint32_t kNumAccum = 116;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %121, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n232k16.f32.f16.f16 "
@@ -1048,7 +1077,8 @@ template <>
 struct Wgmma16RS<240> {
     static constexpr uint32_t kNumAccum = 120;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %125, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n240k16.f32.f16.f16 "
@@ -1098,7 +1128,8 @@ template <>
 struct Wgmma16RS<248> {
     static constexpr uint32_t kNumAccum = 124;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %129, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n248k16.f32.f16.f16 "
@@ -1150,7 +1181,8 @@ template <>
 struct Wgmma16RS<256> {
     static constexpr uint32_t kNumAccum = 128;
     template <bool kIsFP16>
-    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(const uint32_t (&a)[4], uint64_t desc_b, float* d,
+                                               bool accumulate) {
         if constexpr (kIsFP16)
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 "
