@@ -14,8 +14,12 @@ from .ops import (
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
+    m_grouped_w4a16_gemm_nt_masked,
+    m_grouped_w8a16_gemm_nt_masked,
     matmul,
     set_num_sms,
+    w4a16_gemm_nt,
+    w8a16_gemm_nt,
 )
 from .quant import (
     align,
@@ -25,6 +29,8 @@ from .quant import (
     get_tma_aligned_size,
     per_block_cast_to_fp8,
     per_token_cast_to_fp8,
+    quantize_w4a16,
+    quantize_w8a16,
 )
 
 __all__ = [
@@ -50,6 +56,12 @@ __all__ = [
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "set_num_sms",
+    "m_grouped_w4a16_gemm_nt_masked",
+    "m_grouped_w8a16_gemm_nt_masked",
+    "w4a16_gemm_nt",
+    "w8a16_gemm_nt",
+    "quantize_w4a16",
+    "quantize_w8a16",
 ]
 
 

@@ -18,6 +18,12 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_masked,
 )
 from .matmul import matmul
+from .wonly import (
+    m_grouped_w4a16_gemm_nt_masked,
+    m_grouped_w8a16_gemm_nt_masked,
+    w4a16_gemm_nt,
+    w8a16_gemm_nt,
+)
 
 __all__ = [
     "bf16_gemm_nn",
@@ -34,4 +40,8 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_masked",
     "matmul",
     "set_num_sms",
+    "m_grouped_w4a16_gemm_nt_masked",
+    "m_grouped_w8a16_gemm_nt_masked",
+    "w4a16_gemm_nt",
+    "w8a16_gemm_nt",
 ]

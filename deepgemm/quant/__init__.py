@@ -1,4 +1,5 @@
-"""Quantisation (per-token / per-block FP8 casts) and scale-layout helpers; CPU and CUDA tensors."""
+"""Quantisation (per-token / per-block FP8 casts, weight-only INT8 / INT4 packing) and scale-layout helpers;
+CPU and CUDA tensors."""
 
 from .cast import AMAX_FLOOR, FP8_MAX, per_block_cast_to_fp8, per_token_cast_to_fp8
 from .layout import (
@@ -8,6 +9,7 @@ from .layout import (
     get_mn_major_tma_aligned_tensor,
     get_tma_aligned_size,
 )
+from .wonly import quantize_w4a16, quantize_w8a16
 
 __all__ = [
     "AMAX_FLOOR",
@@ -19,4 +21,6 @@ __all__ = [
     "get_tma_aligned_size",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
+    "quantize_w4a16",
+    "quantize_w8a16",
 ]

@@ -9,10 +9,12 @@ from .inputs import (
     Bf16Inputs,
     DenseInputs,
     GroupedInputs,
+    WeightOnlyInputs,
     contiguous_starts,
     make_bf16_inputs,
     make_dense_inputs,
     make_grouped_inputs,
+    make_weight_only_inputs,
 )
 from .numeric import calc_diff
 from .reference import (
@@ -28,6 +30,7 @@ __all__ = [
     "Bf16Inputs",
     "DenseInputs",
     "GroupedInputs",
+    "WeightOnlyInputs",
     "bench",
     "bench_cpu",
     "bench_host_overhead",
@@ -38,6 +41,7 @@ __all__ = [
     "make_bf16_inputs",
     "make_dense_inputs",
     "make_grouped_inputs",
+    "make_weight_only_inputs",
     "ref_fp8_gemm_nt",
     "ref_m_grouped_fp8_gemm_nt_contiguous",
     "ref_m_grouped_fp8_gemm_nt_masked",

@@ -52,7 +52,8 @@ _CONTRACT = """
     Tensor contract (all on one device, CPU or a Hopper GPU; {dims}):
         a: ``bfloat16`` or ``float16`` {a_dims}: ``stride(-1) == 1``, the other strides multiples of 8
             elements (16 bytes, TMA), 16-byte-aligned start.
-        b = {b_tuple}, as ``deepgemm.quant.wonly.quantize_{name}`` returns them, each contiguous:
+        b = {b_tuple}, each contiguous, as
+            ``deepgemm.quant.wonly.quantize_{name}`` returns them:
             b_packed: {packed}
             sb: ``a``'s dtype, {sb_dims}: one scale per weight row per K group.{zeros}
         d: ``bfloat16``, ``float16`` or ``float32`` {d_dims}, ``stride(-1) == 1`` (any other strides).
