@@ -13,8 +13,8 @@ columns stored ``[N / 16][K / 64][slab]``; within a slab each GPU lane finds its
 ``[align(N, 16), align(K, 64)]``); INT4 slabs 512 bytes, two values per byte (packed dtype ``uint8``,
 shape ``[align(N, 16), align(K, 64) / 2]``) of ``Q + 8`` (symmetric) or ``Q`` (with zero points). Scales
 are stored ``[ceil(K / group_size), N]`` (K-group-major: a group's scales of consecutive rows are
-contiguous) and zero points likewise as ``uint8``. Padding holds zeros, which the kernels never
-use for an output. Every helper accepts a leading expert dim ``[G, N, K]`` for the grouped ops.
+contiguous) and zero points likewise as ``uint8``. Padding holds Q = 0 (it meets zero-filled activations
+or feeds no output). Every helper accepts a leading expert dim ``[G, N, K]`` for the grouped ops.
 Packing and unpacking are exact inverses (bit-exact round trips).
 """
 
@@ -78,11 +78,12 @@ def _slab_order(bits: int) -> torch.Tensor:
     return row * SLAB_COLS + col
 
 
-def _to_slabs(values: torch.Tensor, bits: int) -> torch.Tensor:
-    """``[..., N, K]`` integer values -> ``[..., N / 16 slabs, K / 64, 1024]`` in packed order (padded)."""
+def _to_slabs(values: torch.Tensor, bits: int, fill: int) -> torch.Tensor:
+    """``[..., N, K]`` stored values -> ``[..., N / 16 slabs, K / 64, 1024]`` in packed order, padded with
+    ``fill``."""
     *batch, n, k = values.shape
     n_pad, k_pad = _align(n, SLAB_ROWS), _align(k, SLAB_COLS)
-    padded = values.new_zeros((*batch, n_pad, k_pad))
+    padded = values.new_full((*batch, n_pad, k_pad), fill)
     padded[..., :n, :k] = values
     blocks = padded.reshape(*batch, n_pad // SLAB_ROWS, SLAB_ROWS, k_pad // SLAB_COLS, SLAB_COLS)
     blocks = blocks.transpose(-3, -2).reshape(*batch, n_pad // SLAB_ROWS, k_pad // SLAB_COLS, -1)
@@ -113,7 +114,7 @@ def _check_integer_values(name: str, q: torch.Tensor, value_range: tuple[int, in
 def pack_int8_weight(q: torch.Tensor) -> torch.Tensor:
     """INT8 values ``[..., N, K]`` in ``[-128, 127]`` -> packed ``int8 [..., align(N,16), align(K,64)]``."""
     _check_integer_values("q", q, INT8_RANGE)
-    slabs = _to_slabs(q.to(torch.int16) + 128, 8)
+    slabs = _to_slabs(q.to(torch.int16) + 128, 8, 128)
     *batch, n, k = q.shape
     return slabs.to(torch.uint8).view(torch.int8).reshape(*batch, *packed_shape(n, k, 8))
 
@@ -130,7 +131,8 @@ def pack_int4_weight(q: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
     """INT4 values ``[..., N, K]`` (``[-8, 7]`` symmetric, ``[0, 15]`` with zero points) -> the packed
     ``uint8 [..., align(N,16), align(K,64)/2]``, two values per byte."""
     _check_integer_values("q", q, INT4_SYMMETRIC_RANGE if symmetric else INT4_ASYMMETRIC_RANGE)
-    nibbles = _to_slabs(q.to(torch.int16) + (8 if symmetric else 0), 4)
+    bias = 8 if symmetric else 0
+    nibbles = _to_slabs(q.to(torch.int16) + bias, 4, bias)
     packed = nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)
     *batch, n, k = q.shape
     return packed.to(torch.uint8).reshape(*batch, *packed_shape(n, k, 4))
