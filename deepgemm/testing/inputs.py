@@ -355,10 +355,23 @@ class WeightOnlyInputs:
     b: tuple
     w: torch.Tensor
     masked_m: torch.Tensor | None = None
+    counts: tuple[int, ...] = ()
+    # The benchmark's view (deepgemm.bench): one reference kind, "wq" (the quantised weight).
+    reference_kinds: ClassVar[tuple[str, ...]] = ("wq",)
 
-    def reference(self) -> torch.Tensor:
+    def reference(self, kind: str = "wq") -> torch.Tensor:
         """``A · Wᵀ`` in float64 (per group for the masked operands)."""
-        return self.a.double() @ self.w.double().transpose(-1, -2)
+        product = self.a.double() @ self.w.double().transpose(-1, -2)
+        return product if self.masked_m is None else self.valid_rows(product)
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The rows a GEMM computes: all of a dense output; the first ``counts[g]`` rows of each group of a
+        masked ``[G, max_m, N]`` output (or a list of per-group outputs of those rows), stacked."""
+        if self.masked_m is None:
+            return output
+        if isinstance(output, torch.Tensor):
+            output = [output[group, :count] for group, count in enumerate(self.counts)]
+        return torch.cat([rows for rows in output if len(rows)])
 
 
 def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.device, seed: int,
@@ -384,9 +397,9 @@ def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.dev
         if zeros is not None:
             b = (*b, wonly.pack_group_params(zeros))
     w = wonly.dequantize(q, scales, zeros, group_size)
-    masked_m = None
+    masked_m, rows = None, ()
     if num_groups is not None:
-        masked_m = torch.tensor(list(counts) if counts is not None else [m] * num_groups, dtype=torch.int32)
-        masked_m = masked_m.to(device)
+        rows = tuple(counts) if counts is not None else (m,) * num_groups
+        masked_m = torch.tensor(rows, dtype=torch.int32, device=device)
     return WeightOnlyInputs(bits, group_size, a.to(device), tuple(t.to(device) for t in b), w.to(device),
-                            masked_m)
+                            masked_m, rows)
