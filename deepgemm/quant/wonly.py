@@ -20,6 +20,7 @@ Packing and unpacking are exact inverses (bit-exact round trips).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -270,3 +271,60 @@ def dequantize_w4a16(b_packed: torch.Tensor, sb: torch.Tensor, zeros: torch.Tens
     q = unpack_int4_weight(b_packed, n, k, symmetric=zeros is None)
     z = None if zeros is None else unpack_group_params(zeros)
     return dequantize(q, unpack_group_params(sb), z, group_size)
+
+
+PRECISIONS = {"w8a16": 8, "w4a16": 4}
+DEFAULT_GROUP_SIZES = {"w8a16": None, "w4a16": 128}
+
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A weight ``[N, K]`` (or ``[G, N, K]``) quantised and packed for the weight-only ops, with what the
+    ops need to know about it: ``precision`` (``"w8a16"`` or ``"w4a16"``), the logical ``n`` and ``k``,
+    ``group_size`` (``None``: per channel), and the operand tensors. ``operand`` is the ``b`` tuple the
+    ops take."""
+
+    precision: str
+    n: int
+    k: int
+    group_size: int | None
+    b_packed: torch.Tensor
+    sb: torch.Tensor
+    zeros: torch.Tensor | None = None
+
+    @property
+    def bits(self) -> int:
+        return PRECISIONS[self.precision]
+
+    @property
+    def operand(self) -> tuple[torch.Tensor, ...]:
+        return (self.b_packed, self.sb) if self.zeros is None else (self.b_packed, self.sb, self.zeros)
+
+    def to(self, device: torch.device | str) -> PackedWeight:
+        """The same weight with its tensors on ``device``."""
+        zeros = None if self.zeros is None else self.zeros.to(device)
+        return PackedWeight(self.precision, self.n, self.k, self.group_size, self.b_packed.to(device),
+                            self.sb.to(device), zeros)
+
+
+_DEFAULT = object()
+
+
+def pack_weight(w: torch.Tensor, precision: str = "w4a16", group_size: object = _DEFAULT,
+                symmetric: bool = True, dtype: torch.dtype = torch.bfloat16) -> PackedWeight:
+    """``w [N, K]`` (or ``[G, N, K]``) quantised and packed for ``precision``'s ops (``quantize_w8a16`` /
+    ``quantize_w4a16``); ``group_size`` defaults to per channel (W8A16) or 128 (W4A16); ``symmetric=False``
+    (W4A16 only) adds zero points; ``dtype`` is the activations' dtype the scales are held in."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if group_size is _DEFAULT:
+        group_size = DEFAULT_GROUP_SIZES[precision]
+    if precision == "w8a16":
+        if not symmetric:
+            raise ValueError("symmetric=False (zero points) is for W4A16 weights only")
+        b_packed, sb = quantize_w8a16(w, group_size, dtype)
+        zeros = None
+    else:
+        b_packed, sb, *rest = quantize_w4a16(w, group_size, symmetric, dtype)
+        zeros = rest[0] if rest else None
+    return PackedWeight(precision, w.shape[-2], w.shape[-1], group_size, b_packed, sb, zeros)

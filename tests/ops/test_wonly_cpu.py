@@ -200,3 +200,24 @@ def test_the_gpus_rounding_of_each_weight_keeps_the_bar(bits, group_size, zeros,
     rounded = inputs.w.to(dtype).float()
     out = (inputs.a.float() @ rounded.T).to(dtype)
     assert calc_diff(out, inputs.reference()) < 1e-5
+
+
+@pytest.mark.parametrize("precision, zeros", [("w8a16", False), ("w4a16", False), ("w4a16", True)])
+def test_weight_only_matmul_on_a_packed_weight(precision, zeros):
+    from deepgemm.ops.wonly import weight_only_matmul
+
+    w = torch.randn(96, 256, generator=torch.Generator().manual_seed(1))
+    weight = wonly.pack_weight(w, precision, symmetric=not zeros)
+    assert weight.bits == (8 if precision == "w8a16" else 4) and (weight.zeros is None) != zeros
+    a = torch.randn(2, 5, 256).bfloat16()
+    out = weight_only_matmul(a, weight)
+    assert out.shape == (2, 5, 96) and out.dtype == torch.bfloat16
+    dequantised = (wonly.dequantize_w8a16(weight.b_packed, weight.sb, 96, 256, None) if precision == "w8a16"
+                   else wonly.dequantize_w4a16(weight.b_packed, weight.sb, weight.zeros, 96, 256, 128))
+    assert calc_diff(out, a.double() @ dequantised.double().T) < 1e-5
+    into = torch.empty(2, 5, 96)
+    assert weight_only_matmul(a, weight, out=into) is into
+    with pytest.raises(TypeError, match="PackedWeight"):
+        weight_only_matmul(a, weight.operand)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        wonly.pack_weight(w, "w4a8")

@@ -25,6 +25,10 @@ MAX_STAGES = 32
 # the weights it reads.
 MIN_K_BLOCKS_PER_SPLIT = 4
 MAX_SPLITS = 16
+# At decode sizes any split that keeps this share of the SMs busy is taken with two consumer warpgroups
+# (128 weight rows) rather than one: a lone warpgroup has one warp per scheduler to hide the latency of
+# its loads and conversions.
+GOOD_SM_USE = 0.85
 
 
 def wonly_smem_bytes(block_m: int, num_math_warpgroups: int, num_stages: int, weight_bits: int) -> int:
@@ -89,8 +93,8 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
     Tokens per tile: the smallest decode tile that holds `m` (up to 64); past that the tile of 128 or
     256 tokens with the least tile time over its waves (ties: 256), always 128 weight rows. At decode
     sizes the weight rows per tile and the K split (dense only) keep as many SMs streaming weights as
-    possible: the pair with the best use of the SMs' slots (to a tenth), then the taller tile (two
-    warpgroups share the dequantisation work of a CTA), then the fewer splits."""
+    possible: a pair that keeps GOOD_SM_USE of the SMs' slots busy, then the taller tile (two warpgroups
+    share the dequantisation work of a CTA), then the better use of the slots, then the fewer splits."""
     num_k_blocks = ceil_div(k, BLOCK_K)
     m_groups = num_groups if masked else 1
     if m > DECODE_BLOCK_M[-1]:
@@ -108,7 +112,8 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
         max_splits = 1 if masked or tiles >= num_sms else min(
             MAX_SPLITS, max(1, num_k_blocks // MIN_K_BLOCKS_PER_SPLIT), max(1, num_sms // tiles))
         for splits in range(1, max_splits + 1):
-            key = (round(_efficiency(tiles * splits, num_sms), 1), warpgroups, -splits)
+            efficiency = _efficiency(tiles * splits, num_sms)
+            key = (efficiency >= GOOD_SM_USE, warpgroups, round(efficiency, 2), -splits)
             if best is None or key > best[0]:
                 best = (key, warpgroups, splits, tiles)
     _, warpgroups, splits, tiles = best

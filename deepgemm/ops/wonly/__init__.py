@@ -6,6 +6,7 @@ from .gemm import (
     m_grouped_w8a16_gemm_nt_masked,
     w4a16_gemm_nt,
     w8a16_gemm_nt,
+    weight_only_matmul,
 )
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "m_grouped_w8a16_gemm_nt_masked",
     "w4a16_gemm_nt",
     "w8a16_gemm_nt",
+    "weight_only_matmul",
 ]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ...quant.wonly import (
+    PackedWeight,
     check_group_size,
     dequantize,
     num_k_groups,
@@ -301,4 +302,30 @@ def _cpu_product(bits: int, A: Tensor, packed: Tensor, sb: Tensor, zeros: Tensor
         z = None if zeros is None else unpack_group_params(zeros[:, first: first + rows])
         w = dequantize(q, unpack_group_params(sb[:, first: first + rows]), z, group_size)
         out[:, first: first + rows] = a32 @ w.T
+    return out
+
+
+def weight_only_matmul(a: torch.Tensor, weight: PackedWeight, out_dtype: torch.dtype | None = None,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ Wᵀ`` for activations ``a [..., K]`` (BF16/FP16, rows of 16-byte-aligned K) and a 2-D weight
+    packed by ``deepgemm.quant.wonly.pack_weight``: the entry ``matmul(a, weight, dtype="w8a16" |
+    "w4a16")`` can hand a pre-packed weight to. Returns ``out`` (``[..., N]``, ``out_dtype``: default
+    ``a``'s dtype), allocated when ``None``. Leading dims of ``a`` are flattened (a view where they can
+    be); the op's rules and errors apply to the flattened call."""
+    if not isinstance(weight, PackedWeight):
+        raise TypeError(f"weight must be a deepgemm.quant.wonly.PackedWeight, got {type(weight).__name__}")
+    if weight.b_packed.dim() != 2:
+        raise ValueError("weight must be a single [N, K] weight (use the masked ops for [G, N, K] experts)")
+    A = check_tensor("a", a)
+    if A.dim() < 1:
+        raise ValueError("a must have at least one dim [..., K]")
+    lead = A.shape[:-1]
+    a2 = A.reshape(-1, A.shape[-1])
+    if out is None:
+        out = torch.empty(*lead, weight.n, dtype=out_dtype or A.dtype, device=A.device)
+    elif not isinstance(out, torch.Tensor) or tuple(out.shape) != (*lead, weight.n):
+        raise ValueError(f"out must be a tensor of shape {(*lead, weight.n)}")
+    d = out.view(-1, weight.n)
+    op = w8a16_gemm_nt if weight.bits == 8 else w4a16_gemm_nt
+    op(a2, weight.operand, d, group_size=weight.group_size)
     return out
