@@ -9,10 +9,15 @@ refused on the GPU as on the CPU."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
 import deepgemm
+from deepgemm.heuristics.families.wonly import select_wonly_config
+from deepgemm.jit import build_kernel
 from deepgemm.testing import calc_diff, make_weight_only_inputs
 
 from .grouped_cases import captured_graph
@@ -76,15 +81,35 @@ DECODE_CASES = ([(m, n, k, variant) for m in (1, 64) for n, k in DSV3_NK for var
 EDGE_CASES = [(*shape, ("w4-g128-zeros", "w8-channel")[i % 2]) for i, shape in enumerate(EDGE_SHAPES)]
 
 
+PREFILL_CASES = [(4096, n, k, variant) for n, k in [(4096, 7168), (7168, 2048), (2112, 7168)]
+                 for variant in ("w8-channel", "w4-g128")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def precompiled():
+    """The dense BF16 cases' kernels, compiled into the JIT's disk cache in parallel threads before the
+    tests run (the compiler runs outside the GIL): one by one they would take minutes."""
+    from deepgemm.ops.wonly import kernel as wonly_kernel
+
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    specs = {}
+    for m, n, k, variant in DECODE_CASES + EDGE_CASES + PREFILL_CASES:
+        bits, group_size, zeros = VARIANTS[variant]
+        cfg = select_wonly_config(m, n, k, bits, num_sms)
+        spec = wonly_kernel.kernel_spec(n, k, cfg, group_size, zeros, False, torch.bfloat16)
+        specs[(spec.template_args, spec.comment)] = spec
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
+        list(pool.map(lambda s: build_kernel(s.name, s.header, s.template_args, s.comment), specs.values()))
+
+
 @pytest.mark.parametrize("m, n, k, variant", DECODE_CASES)
 def test_dsv3_decode_shapes(m, n, k, variant):
     _check_dense(m, n, k, variant)
 
 
-@pytest.mark.parametrize("variant", ("w8-channel", "w4-g128"))
-@pytest.mark.parametrize("n, k", [(4096, 7168), (7168, 2048), (2112, 7168)])
-def test_dsv3_prefill_shapes(n, k, variant):
-    _check_dense(4096, n, k, variant)
+@pytest.mark.parametrize("m, n, k, variant", PREFILL_CASES)
+def test_dsv3_prefill_shapes(m, n, k, variant):
+    _check_dense(m, n, k, variant)
 
 
 @pytest.mark.parametrize("m, n, k, variant", EDGE_CASES)
