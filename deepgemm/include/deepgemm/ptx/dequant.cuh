@@ -55,11 +55,12 @@ __device__ __forceinline__ uint32_t mul_x2(uint32_t a, uint32_t b) {
     return d;
 }
 
-// 16 bytes of shared memory (16-byte aligned) into four registers.
+// 16 bytes of shared memory (16-byte aligned) into four registers; ordered after the barrier wait
+// that makes them valid (the memory clobber).
 __device__ __forceinline__ void ld_shared_x4(const void* ptr, uint32_t (&words)[4]) {
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
-                 : "r"(smem_addr(ptr)));
+                 : "r"(smem_addr(ptr)) : "memory");
 }
 
 // A 16-bit value from global memory (read-only for the kernel's lifetime).
