@@ -383,10 +383,11 @@ def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.dev
     the operands are the masked layout's: ``a [G, m, K]``, weights ``[G, N, K]``, ``masked_m = counts``."""
     from ..quant import wonly  # here: the quantisation helpers are not needed to import this module
 
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    # Drawn and quantised on `device`: the benchmark's weights reach hundreds of MB.
+    generator = torch.Generator(device=device).manual_seed(seed)
     lead = () if num_groups is None else (num_groups,)
-    a = torch.randn(*lead, m, k, generator=generator).to(dtype)
-    weight = torch.randn(*lead, n, k, generator=generator)
+    a = torch.randn(*lead, m, k, generator=generator, device=device).to(dtype)
+    weight = torch.randn(*lead, n, k, generator=generator, device=device)
     if bits == 8:
         q, scales = wonly.quantize_int8(weight, group_size, dtype)
         zeros = None
