@@ -16,8 +16,12 @@ from .ops import (
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
+    m_grouped_w4a16_gemm_nt_masked,
+    m_grouped_w8a16_gemm_nt_masked,
     matmul,
     set_num_sms,
+    w4a16_gemm_nt,
+    w8a16_gemm_nt,
 )
 from .quant import (
     align,
@@ -27,6 +31,8 @@ from .quant import (
     get_tma_aligned_size,
     per_block_cast_to_fp8,
     per_token_cast_to_fp8,
+    quantize_w4a16,
+    quantize_w8a16,
     transpose_fp8_block_scaled,
 )
 
@@ -56,6 +62,12 @@ __all__ = [
     "per_token_cast_to_fp8",
     "set_num_sms",
     "transpose_fp8_block_scaled",
+    "m_grouped_w4a16_gemm_nt_masked",
+    "m_grouped_w8a16_gemm_nt_masked",
+    "w4a16_gemm_nt",
+    "w8a16_gemm_nt",
+    "quantize_w4a16",
+    "quantize_w8a16",
 ]
 
 

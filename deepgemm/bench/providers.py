@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
-from deepgemm.testing import Bf16Inputs, DenseInputs, GroupedInputs, WgradInputs, calc_diff
+from deepgemm.testing import Bf16Inputs, DenseInputs, GroupedInputs, WeightOnlyInputs, WgradInputs, calc_diff
 
 FP8_MAX = 448.0
 
@@ -615,5 +615,90 @@ DEEPGEMM_WGRAD_DENSE = Provider(
     reference="fp8",
     max_diff=1e-5,
     adapt=WgradInputs.dense_equivalent,
+    has_cpu_path=True,
+)
+
+
+# The weight-only suites' providers (``wonly``: W4A16, ``wonly_w8``: W8A16), on ``WeightOnlyInputs``: BF16
+# activations and a packed quantised weight; dense, or the masked MoE layout. Each is checked against the
+# float64 product of the activations and the dequantised weight.
+def _prepare_deepgemm_wonly(inputs: WeightOnlyInputs) -> Callable[[], torch.Tensor]:
+    masked = inputs.masked_m is not None
+    name = f"{'m_grouped_' if masked else ''}w{inputs.bits}a16_gemm_nt{'_masked' if masked else ''}"
+    gemm = _deepgemm_op(name)
+    d = torch.empty(*inputs.a.shape[:-1], inputs.w.shape[-2], dtype=torch.bfloat16, device=inputs.a.device)
+    if masked:
+        expected_m = max(inputs.counts)
+
+        def run() -> torch.Tensor:
+            gemm(inputs.a, inputs.b, d, inputs.masked_m, expected_m, group_size=inputs.group_size)
+            return d
+
+    else:
+
+        def run() -> torch.Tensor:
+            gemm(inputs.a, inputs.b, d, group_size=inputs.group_size)
+            return d
+
+    return run
+
+
+def _prepare_cublas_bf16_dequantised(inputs: WeightOnlyInputs) -> Callable[[], object]:
+    """``torch.matmul`` on the dequantised weight in BF16 (converted once, untimed); per group for the
+    masked layout, on each group's valid rows."""
+    _require_cuda(inputs)
+    w = inputs.w.to(torch.bfloat16)
+    if inputs.masked_m is None:
+        a, b = inputs.a, w.t()
+
+        def run() -> torch.Tensor:
+            return a @ b
+
+        return run
+    experts = [(inputs.a[group, :count], w[group].t()) for group, count in enumerate(inputs.counts) if count]
+
+    def run_groups() -> list[torch.Tensor]:
+        return [a @ b for a, b in experts]
+
+    return run_groups
+
+
+def _fp8_masked_twin(inputs: WeightOnlyInputs) -> GroupedInputs:
+    """The masked problem as FP8 operands (1x128 / 128x128 scales) for deepgemm's FP8 masked GEMM."""
+    if inputs.masked_m is None:
+        raise ProviderUnavailable("the FP8 masked GEMM runs the masked problems only")
+    from deepgemm.testing import make_grouped_inputs
+
+    num_groups, max_m, k = inputs.a.shape
+    return make_grouped_inputs("masked", num_groups, list(inputs.counts), inputs.w.shape[-2], k, max_m,
+                               inputs.a.device, seed=0)
+
+
+DEEPGEMM_WONLY = Provider(
+    "deepgemm",
+    "deepgemm.w<bits>a16_gemm_nt(a, (b_packed, sb), d, group_size) (masked problems:"
+    " m_grouped_w<bits>a16_gemm_nt_masked(a, b, d, masked_m, expected_m=max rows, group_size)) into a"
+    " preallocated BF16 d; the weight packed once, untimed",
+    _prepare_deepgemm_wonly,
+    reference="wq",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+CUBLAS_BF16_DEQUANTISED = Provider(
+    "cublas_bf16",
+    "torch.matmul(a, w_bf16.t()) on the dequantised weight held in BF16 (converted once, untimed); masked"
+    " problems: one call per non-empty group on its valid rows (the profiler sums the kernels)",
+    _prepare_cublas_bf16_dequantised,
+    reference="wq",
+    max_diff=1e-5,
+)
+DEEPGEMM_FP8_MASKED_TWIN = Provider(
+    "deepgemm_fp8_masked",
+    "deepgemm.m_grouped_fp8_gemm_nt_masked on FP8 operands of the same masked problem (1x128 / 128x128"
+    " FP32 scales, the A scales converted once, untimed); masked problems only",
+    _prepare_deepgemm_masked,
+    reference="fp8",
+    max_diff=1e-5,
+    adapt=_fp8_masked_twin,
     has_cpu_path=True,
 )

@@ -23,11 +23,13 @@ from deepgemm.testing import (
     make_bf16_inputs,
     make_dense_inputs,
     make_grouped_inputs,
+    make_weight_only_inputs,
     make_wgrad_inputs,
 )
 
 from .providers import (
     CUBLAS_BF16,
+    CUBLAS_BF16_DEQUANTISED,
     CUBLAS_BF16_LAYOUT,
     CUBLAS_BF16_LOOP,
     CUBLAS_BLOCKWISE,
@@ -41,6 +43,7 @@ from .providers import (
     DEEPGEMM_CONTIGUOUS,
     DEEPGEMM_CONTIGUOUS_OFFSETS,
     DEEPGEMM_DENSE,
+    DEEPGEMM_FP8_MASKED_TWIN,
     DEEPGEMM_K_GROUPED,
     DEEPGEMM_MASKED,
     DEEPGEMM_MATMUL_FP8,
@@ -48,6 +51,7 @@ from .providers import (
     DEEPGEMM_WGRAD_BF16,
     DEEPGEMM_WGRAD_DENSE,
     DEEPGEMM_WGRAD_LOOP,
+    DEEPGEMM_WONLY,
     FP8_BY_HAND,
     Provider,
 )
@@ -388,11 +392,77 @@ WGRAD_K_GROUPED = grouped_suite(
     bytes_moved=wgrad_gemm_bytes,
     family="fp8_1d1d",
 )
+# The weight-only suites: BF16 activations times INT4 (``wonly``, symmetric, group-128 BF16 scales) or INT8
+# (``wonly_w8``, per-channel scales) weights, against cuBLAS BF16 on the dequantised weight. Decode sizes on
+# the DeepSeek-V3 shapes and on decode shapes with >= 32 MB of INT4 weights (Llama-3-70B-sized MLP and
+# attention projections), prefill at M = 4096, and the MoE masked layout at 8 experts x 16-48 rows, where
+# deepgemm's FP8 masked GEMM of the same problem runs too. GB/s counts the quantised problem's bytes.
+WONLY_DECODE_MS = (1, 8, 16, 32, 64)
+WONLY_BIG_NKS = ((8192, 8192), (28672, 8192), (8192, 28672))
+WONLY_MASKED_MS = (16, 32, 48)
+WONLY_MASKED_NKS = ((4096, 7168), (7168, 2048))
+WONLY_EXPERTS = 8
+
+
+def weight_only_bytes(bits: int, group_size: int | None) -> Callable[[Problem], int]:
+    """The quantised weights (all experts), their BF16 scales, the BF16 activations and output."""
+
+    def nbytes(problem: Problem) -> int:
+        g, m, n, k = problem.num_groups, problem.m, problem.n, problem.k
+        groups = 1 if group_size is None else ceil_div(k, group_size)
+        return g * (n * k * bits // 8 + 2 * n * groups + 2 * m * k + 2 * m * n)
+
+    return nbytes
+
+
+def _weight_only_inputs(bits: int, group_size: int | None) -> Callable[[Problem, torch.device, int], object]:
+    def make(problem: Problem, device: torch.device, seed: int) -> object:
+        masked = problem.layout == "masked"
+        return make_weight_only_inputs(
+            problem.max_m if masked else problem.m, problem.n, problem.k, bits, device, seed,
+            group_size=group_size, num_groups=problem.num_groups if masked else None,
+            counts=(problem.m,) * problem.num_groups if masked else None)
+
+    return make
+
+
+def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) -> Suite:
+    return Suite(
+        name=name,
+        description=f"{label} weight-only GEMMs D = A W^T, BF16 A and out, W packed by quantize_w{bits}a16;"
+        " cuBLAS BF16 on the dequantised weight is the yardstick; decode (M <= 64) on the DeepSeek-V3 and"
+        f" >= 32 MB-weight shapes, prefill (M = 4096), and MoE masked ({WONLY_EXPERTS} experts x M rows,"
+        " beside deepgemm's FP8 masked GEMM); GB/s counts the quantised problem's bytes (H100 HBM: 3350)",
+        problems=(
+            *(Problem(m, n, k) for m in WONLY_DECODE_MS for n, k in DENSE_NKS + WONLY_BIG_NKS),
+            *(Problem(4096, n, k) for n, k in DENSE_NKS),
+            *(Problem(m, n, k, WONLY_EXPERTS, "masked", align(m, 64)) for m in WONLY_MASKED_MS
+              for n, k in WONLY_MASKED_NKS),
+        ),
+        make_inputs=_weight_only_inputs(bits, group_size),
+        providers=(CUBLAS_BF16_DEQUANTISED, DEEPGEMM_WONLY, DEEPGEMM_FP8_MASKED_TWIN),
+        bytes_moved=weight_only_bytes(bits, group_size),
+        splits=(
+            Split("M<=64", lambda p: p.layout == "dense" and p.m <= 64),
+            Split("M=4096", lambda p: p.m == 4096),
+            Split(">=32MB weights M<=64",
+                  lambda p: p.layout == "dense" and p.m <= 64 and p.n * p.k * bits >= 8 * 2**25),
+            Split("masked", lambda p: p.layout == "masked"),
+        ),
+        faster=PROVIDER_FASTER,
+        pairs=(("deepgemm", "deepgemm_fp8_masked"),),
+        cpu_problems=(Problem(16, 200, 384), Problem(24, 256, 512, 3, "masked", 64)),
+        family="wonly",
+    )
+
+
+WONLY = weight_only_suite("wonly", 4, 128, "W4A16 (INT4, symmetric, group-128 scales)")
+WONLY_W8 = weight_only_suite("wonly_w8", 8, None, "W8A16 (INT8, per-channel scales)")
 
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
-                  WGRAD, WGRAD_K_GROUPED)
+                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8)
 }
 
 

@@ -19,6 +19,12 @@ from .fp8 import (
 )
 from .fp8_1d1d import fp8_gemm_nt_1d1d, k_grouped_fp8_gemm_nt_1d1d
 from .matmul import matmul
+from .wonly import (
+    m_grouped_w4a16_gemm_nt_masked,
+    m_grouped_w8a16_gemm_nt_masked,
+    w4a16_gemm_nt,
+    w8a16_gemm_nt,
+)
 
 __all__ = [
     "bf16_gemm_nn",
@@ -37,4 +43,8 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_masked",
     "matmul",
     "set_num_sms",
+    "m_grouped_w4a16_gemm_nt_masked",
+    "m_grouped_w8a16_gemm_nt_masked",
+    "w4a16_gemm_nt",
+    "w8a16_gemm_nt",
 ]

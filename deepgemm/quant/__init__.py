@@ -1,4 +1,5 @@
-"""Quantisation (per-token / per-block FP8 casts) and scale-layout helpers; CPU and CUDA tensors."""
+"""Quantisation (per-token / per-block FP8 casts, weight-only INT8 / INT4 packing) and scale-layout helpers;
+CPU and CUDA tensors."""
 
 from .cast import AMAX_FLOOR, FP8_MAX, per_block_cast_to_fp8, per_token_cast_to_fp8
 from .layout import (
@@ -9,6 +10,7 @@ from .layout import (
     get_tma_aligned_size,
 )
 from .transpose import transpose_fp8_block_scaled
+from .wonly import quantize_w4a16, quantize_w8a16
 
 __all__ = [
     "AMAX_FLOOR",
@@ -21,4 +23,6 @@ __all__ = [
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "transpose_fp8_block_scaled",
+    "quantize_w4a16",
+    "quantize_w8a16",
 ]

@@ -430,3 +430,67 @@ def make_wgrad_inputs(m: int, n: int, ks: int | Sequence[int], device: torch.dev
     ks_tensor = torch.tensor(sizes, dtype=torch.int32, device=device)
     return WgradInputs(sizes, not isinstance(ks, int) if grouped is None else grouped, a_bf16, b_bf16, a, sa,
                        b, sb, ks_tensor)
+
+
+@dataclass
+class WeightOnlyInputs:
+    """Operands of a weight-only GEMM (``w8a16`` / ``w4a16``): activations ``a`` (``[M, K]``, or ``[G, max_m,
+    K]`` for the masked ops), the packed weight operand ``b`` as the ops take it (``(b_packed, sb)`` or
+    ``(b_packed, sb, zeros)``), and ``w``, the FP32 weight it stands for exactly (``[N, K]`` or ``[G, N,
+    K]``): the reference is ``a`` times ``w`` in float64."""
+
+    bits: int
+    group_size: int | None
+    a: torch.Tensor
+    b: tuple
+    w: torch.Tensor
+    masked_m: torch.Tensor | None = None
+    counts: tuple[int, ...] = ()
+    # The benchmark's view (deepgemm.bench): one reference kind, "wq" (the quantised weight).
+    reference_kinds: ClassVar[tuple[str, ...]] = ("wq",)
+
+    def reference(self, kind: str = "wq") -> torch.Tensor:
+        """``A · Wᵀ`` in float64 (per group for the masked operands)."""
+        product = self.a.double() @ self.w.double().transpose(-1, -2)
+        return product if self.masked_m is None else self.valid_rows(product)
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The rows a GEMM computes: all of a dense output; the first ``counts[g]`` rows of each group of a
+        masked ``[G, max_m, N]`` output (or a list of per-group outputs of those rows), stacked."""
+        if self.masked_m is None:
+            return output
+        if isinstance(output, torch.Tensor):
+            output = [output[group, :count] for group, count in enumerate(self.counts)]
+        return torch.cat([rows for rows in output if len(rows)])
+
+
+def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.device, seed: int,
+                            group_size: int | None = 128, zero_points: bool = False,
+                            dtype: torch.dtype = torch.bfloat16, num_groups: int | None = None,
+                            counts: Sequence[int] | None = None) -> WeightOnlyInputs:
+    """Random normal activations and a random normal weight quantised and packed by
+    ``deepgemm.quant.wonly`` (INT8 symmetric, INT4 symmetric or with ``zero_points``). With ``num_groups``
+    the operands are the masked layout's: ``a [G, m, K]``, weights ``[G, N, K]``, ``masked_m = counts``."""
+    from ..quant import wonly  # here: the quantisation helpers are not needed to import this module
+
+    # Drawn and quantised on `device`: the benchmark's weights reach hundreds of MB.
+    generator = torch.Generator(device=device).manual_seed(seed)
+    lead = () if num_groups is None else (num_groups,)
+    a = torch.randn(*lead, m, k, generator=generator, device=device).to(dtype)
+    weight = torch.randn(*lead, n, k, generator=generator, device=device)
+    if bits == 8:
+        q, scales = wonly.quantize_int8(weight, group_size, dtype)
+        zeros = None
+        b = (wonly.pack_int8_weight(q), wonly.pack_group_params(scales))
+    else:
+        q, scales, zeros = wonly.quantize_int4(weight, group_size, not zero_points, dtype)
+        b = (wonly.pack_int4_weight(q, not zero_points), wonly.pack_group_params(scales))
+        if zeros is not None:
+            b = (*b, wonly.pack_group_params(zeros))
+    w = wonly.dequantize(q, scales, zeros, group_size)
+    masked_m, rows = None, ()
+    if num_groups is not None:
+        rows = tuple(counts) if counts is not None else (m,) * num_groups
+        masked_m = torch.tensor(rows, dtype=torch.int32, device=device)
+    return WeightOnlyInputs(bits, group_size, a.to(device), tuple(t.to(device) for t in b), w.to(device),
+                            masked_m, rows)
