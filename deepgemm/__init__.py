@@ -9,11 +9,15 @@ from .ops import (
     fp8_gemm_nt,
     get_m_alignment_for_contiguous_layout,
     get_num_sms,
+    int8_gemm_nt,
+    int8_matmul_quantized,
     m_grouped_bf16_gemm_nt_contiguous,
     m_grouped_bf16_gemm_nt_masked,
     m_grouped_fp8_gemm_nt_contiguous,
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
+    m_grouped_int8_gemm_nt_contiguous,
+    m_grouped_int8_gemm_nt_masked,
     matmul,
     set_num_sms,
 )
@@ -24,7 +28,9 @@ from .quant import (
     get_mn_major_tma_aligned_tensor,
     get_tma_aligned_size,
     per_block_cast_to_fp8,
+    per_channel_cast_to_int8,
     per_token_cast_to_fp8,
+    per_token_cast_to_int8,
 )
 
 __all__ = [
@@ -41,14 +47,20 @@ __all__ = [
     "get_mn_major_tma_aligned_tensor",
     "get_num_sms",
     "get_tma_aligned_size",
+    "int8_gemm_nt",
+    "int8_matmul_quantized",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
+    "m_grouped_int8_gemm_nt_contiguous",
+    "m_grouped_int8_gemm_nt_masked",
     "matmul",
     "per_block_cast_to_fp8",
+    "per_channel_cast_to_int8",
     "per_token_cast_to_fp8",
+    "per_token_cast_to_int8",
     "set_num_sms",
 ]
 

@@ -108,7 +108,8 @@ def _int8_specialisation(n: int) -> str:
 template <>
 struct WgmmaInt8<{n}> {{
     static constexpr uint32_t kNumAccum = {num_accum};
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {{
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {{
         asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{acc}, 0;\\n"
                      "wgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 "
                      "{{{regs}}}, %{a}, %{b}, p;\\n}}"

@@ -17,6 +17,12 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
+from .int8 import (
+    int8_gemm_nt,
+    int8_matmul_quantized,
+    m_grouped_int8_gemm_nt_contiguous,
+    m_grouped_int8_gemm_nt_masked,
+)
 from .matmul import matmul
 
 __all__ = [
@@ -27,11 +33,15 @@ __all__ = [
     "fp8_gemm_nt",
     "get_m_alignment_for_contiguous_layout",
     "get_num_sms",
+    "int8_gemm_nt",
+    "int8_matmul_quantized",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
+    "m_grouped_int8_gemm_nt_contiguous",
+    "m_grouped_int8_gemm_nt_masked",
     "matmul",
     "set_num_sms",
 ]

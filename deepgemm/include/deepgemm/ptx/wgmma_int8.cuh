@@ -16,7 +16,8 @@ struct WgmmaInt8;
 template <>
 struct WgmmaInt8<8> {
     static constexpr uint32_t kNumAccum = 4;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n8k32.s32.s8.s8 "
                      "{%0, %1, %2, %3}, %4, %5, p;\n}"
@@ -28,7 +29,8 @@ struct WgmmaInt8<8> {
 template <>
 struct WgmmaInt8<16> {
     static constexpr uint32_t kNumAccum = 8;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n16k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p;\n}"
@@ -40,7 +42,8 @@ struct WgmmaInt8<16> {
 template <>
 struct WgmmaInt8<24> {
     static constexpr uint32_t kNumAccum = 12;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %14, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n24k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}, %12, %13, p;\n}"
@@ -53,7 +56,8 @@ struct WgmmaInt8<24> {
 template <>
 struct WgmmaInt8<32> {
     static constexpr uint32_t kNumAccum = 16;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p;\n}"
@@ -66,7 +70,8 @@ struct WgmmaInt8<32> {
 template <>
 struct WgmmaInt8<48> {
     static constexpr uint32_t kNumAccum = 24;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %26, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n48k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23}, %24, %25, p;\n}"
@@ -80,7 +85,8 @@ struct WgmmaInt8<48> {
 template <>
 struct WgmmaInt8<64> {
     static constexpr uint32_t kNumAccum = 32;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}"
@@ -95,7 +101,8 @@ struct WgmmaInt8<64> {
 template <>
 struct WgmmaInt8<80> {
     static constexpr uint32_t kNumAccum = 40;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n80k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39}, %40, %41, p;\n}"
@@ -111,7 +118,8 @@ struct WgmmaInt8<80> {
 template <>
 struct WgmmaInt8<96> {
     static constexpr uint32_t kNumAccum = 48;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n96k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, %48, %49, p;\n}"
@@ -128,7 +136,8 @@ struct WgmmaInt8<96> {
 template <>
 struct WgmmaInt8<112> {
     static constexpr uint32_t kNumAccum = 56;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %58, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n112k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55}, %56, %57, p;\n}"
@@ -146,7 +155,8 @@ struct WgmmaInt8<112> {
 template <>
 struct WgmmaInt8<128> {
     static constexpr uint32_t kNumAccum = 64;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}"
@@ -165,7 +175,8 @@ struct WgmmaInt8<128> {
 template <>
 struct WgmmaInt8<144> {
     static constexpr uint32_t kNumAccum = 72;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %74, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n144k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, %72, %73, p;\n}"
@@ -185,7 +196,8 @@ struct WgmmaInt8<144> {
 template <>
 struct WgmmaInt8<160> {
     static constexpr uint32_t kNumAccum = 80;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n160k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}, %80, %81, p;\n}"
@@ -206,7 +218,8 @@ struct WgmmaInt8<160> {
 template <>
 struct WgmmaInt8<176> {
     static constexpr uint32_t kNumAccum = 88;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n176k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87}, %88, %89, p;\n}"
@@ -228,7 +241,8 @@ struct WgmmaInt8<176> {
 template <>
 struct WgmmaInt8<192> {
     static constexpr uint32_t kNumAccum = 96;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n192k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, %96, %97, p;\n}"
@@ -251,7 +265,8 @@ struct WgmmaInt8<192> {
 template <>
 struct WgmmaInt8<208> {
     static constexpr uint32_t kNumAccum = 104;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %106, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n208k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103}, %104, %105, p;\n}"
@@ -275,7 +290,8 @@ struct WgmmaInt8<208> {
 template <>
 struct WgmmaInt8<224> {
     static constexpr uint32_t kNumAccum = 112;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %114, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n224k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111}, %112, %113, p;\n}"
@@ -300,7 +316,8 @@ struct WgmmaInt8<224> {
 template <>
 struct WgmmaInt8<240> {
     static constexpr uint32_t kNumAccum = 120;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %122, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n240k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119}, %120, %121, p;\n}"
@@ -326,7 +343,8 @@ struct WgmmaInt8<240> {
 template <>
 struct WgmmaInt8<256> {
     static constexpr uint32_t kNumAccum = 128;
-    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d, bool accumulate) {
+    __device__ __forceinline__ static void mma(uint64_t desc_a, uint64_t desc_b, int32_t* d,
+                                               bool accumulate) {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 "
                      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p;\n}"
