@@ -9,14 +9,18 @@ from .inputs import (
     Bf16Inputs,
     DenseInputs,
     GroupedInputs,
+    Int8Inputs,
     contiguous_starts,
     make_bf16_inputs,
     make_dense_inputs,
     make_grouped_inputs,
+    make_int8_inputs,
 )
 from .numeric import calc_diff
 from .reference import (
     ref_fp8_gemm_nt,
+    ref_int8_gemm_nt,
+    ref_int8_sums,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,
 )
@@ -28,6 +32,7 @@ __all__ = [
     "Bf16Inputs",
     "DenseInputs",
     "GroupedInputs",
+    "Int8Inputs",
     "bench",
     "bench_cpu",
     "bench_host_overhead",
@@ -38,7 +43,10 @@ __all__ = [
     "make_bf16_inputs",
     "make_dense_inputs",
     "make_grouped_inputs",
+    "make_int8_inputs",
     "ref_fp8_gemm_nt",
+    "ref_int8_gemm_nt",
+    "ref_int8_sums",
     "ref_m_grouped_fp8_gemm_nt_contiguous",
     "ref_m_grouped_fp8_gemm_nt_masked",
 ]

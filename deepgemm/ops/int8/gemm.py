@@ -186,9 +186,9 @@ _CONTRACT = """
     d: ``bfloat16``, ``float16``, ``float32`` or ``int32`` {d_shape}, ``stride(-1) == 1``, other strides
         multiples of 16 bytes, 16-byte-aligned start. ``int32``: the raw sums; ``a`` and ``b`` must then
         come without scales, and ``bias`` and ``azp`` be ``None``.
-    bias: ``None`` or {bias_shape}, contiguous, ``float32`` or ``d``'s dtype.
+    bias: ``None`` or {bias_shape}, contiguous, 8-byte-aligned start, ``float32`` or ``d``'s dtype.
     azp: ``None`` or ``(zp, b_sums)``: ``zp`` ``int32`` per row of A or per {sa_tensor}, shaped as ``sa`` may
-        be; ``b_sums`` ``int32`` {bias_shape}, contiguous, ``Σ_k B[n, k]``.
+        be; ``b_sums`` ``int32`` {bias_shape}, contiguous, 8-byte-aligned start, ``Σ_k B[n, k]``.
     Sizes: ``K`` a multiple of 16 (16-byte int8 rows; pad A and B with zeros, which is exact, or use
     ``int8_matmul_quantized``); ``N`` a multiple of 8 for 16-bit ``d``, of 4 for 32-bit.
 
@@ -228,7 +228,7 @@ def int8_gemm_nt(
     """``D = A · Bᵀ`` with A ``[M, K]`` and B ``[N, K]`` in int8, written into ``d``; returns ``d``.
     ``M == 0`` or ``N == 0``: nothing to do; ``K == 0``: ``d`` becomes ``bias`` (or zeros).
     """
-    c = _check(a, b, d, bias, azp, ("M", "K"), ("N", "K"), ("M", "N"))
+    c = check_int8_gemm_nt(a, b, d, bias, azp)
     m, k = c.A.shape
     n = c.B.shape[0]
     if m == 0 or n == 0:
@@ -269,7 +269,7 @@ def m_grouped_int8_gemm_nt_contiguous(
     always on the CPU, on a GPU under ``DG_DEBUG_CHECK_INDICES=1``). Expert rows of ``d`` are overwritten,
     padding rows left untouched; ``K == 0`` writes the expert rows as ``bias`` (or zeros).
     """
-    c = _check(a, b, d, bias, azp, ("M_sum", "K"), ("G", "N", "K"), ("M_sum", "N"))
+    c = check_m_grouped_int8_gemm_nt_contiguous(a, b, d, bias, azp)
     m_sum, k = c.A.shape
     num_groups, n = c.B.shape[:2]
     m_indices = check_index_vector("m_indices", m_indices, "M_sum", m_sum)
@@ -373,6 +373,19 @@ def int8_matmul_quantized(a: Tensor, b: Tensor, out_dtype: torch.dtype = torch.b
     return d if n_pad == n else d[:, :n].contiguous()
 
 
+def check_int8_gemm_nt(a: object, b: object, d: object, bias: object = None, azp: object = None) -> Checked:
+    """Every rule of ``int8_gemm_nt``; the checked arguments (what ``kernel.launch_int8_gemm_nt`` takes, for
+    tools and tests that force a config)."""
+    return _check(a, b, d, bias, azp, ("M", "K"), ("N", "K"), ("M", "N"))
+
+
+def check_m_grouped_int8_gemm_nt_contiguous(a: object, b: object, d: object, bias: object = None,
+                                            azp: object = None) -> Checked:
+    """The rules of ``m_grouped_int8_gemm_nt_contiguous`` but those of ``m_indices`` (as
+    ``check_int8_gemm_nt``)."""
+    return _check(a, b, d, bias, azp, ("M_sum", "K"), ("G", "N", "K"), ("M_sum", "N"))
+
+
 # --- checks ---------------------------------------------------------------------------------------------
 
 
@@ -426,6 +439,11 @@ def _check(
             "b_sums (azp[1])", check_tensor("b_sums (azp[1])", azp[1]), (torch.int32,), b_lead, n, "N", False
         )
         named["zp"], named["b_sums"] = azp
+    # The kernel reads bias and b_sums a column pair at a time (one 8-byte load at most).
+    for name, vector in (("bias", bias_vector), ("b_sums (azp[1])", b_sums)):
+        if vector is not None and vector.tensor.numel() and vector.tensor.data_ptr() % 8:
+            raise ValueError(f"{name} must start at an 8-byte-aligned address (the kernel reads it a column "
+                             f"pair at a time), found it {vector.tensor.data_ptr() % 8} bytes past one")
     check_multiple("K", k, K_ALIGNMENT, "TMA needs 16-byte rows of int8 in A and B")
     check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
     device = check_same_device(named)

@@ -30,11 +30,4 @@ __device__ __forceinline__ void unpack_f16x2(uint32_t packed, float& lo, float& 
         : "=f"(lo), "=f"(hi) : "r"(packed));
 }
 
-// One FP16 value (its bits) widened to FP32, exactly.
-__device__ __forceinline__ float f16_to_f32(uint16_t bits) {
-    float value;
-    asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(value) : "h"(bits));
-    return value;
-}
-
 }  // namespace deepgemm::ptx

@@ -17,6 +17,13 @@ enum class Int8Bias { None, FP32, BF16, FP16 };
 //   sa [rows]: the activations' scale per token;   sb [N]: the weights' scale per output channel;
 //   bias [N] (Int8Bias);   zp [rows]: the activations' zero point per token (s32);
 //   b_sums [N]: the weights' column sums, Σ_k B[n, k] (s32), precomputed once per weight.
+// bias and b_sums are read a column pair at a time (one 8- or 4-byte load; their starts are 8-byte
+// aligned and N is even): loaded one value at a time, the widest tiles with both ran out of registers.
+// Two int32 moved as one 8-byte load (as types.cuh's Float2).
+struct alignas(8) Int2 {
+    int32_t x, y;
+};
+
 struct Int8EpilogueArgs {
     const float* sa;
     uint32_t sa_group_stride, sa_row_stride;
@@ -60,20 +67,27 @@ __device__ __forceinline__ void dequantize_in_place(int32_t (&accum)[kNumAccum],
     #pragma unroll
     for (uint32_t i = 0; i < kNumAccum / 4; ++i) {
         const uint32_t c = min_of(col + i * 8, num_cols - 2);
+        // sb may be per tensor (stride 0): one value at a time.
+        const float scale_b[2] = {__ldg(sb + c * args.sb_col_stride), __ldg(sb + (c + 1) * args.sb_col_stride)};
+        int32_t sums[2] = {0, 0};
+        if constexpr (kHasAzp) {
+            const Int2 pair = *reinterpret_cast<const Int2*>(args.b_sums + group * args.b_sums_group_stride + c);
+            sums[0] = pair.x, sums[1] = pair.y;
+        }
+        float bias[2] = {0.0f, 0.0f};
+        const uint32_t b = group * args.bias_group_stride + c;
+        if constexpr (kBias == Int8Bias::FP32) {
+            const Float2 pair = *reinterpret_cast<const Float2*>(static_cast<const float*>(args.bias) + b);
+            bias[0] = pair.x, bias[1] = pair.y;
+        } else if constexpr (kBias != Int8Bias::None) {
+            const uint32_t pair = *reinterpret_cast<const uint32_t*>(static_cast<const uint16_t*>(args.bias) + b);
+            if constexpr (kBias == Int8Bias::BF16)
+                ptx::unpack_bf16x2(pair, bias[0], bias[1]);
+            else
+                ptx::unpack_f16x2(pair, bias[0], bias[1]);
+        }
         #pragma unroll
         for (uint32_t j = 0; j < 2; ++j) {
-            const float scale_b = __ldg(sb + (c + j) * args.sb_col_stride);
-            int32_t sum = 0;
-            if constexpr (kHasAzp)
-                sum = __ldg(args.b_sums + group * args.b_sums_group_stride + c + j);
-            float bias = 0.0f;
-            const uint32_t b = group * args.bias_group_stride + c + j;
-            if constexpr (kBias == Int8Bias::FP32)
-                bias = __ldg(static_cast<const float*>(args.bias) + b);
-            else if constexpr (kBias == Int8Bias::BF16)
-                bias = __uint_as_float(uint32_t{__ldg(static_cast<const uint16_t*>(args.bias) + b)} << 16);
-            else if constexpr (kBias == Int8Bias::FP16)
-                bias = ptx::f16_to_f32(__ldg(static_cast<const uint16_t*>(args.bias) + b));
             #pragma unroll
             for (uint32_t half = 0; half < 2; ++half) {
                 const uint32_t e = i * 4 + half * 2 + j;
@@ -81,8 +95,8 @@ __device__ __forceinline__ void dequantize_in_place(int32_t (&accum)[kNumAccum],
                 // In unsigned arithmetic, which wraps (signed overflow would be undefined).
                 if constexpr (kHasAzp)
                     value = static_cast<int32_t>(static_cast<uint32_t>(value) -
-                                                 static_cast<uint32_t>(zp[half]) * static_cast<uint32_t>(sum));
-                accum[e] = __float_as_int(static_cast<float>(value) * (sa[half] * scale_b) + bias);
+                                                 static_cast<uint32_t>(zp[half]) * static_cast<uint32_t>(sums[j]));
+                accum[e] = __float_as_int(static_cast<float>(value) * (sa[half] * scale_b[j]) + bias[j]);
             }
         }
     }
