@@ -135,8 +135,11 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     scale_block = cfg.family.scale_block_n
     if scale_block and cfg.block_n - gcd(cfg.block_n, scale_block) > scale_block:
         errors.append(f"block_n={cfg.block_n} lets a tile straddle three {scale_block}-column scale blocks")
-    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > 192:
+    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > cfg.family.max_accumulator_registers:
         errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
+    if shape.layout != DENSE and cfg.block_n > cfg.family.grouped_max_block_n:
+        errors.append(f"block_n={cfg.block_n} is wider than the {cfg.family.name} kernel's grouped tiles "
+                      f"({cfg.family.grouped_max_block_n})")
     if cfg.num_stages < 2:
         errors.append(f"num_stages={cfg.num_stages} must be at least 2")
     smem = cfg.smem_bytes(shape.k)

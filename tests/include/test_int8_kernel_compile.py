@@ -44,18 +44,21 @@ class Case:
 
     @property
     def template_args(self) -> tuple[int | bool | str, ...]:
-        spec = int8_kernel.kernel_spec(self.n, self.k, self.cfg, self.out_dtype, self.bias_dtype,
-                                       self.has_azp, self.kind)
+        spec = int8_kernel.kernel_spec(
+            self.n, self.k, self.cfg, self.out_dtype, self.bias_dtype, self.has_azp, self.kind
+        )
         return spec.template_args
 
     @property
     def id(self) -> str:
         c = self.cfg
         bias = f"-bias{str(self.bias_dtype)[6:]}" if self.bias_dtype else ""
-        return (f"{self.kind.rsplit(':', 1)[-1]}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
-                f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-d{c.num_d_chunks}"
-                f"-lb{c.load_batch}"
-                f"-{str(self.out_dtype)[6:]}{bias}{'-azp' if self.has_azp else ''}")
+        return (
+            f"{self.kind.rsplit(':', 1)[-1]}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
+            f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-d{c.num_d_chunks}"
+            f"-lb{c.load_batch}"
+            f"-{str(self.out_dtype)[6:]}{bias}{'-azp' if self.has_azp else ''}"
+        )
 
 
 def _dense(m: int, n: int, k: int, out_dtype: torch.dtype, **kw) -> Case:
@@ -67,51 +70,90 @@ def selected_cases() -> list[Case]:
     shapes = [(m, n, k) for m in (64, 128, 4096) for n, k in DSV3_NK] + [(4096, 7168, 16384)]
     shapes += [(m, 4096, 7168) for m in EDGE_MS] + [(m, 1000, 4112) for m in EDGE_MS]
     # FP16 output differs from BF16 in its conversion only: it runs with the epilogue variants below.
-    dense = [_dense(m, n, k, out) for m, n, k in shapes
-             for out in (torch.bfloat16, torch.float32, torch.int32)]
+    dense = [
+        _dense(m, n, k, out) for m, n, k in shapes for out in (torch.bfloat16, torch.float32, torch.int32)
+    ]
     # Bias and zero points on the widest tiles (the most registers) and on one-warpgroup tiles.
-    variants = ((torch.bfloat16, torch.float32, True), (torch.bfloat16, torch.bfloat16, False),
-                (torch.float16, torch.float16, True), (torch.float16, None, False),
-                (torch.float32, torch.float32, True), (torch.bfloat16, None, True))
-    epilogues = [_dense(m, n, k, out, bias_dtype=bias, has_azp=azp)
-                 for m, n, k in ((4096, 7168, 2048), (4096, 2112, 7168), (64, 7168, 2048), (129, 1000, 4112))
-                 for out, bias, azp in variants]
+    variants = (
+        (torch.bfloat16, torch.float32, True),
+        (torch.bfloat16, torch.bfloat16, False),
+        (torch.float16, torch.float16, True),
+        (torch.float16, None, False),
+        (torch.float32, torch.float32, True),
+        (torch.bfloat16, None, True),
+    )
+    epilogues = [
+        _dense(m, n, k, out, bias_dtype=bias, has_azp=azp)
+        for m, n, k in ((4096, 7168, 2048), (4096, 2112, 7168), (64, 7168, 2048), (129, 1000, 4112))
+        for out, bias, azp in variants
+    ]
     grouped = []
     for g, rows in ((4, 8192), (8, 4096), (4, 384)):
         for n, k in GROUPED_NK:
-            for out, bias, azp in ((torch.bfloat16, None, False), (torch.int32, None, False),
-                                   (torch.bfloat16, torch.float32, True)):
+            for out, bias, azp in (
+                (torch.bfloat16, None, False),
+                (torch.int32, None, False),
+                (torch.bfloat16, torch.float32, True),
+            ):
                 shape = GemmShape(g * rows, n, k, out.itemsize, g, CONTIGUOUS, family=INT8)
-                grouped.append(Case(n, k, select_config(shape, NUM_SMS), out, bias, azp,
-                                    launch.GEMM_KIND_CONTIGUOUS_INDICES))
+                grouped.append(
+                    Case(
+                        n,
+                        k,
+                        select_config(shape, NUM_SMS),
+                        out,
+                        bias,
+                        azp,
+                        launch.GEMM_KIND_CONTIGUOUS_INDICES,
+                    )
+                )
     for g, rows in ((1, 1024), (4, 256), (4, 384), (32, 16), (32, 192)):
         for n, k in GROUPED_NK:
-            for out, bias, azp in ((torch.bfloat16, None, False), (torch.int32, None, False),
-                                   (torch.bfloat16, torch.float32, True)):
+            for out, bias, azp in (
+                (torch.bfloat16, None, False),
+                (torch.int32, None, False),
+                (torch.bfloat16, torch.float32, True),
+            ):
                 shape = GemmShape(rows, n, k, out.itemsize, g, MASKED, family=INT8)
-                grouped.append(Case(n, k, select_config(shape, NUM_SMS), out, bias, azp,
-                                    launch.GEMM_KIND_MASKED))
+                grouped.append(
+                    Case(n, k, select_config(shape, NUM_SMS), out, bias, azp, launch.GEMM_KIND_MASKED)
+                )
     return dense + epilogues + grouped
 
 
 def forced_cases() -> list[Case]:
     """Configs the GPU tests force (multicast on A and on B, D in chunks, load batches, 256-row tiles)."""
     shape = GemmShape(1000, 1000, 7296, 2, family=INT8)
-    cases = [Case(1000, 7296, make_config(shape, 16, bm, bn, mc, on_a, num_d_chunks=chunks), torch.bfloat16)
-             for bm, bn, chunks in ((256, 128, 4), (128, 256, 2), (128, 64, 1), (64, 32, 1))
-             for mc, on_a in ((1, True), (2, True), (2, False))]
+    cases = [
+        Case(1000, 7296, make_config(shape, 16, bm, bn, mc, on_a, num_d_chunks=chunks), torch.bfloat16)
+        for bm, bn, chunks in ((256, 128, 4), (128, 256, 2), (128, 64, 1), (64, 32, 1))
+        for mc, on_a in ((1, True), (2, True), (2, False))
+    ]
     # The raw output through D chunks, and a tile of an odd number of 8-column groups per chunk.
     int32_shape = GemmShape(1000, 1000, 7296, 4, family=INT8)
-    cases += [Case(1000, 7296, make_config(int32_shape, 16, bm, bn, 1, True, num_d_chunks=chunks),
-                   torch.int32)
-              for bm, bn, chunks in ((256, 128, 4), (128, 256, 4), (64, 48, 1))]
+    cases += [
+        Case(1000, 7296, make_config(int32_shape, 16, bm, bn, 1, True, num_d_chunks=chunks), torch.int32)
+        for bm, bn, chunks in ((256, 128, 4), (128, 256, 4), (64, 48, 1))
+    ]
     batch_shape = GemmShape(200, 2000, 7296, 2, family=INT8)
-    cases += [Case(2000, 7296, make_config(batch_shape, 32, bm, bn, num_stages=6, load_batch=batch),
-                   torch.bfloat16) for bm, bn in ((64, 16), (128, 64)) for batch in (1, 4)]
+    cases += [
+        Case(2000, 7296, make_config(batch_shape, 32, bm, bn, num_stages=6, load_batch=batch), torch.bfloat16)
+        for bm, bn in ((64, 16), (128, 64))
+        for batch in (1, 4)
+    ]
     contiguous = GemmShape(2944, 1000, 896, 2, 9, CONTIGUOUS, family=INT8)
-    cases += [Case(1000, 896, make_config(contiguous, NUM_SMS, bm, bn, mc, True), torch.bfloat16, None,
-                   False, launch.GEMM_KIND_CONTIGUOUS_INDICES)
-              for bm, bn, mc in ((256, 128, 1), (256, 128, 2), (128, 144, 1), (64, 128, 1))]
+    cases += [
+        Case(
+            1000,
+            896,
+            make_config(contiguous, NUM_SMS, bm, bn, mc, True),
+            torch.bfloat16,
+            None,
+            False,
+            launch.GEMM_KIND_CONTIGUOUS_INDICES,
+        )
+        for bm, bn, mc in ((256, 128, 1), (256, 128, 2), (128, 144, 1), (64, 128, 1))
+    ]
     return cases
 
 
@@ -187,7 +229,8 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     include_dir = tmp_path / "include"
     include_dir.mkdir()
     (include_dir / "int8_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=int8_kernel.HEADER, asserts="\n".join(asserts)))
+        PROBE_HEADER.format(kernel_header=int8_kernel.HEADER, asserts="\n".join(asserts))
+    )
     monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
     binary = build_kernel("int8_layout_probe", "int8_layout_probe.cuh", (0,), include_dirs=[include_dir])

@@ -42,6 +42,11 @@ INT8 = KernelFamily(
     block_n_step=16,
     # As the 16-bit kernel, it keeps one k-block of WGMMAs in flight while the next is issued, so it
     # holds two stages at once: with fewer than three the loads stop overlapping the math.
+    # The epilogue converts the s32 sums in place and reads the scales, bias and column sums per column:
+    # 256-row tiles wider than 128 columns, and grouped tiles wider than 192 (which also keep the tile's
+    # group and valid rows), spilled registers.
+    max_accumulator_registers=128,
+    grouped_max_block_n=192,
     min_stages=3,
     max_stages=16,
     smem_bytes=smem_bytes,
