@@ -370,7 +370,7 @@ class Int8Inputs:
     reference_kinds: ClassVar[tuple[str, ...]] = ("int8", "int8_sums", "bf16")
 
     def reference(self, kind: str) -> torch.Tensor:
-        """FP32 ``[M, N]`` reference of ``kind`` (see ``reference_kinds``)."""
+        """``[M, N]`` reference of ``kind`` (see ``reference_kinds``): FP32, the integer sums float64."""
         if kind not in self._references:
             if kind == "int8":
                 ref = ref_int8_gemm_nt((self.a, self.sa), (self.b, self.sb))
@@ -380,7 +380,8 @@ class Int8Inputs:
                 ref = self.a_bf16.float() @ self.b_bf16.float().t()
             else:
                 raise ValueError(f"unknown reference kind {kind!r}; expected one of {self.reference_kinds}")
-            self._references[kind] = ref.float()
+            # The integer sums stay exact (float64): FP32 holds integers only up to 2^24.
+            self._references[kind] = ref.double() if kind == "int8_sums" else ref.float()
         return self._references[kind]
 
     def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
