@@ -327,9 +327,8 @@ def m_grouped_int8_gemm_nt_masked(
     settled = settled_masked(d, masked_m, max_m, n, 1, c.cuda_index)
     if settled is not None:
         return settled
-    valid = masked_rows(masked_m, max_m)
     if k == 0:
-        return write_rows(d, _empty_sums(d, c)[:, None, :].expand(d.shape), valid)
+        return write_rows(d, _empty_sums(d, c)[:, None, :].expand(d.shape), masked_rows(masked_m, max_m))
     if c.cuda_index is None:
         out = torch.stack(
             [
@@ -337,7 +336,7 @@ def m_grouped_int8_gemm_nt_masked(
                 for group in range(num_groups)
             ]
         )
-        return write_rows(d, out, valid)
+        return write_rows(d, out, masked_rows(masked_m, max_m))
     _kernel().launch_m_grouped_int8_masked(c, d, masked_m, expected_m)
     return d
 

@@ -190,9 +190,10 @@ sm90_int8_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
             const Int8EpilogueArgs epilogue_args{sa, sa_group_stride, sa_row_stride, sb, sb_group_stride,
                                                  sb_col_stride, bias, bias_group_stride, zp, zp_group_stride,
                                                  zp_row_stride, b_sums, b_sums_group_stride};
-            // The scaled outputs replace the sums in place, as FP32 bits; the raw s32 sums stay as they are.
-            // (Written to a second array, the widest tiles ran out of registers and spilled.) The FP32
-            // store path moves bits only, so the raw sums reach D exactly.
+            // The scaled outputs replace the sums in place, as FP32 bits (computed into a second array,
+            // the widest tiles ran out of registers and spilled); the raw s32 sums stay as they are. Then
+            // every register is read as FP32 bits (a free move): the FP32 store path moves bits only, so
+            // the raw sums reach D exactly.
             if constexpr (kOut != Int8Out::Int32) {
                 #pragma unroll
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
@@ -202,7 +203,12 @@ sm90_int8_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                                                         SHAPE_N);
                 }
             }
-            const auto& out = reinterpret_cast<const float(&)[Layout::kNumWaves][kNumAccum]>(accum);
+            float out[Layout::kNumWaves][kNumAccum];
+            #pragma unroll
+            for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
+                #pragma unroll
+                for (uint32_t i = 0; i < kNumAccum; ++i)
+                    out[w][i] = __int_as_float(accum[w][i]);
 
             // Epilogue, per warpgroup on its own rows of the D tile.
             store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kInt8StoreType<kOut>, kSwizzleDBytes, kKind, Layout::kNumWaves,
