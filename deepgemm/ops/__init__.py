@@ -21,6 +21,7 @@ from .int8 import (
     int8_gemm_nt,
     int8_matmul_quantized,
     m_grouped_int8_gemm_nt_contiguous,
+    m_grouped_int8_gemm_nt_contiguous_offsets,
     m_grouped_int8_gemm_nt_masked,
 )
 from .matmul import matmul
@@ -41,6 +42,7 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
     "m_grouped_int8_gemm_nt_contiguous",
+    "m_grouped_int8_gemm_nt_contiguous_offsets",
     "m_grouped_int8_gemm_nt_masked",
     "matmul",
     "set_num_sms",

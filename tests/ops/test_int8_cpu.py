@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import deepgemm
+from deepgemm.ops.common.group_indices import group_ends_to_m_indices
 from deepgemm.ops.int8.gemm import _wrap_int32
 from deepgemm.quant import AMAX_FLOOR, INT8_MAX
 from deepgemm.testing import calc_diff, ref_int8_gemm_nt, ref_int8_sums
@@ -302,3 +303,22 @@ def test_grouped_validation():
         deepgemm.m_grouped_int8_gemm_nt_masked(masked_a, b, masked_d.int(), masked_m + 40, 8)
     with pytest.raises(ValueError, match=r"sa \(a\[1\]\) must have shape \[G, max_m\]"):
         deepgemm.m_grouped_int8_gemm_nt_masked((masked_a, _scales(max_m)), (b, sb), masked_d, masked_m, 8)
+
+
+def test_contiguous_offsets_match_m_indices():
+    # Experts of 100, 0, 60 and 128 rows: expert 2 starts at 128 (the empty one takes no rows).
+    group_ends = torch.tensor([100, 100, 188, 384], dtype=torch.int32)
+    m_indices = group_ends_to_m_indices(group_ends, 512, 128)
+    assert m_indices[:100].eq(0).all() and m_indices[128:188].eq(2).all() and m_indices[256:384].eq(3).all()
+    a, b = _ints(512, K, low=-127), _ints(4, N, K, seed=2, low=-127)
+    sa, sb = _scales(512), _scales(4, N, seed=3)
+    bias = torch.randn(4, N)
+    expected = torch.full((512, N), -5.0)
+    deepgemm.m_grouped_int8_gemm_nt_contiguous((a, sa), (b, sb), expected, m_indices, bias=bias)
+    d = torch.full((512, N), -5.0)
+    assert deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets((a, sa), (b, sb), d, group_ends, bias=bias) is d
+    assert torch.equal(d, expected)
+    bad = group_ends.clone()
+    bad[2] = 120  # inside the padding of the expert before
+    with pytest.raises(ValueError, match=r"group_ends\[2\] must equal"):
+        deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets((a, sa), (b, sb), d, bad)

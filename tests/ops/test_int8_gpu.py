@@ -13,8 +13,13 @@ import deepgemm
 from deepgemm.heuristics import INT8
 from deepgemm.heuristics.config import CONTIGUOUS, GemmShape, config_errors
 from deepgemm.heuristics.sm90 import make_config
+from deepgemm.ops.common.group_indices import group_ends_to_m_indices
 from deepgemm.ops.int8.gemm import check_int8_gemm_nt, check_m_grouped_int8_gemm_nt_contiguous
-from deepgemm.ops.int8.kernel import launch_int8_gemm_nt, launch_m_grouped_int8_contiguous
+from deepgemm.ops.int8.kernel import (
+    launch_int8_gemm_nt,
+    launch_m_grouped_int8_contiguous,
+    launch_m_grouped_int8_contiguous_offsets,
+)
 from deepgemm.testing import calc_diff, contiguous_starts, ref_int8_gemm_nt, ref_int8_sums
 
 pytestmark = pytest.mark.gpu
@@ -381,6 +386,48 @@ def test_contiguous_forced_tiles(block_m: int, block_n: int, multicast: int) -> 
     valid = m_indices >= 0
     _assert_untouched(buf, d, valid, f"{block_m}x{block_n} multicast {multicast}")
     assert torch.equal(d[valid].long(), _contiguous_reference(A, None, B, None, m_indices)[valid].long())
+
+
+def _group_ends(sizes: tuple[int, ...]) -> torch.Tensor:
+    """``group_ends`` for experts of ``sizes`` rows, each starting at the next multiple of 128 after the one
+    before ends (an empty expert takes no rows)."""
+    ends, end = [], 0
+    for size in sizes:
+        start = -(-end // 128) * 128
+        end = start + size if size else end
+        ends.append(end)
+    return torch.tensor(ends, dtype=torch.int32, device="cuda")
+
+
+@pytest.mark.parametrize("block_m,block_n,multicast", [(256, 128, 1), (256, 128, 2), (64, 128, 1), (0, 0, 0)])
+def test_contiguous_offsets(block_m: int, block_n: int, multicast: int) -> None:
+    """The offsets variant (the heuristic's tiles for 0x0, else forced) on experts that start and end
+    inside tiles: accurate on every expert row, padding untouched; with the heuristic's tiles bit-identical
+    to the m_indices op on the same layout."""
+    group_ends = _group_ends(EXPERT_SIZES)
+    m_sum = -(-int(group_ends[-1]) // 128) * 128
+    m_indices = group_ends_to_m_indices(group_ends, m_sum, 128)
+    n, k = 1000, 896
+    A, sa, B, sb = _grouped_operands(len(EXPERT_SIZES), m_sum, n, k, scaled=True)
+    valid = m_indices >= 0
+    buf, d = _sentinel_output((m_sum, n), torch.bfloat16)
+    if block_m:
+        shape = GemmShape(m_sum, n, k, 2, len(EXPERT_SIZES), CONTIGUOUS, family=INT8)
+        cfg = make_config(shape, deepgemm.get_num_sms(), block_m, block_n, multicast, True)
+        assert not config_errors(cfg, shape), config_errors(cfg, shape)
+        checked = check_m_grouped_int8_gemm_nt_contiguous((A, sa), (B, sb), d)
+        launch_m_grouped_int8_contiguous_offsets(checked, d, group_ends, config=cfg)
+    else:
+        deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets((A, sa), (B, sb), d, group_ends)
+    torch.cuda.synchronize()
+    _assert_untouched(buf, d, valid, "offsets")
+    ref = _contiguous_reference(A, sa, B, sb, m_indices)
+    assert calc_diff(d[valid], ref[valid]) < 1e-5
+    if not block_m:
+        _, expected = _sentinel_output((m_sum, n), torch.bfloat16)
+        deepgemm.m_grouped_int8_gemm_nt_contiguous((A, sa), (B, sb), expected, m_indices)
+        torch.cuda.synchronize()
+        assert torch.equal(d.view(torch.int16), expected.view(torch.int16))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from .gemm import (
     int8_gemm_nt,
     int8_matmul_quantized,
     m_grouped_int8_gemm_nt_contiguous,
+    m_grouped_int8_gemm_nt_contiguous_offsets,
     m_grouped_int8_gemm_nt_masked,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "int8_gemm_nt",
     "int8_matmul_quantized",
     "m_grouped_int8_gemm_nt_contiguous",
+    "m_grouped_int8_gemm_nt_contiguous_offsets",
     "m_grouped_int8_gemm_nt_masked",
 ]

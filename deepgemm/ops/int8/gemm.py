@@ -23,7 +23,16 @@ from torch import Tensor
 
 from ...quant.int8 import per_channel_cast_to_int8, per_token_cast_to_int8
 from ...quant.layout import align
-from ..common.group_indices import masked_rows, settled_contiguous, settled_masked, write_rows
+from ..common.group_indices import (
+    M_ALIGNMENT_CONTIGUOUS,
+    check_group_ends,
+    check_index_values_now,
+    group_ends_to_m_indices,
+    masked_rows,
+    settled_contiguous,
+    settled_masked,
+    write_rows,
+)
 from ..common.lazy import lazy_import
 from ..common.settings import require_hopper
 from ..common.traced import eager, integer, tensors, traceable
@@ -137,6 +146,21 @@ def _m_grouped_int8_gemm_nt_contiguous_op(
 ) -> None:
     a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
     eager("m_grouped_int8_gemm_nt_contiguous")(a_op, b_op, d, m_indices, bias, azp)
+
+
+def _m_grouped_int8_gemm_nt_contiguous_offsets_op(
+    a: Tensor,
+    sa: Tensor | None,
+    b: Tensor,
+    sb: Tensor | None,
+    d: Tensor,
+    bias: Tensor | None,
+    zp: Tensor | None,
+    b_sums: Tensor | None,
+    group_ends: Tensor,
+) -> None:
+    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
+    eager("m_grouped_int8_gemm_nt_contiguous_offsets")(a_op, b_op, d, group_ends, bias, azp)
 
 
 def _m_grouped_int8_gemm_nt_masked_op(
@@ -288,6 +312,39 @@ def m_grouped_int8_gemm_nt_contiguous(
                 out[rows] = _cpu_product(c, group, c.A[rows], c.B[group], rows, d.dtype)
         return write_rows(d, out, m_indices >= 0)
     _kernel().launch_m_grouped_int8_contiguous(c, d, m_indices)
+    return d
+
+
+@traceable(_contiguous_op_args, _m_grouped_int8_gemm_nt_contiguous_offsets_op)
+def m_grouped_int8_gemm_nt_contiguous_offsets(
+    a: Int8Operand,
+    b: Int8Operand,
+    d: Tensor,
+    group_ends: Tensor,
+    bias: Tensor | None = None,
+    azp: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """``m_grouped_int8_gemm_nt_contiguous`` with the experts' rows given by their ends; returns ``d``.
+
+    ``a``, ``b``, ``d``, ``bias`` and ``azp`` as in ``m_grouped_int8_gemm_nt_contiguous``; instead of
+    ``m_indices``, ``group_ends``: ``int32 [G]``, contiguous, a running sum: expert ``g`` owns rows
+    ``[align_up(group_ends[g-1], 128), group_ends[g])`` (``group_ends[-1] := 0``), as in
+    ``m_grouped_fp8_gemm_nt_contiguous_offsets`` (values checked the same way). The kernel reads G values
+    instead of M_sum; it runs the same tiles as the ``m_indices`` op, so the outputs are bit-identical.
+    """
+    c = check_m_grouped_int8_gemm_nt_contiguous(a, b, d, bias, azp)
+    m_sum, k = c.A.shape
+    num_groups, n = c.B.shape[:2]
+    group_ends = check_index_vector("group_ends", group_ends, "G", num_groups)
+    check_same_device({"A": c.A, "group_ends": group_ends})
+    if m_sum == 0 or n == 0 or num_groups == 0:
+        return d
+    if check_index_values_now(c.cuda_index):
+        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    if k == 0 or c.cuda_index is None:
+        m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+        return m_grouped_int8_gemm_nt_contiguous(a, b, d, m_indices, bias, azp)
+    _kernel().launch_m_grouped_int8_contiguous_offsets(c, d, group_ends)
     return d
 
 

@@ -17,6 +17,7 @@ from ...heuristics import INT8, GemmConfig, GemmShape
 from ...heuristics.families.int8 import BLOCK_K
 from ...jit import ParamType
 from ..common.launch import (
+    GEMM_KIND_CONTIGUOUS_ENDS,
     GEMM_KIND_CONTIGUOUS_INDICES,
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
@@ -121,6 +122,12 @@ def launch_m_grouped_int8_contiguous(
 ) -> None:
     """Enqueues the contiguous-layout grouped GEMM with per-row expert indices `m_indices` [M_sum]."""
     _launch(GEMM_KIND_CONTIGUOUS_INDICES, c.A.shape[0], c, d, m_indices, config)
+
+
+def launch_m_grouped_int8_contiguous_offsets(c: Checked, d: torch.Tensor, group_ends: torch.Tensor,
+                                             config: GemmConfig | None = None) -> None:
+    """Enqueues the contiguous-layout grouped GEMM with per-expert running row ends `group_ends` [G]."""
+    _launch(GEMM_KIND_CONTIGUOUS_ENDS, c.A.shape[0], c, d, group_ends, config)
 
 
 def launch_m_grouped_int8_masked(
