@@ -16,7 +16,15 @@ from typing import Any
 import torch
 
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
-from deepgemm.testing import Bf16Inputs, DenseInputs, GroupedInputs, WeightOnlyInputs, WgradInputs, calc_diff
+from deepgemm.testing import (
+    Bf16Inputs,
+    DenseInputs,
+    GroupedInputs,
+    Int8Inputs,
+    WeightOnlyInputs,
+    WgradInputs,
+    calc_diff,
+)
 
 FP8_MAX = 448.0
 
@@ -446,6 +454,74 @@ DEEPGEMM_MATMUL_FP8 = Provider(
     reference="bf16",
     max_diff=1e-3,
     has_cpu_path=True,
+)
+
+
+# The int8 suite's providers, on per-token / per-channel INT8 operands (``Int8Inputs``). The W8A8 ones
+# write BF16 and are checked against the dequantised product (BF16 rounding costs about 1e-6); the raw
+# _int_mm against the exact integer sums.
+def _prepare_deepgemm_int8(inputs: Int8Inputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op("int8_gemm_nt")
+    d = torch.empty(inputs.a.shape[0], inputs.b.shape[0], dtype=torch.bfloat16, device=inputs.a.device)
+
+    def run() -> torch.Tensor:
+        gemm((inputs.a, inputs.sa), (inputs.b, inputs.sb), d)
+        return d
+
+    return run
+
+
+def _int_mm_operands(inputs: Int8Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    _require_cuda(inputs)
+    if not hasattr(torch, "_int_mm"):
+        raise ProviderUnavailable(f"torch {torch.__version__} has no torch._int_mm")
+    # cuBLASLt's INT8 GEMM wants B column-major: the [K, N] view of the row-major [N, K] weight.
+    return inputs.a, inputs.b.t()
+
+
+def _prepare_torch_int_mm_scaled(inputs: Int8Inputs) -> Callable[[], torch.Tensor]:
+    a, b = _int_mm_operands(inputs)
+    # The scale vectors shaped for broadcasting once, as a caller would keep them.
+    sa, sb = inputs.sa[:, None], inputs.sb[None, :]
+
+    def run() -> torch.Tensor:
+        return (torch._int_mm(a, b) * sa * sb).to(torch.bfloat16)
+
+    return run
+
+
+def _prepare_torch_int_mm(inputs: Int8Inputs) -> Callable[[], torch.Tensor]:
+    a, b = _int_mm_operands(inputs)
+
+    def run() -> torch.Tensor:
+        return torch._int_mm(a, b)
+
+    return run
+
+
+DEEPGEMM_INT8 = Provider(
+    "deepgemm",
+    "deepgemm.int8_gemm_nt((a, sa), (b, sb), d): int8 a [M, K], b [N, K], per-token sa [M] and"
+    " per-channel sb [N] FP32 scales applied in the epilogue, into a preallocated BF16 d [M, N]",
+    _prepare_deepgemm_int8,
+    reference="int8",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+TORCH_INT_MM_SCALED = Provider(
+    "torch_int_mm_scaled",
+    "(torch._int_mm(a, b.t()) * sa[:, None] * sb[None, :]).to(torch.bfloat16): the full W8A8 op in torch"
+    " (cuBLASLt INT8 GEMM, then the scaling and the BF16 cast, every kernel timed)",
+    _prepare_torch_int_mm_scaled,
+    reference="int8",
+    max_diff=1e-5,
+)
+TORCH_INT_MM = Provider(
+    "torch_int_mm",
+    "torch._int_mm(a, b.t()): the cuBLASLt INT8 GEMM alone, int32 sums, no scaling",
+    _prepare_torch_int_mm,
+    reference="int8_sums",
+    max_diff=0.0,
 )
 
 

@@ -23,6 +23,7 @@ from deepgemm.testing import (
     make_bf16_inputs,
     make_dense_inputs,
     make_grouped_inputs,
+    make_int8_inputs,
     make_weight_only_inputs,
     make_wgrad_inputs,
 )
@@ -44,6 +45,7 @@ from .providers import (
     DEEPGEMM_CONTIGUOUS_OFFSETS,
     DEEPGEMM_DENSE,
     DEEPGEMM_FP8_MASKED_TWIN,
+    DEEPGEMM_INT8,
     DEEPGEMM_K_GROUPED,
     DEEPGEMM_MASKED,
     DEEPGEMM_MATMUL_FP8,
@@ -53,6 +55,8 @@ from .providers import (
     DEEPGEMM_WGRAD_LOOP,
     DEEPGEMM_WONLY,
     FP8_BY_HAND,
+    TORCH_INT_MM,
+    TORCH_INT_MM_SCALED,
     Provider,
 )
 
@@ -464,6 +468,36 @@ SUITES: dict[str, Suite] = {
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
                   WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8)
 }
+
+
+def int8_gemm_bytes(problem: Problem) -> int:
+    """INT8 operands, FP32 per-token and per-channel scales and the BF16 output of one problem (the
+    nominal bytes, as ``fp8_gemm_bytes``)."""
+    m, n, k = problem.m, problem.n, problem.k
+    return m * k + n * k + 4 * (m + n) + 2 * m * n
+
+
+def _int8_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_int8_inputs(problem.m, problem.n, problem.k, device, seed)
+
+
+INT8_M = 4096
+
+INT8 = Suite(
+    name="int8",
+    description=f"INT8 W8A8 GEMMs D = A B^T at M={INT8_M} on the DeepSeek-V3 N x K shapes (7168 x 16384"
+    " included): per-token / per-channel FP32 scales, BF16 out; deepgemm against torch._int_mm followed by"
+    " the torch scaling ops (bar: 1.25x) and against torch._int_mm alone (bar: 1.0x)",
+    problems=tuple(Problem(INT8_M, n, k) for n, k in DENSE_NKS),
+    make_inputs=_int8_inputs,
+    providers=(DEEPGEMM_INT8, TORCH_INT_MM_SCALED, TORCH_INT_MM),
+    bytes_moved=int8_gemm_bytes,
+    splits=(Split(f"M={INT8_M}", lambda p: True),),
+    cpu_problems=(Problem(64, 256, 512), Problem(129, 384, 1024)),
+    family="int8",
+)
+
+SUITES[INT8.name] = INT8
 
 
 def parse_shapes(text: str) -> tuple[Problem, ...]:

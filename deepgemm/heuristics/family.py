@@ -66,6 +66,12 @@ class KernelFamily:
     # fitted to whole-D tiles at the stages they got, so those costs only break ties among a tile's
     # variants.
     pipeline_costs_in_estimate: bool = True
+    # BLOCK_N must be a multiple of this (the WGMMA N values the family's instructions take).
+    block_n_step: int = 8
+    # Most accumulator registers per consumer thread (`accumulator_registers`) a tile may take, and the
+    # widest tile of the grouped layouts: beyond them the kernel's epilogue spills.
+    max_accumulator_registers: int = 192
+    grouped_max_block_n: int = 256
 
     def __repr__(self) -> str:
         return f"KernelFamily({self.name!r})"

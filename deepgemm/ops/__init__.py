@@ -18,6 +18,13 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_masked,
 )
 from .fp8_1d1d import fp8_gemm_nt_1d1d, k_grouped_fp8_gemm_nt_1d1d
+from .int8 import (
+    int8_gemm_nt,
+    int8_matmul_quantized,
+    m_grouped_int8_gemm_nt_contiguous,
+    m_grouped_int8_gemm_nt_contiguous_offsets,
+    m_grouped_int8_gemm_nt_masked,
+)
 from .matmul import matmul
 from .wonly import (
     m_grouped_w4a16_gemm_nt_masked,
@@ -36,11 +43,16 @@ __all__ = [
     "get_m_alignment_for_contiguous_layout",
     "get_num_sms",
     "k_grouped_fp8_gemm_nt_1d1d",
+    "int8_gemm_nt",
+    "int8_matmul_quantized",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_contiguous_offsets",
     "m_grouped_fp8_gemm_nt_masked",
+    "m_grouped_int8_gemm_nt_contiguous",
+    "m_grouped_int8_gemm_nt_contiguous_offsets",
+    "m_grouped_int8_gemm_nt_masked",
     "matmul",
     "set_num_sms",
     "m_grouped_w4a16_gemm_nt_masked",

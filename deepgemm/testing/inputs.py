@@ -15,10 +15,19 @@ from typing import ClassVar
 
 import torch
 
-from deepgemm.quant import align, ceil_div, per_block_cast_to_fp8, per_token_cast_to_fp8
+from deepgemm.quant import (
+    align,
+    ceil_div,
+    per_block_cast_to_fp8,
+    per_channel_cast_to_int8,
+    per_token_cast_to_fp8,
+    per_token_cast_to_int8,
+)
 
 from .reference import (
     ref_fp8_gemm_nt,
+    ref_int8_gemm_nt,
+    ref_int8_sums,
     ref_k_grouped_fp8_gemm_nt_1d1d,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,
@@ -494,3 +503,50 @@ def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.dev
         masked_m = torch.tensor(rows, dtype=torch.int32, device=device)
     return WeightOnlyInputs(bits, group_size, a.to(device), tuple(t.to(device) for t in b), w.to(device),
                             masked_m, rows)
+
+
+@dataclass
+class Int8Inputs:
+    """Operands of the W8A8 GEMM ``D[M, N] = A[M, K] · B[N, K]ᵀ``: random normal BF16 ``a_bf16`` and
+    ``b_bf16`` quantised with ``per_token_cast_to_int8`` (``a`` int8, ``sa`` FP32 ``[M]``) and
+    ``per_channel_cast_to_int8`` (``b`` int8, ``sb`` FP32 ``[N]``)."""
+
+    a_bf16: torch.Tensor
+    b_bf16: torch.Tensor
+    a: torch.Tensor
+    sa: torch.Tensor
+    b: torch.Tensor
+    sb: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # "int8": the product of the dequantised operands (what a correct W8A8 kernel computes before
+    # rounding D); "int8_sums": the raw integer sums A · Bᵀ; "bf16": the unquantised product.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("int8", "int8_sums", "bf16")
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """``[M, N]`` reference of ``kind`` (see ``reference_kinds``): FP32, the integer sums float64."""
+        if kind not in self._references:
+            if kind == "int8":
+                ref = ref_int8_gemm_nt((self.a, self.sa), (self.b, self.sb))
+            elif kind == "int8_sums":
+                ref = ref_int8_sums(self.a, self.b)
+            elif kind == "bf16":
+                ref = self.a_bf16.float() @ self.b_bf16.float().t()
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; expected one of {self.reference_kinds}")
+            # The integer sums stay exact (float64): FP32 holds integers only up to 2^24.
+            self._references[kind] = ref.double() if kind == "int8_sums" else ref.float()
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+def make_int8_inputs(m: int, n: int, k: int, device: torch.device, seed: int) -> Int8Inputs:
+    """Random normal BF16 ``A [M, K]`` and ``B [N, K]``, quantised per token and per output channel."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_bf16 = torch.randn(m, k, generator=generator, device=device, dtype=torch.bfloat16)
+    b_bf16 = torch.randn(n, k, generator=generator, device=device, dtype=torch.bfloat16)
+    a, sa = per_token_cast_to_int8(a_bf16)
+    b, sb = per_channel_cast_to_int8(b_bf16)
+    return Int8Inputs(a_bf16=a_bf16, b_bf16=b_bf16, a=a, sa=sa, b=b, sb=sb)

@@ -78,3 +78,36 @@ def ref_k_grouped_fp8_gemm_nt_1d1d(a: Operand, b: Operand, ks: list[int]) -> tor
         returns: float32 ``[G, M, N]``.
     """
     return k_grouped_fp8_gemm_nt_1d1d_fp32(*a, *b, list(ks))
+def _per_row(values: torch.Tensor | None, rows: int) -> torch.Tensor | float:
+    """A per-row (``rows`` values) or per-tensor (one value) vector as a float64 column, or 1 for ``None``."""
+    if values is None:
+        return 1.0
+    flat = values.double().reshape(-1)
+    return flat[:, None] if flat.numel() == rows and rows != 1 else flat.reshape(1, 1)
+
+
+def ref_int8_sums(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """The exact integer sums ``A · Bᵀ`` of int8 ``A [M, K]`` and ``B [N, K]`` as int64 ``[M, N]``: a float64
+    product (every int8 product sum below 2^53 is exact in float64), on the inputs' device."""
+    return (A.double() @ B.double().T).long()
+
+
+def ref_int8_gemm_nt(a: torch.Tensor | Operand, b: torch.Tensor | Operand, bias: torch.Tensor | None = None,
+                     azp: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The W8A8 GEMM in float64 from the dequantised operands: ``(sa · (A − zp)) · (sb · B)ᵀ + bias``.
+
+    Contract: ``a`` is int8 ``A [M, K]`` or ``(A, sa)``, ``sa`` per row (``M`` values) or per tensor (one
+    value); ``b`` is int8 ``B [N, K]`` or ``(B, sb)`` likewise per row of B; ``bias`` ``[N]`` or ``None``;
+    ``azp`` ``(zp, b_sums)`` with ``zp`` per row of A or per tensor (``b_sums`` is not used: the zero point
+    is subtracted from A itself, which is what the kernels' ``b_sums`` form must equal). Returns float64
+    ``[M, N]`` on the inputs' device. Missing scales are 1.
+    """
+    A, sa = a if isinstance(a, tuple | list) else (a, None)
+    B, sb = b if isinstance(b, tuple | list) else (b, None)
+    a_real = A.double()
+    if azp is not None:
+        a_real = a_real - _per_row(azp[0], A.shape[0])
+    a_real = a_real * _per_row(sa, A.shape[0])
+    b_real = B.double() * _per_row(sb, B.shape[0])
+    out = a_real @ b_real.T
+    return out if bias is None else out + bias.double()
