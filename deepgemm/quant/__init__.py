@@ -1,6 +1,12 @@
 """Quantisation (per-token / per-block FP8 casts) and scale-layout helpers; CPU and CUDA tensors."""
 
-from .cast import AMAX_FLOOR, FP8_MAX, per_block_cast_to_fp8, per_token_cast_to_fp8
+from .cast import (
+    AMAX_FLOOR,
+    FP8_MAX,
+    per_block_cast_to_fp8,
+    per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
+)
 from .layout import (
     align,
     ceil_div,
@@ -19,4 +25,5 @@ __all__ = [
     "get_tma_aligned_size",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
+    "per_token_cast_to_fp8_transposed",
 ]

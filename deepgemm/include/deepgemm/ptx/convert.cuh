@@ -31,3 +31,21 @@ __device__ __forceinline__ void unpack_f16x2(uint32_t packed, float& lo, float& 
 }
 
 }  // namespace deepgemm::ptx
+
+namespace deepgemm::ptx {
+
+__device__ __forceinline__ float f16_to_f32(uint16_t bits) {
+    float f;
+    asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "h"(bits));
+    return f;
+}
+
+// Two FP32 values to float8_e4m3fn, round to nearest even, finite values beyond 448 saturated; `lo`
+// lands in the low byte. NaN inputs are the caller's business (their FP8 pattern is not specified).
+__device__ __forceinline__ uint16_t pack_e4m3x2(float lo, float hi) {
+    uint16_t packed;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(packed) : "f"(hi), "f"(lo));
+    return packed;
+}
+
+}  // namespace deepgemm::ptx
