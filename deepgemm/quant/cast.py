@@ -95,7 +95,8 @@ def _quantize(blocks: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor, t
     return q, scale
 
 
-def per_token_cast_to_fp8(x: torch.Tensor, *, mn_major_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8(x: torch.Tensor, *,
+                          mn_major_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantise activations with one scale per row per 128 columns ("1x128").
 
     Contract:

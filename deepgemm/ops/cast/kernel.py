@@ -48,7 +48,7 @@ KERNELS = {
 
 
 def kernel_spec(name: str, dtype: torch.dtype, vectorized: bool, num_sms: int) -> KernelSpec:
-    """The cast kernel ``name`` for inputs of ``dtype``; ``vectorized``: 16-byte loads (see ``vectorizes``)."""
+    """The cast kernel ``name`` for inputs of ``dtype``; ``vectorized``: 16-byte loads (``vectorizes``)."""
     kernel, header, param_types = KERNELS[name]
     in_type = IN_TYPES[dtype]
     comment = f"fp8 cast {name}, in={dtype}, vectorized={vectorized}"
