@@ -7,8 +7,10 @@ from .ops import (
     bf16_gemm_tn,
     bf16_gemm_tt,
     fp8_gemm_nt,
+    fp8_gemm_nt_1d1d,
     get_m_alignment_for_contiguous_layout,
     get_num_sms,
+    k_grouped_fp8_gemm_nt_1d1d,
     m_grouped_bf16_gemm_nt_contiguous,
     m_grouped_bf16_gemm_nt_masked,
     m_grouped_fp8_gemm_nt_contiguous,
@@ -25,6 +27,7 @@ from .quant import (
     get_tma_aligned_size,
     per_block_cast_to_fp8,
     per_token_cast_to_fp8,
+    transpose_fp8_block_scaled,
 )
 
 __all__ = [
@@ -36,11 +39,13 @@ __all__ = [
     "bf16_gemm_tt",
     "ceil_div",
     "fp8_gemm_nt",
+    "fp8_gemm_nt_1d1d",
     "get_col_major_tma_aligned_tensor",
     "get_m_alignment_for_contiguous_layout",
     "get_mn_major_tma_aligned_tensor",
     "get_num_sms",
     "get_tma_aligned_size",
+    "k_grouped_fp8_gemm_nt_1d1d",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",
@@ -50,6 +55,7 @@ __all__ = [
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "set_num_sms",
+    "transpose_fp8_block_scaled",
 ]
 
 

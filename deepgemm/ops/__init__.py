@@ -17,6 +17,7 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
+from .fp8_1d1d import fp8_gemm_nt_1d1d, k_grouped_fp8_gemm_nt_1d1d
 from .matmul import matmul
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "bf16_gemm_tn",
     "bf16_gemm_tt",
     "fp8_gemm_nt",
+    "fp8_gemm_nt_1d1d",
     "get_m_alignment_for_contiguous_layout",
     "get_num_sms",
+    "k_grouped_fp8_gemm_nt_1d1d",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",

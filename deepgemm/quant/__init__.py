@@ -14,6 +14,7 @@ from .layout import (
     get_mn_major_tma_aligned_tensor,
     get_tma_aligned_size,
 )
+from .transpose import transpose_fp8_block_scaled
 
 __all__ = [
     "AMAX_FLOOR",
@@ -26,4 +27,5 @@ __all__ = [
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "per_token_cast_to_fp8_transposed",
+    "transpose_fp8_block_scaled",
 ]

@@ -17,6 +17,8 @@ from .inputs import (
 from .numeric import calc_diff
 from .reference import (
     ref_fp8_gemm_nt,
+    ref_fp8_gemm_nt_1d1d,
+    ref_k_grouped_fp8_gemm_nt_1d1d,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,
 )
@@ -39,6 +41,8 @@ __all__ = [
     "make_dense_inputs",
     "make_grouped_inputs",
     "ref_fp8_gemm_nt",
+    "ref_fp8_gemm_nt_1d1d",
+    "ref_k_grouped_fp8_gemm_nt_1d1d",
     "ref_m_grouped_fp8_gemm_nt_contiguous",
     "ref_m_grouped_fp8_gemm_nt_masked",
 ]
