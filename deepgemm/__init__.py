@@ -1,6 +1,8 @@
 """deepgemm: fine-grained-scaled FP8 GEMM kernels for NVIDIA Hopper, JIT-compiled at run time."""
 
 from ._version import __version__
+from . import nn
+from .nn import Fp8GroupedLinear, Fp8Linear, fp8_grouped_linear, fp8_linear
 from .ops import (
     bf16_gemm_nn,
     bf16_gemm_nt,
@@ -27,6 +29,7 @@ from .quant import (
     get_tma_aligned_size,
     per_block_cast_to_fp8,
     per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
     transpose_fp8_block_scaled,
 )
 
@@ -54,6 +57,12 @@ __all__ = [
     "matmul",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
+    "per_token_cast_to_fp8_transposed",
+    "Fp8GroupedLinear",
+    "Fp8Linear",
+    "fp8_grouped_linear",
+    "fp8_linear",
+    "nn",
     "set_num_sms",
     "transpose_fp8_block_scaled",
 ]
