@@ -183,7 +183,7 @@ def fp8_grouped_linear(x: Tensor, weight: Tensor, m_indices: Tensor) -> Tensor:
                          f"{tuple(m_indices.shape)}")
     if m_indices.device != x.device:
         raise ValueError(f"{_FUNC}: m_indices must be on x's device {x.device}, found {m_indices.device}")
-    if x.is_cpu:
+    if x.is_cpu and not torch.compiler.is_compiling():  # free on the CPU; traced code cannot read values
         _check_layout_now(m_indices, weight.shape[0])
     return _Fp8GroupedLinearFunction.apply(x, weight, m_indices, main_grad_of(_FUNC, weight))
 
