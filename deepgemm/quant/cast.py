@@ -192,6 +192,10 @@ def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if torch.compiler.is_compiling():
             return torch.ops.deepgemm.fp8_cast_per_block(x)
         return _kernels().per_block_cast(x)
+    return _per_block_torch(x)
+
+
+def _per_block_torch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows, cols = x.shape[-2:]
     padded = _pad_to_blocks(x, block_rows=BLOCK_MN)
     # [..., NB*128, KB*128] -> [..., NB, 128, KB, 128]: amax over the two 128-wide dims.

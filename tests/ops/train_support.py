@@ -48,11 +48,19 @@ def reference_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, d
     return Grads(y.detach(), xr.grad, wr.grad, None if br is None else br.grad)
 
 
+def per_expert(x: torch.Tensor, w: torch.Tensor, m_indices: torch.Tensor) -> torch.Tensor:
+    """``y[m] = x[m] · w[m_indices[m]]ᵀ``, 0 on padding rows (index -1); differentiable."""
+    rows = [m_indices == e for e in range(w.shape[0])]
+    y = x.new_zeros(x.shape[0], w.shape[1])
+    for e, mask in enumerate(rows):
+        y = y.index_put((mask,), x[mask] @ w[e].T)
+    return y
+
+
 def reference_grouped(x: torch.Tensor, w: torch.Tensor, m_indices: torch.Tensor, dy: torch.Tensor) -> Grads:
     """The grouped linear in float64: padding rows (index -1) give zeros and take no gradient."""
     xr, wr = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
-    valid = (m_indices >= 0)[:, None]
-    y = torch.einsum("mk,mnk->mn", xr, wr[m_indices.clamp(min=0).long()]) * valid
+    y = per_expert(xr, wr, m_indices)
     y.backward(dy.double())
     return Grads(y.detach(), xr.grad, wr.grad, None)
 
@@ -137,9 +145,7 @@ class Bf16GroupedLinear(torch.nn.Module):
         self.weight = torch.nn.Parameter(weight.detach().clone())
 
     def forward(self, x: torch.Tensor, m_indices: torch.Tensor) -> torch.Tensor:
-        w = self.weight.bfloat16().float()[m_indices.clamp(min=0).long()]
-        y = torch.einsum("mk,mnk->mn", x.bfloat16().float(), w) * (m_indices >= 0)[:, None]
-        return y.bfloat16()
+        return per_expert(x.bfloat16().float(), self.weight.bfloat16().float(), m_indices).bfloat16()
 
 
 def make_moe_pair(experts: int, dim: int, hidden: int, device: torch.device,
@@ -208,9 +214,7 @@ def moe_batches(experts: int, dim: int, hidden: int, tokens: int, steps: int, de
         expert = (x @ router).argmax(-1)
         order, m_indices = moe_layout(expert, experts)
         xs = torch.where((order >= 0)[:, None], x[order.clamp(min=0)], 0)
-        e = m_indices.clamp(min=0).long()
-        h = F.silu(torch.einsum("mk,mnk->mn", xs, up[e]))
-        y = torch.einsum("mk,mnk->mn", h, down[e]) * (m_indices >= 0)[:, None]
+        y = per_expert(F.silu(per_expert(xs, up, m_indices)), down, m_indices)
         batches.append(((xs.bfloat16().to(device), m_indices.to(device)), y.to(device)))
     return batches
 
