@@ -1,7 +1,7 @@
 """deepgemm: fine-grained-scaled FP8 GEMM kernels for NVIDIA Hopper, JIT-compiled at run time."""
 
-from ._version import __version__
 from . import nn
+from ._version import __version__
 from .nn import Fp8GroupedLinear, Fp8Linear, fp8_grouped_linear, fp8_linear
 from .ops import (
     bf16_gemm_nn,

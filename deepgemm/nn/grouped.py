@@ -41,14 +41,17 @@ def _check_layout_now(m_indices: Tensor, num_groups: int) -> None:
     if m_indices.numel() and (int(m_indices.min()) < -1 or int(m_indices.max()) >= num_groups):
         raise ValueError(f"{_FUNC}: m_indices values must be -1 (padding) or in [0, {num_groups})")
     sizes = segment_sizes(m_indices, num_groups)
-    counts = torch.zeros(num_groups, dtype=torch.int64).scatter_add_(0, m_indices.clamp(min=0).long(),
-                                                                     (m_indices >= 0).long())
+    counts = torch.zeros(num_groups, dtype=torch.int64).scatter_add_(
+        0, m_indices.clamp(min=0).long(), (m_indices >= 0).long()
+    )
     ends = torch.cumsum(sizes.long(), 0) - (sizes.long() - counts)
     expected = group_ends_to_m_indices(ends, len(m_indices), M_ALIGNMENT_CONTIGUOUS)
     if int(sizes.sum()) != len(m_indices) or not torch.equal(expected, m_indices):
-        raise ValueError(f"{_FUNC}: m_indices must be the packed contiguous layout: experts in order 0..G-1, "
-                         f"expert g's rows first in its segment, each segment its row count rounded up to "
-                         f"{M_ALIGNMENT_CONTIGUOUS} rows, and M_sum the sum of the segments")
+        raise ValueError(
+            f"{_FUNC}: m_indices must be the packed contiguous layout: experts in order 0..G-1, "
+            f"expert g's rows first in its segment, each segment its row count rounded up to "
+            f"{M_ALIGNMENT_CONTIGUOUS} rows, and M_sum the sum of the segments"
+        )
 
 
 def grouped_forward(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -57,8 +60,9 @@ def grouped_forward(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tenso
     w_fp8, sw = per_block_cast_to_fp8(weight)
     y = torch.zeros(x.shape[0], weight.shape[1], dtype=_gemm_dtype(x.dtype), device=x.device)
     if x.shape[0]:
-        m_grouped_fp8_gemm_nt_contiguous(per_token_cast_to_fp8(x, mn_major_scales=True), (w_fp8, sw), y,
-                                         m_indices)
+        m_grouped_fp8_gemm_nt_contiguous(
+            per_token_cast_to_fp8(x, mn_major_scales=True), (w_fp8, sw), y, m_indices
+        )
     return y.to(x.dtype), x, w_fp8, sw
 
 
@@ -69,8 +73,12 @@ def _gemm_dtype(dtype: torch.dtype) -> torch.dtype:
 def grouped_data_grad(dy: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, dtype: torch.dtype) -> Tensor:
     dx = torch.zeros(dy.shape[0], w_fp8.shape[2], dtype=_gemm_dtype(dtype), device=dy.device)
     if dy.shape[0]:
-        m_grouped_fp8_gemm_nt_contiguous(per_token_cast_to_fp8(dy, mn_major_scales=True),
-                                         transpose_fp8_block_scaled(w_fp8, sw), dx, m_indices)
+        m_grouped_fp8_gemm_nt_contiguous(
+            per_token_cast_to_fp8(dy, mn_major_scales=True),
+            transpose_fp8_block_scaled(w_fp8, sw),
+            dx,
+            m_indices,
+        )
     return dx.to(dtype)
 
 
@@ -78,9 +86,13 @@ def grouped_weight_grad_into(d: Tensor, dy: Tensor, x: Tensor, m_indices: Tensor
     """``d[g] (+)= dY_gᵀ · X_g`` (FP32 ``d [G, N, K]``); ``x`` has its padding rows zeroed already."""
     dy = torch.where((m_indices >= 0)[:, None], dy, 0)
     ks = segment_sizes(m_indices, d.shape[0])
-    k_grouped_fp8_gemm_nt_1d1d(per_token_cast_to_fp8_transposed(dy, mn_major_scales=True),
-                               per_token_cast_to_fp8_transposed(x, mn_major_scales=True), d, ks,
-                               c=d if accumulate else None)
+    k_grouped_fp8_gemm_nt_1d1d(
+        per_token_cast_to_fp8_transposed(dy, mn_major_scales=True),
+        per_token_cast_to_fp8_transposed(x, mn_major_scales=True),
+        d,
+        ks,
+        c=d if accumulate else None,
+    )
 
 
 @torch.library.custom_op("deepgemm::fp8_grouped_linear_forward", mutates_args=())
@@ -91,13 +103,18 @@ def _forward_op(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tensor, T
 @_forward_op.register_fake
 def _(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     g, n, k = weight.shape
-    return (x.new_empty((x.shape[0], n)), x.new_empty(x.shape), weight.new_empty((g, n, k), dtype=torch.float8_e4m3fn),
-            weight.new_empty((g, _ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32))
+    return (
+        x.new_empty((x.shape[0], n)),
+        x.new_empty(x.shape),
+        weight.new_empty((g, n, k), dtype=torch.float8_e4m3fn),
+        weight.new_empty((g, _ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32),
+    )
 
 
 @torch.library.custom_op("deepgemm::fp8_grouped_linear_backward", mutates_args=())
-def _backward_op(dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor,
-                 weight_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _backward_op(
+    dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
     dx = grouped_data_grad(dy, w_fp8, sw, m_indices, x.dtype)
     dw = torch.empty(w_fp8.shape, dtype=torch.float32, device=dy.device)
     grouped_weight_grad_into(dw, dy, x, m_indices, accumulate=False)
@@ -105,8 +122,9 @@ def _backward_op(dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Te
 
 
 @_backward_op.register_fake
-def _(dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor,
-      weight_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _(
+    dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
     return x.new_empty(x.shape), w_fp8.new_empty(w_fp8.shape, dtype=weight_dtype)
 
 
@@ -123,7 +141,11 @@ def _(main_grad: Tensor, dy: Tensor, x: Tensor, m_indices: Tensor) -> None:
 class _Fp8GroupedLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, m_indices: Tensor, main_grad: Tensor | None) -> Tensor:
-        forward = torch.ops.deepgemm.fp8_grouped_linear_forward if torch.compiler.is_compiling() else grouped_forward
+        forward = (
+            torch.ops.deepgemm.fp8_grouped_linear_forward
+            if torch.compiler.is_compiling()
+            else grouped_forward
+        )
         y, x_masked, w_fp8, sw = forward(x, weight, m_indices)
         ctx.save_for_backward(x_masked, w_fp8, sw, m_indices, main_grad)
         ctx.weight_dtype = weight.dtype
@@ -138,17 +160,27 @@ class _Fp8GroupedLinearFunction(torch.autograd.Function):
         dx = dw = None
         if main_grad is not None or not compiling:
             if need_dw and main_grad is not None:
-                (torch.ops.deepgemm.fp8_grouped_linear_weight_grad_accumulate if compiling
-                 else lambda *args: grouped_weight_grad_into(*args, accumulate=True))(main_grad, dy, x, m_indices)
+                (
+                    torch.ops.deepgemm.fp8_grouped_linear_weight_grad_accumulate
+                    if compiling
+                    else lambda *args: grouped_weight_grad_into(*args, accumulate=True)
+                )(main_grad, dy, x, m_indices)
             elif need_dw:
                 dw32 = torch.empty(w_fp8.shape, dtype=torch.float32, device=dy.device)
                 grouped_weight_grad_into(dw32, dy, x, m_indices, accumulate=False)
                 dw = dw32.to(ctx.weight_dtype)
             if need_dx:
-                dx = (torch.ops.deepgemm.fp8_grouped_linear_backward(dy, x, w_fp8, sw, m_indices, ctx.weight_dtype)[0]
-                      if compiling else grouped_data_grad(dy, w_fp8, sw, m_indices, x.dtype))
+                dx = (
+                    torch.ops.deepgemm.fp8_grouped_linear_backward(
+                        dy, x, w_fp8, sw, m_indices, ctx.weight_dtype
+                    )[0]
+                    if compiling
+                    else grouped_data_grad(dy, w_fp8, sw, m_indices, x.dtype)
+                )
         else:
-            dx, dw = torch.ops.deepgemm.fp8_grouped_linear_backward(dy, x, w_fp8, sw, m_indices, ctx.weight_dtype)
+            dx, dw = torch.ops.deepgemm.fp8_grouped_linear_backward(
+                dy, x, w_fp8, sw, m_indices, ctx.weight_dtype
+            )
         return dx, dw, None, None
 
 
@@ -179,8 +211,10 @@ def fp8_grouped_linear(x: Tensor, weight: Tensor, m_indices: Tensor) -> Tensor:
     if m_indices.dtype != torch.int32:
         raise TypeError(f"{_FUNC}: m_indices must be int32, got {m_indices.dtype}")
     if tuple(m_indices.shape) != (x.shape[0],) or not m_indices.is_contiguous():
-        raise ValueError(f"{_FUNC}: m_indices must be a contiguous [M_sum] = [{x.shape[0]}] tensor, found shape "
-                         f"{tuple(m_indices.shape)}")
+        raise ValueError(
+            f"{_FUNC}: m_indices must be a contiguous [M_sum] = [{x.shape[0]}] tensor, found shape "
+            f"{tuple(m_indices.shape)}"
+        )
     if m_indices.device != x.device:
         raise ValueError(f"{_FUNC}: m_indices must be on x's device {x.device}, found {m_indices.device}")
     if x.is_cpu and not torch.compiler.is_compiling():  # free on the CPU; traced code cannot read values
@@ -193,16 +227,25 @@ class Fp8GroupedLinear(torch.nn.Module):
     ``forward(x, m_indices)`` runs ``fp8_grouped_linear``. ``weight [num_experts, out_features,
     in_features]`` (bfloat16 by default), each expert initialised as ``torch.nn.Linear`` would be."""
 
-    def __init__(self, num_experts: int, in_features: int, out_features: int, device=None,
-                 dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(
+        self,
+        num_experts: int,
+        in_features: int,
+        out_features: int,
+        device=None,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
         super().__init__()
-        for name, value in (("num_experts", num_experts), ("in_features", in_features),
-                            ("out_features", out_features)):
+        for name, value in (
+            ("num_experts", num_experts),
+            ("in_features", in_features),
+            ("out_features", out_features),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Fp8GroupedLinear: {name} must be a positive int, got {value!r}")
         self.num_experts, self.in_features, self.out_features = num_experts, in_features, out_features
         weight = torch.empty(num_experts, out_features, in_features, device=device, dtype=dtype)
-        bound = 1.0 / in_features ** 0.5  # nn.Linear's kaiming_uniform(a=sqrt(5)) bound
+        bound = 1.0 / in_features**0.5  # nn.Linear's kaiming_uniform(a=sqrt(5)) bound
         torch.nn.init.uniform_(weight, -bound, bound)
         self.weight = torch.nn.Parameter(weight)
 
@@ -210,4 +253,5 @@ class Fp8GroupedLinear(torch.nn.Module):
         return fp8_grouped_linear(x, self.weight, m_indices)
 
     def extra_repr(self) -> str:
-        return f"num_experts={self.num_experts}, in_features={self.in_features}, out_features={self.out_features}"
+        return (f"num_experts={self.num_experts}, in_features={self.in_features}, "
+                f"out_features={self.out_features}")

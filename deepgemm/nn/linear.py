@@ -40,7 +40,9 @@ _ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _FP8_ROW_ELEMS = 16
 
 
-def check_linear_args(func: str, x: object, weight: object, bias: object, weight_dims: tuple[str, ...]) -> None:
+def check_linear_args(
+    func: str, x: object, weight: object, bias: object, weight_dims: tuple[str, ...]
+) -> None:
     """The rules ``fp8_linear`` and its grouped twin share for ``x``, ``weight`` and ``bias``."""
     for name, value in (("x", x), ("weight", weight)):
         if not isinstance(value, Tensor):
@@ -48,25 +50,34 @@ def check_linear_args(func: str, x: object, weight: object, bias: object, weight
         if value.dtype not in _ACTIVATION_DTYPES:
             raise TypeError(f"{func}: {name} must be bfloat16, float16 or float32, got {value.dtype}")
     if weight.dim() != len(weight_dims):
-        raise ValueError(f"{func}: weight must be [{', '.join(weight_dims)}], found shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"{func}: weight must be [{', '.join(weight_dims)}], found shape {tuple(weight.shape)}"
+        )
     n, k = weight.shape[-2:]
     if x.dim() < 1 or x.shape[-1] != k:
-        raise ValueError(f"{func}: x must be [..., K] with K = weight.shape[-1] = {k}, found shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"{func}: x must be [..., K] with K = weight.shape[-1] = {k}, found shape {tuple(x.shape)}"
+        )
     for dim, size in (("K (in_features)", k), ("N (out_features)", n)):
         if size % _FP8_ROW_ELEMS:
-            raise ValueError(f"{func}: {dim} must be a multiple of {_FP8_ROW_ELEMS} (TMA reads 16-byte rows of "
-                             f"FP8 in the forward and the data gradient), got {size}")
+            raise ValueError(
+                f"{func}: {dim} must be a multiple of {_FP8_ROW_ELEMS} (TMA reads 16-byte rows of "
+                f"FP8 in the forward and the data gradient), got {size}"
+            )
     if bias is not None:
         if not isinstance(bias, Tensor):
             raise TypeError(f"{func}: bias must be a torch.Tensor or None, got {type(bias).__name__}")
         if not bias.is_floating_point():
             raise TypeError(f"{func}: bias must be a floating-point tensor, got {bias.dtype}")
         if tuple(bias.shape) != (*weight.shape[:-2], n):
-            raise ValueError(f"{func}: bias must have shape {(*weight.shape[:-2], n)}, found {tuple(bias.shape)}")
+            raise ValueError(
+                f"{func}: bias must have shape {(*weight.shape[:-2], n)}, found {tuple(bias.shape)}"
+            )
     devices = {t.device for t in (x, weight, bias) if t is not None}
     if len(devices) != 1:
-        raise ValueError(f"{func}: x, weight and bias must be on one device, found {sorted(map(str, devices))}")
+        raise ValueError(
+            f"{func}: x, weight and bias must be on one device, found {sorted(map(str, devices))}"
+        )
     device = devices.pop()
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{func}: the tensors must be on a CPU or CUDA device, found {device}")
@@ -78,11 +89,15 @@ def main_grad_of(func: str, weight: Tensor) -> Tensor | None:
     if main_grad is None:
         return None
     if not isinstance(main_grad, Tensor) or main_grad.dtype != torch.float32:
-        raise TypeError(f"{func}: weight.main_grad must be a float32 tensor, got "
-                        f"{getattr(main_grad, 'dtype', type(main_grad).__name__)}")
+        raise TypeError(
+            f"{func}: weight.main_grad must be a float32 tensor, got "
+            f"{getattr(main_grad, 'dtype', type(main_grad).__name__)}"
+        )
     if main_grad.shape != weight.shape or main_grad.device != weight.device:
-        raise ValueError(f"{func}: weight.main_grad must have the weight's shape {tuple(weight.shape)} and device "
-                         f"{weight.device}, found {tuple(main_grad.shape)} on {main_grad.device}")
+        raise ValueError(
+            f"{func}: weight.main_grad must have the weight's shape {tuple(weight.shape)} and device "
+            f"{weight.device}, found {tuple(main_grad.shape)} on {main_grad.device}"
+        )
     return main_grad
 
 
@@ -91,7 +106,7 @@ def gemm_out(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> 
     return torch.empty(rows, cols, dtype=dtype if dtype in _GEMM_OUT_DTYPES else torch.float32, device=device)
 
 
-# --- the two halves, as plain functions (eager) and custom ops (torch.compile) -------------------------------
+# --- the two halves, as plain functions (eager) and custom ops (torch.compile) ------------------------------
 
 
 def linear_forward(x2: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -109,7 +124,9 @@ def data_grad(dy2: Tensor, w_fp8: Tensor, sw: Tensor, dtype: torch.dtype) -> Ten
     """``dX = dY · W`` through the 1D2D GEMM on the transposed block-quantised weight."""
     dx = gemm_out(dy2.shape[0], w_fp8.shape[1], dtype, dy2.device)
     if dy2.shape[0]:
-        fp8_gemm_nt(per_token_cast_to_fp8(dy2, mn_major_scales=True), transpose_fp8_block_scaled(w_fp8, sw), dx)
+        fp8_gemm_nt(
+            per_token_cast_to_fp8(dy2, mn_major_scales=True), transpose_fp8_block_scaled(w_fp8, sw), dx
+        )
     return dx.to(dtype)
 
 
@@ -120,9 +137,16 @@ def weight_grad_into(d: Tensor, dy2: Tensor, x2: Tensor, accumulate: bool) -> No
     fp8_gemm_nt_1d1d(dyt, xt, d, c=d if accumulate else None)
 
 
-def linear_backward(dy2: Tensor, x2: Tensor, w_fp8: Tensor, sw: Tensor, weight_dtype: torch.dtype,
-                    need_dx: bool, need_dw: bool, need_db: bool) -> tuple[Tensor | None, Tensor | None,
-                                                                          Tensor | None]:
+def linear_backward(
+    dy2: Tensor,
+    x2: Tensor,
+    w_fp8: Tensor,
+    sw: Tensor,
+    weight_dtype: torch.dtype,
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """``(dx, dw, db)`` of ``linear_forward`` (None where not needed); dw in ``weight_dtype``."""
     dx = data_grad(dy2, w_fp8, sw, x2.dtype) if need_dx else None
     dw = None
@@ -142,13 +166,17 @@ def _forward_op(x2: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor
 @_forward_op.register_fake
 def _(x2: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     n, k = weight.shape
-    return (x2.new_empty((x2.shape[0], n)), weight.new_empty((n, k), dtype=torch.float8_e4m3fn),
-            weight.new_empty((_ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32))
+    return (
+        x2.new_empty((x2.shape[0], n)),
+        weight.new_empty((n, k), dtype=torch.float8_e4m3fn),
+        weight.new_empty((_ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32),
+    )
 
 
 @torch.library.custom_op("deepgemm::fp8_linear_backward", mutates_args=())
-def _backward_op(dy2: Tensor, x2: Tensor, w_fp8: Tensor, sw: Tensor, weight_dtype: torch.dtype) -> tuple[Tensor,
-                                                                                                        Tensor]:
+def _backward_op(
+    dy2: Tensor, x2: Tensor, w_fp8: Tensor, sw: Tensor, weight_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
     dx, dw, _ = linear_backward(dy2, x2, w_fp8, sw, weight_dtype, True, True, False)
     return dx, dw
 
@@ -168,7 +196,7 @@ def _(main_grad: Tensor, dy2: Tensor, x2: Tensor) -> None:
     return None
 
 
-# --- the autograd function ------------------------------------------------------------------------------------
+# --- the autograd function ----------------------------------------------------------------------------------
 
 
 class _Fp8LinearFunction(torch.autograd.Function):
@@ -176,7 +204,9 @@ class _Fp8LinearFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, main_grad: Tensor | None) -> Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         compiling = torch.compiler.is_compiling()
-        y, w_fp8, sw = (torch.ops.deepgemm.fp8_linear_forward if compiling else linear_forward)(x2, weight, bias)
+        y, w_fp8, sw = (torch.ops.deepgemm.fp8_linear_forward if compiling else linear_forward)(
+            x2, weight, bias
+        )
         ctx.save_for_backward(x2, w_fp8, sw, main_grad)
         ctx.weight_dtype = weight.dtype
         ctx.bias_dtype = None if bias is None else bias.dtype
@@ -196,10 +226,14 @@ class _Fp8LinearFunction(torch.autograd.Function):
         if main_grad is not None:
             if need_dw:
                 (torch.ops.deepgemm.fp8_linear_weight_grad_accumulate if compiling else _accumulate_eager)(
-                    main_grad, dy2, x2)
+                    main_grad, dy2, x2
+                )
             if need_dx:
-                dx = (torch.ops.deepgemm.fp8_linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype)[0] if compiling
-                      else data_grad(dy2, w_fp8, sw, x2.dtype))
+                dx = (
+                    torch.ops.deepgemm.fp8_linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype)[0]
+                    if compiling
+                    else data_grad(dy2, w_fp8, sw, x2.dtype)
+                )
         elif compiling:
             dx, dw = torch.ops.deepgemm.fp8_linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype)
         else:
@@ -247,14 +281,22 @@ class Fp8Linear(torch.nn.Module):
     ``in_features`` and ``out_features`` must be multiples of 16.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
-                 dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device=None,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"Fp8Linear: {name} must be an int, got {type(value).__name__}")
             if value <= 0 or value % _FP8_ROW_ELEMS:
-                raise ValueError(f"Fp8Linear: {name} must be a positive multiple of {_FP8_ROW_ELEMS}, got {value}")
+                raise ValueError(
+                    f"Fp8Linear: {name} must be a positive multiple of {_FP8_ROW_ELEMS}, got {value}"
+                )
         if dtype not in _ACTIVATION_DTYPES:
             raise TypeError(f"Fp8Linear: dtype must be bfloat16, float16 or float32, got {dtype}")
         reference = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
@@ -266,7 +308,9 @@ class Fp8Linear(torch.nn.Module):
     def from_linear(cls, linear: torch.nn.Linear) -> Fp8Linear:
         """An ``Fp8Linear`` sharing ``linear``'s parameters (no copy)."""
         if not isinstance(linear, torch.nn.Linear):
-            raise TypeError(f"Fp8Linear.from_linear: linear must be a torch.nn.Linear, got {type(linear).__name__}")
+            raise TypeError(
+                f"Fp8Linear.from_linear: linear must be a torch.nn.Linear, got {type(linear).__name__}"
+            )
         module = cls.__new__(cls)
         torch.nn.Module.__init__(module)
         module.in_features, module.out_features = linear.in_features, linear.out_features
@@ -277,4 +321,6 @@ class Fp8Linear(torch.nn.Module):
         return fp8_linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )

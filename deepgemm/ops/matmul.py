@@ -114,7 +114,8 @@ def matmul(
         a_t, b_t = a_t.to(target), b_t.to(target)
         if prec != "fp8":
             a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
-        result = MatmulFunction.apply(a_t, b_t, prec, lambda a_, b_: _computed(a_, b_, shape, result_dtype, prec))
+        result = MatmulFunction.apply(a_t, b_t, prec,
+                                      lambda a_, b_: _computed(a_, b_, shape, result_dtype, prec))
         return result if out is None else out.copy_(result)
 
     result = _result_buffer(out, shape, result_dtype, target)

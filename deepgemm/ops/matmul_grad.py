@@ -77,6 +77,9 @@ def _wgrad_fp8(a: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``aᵀ · grad`` (FP32 ``[K, N]``) on the 1D1D GEMM, both quantised per token along the tokens."""
     k, n = a.shape[1], grad.shape[1]
     d = torch.empty(k, n, dtype=torch.float32, device=a.device)
-    fp8_gemm_nt_1d1d(per_token_cast_to_fp8_transposed(a, pad_tokens=True, mn_major_scales=True),
-                     per_token_cast_to_fp8_transposed(grad, pad_tokens=True, mn_major_scales=True), d)
+    fp8_gemm_nt_1d1d(
+        per_token_cast_to_fp8_transposed(a, pad_tokens=True, mn_major_scales=True),
+        per_token_cast_to_fp8_transposed(grad, pad_tokens=True, mn_major_scales=True),
+        d,
+    )
     return d

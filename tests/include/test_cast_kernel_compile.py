@@ -18,15 +18,23 @@ from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops.cast import kernel as cast_kernel
 
-CASES = [(name, dtype, vec) for name in cast_kernel.KERNELS for dtype in cast_kernel.IN_TYPES for vec in (True, False)]
+CASES = [
+    (name, dtype, vec)
+    for name in cast_kernel.KERNELS
+    for dtype in cast_kernel.IN_TYPES
+    for vec in (True, False)
+]
 # Registers a thread may use with CTAS_PER_SM CTAs of 256 threads resident (65536 per SM, allocated in
 # units of 8 per thread).
-MAX_REGISTERS = {name: 65536 // (per_sm * cast_kernel.THREADS) // 8 * 8
-                 for name, per_sm in cast_kernel.CTAS_PER_SM.items()}
+MAX_REGISTERS = {
+    name: 65536 // (per_sm * cast_kernel.THREADS) // 8 * 8 for name, per_sm in cast_kernel.CTAS_PER_SM.items()
+}
 # Itanium mangling of each kernel's parameter list (ParamType order in cast_kernel.KERNELS).
 PARAMS = {"per_token": "PKvyjjPhPfyyf", "per_block": "PKvyjjPhPff", "per_token_transposed": "PKvyjjjPhyPfyyf"}
-_REPORT = re.compile(r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes stack frame, "
-                     r"(\d+) bytes spill stores, (\d+) bytes spill loads\s*\n[^\n]*?Used (\d+) registers")
+_REPORT = re.compile(
+    r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes stack frame, "
+    r"(\d+) bytes spill stores, (\d+) bytes spill loads\s*\n[^\n]*?Used (\d+) registers"
+)
 
 
 def _have_nvcc() -> bool:
@@ -58,9 +66,14 @@ def builds(tmp_path_factory):
                 env.setenv("DG_JIT_PTXAS_VERBOSE", "1")
                 env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
                 log = io.StringIO()
-                with contextlib.redirect_stderr(log), ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                with (
+                    contextlib.redirect_stderr(log),
+                    ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool,
+                ):
                     results = dict(zip(CASES, pool.map(_build, CASES), strict=True))
-            reports = {symbol: tuple(map(int, numbers)) for symbol, *numbers in _REPORT.findall(log.getvalue())}
+            reports = {
+                symbol: tuple(map(int, numbers)) for symbol, *numbers in _REPORT.findall(log.getvalue())
+            }
             done[compiler] = results, reports
         return done[compiler]
 
@@ -68,9 +81,10 @@ def builds(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{str(c[1])[6:]}-{'vec' if c[2] else 'scalar'}")
-@pytest.mark.parametrize("compiler", [pytest.param("nvcc", marks=pytest.mark.skipif(not _have_nvcc(),
-                                                                                     reason="no nvcc found")),
-                                      "nvrtc"])
+@pytest.mark.parametrize(
+    "compiler",
+    [pytest.param("nvcc", marks=pytest.mark.skipif(not _have_nvcc(), reason="no nvcc found")), "nvrtc"],
+)
 def test_cast_kernel_compiles_without_local_memory(builds, compiler, case):
     results, reports = builds(compiler)
     binary, error = results[case]
@@ -78,8 +92,9 @@ def test_cast_kernel_compiles_without_local_memory(builds, compiler, case):
     name, dtype, vec = case
     in_type = list(cast_kernel.IN_TYPES).index(dtype)
     kernel = cast_kernel.KERNELS[name][0].split("::")[-1]
-    assert binary.symbol == (f"_ZN8deepgemm{len(kernel)}{kernel}ILNS_4cast6InTypeE{in_type}ELb{int(vec)}EEEv"
-                             f"{PARAMS[name]}")
+    assert binary.symbol == (
+        f"_ZN8deepgemm{len(kernel)}{kernel}ILNS_4cast6InTypeE{in_type}ELb{int(vec)}EEEv{PARAMS[name]}"
+    )
     stack, spill_stores, spill_loads, registers = reports[binary.symbol]
     assert (stack, spill_stores, spill_loads) == (0, 0, 0)
     assert registers <= MAX_REGISTERS[name], (registers, MAX_REGISTERS[name])

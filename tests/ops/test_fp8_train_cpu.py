@@ -43,7 +43,7 @@ def one_thread():
 def _inputs(m: int, n: int, k: int, seed: int, dtype=torch.bfloat16, bias=True):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=gen).to(dtype).requires_grad_()
-    w = (torch.randn(n, k, generator=gen) / k ** 0.5).to(dtype).requires_grad_()
+    w = (torch.randn(n, k, generator=gen) / k**0.5).to(dtype).requires_grad_()
     b = torch.randn(n, generator=gen).to(dtype).requires_grad_() if bias else None
     dy = torch.randn(m, n, generator=gen).to(dtype)
     return x, w, b, dy
@@ -55,7 +55,7 @@ def _fp8_grads(x, w, b, dy) -> Grads:
     return Grads(y.detach(), x.grad, w.grad, None if b is None else b.grad)
 
 
-# ---- fp8_linear against float64 --------------------------------------------------------------------------------
+# ---- fp8_linear against float64 ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("m, n, k", [(256, 384, 256), (200, 128, 384), (1, 16, 16), (129, 272, 144)])
@@ -148,7 +148,9 @@ def test_fp8_linear_under_torch_compile():
 
 def test_fp8_linear_module():
     layer = Fp8Linear(128, 64)
-    assert layer.weight.dtype == torch.bfloat16 and layer.weight.shape == (64, 128) and layer.bias.shape == (64,)
+    assert (
+        layer.weight.dtype == torch.bfloat16 and layer.weight.shape == (64, 128) and layer.bias.shape == (64,)
+    )
     x = torch.randn(8, 128, dtype=torch.bfloat16)
     assert torch.equal(layer(x), fp8_linear(x, layer.weight, layer.bias))
     linear = torch.nn.Linear(128, 64, bias=False)
@@ -163,26 +165,44 @@ def test_fp8_linear_module():
         Fp8Linear(128, 64, dtype=torch.int8)
 
 
-@pytest.mark.parametrize("args, error, match", [
-    ((torch.zeros(4, 32).numpy(), torch.zeros(16, 32)), TypeError, "x must be a torch.Tensor"),
-    ((torch.zeros(4, 32, dtype=torch.int32), torch.zeros(16, 32)), TypeError, "x must be bfloat16"),
-    ((torch.zeros(4, 32), torch.zeros(16, 32, dtype=torch.float64)), TypeError, "weight must be bfloat16"),
-    ((torch.zeros(4, 32), torch.zeros(2, 16, 32)), ValueError, r"weight must be \[N, K\]"),
-    ((torch.zeros(4, 48), torch.zeros(16, 32)), ValueError, "x must be"),
-    ((torch.zeros(4, 40), torch.zeros(16, 40)), ValueError, "K \\(in_features\\) must be a multiple of 16"),
-    ((torch.zeros(4, 32), torch.zeros(24, 32)), ValueError, "N \\(out_features\\) must be a multiple of 16"),
-    ((torch.zeros(4, 32), torch.zeros(16, 32), torch.zeros(8)), ValueError, "bias must have shape"),
-    ((torch.zeros(4, 32), torch.zeros(16, 32), [0.0] * 16), TypeError, "bias must be a torch.Tensor"),
-    ((torch.zeros(4, 32), torch.zeros(16, 32), torch.zeros(16, dtype=torch.int64)), TypeError,
-     "bias must be a floating-point"),
-    ((torch.zeros(4, 32, device="meta"), torch.zeros(16, 32, device="meta")), ValueError, "CPU or CUDA"),
-])
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        ((torch.zeros(4, 32).numpy(), torch.zeros(16, 32)), TypeError, "x must be a torch.Tensor"),
+        ((torch.zeros(4, 32, dtype=torch.int32), torch.zeros(16, 32)), TypeError, "x must be bfloat16"),
+        (
+            (torch.zeros(4, 32), torch.zeros(16, 32, dtype=torch.float64)),
+            TypeError,
+            "weight must be bfloat16",
+        ),
+        ((torch.zeros(4, 32), torch.zeros(2, 16, 32)), ValueError, r"weight must be \[N, K\]"),
+        ((torch.zeros(4, 48), torch.zeros(16, 32)), ValueError, "x must be"),
+        (
+            (torch.zeros(4, 40), torch.zeros(16, 40)),
+            ValueError,
+            "K \\(in_features\\) must be a multiple of 16",
+        ),
+        (
+            (torch.zeros(4, 32), torch.zeros(24, 32)),
+            ValueError,
+            "N \\(out_features\\) must be a multiple of 16",
+        ),
+        ((torch.zeros(4, 32), torch.zeros(16, 32), torch.zeros(8)), ValueError, "bias must have shape"),
+        ((torch.zeros(4, 32), torch.zeros(16, 32), [0.0] * 16), TypeError, "bias must be a torch.Tensor"),
+        (
+            (torch.zeros(4, 32), torch.zeros(16, 32), torch.zeros(16, dtype=torch.int64)),
+            TypeError,
+            "bias must be a floating-point",
+        ),
+        ((torch.zeros(4, 32, device="meta"), torch.zeros(16, 32, device="meta")), ValueError, "CPU or CUDA"),
+    ],
+)
 def test_fp8_linear_argument_errors(args, error, match):
     with pytest.raises(error, match=match):
         fp8_linear(*args)
 
 
-# ---- the grouped twin --------------------------------------------------------------------------------------------
+# ---- the grouped twin --------------------------------------------------------------------------------------
 
 
 def _grouped_inputs(counts, n, k, seed, dtype=torch.bfloat16):
@@ -191,7 +211,7 @@ def _grouped_inputs(counts, n, k, seed, dtype=torch.bfloat16):
     expert = torch.cat([torch.full((c,), e) for e, c in enumerate(counts)])
     _, m_indices = moe_layout(expert[torch.randperm(len(expert), generator=gen)], experts)
     x = torch.randn(len(m_indices), k, generator=gen).to(dtype).requires_grad_()
-    w = (torch.randn(experts, n, k, generator=gen) / k ** 0.5).to(dtype).requires_grad_()
+    w = (torch.randn(experts, n, k, generator=gen) / k**0.5).to(dtype).requires_grad_()
     dy = torch.randn(len(m_indices), n, generator=gen).to(dtype)
     return x, w, m_indices, dy
 
@@ -264,12 +284,14 @@ def test_grouped_module_and_argument_errors():
         Fp8GroupedLinear(0, 64, 32)
 
 
-# ---- matmul's autograd ------------------------------------------------------------------------------------------
+# ---- matmul's autograd -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp8"])
-@pytest.mark.parametrize("a_shape, b_shape", [((96, 160), (160, 48)), ((2, 64, 160), (2, 160, 40)),
-                                              ((2, 64, 96), (96, 24)), ((50, 112), (112, 7))])
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [((96, 160), (160, 48)), ((2, 64, 160), (2, 160, 40)), ((2, 64, 96), (96, 24)), ((50, 112), (112, 7))],
+)
 def test_matmul_backward_runs_deepgemm_gemms(precision, a_shape, b_shape):
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     gen = torch.Generator().manual_seed(12)
@@ -300,7 +322,7 @@ def test_matmul_autograd_with_out_and_fp32_inputs_and_no_grad():
     assert k0.shape == (4, 8) and not k0.any()
 
 
-# ---- convergence -----------------------------------------------------------------------------------------------
+# ---- convergence -------------------------------------------------------------------------------------------
 
 
 def test_mlp_with_fp8_linear_tracks_the_bf16_loss_curve():
@@ -309,8 +331,12 @@ def test_mlp_with_fp8_linear_tracks_the_bf16_loss_curve():
     weights and data; both keep FP32 master weights), and both losses fall below 60% of the first."""
     fp8_model, bf16_model = make_mlp_pair(64, 128, CPU, seed=0)
     batches = mlp_batches(64, 128, 256, 200, CPU, seed=1)
-    assert_tracks(train_losses(fp8_model, batches, lr=3e-3), train_losses(bf16_model, batches, lr=3e-3),
-                  tolerance=0.03, min_drop=0.6)
+    assert_tracks(
+        train_losses(fp8_model, batches, lr=3e-3),
+        train_losses(bf16_model, batches, lr=3e-3),
+        tolerance=0.03,
+        min_drop=0.6,
+    )
 
 
 def test_losses_helpers_are_what_the_gpu_test_runs():

@@ -37,7 +37,7 @@ CUDA = torch.device("cuda")
 def _inputs(m, n, k, seed, dtype=torch.bfloat16, bias=True, device=CUDA):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(m, k, generator=gen).to(device, dtype).requires_grad_()
-    w = (torch.randn(n, k, generator=gen) / k ** 0.5).to(device, dtype).requires_grad_()
+    w = (torch.randn(n, k, generator=gen) / k**0.5).to(device, dtype).requires_grad_()
     b = torch.randn(n, generator=gen).to(device, dtype).requires_grad_() if bias else None
     dy = torch.randn(m, n, generator=gen).to(device, dtype)
     return x, w, b, dy
@@ -53,8 +53,17 @@ def _detached_cpu(*tensors):
     return [None if t is None else t.detach().cpu().requires_grad_() for t in tensors]
 
 
-@pytest.mark.parametrize("m, n, k", [(4096, 2112, 7168), (4096, 7168, 2048), (1000, 1024, 512), (1, 16, 16),
-                                     (129, 272, 144), (7, 7168, 2048)])
+@pytest.mark.parametrize(
+    "m, n, k",
+    [
+        (4096, 2112, 7168),
+        (4096, 7168, 2048),
+        (1000, 1024, 512),
+        (1, 16, 16),
+        (129, 272, 144),
+        (7, 7168, 2048),
+    ],
+)
 def test_fp8_linear_gradients_match_float64(m, n, k):
     x, w, b, dy = _inputs(m, n, k, seed=m + n + k)
     got = _grads(x, w, b, dy)
@@ -102,7 +111,7 @@ def test_grouped_linear_gradients_match_float64(counts):
     expert = torch.cat([torch.full((c,), e) for e, c in enumerate(counts)])
     _, m_indices = moe_layout(expert, experts)
     x = torch.randn(len(m_indices), k, generator=gen).to(CUDA, torch.bfloat16).requires_grad_()
-    w = (torch.randn(experts, n, k, generator=gen) / k ** 0.5).to(CUDA, torch.bfloat16).requires_grad_()
+    w = (torch.randn(experts, n, k, generator=gen) / k**0.5).to(CUDA, torch.bfloat16).requires_grad_()
     dy = torch.randn(len(m_indices), n, generator=gen).to(CUDA, torch.bfloat16)
     m_indices = m_indices.to(CUDA)
     y = fp8_grouped_linear(x, w, m_indices)
@@ -113,8 +122,15 @@ def test_grouped_linear_gradients_match_float64(counts):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp8"])
-@pytest.mark.parametrize("a_shape, b_shape", [((4096, 7168), (7168, 2112)), ((2, 256, 512), (2, 512, 40)),
-                                              ((2, 64, 96), (96, 24)), ((1000, 112), (112, 7))])
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((4096, 7168), (7168, 2112)),
+        ((2, 256, 512), (2, 512, 40)),
+        ((2, 64, 96), (96, 24)),
+        ((1000, 112), (112, 7)),
+    ],
+)
 def test_matmul_backward_on_the_gpu(precision, a_shape, b_shape):
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     gen = torch.Generator().manual_seed(4)
@@ -139,8 +155,12 @@ def test_mlp_with_fp8_linear_tracks_the_bf16_loss_curve():
     20-step mean of the FP8 loss within 3% of the BF16 one, both below 60% of the first loss."""
     fp8_model, bf16_model = make_mlp_pair(256, 1024, CUDA, seed=0)
     batches = mlp_batches(256, 1024, 2048, 300, CUDA, seed=1)
-    assert_tracks(train_losses(fp8_model, batches, lr=1e-3), train_losses(bf16_model, batches, lr=1e-3),
-                  tolerance=0.03, min_drop=0.6)
+    assert_tracks(
+        train_losses(fp8_model, batches, lr=1e-3),
+        train_losses(bf16_model, batches, lr=1e-3),
+        tolerance=0.03,
+        min_drop=0.6,
+    )
 
 
 def test_moe_with_fp8_grouped_linear_tracks_the_bf16_loss_curve():
@@ -148,8 +168,12 @@ def test_moe_with_fp8_grouped_linear_tracks_the_bf16_loss_curve():
     steps of 2048 tokens: every 20-step mean of the FP8 loss within 3% of the BF16 one."""
     fp8_model, bf16_model = make_moe_pair(4, 256, 512, CUDA, seed=0)
     batches = moe_batches(4, 256, 512, 2048, 200, CUDA, seed=1)
-    assert_tracks(train_losses(fp8_model, batches, lr=1e-3), train_losses(bf16_model, batches, lr=1e-3),
-                  tolerance=0.03, min_drop=0.6)
+    assert_tracks(
+        train_losses(fp8_model, batches, lr=1e-3),
+        train_losses(bf16_model, batches, lr=1e-3),
+        tolerance=0.03,
+        min_drop=0.6,
+    )
 
 
 def test_fp8_linear_module_on_the_gpu():

@@ -38,8 +38,13 @@ class Grads:
     db: torch.Tensor | None
 
 
-def reference_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, dy: torch.Tensor,
-                     dtype: torch.dtype = torch.float64) -> Grads:
+def reference_linear(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    dy: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+) -> Grads:
     """``y = x · wᵀ + b`` and its gradients for ``dy``, computed with torch in ``dtype`` (float64 or bf16)."""
     xr, wr = x.detach().to(dtype).requires_grad_(), w.detach().to(dtype).requires_grad_()
     br = None if b is None else b.detach().to(dtype).requires_grad_()
@@ -78,7 +83,7 @@ def check_fp8_grads(got: Grads, ref: Grads) -> dict[str, float]:
     return errors
 
 
-# ---- convergence ----------------------------------------------------------------------------------------------
+# ---- convergence -------------------------------------------------------------------------------------------
 
 
 def bf16_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -119,7 +124,7 @@ def make_mlp_pair(dim: int, hidden: int, device: torch.device, seed: int) -> tup
     for fan_in, fan_out in ((dim, hidden), (dim, hidden), (hidden, dim)):
         layer = Fp8Linear(fan_in, fan_out, bias=True, device=device, dtype=torch.float32)
         with torch.no_grad():
-            bound = fan_in ** -0.5
+            bound = fan_in**-0.5
             layer.weight.copy_((torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound)
             layer.bias.copy_((torch.rand(fan_out, generator=gen) * 2 - 1) * bound)
         fp8_layers.append(layer)
@@ -148,14 +153,15 @@ class Bf16GroupedLinear(torch.nn.Module):
         return per_expert(x.bfloat16().float(), self.weight.bfloat16().float(), m_indices).bfloat16()
 
 
-def make_moe_pair(experts: int, dim: int, hidden: int, device: torch.device,
-                  seed: int) -> tuple[TwoLayerMoE, TwoLayerMoE]:
+def make_moe_pair(
+    experts: int, dim: int, hidden: int, device: torch.device, seed: int
+) -> tuple[TwoLayerMoE, TwoLayerMoE]:
     gen = torch.Generator().manual_seed(seed)
     fp8_layers, bf16_layers = [], []
     for fan_in, fan_out in ((dim, hidden), (hidden, dim)):
         layer = Fp8GroupedLinear(experts, fan_in, fan_out, device=device, dtype=torch.float32)
         with torch.no_grad():
-            layer.weight.copy_((torch.rand(experts, fan_out, fan_in, generator=gen) * 2 - 1) * fan_in ** -0.5)
+            layer.weight.copy_((torch.rand(experts, fan_out, fan_in, generator=gen) * 2 - 1) * fan_in**-0.5)
         fp8_layers.append(layer)
         bf16_layers.append(Bf16GroupedLinear(layer.weight))
     return TwoLayerMoE(*fp8_layers), TwoLayerMoE(*bf16_layers)
@@ -187,12 +193,16 @@ def train_losses(model: torch.nn.Module, batches: list[tuple], lr: float) -> lis
     return losses
 
 
-def mlp_batches(dim: int, hidden: int, tokens: int, steps: int, device: torch.device,
-                seed: int) -> list[tuple]:
+def mlp_batches(
+    dim: int, hidden: int, tokens: int, steps: int, device: torch.device, seed: int
+) -> list[tuple]:
     """A fixed random teacher MLP (FP32) and ``steps`` batches of its inputs (BF16) and outputs."""
     gen = torch.Generator().manual_seed(seed)
-    w1, w3 = torch.randn(hidden, dim, generator=gen) / dim ** 0.5, torch.randn(hidden, dim, generator=gen) / dim ** 0.5
-    w2 = torch.randn(dim, hidden, generator=gen) / hidden ** 0.5
+    w1, w3 = (
+        torch.randn(hidden, dim, generator=gen) / dim**0.5,
+        torch.randn(hidden, dim, generator=gen) / dim**0.5,
+    )
+    w2 = torch.randn(dim, hidden, generator=gen) / hidden**0.5
     batches = []
     for _ in range(steps):
         x = torch.randn(tokens, dim, generator=gen)
@@ -201,12 +211,13 @@ def mlp_batches(dim: int, hidden: int, tokens: int, steps: int, device: torch.de
     return batches
 
 
-def moe_batches(experts: int, dim: int, hidden: int, tokens: int, steps: int, device: torch.device,
-                seed: int) -> list[tuple]:
+def moe_batches(
+    experts: int, dim: int, hidden: int, tokens: int, steps: int, device: torch.device, seed: int
+) -> list[tuple]:
     """A teacher MoE (expert = a fixed function of the token) and batches in the packed contiguous layout."""
     gen = torch.Generator().manual_seed(seed)
-    up = torch.randn(experts, hidden, dim, generator=gen) / dim ** 0.5
-    down = torch.randn(experts, dim, hidden, generator=gen) / hidden ** 0.5
+    up = torch.randn(experts, hidden, dim, generator=gen) / dim**0.5
+    down = torch.randn(experts, dim, hidden, generator=gen) / hidden**0.5
     router = torch.randn(dim, experts, generator=gen)
     batches = []
     for _ in range(steps):
@@ -224,6 +235,6 @@ def assert_tracks(fp8: list[float], bf16: list[float], tolerance: float, min_dro
     20-step mean of the FP8 losses is within ``tolerance`` (relative) of the BF16 one's."""
     assert bf16[-1] < min_drop * bf16[0] and fp8[-1] < min_drop * fp8[0], (fp8[-1], bf16[-1], bf16[0])
     for start in range(0, len(fp8), 20):
-        a = sum(fp8[start:start + 20]) / len(fp8[start:start + 20])
-        b = sum(bf16[start:start + 20]) / len(bf16[start:start + 20])
+        a = sum(fp8[start : start + 20]) / len(fp8[start : start + 20])
+        b = sum(bf16[start : start + 20]) / len(bf16[start : start + 20])
         assert abs(a - b) <= tolerance * b, (start, a, b)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepgemm.quant import per_block_cast_to_fp8, per_token_cast_to_fp8, per_token_cast_to_fp8_transposed
 from deepgemm.quant import cast as cast_module
+from deepgemm.quant import per_block_cast_to_fp8, per_token_cast_to_fp8, per_token_cast_to_fp8_transposed
 
 pytestmark = pytest.mark.gpu
 
@@ -114,7 +114,9 @@ def test_non_finite_inputs_give_nan_where_torch_does():
     x[1, 200] = float("inf")
     x[2, 300] = -float("inf")
     for q, sf in (per_token_cast_to_fp8(x), per_block_cast_to_fp8(x)):
-        q_ref, sf_ref = (cast_module._per_token_torch(x) if sf.shape == (4, 3) else cast_module._per_block_torch(x))
+        q_ref, sf_ref = (
+            cast_module._per_token_torch(x) if sf.shape == (4, 3) else cast_module._per_block_torch(x)
+        )
         assert torch.equal(sf.isnan(), sf_ref.isnan()) and torch.equal(sf.isinf(), sf_ref.isinf())
         assert torch.equal(q.float().isnan(), q_ref.float().isnan())
         finite = ~q_ref.float().isnan()
@@ -132,8 +134,11 @@ def test_casts_under_torch_compile_are_custom_ops():
     x = _input((256, 384), torch.bfloat16, seed=5)
 
     def casts(x):
-        return (per_token_cast_to_fp8(x), per_block_cast_to_fp8(x),
-                per_token_cast_to_fp8_transposed(x, pad_tokens=True, mn_major_scales=True))
+        return (
+            per_token_cast_to_fp8(x),
+            per_block_cast_to_fp8(x),
+            per_token_cast_to_fp8_transposed(x, pad_tokens=True, mn_major_scales=True),
+        )
 
     compiled = torch.compile(casts, fullgraph=True)
     for got, want in zip(compiled(x), casts(x), strict=True):
