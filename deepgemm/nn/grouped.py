@@ -4,11 +4,11 @@ the module ``Fp8GroupedLinear``.
 Row ``m`` of ``x [M_sum, K]`` goes through expert ``m_indices[m]``'s weight ``W[g] [N, K]``
 (``-1``: a padding row). Forward: ``m_grouped_fp8_gemm_nt_contiguous`` (x per token, W per 128x128
 block). Backward: ``dX`` by the same m-grouped GEMM on the transposed block-quantised experts
-(``transpose_fp8_block_scaled``); ``dW[g] = dY_gᵀ · X_g`` by ``k_grouped_fp8_gemm_nt_1d1d``, whose K
-groups are the experts' row segments (each a multiple of 128, so no token padding is needed), both
-operands quantised per token along the tokens. Padding rows are zero in ``y`` and ``dx`` and are
-zeroed in ``x`` and ``dY`` before the weight gradient (a padding row must neither add to ``dW`` nor
-raise a block's scale). ``main_grad`` (float32 ``[G, N, K]`` on the weight) works as in ``fp8_linear``.
+(``per_block_cast_to_fp8_and_transpose`` writes both in the forward); ``dW[g] = dY_gᵀ · X_g`` by
+``k_grouped_fp8_gemm_nt_1d1d``, whose K groups are the experts' row segments (each a multiple of 128,
+so no token padding is needed), both operands quantised per token along the tokens. Padding rows are
+zero in ``y`` and ``dx`` and are zeroed in ``x`` and ``dY`` before the weight gradient (a padding row
+must neither add to ``dW`` nor raise a block's scale). ``main_grad`` (float32 ``[G, N, K]`` on the weight) works as in ``fp8_linear``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from torch import Tensor
 from ..ops.common.group_indices import M_ALIGNMENT_CONTIGUOUS, group_ends_to_m_indices
 from ..ops.fp8.grouped import m_grouped_fp8_gemm_nt_contiguous
 from ..ops.fp8_1d1d.gemm import k_grouped_fp8_gemm_nt_1d1d
-from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8, per_token_cast_to_fp8_transposed
+from ..quant.cast import (
+    per_block_cast_to_fp8_and_transpose,
+    per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
+)
 from ..quant.layout import _ceil_div
-from ..quant.transpose import transpose_fp8_block_scaled
 from .linear import check_linear_args, main_grad_of
 
 _FUNC = "fp8_grouped_linear"
@@ -55,27 +58,34 @@ def _check_layout_now(m_indices: Tensor, num_groups: int) -> None:
 
 
 def grouped_forward(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(y, x with padding rows zeroed, w_fp8, sw)``."""
+    """``(y, x with padding rows zeroed, wt_fp8, swt)``: the transposed experts for the data gradient."""
     x = torch.where((m_indices >= 0)[:, None], x, 0).contiguous()
-    w_fp8, sw = per_block_cast_to_fp8(weight)
+    (w_fp8, sw), (wt_fp8, swt) = per_block_cast_to_fp8_and_transpose(weight)
     y = torch.zeros(x.shape[0], weight.shape[1], dtype=_gemm_dtype(x.dtype), device=x.device)
     if x.shape[0]:
         m_grouped_fp8_gemm_nt_contiguous(
             per_token_cast_to_fp8(x, mn_major_scales=True), (w_fp8, sw), y, m_indices
         )
-    return y.to(x.dtype), x, w_fp8, sw
+    return y.to(x.dtype), x, wt_fp8, swt
 
 
 def _gemm_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.bfloat16, torch.float32) else torch.float32
 
 
-def grouped_data_grad(dy: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, dtype: torch.dtype) -> Tensor:
-    dx = torch.zeros(dy.shape[0], w_fp8.shape[2], dtype=_gemm_dtype(dtype), device=dy.device)
+def _untransposed(wt: Tensor) -> tuple[int, int, int]:
+    """The weight's shape ``[G, N, K]`` from its transpose ``[G, K, N]``."""
+    return wt.shape[0], wt.shape[2], wt.shape[1]
+
+
+def grouped_data_grad(
+    dy: Tensor, wt_fp8: Tensor, swt: Tensor, m_indices: Tensor, dtype: torch.dtype
+) -> Tensor:
+    dx = torch.zeros(dy.shape[0], wt_fp8.shape[1], dtype=_gemm_dtype(dtype), device=dy.device)
     if dy.shape[0]:
         m_grouped_fp8_gemm_nt_contiguous(
             per_token_cast_to_fp8(dy, mn_major_scales=True),
-            transpose_fp8_block_scaled(w_fp8, sw),
+            (wt_fp8, swt),
             dx,
             m_indices,
         )
@@ -106,26 +116,26 @@ def _(x: Tensor, weight: Tensor, m_indices: Tensor) -> tuple[Tensor, Tensor, Ten
     return (
         x.new_empty((x.shape[0], n)),
         x.new_empty(x.shape),
-        weight.new_empty((g, n, k), dtype=torch.float8_e4m3fn),
-        weight.new_empty((g, _ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32),
+        weight.new_empty((g, k, n), dtype=torch.float8_e4m3fn),
+        weight.new_empty((g, _ceil_div(k, 128), _ceil_div(n, 128)), dtype=torch.float32),
     )
 
 
 @torch.library.custom_op("deepgemm::fp8_grouped_linear_backward", mutates_args=())
 def _backward_op(
-    dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
+    dy: Tensor, x: Tensor, wt_fp8: Tensor, swt: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    dx = grouped_data_grad(dy, w_fp8, sw, m_indices, x.dtype)
-    dw = torch.empty(w_fp8.shape, dtype=torch.float32, device=dy.device)
+    dx = grouped_data_grad(dy, wt_fp8, swt, m_indices, x.dtype)
+    dw = torch.empty(_untransposed(wt_fp8), dtype=torch.float32, device=dy.device)
     grouped_weight_grad_into(dw, dy, x, m_indices, accumulate=False)
     return dx, dw.to(weight_dtype)
 
 
 @_backward_op.register_fake
 def _(
-    dy: Tensor, x: Tensor, w_fp8: Tensor, sw: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
+    dy: Tensor, x: Tensor, wt_fp8: Tensor, swt: Tensor, m_indices: Tensor, weight_dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    return x.new_empty(x.shape), w_fp8.new_empty(w_fp8.shape, dtype=weight_dtype)
+    return x.new_empty(x.shape), wt_fp8.new_empty(_untransposed(wt_fp8), dtype=weight_dtype)
 
 
 @torch.library.custom_op("deepgemm::fp8_grouped_linear_weight_grad_accumulate", mutates_args=("main_grad",))
@@ -146,14 +156,14 @@ class _Fp8GroupedLinearFunction(torch.autograd.Function):
             if torch.compiler.is_compiling()
             else grouped_forward
         )
-        y, x_masked, w_fp8, sw = forward(x, weight, m_indices)
-        ctx.save_for_backward(x_masked, w_fp8, sw, m_indices, main_grad)
+        y, x_masked, wt_fp8, swt = forward(x, weight, m_indices)
+        ctx.save_for_backward(x_masked, wt_fp8, swt, m_indices, main_grad)
         ctx.weight_dtype = weight.dtype
         return y
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x, w_fp8, sw, m_indices, main_grad = ctx.saved_tensors
+        x, wt_fp8, swt, m_indices, main_grad = ctx.saved_tensors
         need_dx, need_dw = ctx.needs_input_grad[:2]
         dy = dy.to(x.dtype).contiguous()
         compiling = torch.compiler.is_compiling()
@@ -166,20 +176,20 @@ class _Fp8GroupedLinearFunction(torch.autograd.Function):
                     else lambda *args: grouped_weight_grad_into(*args, accumulate=True)
                 )(main_grad, dy, x, m_indices)
             elif need_dw:
-                dw32 = torch.empty(w_fp8.shape, dtype=torch.float32, device=dy.device)
+                dw32 = torch.empty(_untransposed(wt_fp8), dtype=torch.float32, device=dy.device)
                 grouped_weight_grad_into(dw32, dy, x, m_indices, accumulate=False)
                 dw = dw32.to(ctx.weight_dtype)
             if need_dx:
                 dx = (
                     torch.ops.deepgemm.fp8_grouped_linear_backward(
-                        dy, x, w_fp8, sw, m_indices, ctx.weight_dtype
+                        dy, x, wt_fp8, swt, m_indices, ctx.weight_dtype
                     )[0]
                     if compiling
-                    else grouped_data_grad(dy, w_fp8, sw, m_indices, x.dtype)
+                    else grouped_data_grad(dy, wt_fp8, swt, m_indices, x.dtype)
                 )
         else:
             dx, dw = torch.ops.deepgemm.fp8_grouped_linear_backward(
-                dy, x, w_fp8, sw, m_indices, ctx.weight_dtype
+                dy, x, wt_fp8, swt, m_indices, ctx.weight_dtype
             )
         return dx, dw, None, None
 
@@ -253,5 +263,7 @@ class Fp8GroupedLinear(torch.nn.Module):
         return fp8_grouped_linear(x, self.weight, m_indices)
 
     def extra_repr(self) -> str:
-        return (f"num_experts={self.num_experts}, in_features={self.in_features}, "
-                f"out_features={self.out_features}")
+        return (
+            f"num_experts={self.num_experts}, in_features={self.in_features}, "
+            f"out_features={self.out_features}"
+        )

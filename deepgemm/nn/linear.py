@@ -5,7 +5,8 @@ Forward ``Y = X · Wᵀ (+ b)``: X quantised per token (1x128 scales), W per 128
 GEMM (``fp8_gemm_nt``). Backward, from ``dY``:
 
 - ``dX = dY · W``: dY per token, the forward's quantised W transposed with its block scales
-  (``transpose_fp8_block_scaled``: exact, no re-quantisation), one 1D2D GEMM;
+  (exact, no re-quantisation: ``per_block_cast_to_fp8_and_transpose`` writes both in the forward, from
+  one read of W), one 1D2D GEMM;
 - ``dW = dYᵀ · X``: the reduction runs over tokens, so both operands are quantised per token along the
   tokens (``per_token_cast_to_fp8_transposed``, tokens padded with zeros to a multiple of 128) and one
   1D1D GEMM (``fp8_gemm_nt_1d1d``) accumulates in FP32;
@@ -28,9 +29,12 @@ from torch import Tensor
 
 from ..ops.fp8.dense import fp8_gemm_nt
 from ..ops.fp8_1d1d.gemm import fp8_gemm_nt_1d1d
-from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8, per_token_cast_to_fp8_transposed
+from ..quant.cast import (
+    per_block_cast_to_fp8_and_transpose,
+    per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
+)
 from ..quant.layout import _ceil_div
-from ..quant.transpose import transpose_fp8_block_scaled
 
 # What the FP8 GEMM writes; other activation dtypes (float16) get an FP32 result converted.
 _GEMM_OUT_DTYPES = (torch.bfloat16, torch.float32)
@@ -110,23 +114,22 @@ def gemm_out(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> 
 
 
 def linear_forward(x2: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(y, w_fp8, sw)``: ``y = x2 · weightᵀ (+ bias)`` in ``x2``'s dtype, and the quantised weight."""
-    w_fp8, sw = per_block_cast_to_fp8(weight)
+    """``(y, wt_fp8, swt)``: ``y = x2 · weightᵀ (+ bias)`` in ``x2``'s dtype, and the block-quantised
+    ``weightᵀ`` for the data gradient."""
+    (w_fp8, sw), (wt_fp8, swt) = per_block_cast_to_fp8_and_transpose(weight)
     y = gemm_out(x2.shape[0], weight.shape[0], x2.dtype, x2.device)
     if x2.shape[0]:
         fp8_gemm_nt(per_token_cast_to_fp8(x2, mn_major_scales=True), (w_fp8, sw), y)
     if bias is not None:
         y += bias
-    return y.to(x2.dtype), w_fp8, sw
+    return y.to(x2.dtype), wt_fp8, swt
 
 
-def data_grad(dy2: Tensor, w_fp8: Tensor, sw: Tensor, dtype: torch.dtype) -> Tensor:
+def data_grad(dy2: Tensor, wt_fp8: Tensor, swt: Tensor, dtype: torch.dtype) -> Tensor:
     """``dX = dY · W`` through the 1D2D GEMM on the transposed block-quantised weight."""
-    dx = gemm_out(dy2.shape[0], w_fp8.shape[1], dtype, dy2.device)
+    dx = gemm_out(dy2.shape[0], wt_fp8.shape[0], dtype, dy2.device)
     if dy2.shape[0]:
-        fp8_gemm_nt(
-            per_token_cast_to_fp8(dy2, mn_major_scales=True), transpose_fp8_block_scaled(w_fp8, sw), dx
-        )
+        fp8_gemm_nt(per_token_cast_to_fp8(dy2, mn_major_scales=True), (wt_fp8, swt), dx)
     return dx.to(dtype)
 
 
@@ -140,18 +143,19 @@ def weight_grad_into(d: Tensor, dy2: Tensor, x2: Tensor, accumulate: bool) -> No
 def linear_backward(
     dy2: Tensor,
     x2: Tensor,
-    w_fp8: Tensor,
-    sw: Tensor,
+    wt_fp8: Tensor,
+    swt: Tensor,
     weight_dtype: torch.dtype,
     need_dx: bool,
     need_dw: bool,
     need_db: bool,
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """``(dx, dw, db)`` of ``linear_forward`` (None where not needed); dw in ``weight_dtype``."""
-    dx = data_grad(dy2, w_fp8, sw, x2.dtype) if need_dx else None
+    dx = data_grad(dy2, wt_fp8, swt, x2.dtype) if need_dx else None
     dw = None
     if need_dw:
-        dw = torch.empty(w_fp8.shape, dtype=torch.float32, device=dy2.device)
+        # The 1D1D GEMM rounds its FP32 sum once into a BF16 or FP32 d: no conversion pass for those.
+        dw = gemm_out(wt_fp8.shape[1], wt_fp8.shape[0], weight_dtype, dy2.device)
         weight_grad_into(dw, dy2, x2, accumulate=False)
         dw = dw.to(weight_dtype)
     db = dy2.sum(0, dtype=torch.float32) if need_db else None
@@ -168,22 +172,24 @@ def _(x2: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor, 
     n, k = weight.shape
     return (
         x2.new_empty((x2.shape[0], n)),
-        weight.new_empty((n, k), dtype=torch.float8_e4m3fn),
-        weight.new_empty((_ceil_div(n, 128), _ceil_div(k, 128)), dtype=torch.float32),
+        weight.new_empty((k, n), dtype=torch.float8_e4m3fn),
+        weight.new_empty((_ceil_div(k, 128), _ceil_div(n, 128)), dtype=torch.float32),
     )
 
 
 @torch.library.custom_op("deepgemm::fp8_linear_backward", mutates_args=())
 def _backward_op(
-    dy2: Tensor, x2: Tensor, w_fp8: Tensor, sw: Tensor, weight_dtype: torch.dtype
+    dy2: Tensor, x2: Tensor, wt_fp8: Tensor, swt: Tensor, weight_dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    dx, dw, _ = linear_backward(dy2, x2, w_fp8, sw, weight_dtype, True, True, False)
+    dx, dw, _ = linear_backward(dy2, x2, wt_fp8, swt, weight_dtype, True, True, False)
     return dx, dw
 
 
 @_backward_op.register_fake
-def _(dy2: Tensor, x2: Tensor, w_fp8: Tensor, sw: Tensor, weight_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    return x2.new_empty(x2.shape), w_fp8.new_empty(w_fp8.shape, dtype=weight_dtype)
+def _(
+    dy2: Tensor, x2: Tensor, wt_fp8: Tensor, swt: Tensor, weight_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    return x2.new_empty(x2.shape), wt_fp8.new_empty((wt_fp8.shape[1], wt_fp8.shape[0]), dtype=weight_dtype)
 
 
 @torch.library.custom_op("deepgemm::fp8_linear_weight_grad_accumulate", mutates_args=("main_grad",))
@@ -204,10 +210,10 @@ class _Fp8LinearFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, main_grad: Tensor | None) -> Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         compiling = torch.compiler.is_compiling()
-        y, w_fp8, sw = (torch.ops.deepgemm.fp8_linear_forward if compiling else linear_forward)(
+        y, wt_fp8, swt = (torch.ops.deepgemm.fp8_linear_forward if compiling else linear_forward)(
             x2, weight, bias
         )
-        ctx.save_for_backward(x2, w_fp8, sw, main_grad)
+        ctx.save_for_backward(x2, wt_fp8, swt, main_grad)
         ctx.weight_dtype = weight.dtype
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.x_shape = x.shape
@@ -215,7 +221,7 @@ class _Fp8LinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy: Tensor):
-        x2, w_fp8, sw, main_grad = ctx.saved_tensors
+        x2, wt_fp8, swt, main_grad = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         dy2 = dy.reshape(-1, dy.shape[-1])
         if dy2.dtype != x2.dtype:
@@ -230,14 +236,14 @@ class _Fp8LinearFunction(torch.autograd.Function):
                 )
             if need_dx:
                 dx = (
-                    torch.ops.deepgemm.fp8_linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype)[0]
+                    torch.ops.deepgemm.fp8_linear_backward(dy2, x2, wt_fp8, swt, ctx.weight_dtype)[0]
                     if compiling
-                    else data_grad(dy2, w_fp8, sw, x2.dtype)
+                    else data_grad(dy2, wt_fp8, swt, x2.dtype)
                 )
         elif compiling:
-            dx, dw = torch.ops.deepgemm.fp8_linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype)
+            dx, dw = torch.ops.deepgemm.fp8_linear_backward(dy2, x2, wt_fp8, swt, ctx.weight_dtype)
         else:
-            dx, dw, _ = linear_backward(dy2, x2, w_fp8, sw, ctx.weight_dtype, need_dx, need_dw, False)
+            dx, dw, _ = linear_backward(dy2, x2, wt_fp8, swt, ctx.weight_dtype, need_dx, need_dw, False)
         db = dy2.sum(0, dtype=torch.float32).to(ctx.bias_dtype) if need_db else None
         if dx is not None:
             dx = dx.view(ctx.x_shape)

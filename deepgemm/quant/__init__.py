@@ -4,6 +4,7 @@ from .cast import (
     AMAX_FLOOR,
     FP8_MAX,
     per_block_cast_to_fp8,
+    per_block_cast_to_fp8_and_transpose,
     per_token_cast_to_fp8,
     per_token_cast_to_fp8_transposed,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "get_mn_major_tma_aligned_tensor",
     "get_tma_aligned_size",
     "per_block_cast_to_fp8",
+    "per_block_cast_to_fp8_and_transpose",
     "per_token_cast_to_fp8",
     "per_token_cast_to_fp8_transposed",
     "transpose_fp8_block_scaled",

@@ -95,8 +95,9 @@ def _quantize(blocks: torch.Tensor, amax: torch.Tensor) -> tuple[torch.Tensor, t
     return q, scale
 
 
-def per_token_cast_to_fp8(x: torch.Tensor, *,
-                          mn_major_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8(
+    x: torch.Tensor, *, mn_major_scales: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantise activations with one scale per row per 128 columns ("1x128").
 
     Contract:
@@ -135,8 +136,9 @@ def _per_token_torch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.flatten(-2)[..., :cols].contiguous(), scale.squeeze(-1)
 
 
-def per_token_cast_to_fp8_transposed(x: torch.Tensor, *, pad_tokens: bool = False,
-                                     mn_major_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8_transposed(
+    x: torch.Tensor, *, pad_tokens: bool = False, mn_major_scales: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantise ``xᵀ`` with one scale per column per 128 rows: the per-token cast the weight gradient's
     operands need, whose reduction runs over the tokens (the rows of ``x``).
 
@@ -195,6 +197,31 @@ def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _per_block_torch(x)
 
 
+def per_block_cast_to_fp8_and_transpose(
+    x: torch.Tensor,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``per_block_cast_to_fp8(x)`` and its transpose: the weight operands of a layer's forward
+    (``W [N, K]``) and of its data gradient (``Wᵀ [K, N]``), which share every 128x128 block's scale.
+
+    Contract:
+        x: ``[N, K]`` or ``[G, N, K]``, any floating dtype, any strides, CPU or CUDA.
+        returns: ``((w_fp8, sw), (wt_fp8, swt))``, all contiguous on ``x``'s device: ``(w_fp8, sw)``
+            equal to ``per_block_cast_to_fp8(x)``; ``wt_fp8 [K, N]`` (``[G, K, N]``) its transpose and
+            ``swt [ceil(K/128), ceil(N/128)]`` (``[G, ...]``) the transposed scales, equal to
+            ``transpose_fp8_block_scaled(w_fp8, sw)``.
+        raises: as ``per_block_cast_to_fp8``.
+    On CUDA (bfloat16/float16/float32) one fused kernel reads ``x`` once and writes both.
+    """
+    _check_input(x, "per_block_cast_to_fp8_and_transpose", "[N, K] or [G, N, K]")
+    if _fused(x):
+        if torch.compiler.is_compiling():
+            q, sf, qt, sft = torch.ops.deepgemm.fp8_cast_per_block_and_transpose(x)
+            return (q, sf), (qt, sft)
+        return _kernels().per_block_cast_and_transpose(x)
+    q, sf = _per_block_torch(x)
+    return (q, sf), (q.transpose(-1, -2).contiguous(), sf.transpose(-1, -2).contiguous())
+
+
 def _per_block_torch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows, cols = x.shape[-2:]
     padded = _pad_to_blocks(x, block_rows=BLOCK_MN)
@@ -236,9 +263,30 @@ def _(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.new_empty(x.shape, dtype=FP8_DTYPE), x.new_empty(sf_shape, dtype=torch.float32)
 
 
+@torch.library.custom_op("deepgemm::fp8_cast_per_block_and_transpose", mutates_args=())
+def _per_block_and_transpose_op(
+    x: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    (q, sf), (qt, sft) = _kernels().per_block_cast_and_transpose(x)
+    return q, sf, qt, sft
+
+
+@_per_block_and_transpose_op.register_fake
+def _(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    *batch, rows, cols = x.shape
+    blocks = (_ceil_div(rows, BLOCK_MN), _ceil_div(cols, BLOCK_K))
+    return (
+        x.new_empty(x.shape, dtype=FP8_DTYPE),
+        x.new_empty((*batch, *blocks), dtype=torch.float32),
+        x.new_empty((*batch, cols, rows), dtype=FP8_DTYPE),
+        x.new_empty((*batch, blocks[1], blocks[0]), dtype=torch.float32),
+    )
+
+
 @torch.library.custom_op("deepgemm::fp8_cast_per_token_transposed", mutates_args=())
-def _per_token_transposed_op(x: torch.Tensor, out_tokens: int,
-                             mn_major_scales: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _per_token_transposed_op(
+    x: torch.Tensor, out_tokens: int, mn_major_scales: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     return _kernels().per_token_cast_transposed(x, out_tokens, mn_major_scales)
 
 

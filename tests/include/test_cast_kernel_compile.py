@@ -19,10 +19,11 @@ from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops.cast import kernel as cast_kernel
 
 CASES = [
-    (name, dtype, vec)
+    (name, dtype, vec, transposed)
     for name in cast_kernel.KERNELS
     for dtype in cast_kernel.IN_TYPES
     for vec in (True, False)
+    for transposed in ((False, True) if name == "per_block" else (False,))
 ]
 # Registers a thread may use with CTAS_PER_SM CTAs of 256 threads resident (65536 per SM, allocated in
 # units of 8 per thread).
@@ -30,7 +31,11 @@ MAX_REGISTERS = {
     name: 65536 // (per_sm * cast_kernel.THREADS) // 8 * 8 for name, per_sm in cast_kernel.CTAS_PER_SM.items()
 }
 # Itanium mangling of each kernel's parameter list (ParamType order in cast_kernel.KERNELS).
-PARAMS = {"per_token": "PKvyjjPhPfyyf", "per_block": "PKvyjjPhPff", "per_token_transposed": "PKvyjjjPhyPfyyf"}
+PARAMS = {
+    "per_token": "PKvyjjPhPfyyf",
+    "per_block": "PKvyjjPhPfS5_S6_f",
+    "per_token_transposed": "PKvyjjjPhyPfyyf",
+}
 _REPORT = re.compile(
     r"Function properties for (\S+)\s*\n[^\n]*?(\d+) bytes stack frame, "
     r"(\d+) bytes spill stores, (\d+) bytes spill loads\s*\n[^\n]*?Used (\d+) registers"
@@ -45,8 +50,8 @@ def _have_nvcc() -> bool:
 
 
 def _build(case):
-    name, dtype, vec = case
-    spec = cast_kernel.kernel_spec(name, dtype, vec, 132)
+    name, dtype, vec, transposed = case
+    spec = cast_kernel.kernel_spec(name, dtype, vec, 132, transposed)
     try:
         return build_kernel(spec.name, spec.header, spec.template_args, comment=spec.comment), None
     except CompileError as error:
@@ -80,7 +85,9 @@ def builds(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{str(c[1])[6:]}-{'vec' if c[2] else 'scalar'}")
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: f"{c[0]}-{str(c[1])[6:]}-{'vec' if c[2] else 'scalar'}{'-t' if c[3] else ''}"
+)
 @pytest.mark.parametrize(
     "compiler",
     [pytest.param("nvcc", marks=pytest.mark.skipif(not _have_nvcc(), reason="no nvcc found")), "nvrtc"],
@@ -89,11 +96,13 @@ def test_cast_kernel_compiles_without_local_memory(builds, compiler, case):
     results, reports = builds(compiler)
     binary, error = results[case]
     assert error is None, error
-    name, dtype, vec = case
+    name, dtype, vec, transposed = case
     in_type = list(cast_kernel.IN_TYPES).index(dtype)
     kernel = cast_kernel.KERNELS[name][0].split("::")[-1]
-    assert binary.symbol == (
-        f"_ZN8deepgemm{len(kernel)}{kernel}ILNS_4cast6InTypeE{in_type}ELb{int(vec)}EEEv{PARAMS[name]}"
+    flags = f"Lb{int(vec)}E" + (f"Lb{int(transposed)}E" if name == "per_block" else "")
+    assert (
+        binary.symbol
+        == f"_ZN8deepgemm{len(kernel)}{kernel}ILNS_4cast6InTypeE{in_type}E{flags}EEv{PARAMS[name]}"
     )
     stack, spill_stores, spill_loads, registers = reports[binary.symbol]
     assert (stack, spill_stores, spill_loads) == (0, 0, 0)

@@ -49,3 +49,15 @@ __device__ __forceinline__ uint16_t pack_e4m3x2(float lo, float hi) {
 }
 
 }  // namespace deepgemm::ptx
+
+namespace deepgemm::ptx {
+
+// Bytes of the pair {hi, lo} (lo's bytes numbered 0-3, hi's 4-7) picked by the selector's nibbles,
+// nibble i giving byte i of the result.
+__device__ __forceinline__ uint32_t prmt(uint32_t lo, uint32_t hi, uint32_t selector) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(lo), "r"(hi), "r"(selector));
+    return d;
+}
+
+}  // namespace deepgemm::ptx
