@@ -1,14 +1,15 @@
-"""The grouped twin of ``fp8_linear`` for MoE experts in the contiguous layout: ``fp8_grouped_linear`` and
-the module ``Fp8GroupedLinear``.
+"""The grouped twin of ``fp8_linear`` for MoE experts in the contiguous layout: ``fp8_grouped_linear`` and the
+module ``Fp8GroupedLinear``.
 
-Row ``m`` of ``x [M_sum, K]`` goes through expert ``m_indices[m]``'s weight ``W[g] [N, K]``
-(``-1``: a padding row). Forward: ``m_grouped_fp8_gemm_nt_contiguous`` (x per token, W per 128x128
-block). Backward: ``dX`` by the same m-grouped GEMM on the transposed block-quantised experts
+Row ``m`` of ``x [M_sum, K]`` goes through expert ``m_indices[m]``'s weight ``W[g] [N, K]`` (``-1``: a
+padding row). Forward: ``m_grouped_fp8_gemm_nt_contiguous`` (x per token, W per 128x128 block). Backward:
+``dX`` by the same m-grouped GEMM on the transposed block-quantised experts
 (``per_block_cast_to_fp8_and_transpose`` writes both in the forward); ``dW[g] = dY_gᵀ · X_g`` by
-``k_grouped_fp8_gemm_nt_1d1d``, whose K groups are the experts' row segments (each a multiple of 128,
-so no token padding is needed), both operands quantised per token along the tokens. Padding rows are
-zero in ``y`` and ``dx`` and are zeroed in ``x`` and ``dY`` before the weight gradient (a padding row
-must neither add to ``dW`` nor raise a block's scale). ``main_grad`` (float32 ``[G, N, K]`` on the weight) works as in ``fp8_linear``.
+``k_grouped_fp8_gemm_nt_1d1d``, whose K groups are the experts' row segments (each a multiple of 128, so no
+token padding is needed), both operands quantised per token along the tokens. Padding rows are zero in ``y``
+and ``dx`` and are zeroed in ``x`` and ``dY`` before the weight gradient (a padding row must neither add to
+``dW`` nor raise a block's scale). ``main_grad`` (float32 ``[G, N, K]`` on the weight) works as in
+``fp8_linear``.
 """
 
 from __future__ import annotations
