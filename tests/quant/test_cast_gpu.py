@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from deepgemm.quant import cast as cast_module
-from deepgemm.quant import per_block_cast_to_fp8, per_token_cast_to_fp8, per_token_cast_to_fp8_transposed
+from deepgemm.quant import (
+    per_block_cast_to_fp8,
+    per_block_cast_to_fp8_and_transpose,
+    per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -143,3 +148,15 @@ def test_casts_under_torch_compile_are_custom_ops():
     compiled = torch.compile(casts, fullgraph=True)
     for got, want in zip(compiled(x), casts(x), strict=True):
         _assert_same(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(7168, 18432), (2112, 7168), (130, 200), (7, 5), (1000, 1000), (4, 256, 384)]
+)
+def test_per_block_and_transpose_matches_torch_bitwise(dtype, shape):
+    x = _input(shape, dtype, seed=sum(shape) + 7)
+    (q, sf), (qt, sft) = per_block_cast_to_fp8_and_transpose(x)
+    q_ref, sf_ref = cast_module._per_block_torch(x)
+    _assert_same((q, sf), (q_ref, sf_ref))
+    _assert_same((qt, sft), (q_ref.transpose(-1, -2).contiguous(), sf_ref.transpose(-1, -2).contiguous()))

@@ -188,3 +188,68 @@ def test_per_token_transposed_kernel_math(rows, cols, pad, grid):
     q_ref, sf_ref = cast_module._per_token_torch(x.T)
     q_ref = torch.nn.functional.pad(q_ref.view(torch.uint8), (0, out_cols - rows)).view(torch.float8_e4m3fn)
     _check(emulate_per_token_transposed(x, out_cols, grid), (q_ref, sf_ref))
+
+
+# ---- the per-block cast's transposed write (impls/cast/per_block.cuh: TransposeTile, transpose4x4)
+
+
+def _tile_index(row: int, w: int) -> int:
+    return row * 32 + (w ^ (((row >> 2) & 31) ^ (row & 1)))
+
+
+def _prmt(lo: int, hi: int, selector: int) -> int:
+    pool = lo.to_bytes(4, "little") + hi.to_bytes(4, "little")
+    return int.from_bytes(bytes(pool[(selector >> (4 * i)) & 7] for i in range(4)), "little")
+
+
+def _transpose4x4(rows: list[int]) -> list[int]:
+    lo01, lo23 = _prmt(rows[0], rows[1], 0x5140), _prmt(rows[2], rows[3], 0x5140)
+    hi01, hi23 = _prmt(rows[0], rows[1], 0x7362), _prmt(rows[2], rows[3], 0x7362)
+    return [
+        _prmt(lo01, lo23, 0x5410),
+        _prmt(lo01, lo23, 0x7632),
+        _prmt(hi01, hi23, 0x5410),
+        _prmt(hi01, hi23, 0x7632),
+    ]
+
+
+def test_transpose_tile_is_a_bijection_without_bank_conflicts():
+    assert sorted(_tile_index(r, w) for r in range(128) for w in range(32)) == list(range(128 * 32))
+    for warp, p, word in itertools.product(range(8), range(8), range(2)):
+        # The writes: lane l stores word 2 * (l % 16) + word of row 2 * warp + l // 16 + 16 p.
+        banks = {
+            _tile_index(2 * warp + lane // 16 + 16 * p, 2 * (lane % 16) + word) % 32 for lane in range(32)
+        }
+        assert len(banks) == 32
+    for w, k in itertools.product(range(32), range(4)):
+        # The reads: lane l loads word w of row 4 l + k.
+        assert len({_tile_index(4 * lane + k, w) % 32 for lane in range(32)}) == 32
+
+
+def test_transpose4x4_moves_bytes_to_their_transposed_places():
+    gen = torch.Generator().manual_seed(0)
+    block = torch.randint(0, 256, (4, 4), generator=gen, dtype=torch.int64)  # [row, column]
+    rows = [int.from_bytes(bytes(block[r].tolist()), "little") for r in range(4)]
+    columns = _transpose4x4(rows)
+    assert [list(c.to_bytes(4, "little")) for c in columns] == block.T.tolist()
+
+
+def emulate_transposed_write(q_block: torch.Tensor) -> torch.Tensor:
+    """The 128x128 FP8 block (bytes) through the tile and the lanes' 4x4 transposes: qt's block."""
+    tile = [0] * (128 * 32)
+    for r, w in itertools.product(range(128), range(32)):
+        tile[_tile_index(r, w)] = int.from_bytes(bytes(q_block[r, 4 * w : 4 * w + 4].tolist()), "little")
+    out = torch.zeros(128, 128, dtype=torch.int64)
+    for warp, lane, i in itertools.product(range(8), range(32), range(4)):
+        w = warp * 4 + i
+        columns = _transpose4x4([tile[_tile_index(lane * 4 + k, w)] for k in range(4)])
+        for j in range(4):
+            out[w * 4 + j, lane * 4 : lane * 4 + 4] = torch.tensor(list(columns[j].to_bytes(4, "little")))
+    return out
+
+
+def test_per_block_transposed_write_emulated():
+    x = _input(128, 128)
+    q, _ = cast_module._per_block_torch(x)
+    q_bytes = q.view(torch.uint8).long()
+    assert torch.equal(emulate_transposed_write(q_bytes), q_bytes.T)
