@@ -1,5 +1,5 @@
-"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`), what they share in
-`common/`, and `matmul` over all of them."""
+"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`, `fp8_1d1d/`), what
+they share in `common/`, and `matmul` over all of them."""
 
 from .bf16 import (
     bf16_gemm_nn,

@@ -9,10 +9,12 @@ from .inputs import (
     Bf16Inputs,
     DenseInputs,
     GroupedInputs,
+    WgradInputs,
     contiguous_starts,
     make_bf16_inputs,
     make_dense_inputs,
     make_grouped_inputs,
+    make_wgrad_inputs,
 )
 from .numeric import calc_diff
 from .reference import (
@@ -30,6 +32,7 @@ __all__ = [
     "Bf16Inputs",
     "DenseInputs",
     "GroupedInputs",
+    "WgradInputs",
     "bench",
     "bench_cpu",
     "bench_host_overhead",
@@ -40,6 +43,7 @@ __all__ = [
     "make_bf16_inputs",
     "make_dense_inputs",
     "make_grouped_inputs",
+    "make_wgrad_inputs",
     "ref_fp8_gemm_nt",
     "ref_fp8_gemm_nt_1d1d",
     "ref_k_grouped_fp8_gemm_nt_1d1d",

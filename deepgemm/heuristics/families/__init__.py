@@ -1,8 +1,9 @@
 """One `KernelFamily` record per kernel family; `FAMILIES` names them all."""
 
 from .bf16 import BF16
+from .fp8_1d1d import FP8_1D1D
 from .fp8_1d2d import FP8_1D2D
 
-FAMILIES = {family.name: family for family in (FP8_1D2D, BF16)}
+FAMILIES = {family.name: family for family in (FP8_1D2D, BF16, FP8_1D1D)}
 
-__all__ = ["BF16", "FAMILIES", "FP8_1D2D"]
+__all__ = ["BF16", "FAMILIES", "FP8_1D1D", "FP8_1D2D"]
