@@ -326,11 +326,12 @@ def test_matmul_autograd_with_out_and_fp32_inputs_and_no_grad():
 
 
 def test_mlp_with_fp8_linear_tracks_the_bf16_loss_curve():
-    """A SwiGLU MLP (64 -> 128 -> 64) fitted to a random teacher for 200 Adam steps of 256 tokens: every
+    """A SwiGLU MLP (32 -> 64 -> 32) fitted to a random teacher for 200 Adam steps of 128 tokens: every
     20-step mean of the FP8 model's loss stays within 3% of the BF16 model's (from the same initial
-    weights and data; both keep FP32 master weights), and both losses fall below 60% of the first."""
-    fp8_model, bf16_model = make_mlp_pair(64, 128, CPU, seed=0)
-    batches = mlp_batches(64, 128, 256, 200, CPU, seed=1)
+    weights and data; both keep FP32 master weights), and both losses fall below 60% of the first.
+    (Seen: within 0.6%, the loss falling to 37% of the first.)"""
+    fp8_model, bf16_model = make_mlp_pair(32, 64, CPU, seed=0)
+    batches = mlp_batches(32, 64, 128, 200, CPU, seed=1)
     assert_tracks(
         train_losses(fp8_model, batches, lr=3e-3),
         train_losses(bf16_model, batches, lr=3e-3),
