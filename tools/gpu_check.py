@@ -15,8 +15,9 @@ and the next one runs):
   skipped (no GPU visible, so ``tests/conftest.py`` skipped each one: that would be a silent "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
   ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, FP8
-  weight gradients dense and k-grouped), or of ``--suites``, each in its own process so that a crash
-  in one suite keeps the others' figures; merged into ``OUT/bench.json``.
+  weight gradients dense and k-grouped, the fused FP8 casts, an FP8 training step), or of ``--suites``,
+  each in its own process so that a crash in one suite keeps the others' figures; merged into
+  ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
@@ -50,6 +51,8 @@ BENCH_SUITES = (
     "matmul_fp8",
     "wgrad",
     "wgrad_k_grouped",
+    "cast",
+    "train_step",
 )
 SCHEMA = "deepgemm.gpu_check/1"
 # Lines of a failed stage's log kept in the JSON; the printed summary shows the last few.
