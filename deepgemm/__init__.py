@@ -1,6 +1,8 @@
 """deepgemm: fine-grained-scaled FP8 GEMM kernels for NVIDIA Hopper, JIT-compiled at run time."""
 
+from . import nn
 from ._version import __version__
+from .nn import Fp8GroupedLinear, Fp8Linear, fp8_grouped_linear, fp8_linear
 from .ops import (
     bf16_gemm_nn,
     bf16_gemm_nt,
@@ -35,8 +37,10 @@ from .quant import (
     get_mn_major_tma_aligned_tensor,
     get_tma_aligned_size,
     per_block_cast_to_fp8,
+    per_block_cast_to_fp8_and_transpose,
     per_channel_cast_to_int8,
     per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
     per_token_cast_to_int8,
     quantize_w4a16,
     quantize_w8a16,
@@ -74,6 +78,13 @@ __all__ = [
     "per_channel_cast_to_int8",
     "per_token_cast_to_fp8",
     "per_token_cast_to_int8",
+    "per_block_cast_to_fp8_and_transpose",
+    "per_token_cast_to_fp8_transposed",
+    "Fp8GroupedLinear",
+    "Fp8Linear",
+    "fp8_grouped_linear",
+    "fp8_linear",
+    "nn",
     "set_num_sms",
     "transpose_fp8_block_scaled",
     "m_grouped_w4a16_gemm_nt_masked",

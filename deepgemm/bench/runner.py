@@ -150,7 +150,8 @@ def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") ->
 
 
 def _config_on(device: torch.device, suite: Suite, problem: Problem) -> dict | None:
-    if device.type != "cuda":
+    # A cast or a training step has no GEMM config.
+    if device.type != "cuda" or suite.family not in heuristics.FAMILIES:
         return None
     num_sms = torch.cuda.get_device_properties(device).multi_processor_count
     return deepgemm_config(problem, num_sms, suite.family)
@@ -181,15 +182,16 @@ def measure_problem(
         if run is not None:
             runs[provider.name] = run
     times = _time_in_rounds(runs, timer, rounds, results)
+    flops = suite.problem_flops(problem)
     for name, seconds_per_round in times.items():
-        results[name] |= _round_figures(seconds_per_round, problem.flops, nbytes=nbytes)
+        results[name] |= _round_figures(seconds_per_round, flops, nbytes=nbytes)
     if from_rest_timer is not None and _lasts_long(times):
         from_rest = _time_in_rounds({name: runs[name] for name in times}, from_rest_timer, rounds, results)
         for name, seconds_per_round in from_rest.items():
-            results[name] |= _round_figures(seconds_per_round, problem.flops, suffix="_from_rest")
+            results[name] |= _round_figures(seconds_per_round, flops, suffix="_from_rest")
     return {
         **dataclasses.asdict(problem),
-        "flops": problem.flops,
+        "flops": flops,
         "bytes": nbytes,
         "deepgemm_config": _config_on(device, suite, problem),
         "results": results,

@@ -59,6 +59,18 @@ from .providers import (
     TORCH_INT_MM_SCALED,
     Provider,
 )
+from .training import (
+    CASTS,
+    DEEPGEMM_CAST,
+    DEEPGEMM_FP8_STEP,
+    TORCH_BF16_STEP,
+    TORCH_CAST,
+    cast_bytes,
+    make_cast_inputs,
+    make_train_step_inputs,
+    train_step_bytes,
+    train_step_flops,
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,11 @@ class Suite:
     twin: Callable[[Problem], Problem | None] | None = None
     cpu_problems: tuple[Problem, ...] = ()
     family: str = "fp8_1d2d"
+    # The work a problem counts for TFLOPS, where it is not one GEMM's ``Problem.flops`` (0: no FLOPs).
+    flops: Callable[[Problem], int] | None = None
+
+    def problem_flops(self, problem: Problem) -> int:
+        return problem.flops if self.flops is None else self.flops(problem)
 
     @property
     def baseline(self) -> str:
@@ -340,6 +357,47 @@ MATMUL_FP8 = Suite(
     cpu_problems=(Problem(64, 256, 384, major="nn"),),
 )
 
+# FP8 training (deepgemm/bench/training.py): the fused casts, and one training step of an MLP block.
+CAST_PROBLEMS = (
+    *(Problem(m, k, k, layout="per_token")
+      for m, k in ((4096, 7168), (4096, 18432), (4096, 2048), (128, 7168))),
+    *(Problem(m, k, k, layout="per_block") for m, k in ((18432, 7168), (7168, 18432), (2112, 7168))),
+    *(Problem(m, k, k, layout="per_token_transposed")
+      for m, k in ((4096, 7168), (4096, 18432), (16384, 2048))),
+)
+CAST = Suite(
+    name="cast",
+    description="The FP8 casts of a BF16 [M, K] tensor (layout = the cast: per_token 1x128, per_block "
+    "128x128, per_token_transposed: X^T [K, M] with 1x128 scales along M): deepgemm's fused kernel against "
+    "the eager torch chain it replaces; equal results; GB/s counts BF16 read once, FP8 and scales written; "
+    "no FLOPs",
+    problems=CAST_PROBLEMS,
+    make_inputs=make_cast_inputs,
+    providers=(DEEPGEMM_CAST, TORCH_CAST),
+    bytes_moved=cast_bytes,
+    splits=tuple(Split(kind, lambda p, kind=kind: p.layout == kind) for kind in CASTS),
+    cpu_problems=(Problem(200, 384, 384, layout="per_token"), Problem(200, 384, 384, layout="per_block"),
+                  Problem(200, 384, 384, layout="per_token_transposed")),
+    family="cast",
+    flops=lambda problem: 0,
+)
+TRAIN_STEP = Suite(
+    name="train_step",
+    description="One training step (forward + backward for x and the weights) of a DeepSeek-V3 dense MLP "
+    "block y = w2(silu(w1 x) * w3 x), dim K=7168 -> hidden N=18432 -> 7168, M=4096 tokens, BF16: "
+    "deepgemm.fp8_linear layers (FP8 GEMMs, every cast included) against torch BF16 linear layers "
+    "(cuBLAS); profiler time of every kernel of the step; TFLOPS count the step's nine GEMMs; "
+    "the bar: >= 1.4x",
+    problems=(Problem(4096, 18432, 7168),),
+    make_inputs=make_train_step_inputs,
+    providers=(DEEPGEMM_FP8_STEP, TORCH_BF16_STEP),
+    bytes_moved=train_step_bytes,
+    splits=(Split("all", lambda p: True),),
+    cpu_problems=(Problem(64, 512, 256),),
+    family="train_step",
+    flops=train_step_flops,
+)
+
 # The weight-gradient (1D1D) suites: DeepGEMM's wgrad shapes, K the token count; and MoE experts'
 # weight gradients, G groups of K_g = K +- 128 tokens (summing to G * K).
 WGRAD_MNS = ((7168, 2112), (1536, 24576), (512, 32768), (16384, 7168), (7168, 4096), (2048, 7168))
@@ -466,7 +524,7 @@ WONLY_W8 = weight_only_suite("wonly_w8", 8, None, "W8A16 (INT8, per-channel scal
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
-                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8)
+                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8, CAST, TRAIN_STEP)
 }
 
 

@@ -14,6 +14,7 @@ from ..quant.layout import TMA_ALIGNMENT_BYTES, align
 from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
 from .fp8.dense import fp8_gemm_nt
+from .matmul_grad import MatmulFunction
 
 Array = torch.Tensor | np.ndarray
 
@@ -84,6 +85,10 @@ def matmul(
         the device are part of the call. CPU runs take the ops' CPU path (FP32 math).
     out: torch only; a tensor of the result's shape, dtype and device that receives the result and
         is returned (any strides; a layout the kernels cannot write costs a copy).
+    Autograd (torch inputs, on the CPU and a GPU alike): where grad mode is on and ``a`` or ``b``
+        requires grad, the result is differentiable; its backward runs deepgemm's GEMMs, the 16-bit
+        ones in the same precision, and for ``"fp8"`` the FP8 GEMMs with the quantisation passed
+        straight through (``ops/matmul_grad.py``). With ``out`` the result is copied into ``out``.
 
     Raises: ``TypeError`` for non-array or mixed torch/NumPy inputs, unsupported dtypes (integer,
     complex, FP32 without a precision), a wrong ``out_dtype`` or ``out`` type; ``ValueError`` for a
@@ -103,8 +108,17 @@ def matmul(
     if prec == "fp8" and k % 16:
         raise ValueError(f"matmul: precision='fp8' needs K to be a multiple of 16 (TMA needs 16-byte rows of "
                          f"FP8), got K={k}; use precision='bf16' or 'fp16' for this shape")
-    result = _result_buffer(out, shape, result_dtype, target)
+    if not is_numpy and torch.is_grad_enabled() and (a_t.requires_grad or b_t.requires_grad):
+        if out is not None:
+            _result_buffer(out, shape, result_dtype, target)  # its checks
+        a_t, b_t = a_t.to(target), b_t.to(target)
+        if prec != "fp8":
+            a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
+        result = MatmulFunction.apply(a_t, b_t, prec,
+                                      lambda a_, b_: _computed(a_, b_, shape, result_dtype, prec))
+        return result if out is None else out.copy_(result)
 
+    result = _result_buffer(out, shape, result_dtype, target)
     if result.numel() and k:
         a_t, b_t = a_t.to(target), b_t.to(target)
         if prec != "fp8":  # the FP8 casts take any float dtype; converting first would cost a pass
@@ -279,6 +293,17 @@ def _result_buffer(
 
 
 # ---- running the GEMMs --------------------------------------------------------------------------
+
+
+def _computed(a: torch.Tensor, b: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype,
+              prec: str) -> torch.Tensor:
+    """A new ``a @ b`` of ``shape`` and ``dtype`` from inputs already on the device, in the compute dtype."""
+    result = torch.empty(shape, dtype=dtype, device=a.device)
+    if result.numel() and a.shape[-1]:
+        _run(a, b, result, prec)
+    elif result.numel():
+        result.zero_()
+    return result
 
 
 def _run(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, prec: str) -> None:

@@ -1,7 +1,14 @@
 """Quantisation (per-token / per-block FP8 casts, per-token / per-channel INT8 casts, weight-only INT8 /
 INT4 packing) and scale-layout helpers; CPU and CUDA tensors."""
 
-from .cast import AMAX_FLOOR, FP8_MAX, per_block_cast_to_fp8, per_token_cast_to_fp8
+from .cast import (
+    AMAX_FLOOR,
+    FP8_MAX,
+    per_block_cast_to_fp8,
+    per_block_cast_to_fp8_and_transpose,
+    per_token_cast_to_fp8,
+    per_token_cast_to_fp8_transposed,
+)
 from .int8 import INT8_MAX, per_channel_cast_to_int8, per_token_cast_to_int8
 from .layout import (
     align,
@@ -24,7 +31,9 @@ __all__ = [
     "get_tma_aligned_size",
     "per_block_cast_to_fp8",
     "per_channel_cast_to_int8",
+    "per_block_cast_to_fp8_and_transpose",
     "per_token_cast_to_fp8",
+    "per_token_cast_to_fp8_transposed",
     "transpose_fp8_block_scaled",
     "quantize_w4a16",
     "quantize_w8a16",

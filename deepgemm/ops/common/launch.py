@@ -40,6 +40,16 @@ MAX_TMAPS_PER_PLAN = 64
 
 
 @dataclass(frozen=True)
+class LaunchShape:
+    """The launch shape of a kernel that has no GEMM config (the FP8 casts): named as `GemmConfig` names
+    the same three numbers, so `kernel_launcher` reads either."""
+
+    num_sms: int  # the grid: CTAs, not necessarily one per SM
+    num_threads: int
+    num_tma_multicast: int = 1
+
+
+@dataclass(frozen=True)
 class KernelSpec:
     """One kernel instantiation: the `__global__` template `name` declared in `header`, its template
     arguments in declaration order, its parameter types in signature order, and the config it runs
@@ -50,7 +60,7 @@ class KernelSpec:
     header: str
     template_args: tuple[int | bool | str, ...]
     param_types: tuple[ParamType, ...]
-    config: GemmConfig
+    config: GemmConfig | LaunchShape
     smem_bytes: int
     comment: str
 
