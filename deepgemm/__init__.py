@@ -16,6 +16,11 @@ from .ops import (
     m_grouped_fp8_gemm_nt_masked,
     matmul,
     set_num_sms,
+    tf32_gemm_nn,
+    tf32_gemm_nt,
+    tf32_gemm_tn,
+    tf32_gemm_tt,
+    tf32x3_gemm_nt,
 )
 from .quant import (
     align,
@@ -50,6 +55,11 @@ __all__ = [
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
     "set_num_sms",
+    "tf32_gemm_nn",
+    "tf32_gemm_nt",
+    "tf32_gemm_tn",
+    "tf32_gemm_tt",
+    "tf32x3_gemm_nt",
 ]
 
 

@@ -18,6 +18,7 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_masked,
 )
 from .matmul import matmul
+from .tf32 import tf32_gemm_nn, tf32_gemm_nt, tf32_gemm_tn, tf32_gemm_tt, tf32x3_gemm_nt
 
 __all__ = [
     "bf16_gemm_nn",
@@ -34,4 +35,9 @@ __all__ = [
     "m_grouped_fp8_gemm_nt_masked",
     "matmul",
     "set_num_sms",
+    "tf32_gemm_nn",
+    "tf32_gemm_nt",
+    "tf32_gemm_tn",
+    "tf32_gemm_tt",
+    "tf32x3_gemm_nt",
 ]
