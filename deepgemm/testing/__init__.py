@@ -8,11 +8,17 @@ from .inputs import (
     MAJORS,
     Bf16Inputs,
     DenseInputs,
+    Fp32Inputs,
     GroupedInputs,
+    SequenceInputs,
     contiguous_starts,
     make_bf16_inputs,
     make_dense_inputs,
+    make_fp32_inputs,
     make_grouped_inputs,
+    make_sequence_inputs,
+    random_gemm_sizes,
+    tf32_as_read,
 )
 from .numeric import calc_diff
 from .reference import (
@@ -41,4 +47,10 @@ __all__ = [
     "ref_fp8_gemm_nt",
     "ref_m_grouped_fp8_gemm_nt_contiguous",
     "ref_m_grouped_fp8_gemm_nt_masked",
+    "Fp32Inputs",
+    "SequenceInputs",
+    "make_fp32_inputs",
+    "make_sequence_inputs",
+    "random_gemm_sizes",
+    "tf32_as_read",
 ]
