@@ -66,7 +66,8 @@ def _cases(device: torch.device) -> dict:
         cases[f"tf32_gemm_{major} (c=d)"] = (
             lambda d, gemm=gemm32, inputs=inputs32: gemm(inputs.a, inputs.b, d, d), (M, N), torch.float32)
     inputs32 = make_fp32_inputs(M, N, K, "nt", device, seed=7)
-    cases["tf32x3_gemm_nt"] = (lambda d: deepgemm.tf32x3_gemm_nt(inputs32.a, inputs32.b, d), (M, N), torch.float32)
+    cases["tf32x3_gemm_nt"] = (lambda d: deepgemm.tf32x3_gemm_nt(inputs32.a, inputs32.b, d), (M, N),
+                               torch.float32)
     return cases
 
 
