@@ -31,11 +31,12 @@ __device__ __forceinline__ void unpack_f16x2(uint32_t packed, float& lo, float& 
 }
 
 // FP32 rounded to the nearest TF32 (ties away from zero), returned as an FP32 whose low 13 mantissa
-// bits are zero: the value the TF32 tensor cores then read exactly.
+// bits are zero: the value the TF32 tensor cores then read exactly. The mask makes those bits zero
+// whatever the conversion leaves in them.
 __device__ __forceinline__ float round_to_tf32(float x) {
     uint32_t bits;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(x));
-    return __uint_as_float(bits);
+    return __uint_as_float(bits & 0xffffe000u);
 }
 
 }  // namespace deepgemm::ptx
