@@ -430,10 +430,13 @@ class SequenceInputs:
         return torch.cat([d.flatten() for d in output])
 
 
-def random_gemm_sizes(count: int, low: int, high: int, seed: int) -> list[tuple[int, int, int]]:
-    """``count`` ``(M, N, K)`` drawn uniformly from ``[low, high]`` each, reproducibly from ``seed``."""
+def random_gemm_sizes(count: int, low: int, high: int, seed: int,
+                      multiple: int = 1) -> list[tuple[int, int, int]]:
+    """``count`` ``(M, N, K)`` drawn uniformly from the multiples of ``multiple`` in ``[low, high]``
+    each, reproducibly from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    drawn = torch.randint(low, high + 1, (count, 3), generator=generator)
+    first, last = -(-low // multiple), high // multiple
+    drawn = torch.randint(first, last + 1, (count, 3), generator=generator) * multiple
     return [tuple(int(v) for v in row) for row in drawn]
 
 
