@@ -9,7 +9,6 @@ the benchmark reports instead of crashing.
 """
 
 import functools
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 import torch
 
-from deepgemm.jit import compile_count
+from deepgemm.jit import compile_count, knobs
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
 from deepgemm.testing import Bf16Inputs, DenseInputs, Fp32Inputs, GroupedInputs, SequenceInputs
 
@@ -507,20 +506,13 @@ def _prepare_cublas_fp32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
 def _cold_sequence_pass(matmul: Callable, inputs: SequenceInputs) -> dict:
     """Runs the sequence once through a fresh, empty JIT disk cache, as a first run on a new machine
     would: the kernels it compiles, their seconds, and the distinct (N, K) the sequence holds."""
-    previous = os.environ.get("DG_JIT_CACHE_DIR")
     count_before, start = compile_count(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="deepgemm-cold-") as cache_dir:
-        os.environ["DG_JIT_CACHE_DIR"] = cache_dir
-        try:
+        with knobs.jit_cache_dir_set_to(cache_dir):
             for a, b in zip(inputs.a, inputs.b, strict=True):
                 matmul(a, b, dtype="float16")
             if inputs.a[0].is_cuda:
                 torch.cuda.synchronize()
-        finally:
-            if previous is None:
-                del os.environ["DG_JIT_CACHE_DIR"]
-            else:
-                os.environ["DG_JIT_CACHE_DIR"] = previous
     return {
         "cold_compiles": compile_count() - count_before,
         "cold_seconds": round(time.perf_counter() - start, 3),
