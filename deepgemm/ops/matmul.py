@@ -403,7 +403,8 @@ def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> Non
     """
     (m, k), n = a.shape, b.shape[1]
     k_pad, n_pad = align(k, _PAD_16BIT), align(n, _PAD_16BIT)
-    a_pad = F.pad(a, (0, k_pad - k)).contiguous()
+    # Only N needs padding where K is a multiple of 8: a row-major a is then read in place.
+    a_pad = a if k_pad == k and _fits_kernel(a) else F.pad(a, (0, k_pad - k)).contiguous()
     b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k)).contiguous()
     d_pad = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
     _op_16bit("nn")(a_pad, b_pad, d_pad)

@@ -12,7 +12,7 @@ from deepgemm.ops.tf32 import gemm as tf32_gemm
 from deepgemm.testing import calc_diff, tf32_as_read
 
 from .fuzz_cases import fp8_matmul_reference
-from .matmul_support import product
+from .matmul_support import product, record_16bit_calls
 
 BF16 = torch.bfloat16
 
@@ -176,3 +176,13 @@ def test_the_accepted_list_is_in_the_message() -> None:
     for name in ("'float32'", "'fp32'", "'tf32'", "'float16'", "'bfloat16'", "'fp8'", "'int8'", "torch.int8",
                  "NumPy"):
         assert name in str(info.value)
+
+
+def test_16bit_padding_of_n_alone_reads_a_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = record_16bit_calls(monkeypatch)
+    a, b = randn(9, 16, dtype=BF16), randn(16, 13, dtype=BF16, seed=1)
+    d = deepgemm.matmul(a, b)
+    assert calc_diff(d, product(a, b)) < 1e-5
+    [(called, a_arg, b_arg, d_arg)] = calls
+    assert called == "nn" and a_arg.data_ptr() == a.data_ptr()
+    assert b_arg.shape == (16, 16) and d_arg.shape == (9, 16)
