@@ -558,7 +558,7 @@ def _require_cuda_tensor(x: torch.Tensor) -> None:
 
 # The TF32 suites' providers on FP32 operands. TF32 GEMMs are checked against the FP64 product of the
 # operands as TF32 tensor cores read them; FP32-accurate ones against the FP64 product of the FP32
-# operands (an FP32 GEMM lands near 1e-13 there, a TF32 one near 1e-7).
+# operands (an FP32 GEMM lands between 1e-12 and 1e-9 there as K grows, a TF32 one near 5e-7).
 DEEPGEMM_TF32 = Provider(
     "deepgemm",
     "deepgemm.tf32_gemm_<major>(a, b, d) on a and b stored as the problem's major says (an MN-major"
@@ -583,7 +583,7 @@ DEEPGEMM_3XTF32 = Provider(
     " preallocated FP32 d",
     _prepare_deepgemm_3xtf32,
     reference="fp64",
-    max_diff=1e-10,
+    max_diff=1e-8,
     has_cpu_path=True,
 )
 CUBLAS_FP32 = Provider(
@@ -591,7 +591,7 @@ CUBLAS_FP32 = Provider(
     "torch.matmul(a, b) on FP32 with torch.backends.cuda.matmul.allow_tf32 = False (cuBLAS FP32 SIMT)",
     _prepare_cublas_fp32,
     reference="fp64",
-    max_diff=1e-10,
+    max_diff=1e-8,
 )
 # The seed's table: FP16 operands, FP16 results, checked against their FP32 product (FP16 output
 # rounding costs about 1e-7).
