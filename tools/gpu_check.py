@@ -14,10 +14,10 @@ and the next one runs):
   (``tests/jit/test_gpu_jit.py``). Fails if any test fails, if none was collected, or if every test
   skipped (no GPU visible, so ``tests/conftest.py`` skipped each one: that would be a silent "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
-  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8,
-  TF32 in every layout, FP32 as 3xTF32, the seed's table through matmul), or
-  of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
-  merged into ``OUT/bench.json``.
+  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, FP8
+  weight gradients dense and k-grouped, TF32 in every layout, FP32 as 3xTF32, the seed's table through
+  matmul), or of ``--suites``, each in its own process so that a crash in one suite keeps the others'
+  figures; merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
@@ -49,6 +49,8 @@ BENCH_SUITES = (
     "bf16",
     "bf16_grouped",
     "matmul_fp8",
+    "wgrad",
+    "wgrad_k_grouped",
     "tf32",
     "fp32",
     "seed",

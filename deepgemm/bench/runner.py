@@ -132,7 +132,9 @@ def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
     if problem.layout != "dense":
         if problem.layout == "contiguous":
             rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
-        extra |= {"num_groups": problem.num_groups, "layout": problem.layout}
+        # The k-grouped GEMM's launcher describes it as the masked layout does: G problems of M rows.
+        layout = "masked" if problem.layout == "k_grouped" else problem.layout
+        extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True
     return heuristics.GemmShape(rows, problem.n, problem.k, **extra)

@@ -25,6 +25,7 @@ from deepgemm.testing import (
     make_fp32_inputs,
     make_grouped_inputs,
     make_sequence_inputs,
+    make_wgrad_inputs,
     random_gemm_sizes,
 )
 
@@ -33,6 +34,7 @@ from .providers import (
     CUBLAS_BF16_LAYOUT,
     CUBLAS_BF16_LOOP,
     CUBLAS_BLOCKWISE,
+    CUBLAS_BLOCKWISE_1D1D,
     CUBLAS_BLOCKWISE_LOOP,
     CUBLAS_FP32,
     CUBLAS_PER_TENSOR,
@@ -45,10 +47,15 @@ from .providers import (
     DEEPGEMM_CONTIGUOUS,
     DEEPGEMM_CONTIGUOUS_OFFSETS,
     DEEPGEMM_DENSE,
+    DEEPGEMM_K_GROUPED,
     DEEPGEMM_MASKED,
     DEEPGEMM_MATMUL_FP8,
     DEEPGEMM_MATMUL_FP16,
     DEEPGEMM_TF32,
+    DEEPGEMM_WGRAD,
+    DEEPGEMM_WGRAD_BF16,
+    DEEPGEMM_WGRAD_DENSE,
+    DEEPGEMM_WGRAD_LOOP,
     FP8_BY_HAND,
     TORCH_MATMUL_FP16,
     Provider,
@@ -334,6 +341,62 @@ MATMUL_FP8 = Suite(
     cpu_problems=(Problem(64, 256, 384, major="nn"),),
 )
 
+# The weight-gradient (1D1D) suites: DeepGEMM's wgrad shapes, K the token count; and MoE experts'
+# weight gradients, G groups of K_g = K +- 128 tokens (summing to G * K).
+WGRAD_MNS = ((7168, 2112), (1536, 24576), (512, 32768), (16384, 7168), (7168, 4096), (2048, 7168))
+WGRAD_KS = (4096, 8192)
+WGRAD_K_GROUPED_GS = (4, 8)
+WGRAD_K_GROUPED_MNS = ((7168, 4096), (2048, 7168))
+K_GROUPED = "k_grouped"
+
+
+def wgrad_gemm_bytes(problem: Problem) -> int:
+    """FP8 operands, both operands' FP32 1x128 scales and an FP32 D written once (nominal, as
+    ``fp8_gemm_bytes``)."""
+    g, m, n, k = problem.num_groups, problem.m, problem.n, problem.k
+    return g * (m + n) * (k + 4 * ceil_div(k, 128)) + 4 * g * m * n
+
+
+def k_grouped_sizes(problem: Problem) -> tuple[int, ...]:
+    """The groups' K: ``k`` + 128 and ``k`` - 128 in turn (``k`` for an odd group count's last one)."""
+    deltas = [128 if group % 2 == 0 else -128 for group in range(problem.num_groups)]
+    if problem.num_groups % 2:
+        deltas[-1] = 0
+    return tuple(problem.k + delta for delta in deltas)
+
+
+def _wgrad_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    if problem.layout == K_GROUPED:
+        return make_wgrad_inputs(problem.m, problem.n, k_grouped_sizes(problem), device, seed)
+    return make_wgrad_inputs(problem.m, problem.n, problem.k, device, seed)
+
+
+WGRAD = Suite(
+    name="wgrad",
+    description="weight-gradient FP8 GEMMs D[M, N] (+)= A[M, K] B[N, K]^T with 1x128 FP32 scales on both"
+    " operands (K: tokens), DeepGEMM's wgrad shapes; deepgemm accumulates into FP32 d (c=d), deepgemm_bf16"
+    " and cuBLAS write BF16",
+    problems=tuple(Problem(m, n, k) for k in WGRAD_KS for m, n in WGRAD_MNS),
+    make_inputs=_wgrad_inputs,
+    providers=(DEEPGEMM_WGRAD, DEEPGEMM_WGRAD_BF16, CUBLAS_BLOCKWISE_1D1D),
+    bytes_moved=wgrad_gemm_bytes,
+    splits=tuple(Split(f"K={k}", lambda p, k=k: p.k == k) for k in WGRAD_KS),
+    pairs=(("deepgemm_bf16", "cublas_blockwise"), ("deepgemm", "cublas_blockwise")),
+    cpu_problems=(Problem(64, 256, 384), Problem(130, 200, 256)),
+    family="fp8_1d1d",
+)
+WGRAD_K_GROUPED = grouped_suite(
+    "wgrad_k_grouped",
+    "MoE weight-gradient FP8 GEMMs, k-grouped: G experts with K_g = K +- 128 tokens each, A [M, sum K_g] and"
+    " B [N, sum K_g] (1x128 FP32 scales on both), D[g] [M, N] += A_g B_g^T in FP32; against a loop of"
+    " per-expert dense calls and the dense GEMM of the same total work",
+    tuple(Problem(m, n, 4096, g, K_GROUPED) for g in WGRAD_K_GROUPED_GS for m, n in WGRAD_K_GROUPED_MNS),
+    (DEEPGEMM_WGRAD_LOOP, DEEPGEMM_K_GROUPED, DEEPGEMM_WGRAD_DENSE),
+    cpu_problems=(Problem(48, 256, 128, 3, K_GROUPED),),
+    make_inputs=_wgrad_inputs,
+    bytes_moved=wgrad_gemm_bytes,
+    family="fp8_1d1d",
+)
 
 
 # ---- TF32, FP32 and the seed's table ----------------------------------------------------------------
@@ -450,7 +513,7 @@ SEED = Suite(
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
-                  TF32, FP32, SEED)
+                  WGRAD, WGRAD_K_GROUPED, TF32, FP32, SEED)
 }
 
 

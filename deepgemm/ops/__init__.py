@@ -1,5 +1,5 @@
-"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`), what they share in
-`common/`, and `matmul` over all of them."""
+"""Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`, `fp8_1d1d/`), what
+they share in `common/`, and `matmul` over all of them."""
 
 from .bf16 import (
     bf16_gemm_nn,
@@ -17,6 +17,7 @@ from .fp8 import (
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
+from .fp8_1d1d import fp8_gemm_nt_1d1d, k_grouped_fp8_gemm_nt_1d1d
 from .matmul import matmul
 from .tf32 import tf32_gemm_nn, tf32_gemm_nt, tf32_gemm_tn, tf32_gemm_tt, tf32x3_gemm_nt
 
@@ -26,8 +27,10 @@ __all__ = [
     "bf16_gemm_tn",
     "bf16_gemm_tt",
     "fp8_gemm_nt",
+    "fp8_gemm_nt_1d1d",
     "get_m_alignment_for_contiguous_layout",
     "get_num_sms",
+    "k_grouped_fp8_gemm_nt_1d1d",
     "m_grouped_bf16_gemm_nt_contiguous",
     "m_grouped_bf16_gemm_nt_masked",
     "m_grouped_fp8_gemm_nt_contiguous",

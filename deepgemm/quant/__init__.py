@@ -8,6 +8,7 @@ from .layout import (
     get_mn_major_tma_aligned_tensor,
     get_tma_aligned_size,
 )
+from .transpose import transpose_fp8_block_scaled
 
 __all__ = [
     "AMAX_FLOOR",
@@ -19,4 +20,5 @@ __all__ = [
     "get_tma_aligned_size",
     "per_block_cast_to_fp8",
     "per_token_cast_to_fp8",
+    "transpose_fp8_block_scaled",
 ]

@@ -19,6 +19,7 @@ from deepgemm.quant import align, ceil_div, per_block_cast_to_fp8, per_token_cas
 
 from .reference import (
     ref_fp8_gemm_nt,
+    ref_k_grouped_fp8_gemm_nt_1d1d,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,
 )
@@ -342,6 +343,95 @@ def make_grouped_inputs(
         inputs.masked_m = to_device(counts)
         inputs.expected_m = expected_m or max(1, ceil_div(sum(counts), num_groups))
     return inputs
+
+
+@dataclass
+class WgradInputs:
+    """Operands of the 1D1D (weight-gradient) FP8 GEMMs: ``D[g] = A_g · B_gᵀ`` for each group ``g`` of
+    ``ks`` (the dense GEMM is one group of all of K).
+
+    ``a``/``sa``: FP8 ``[M, K_sum]`` with FP32 1x128 scales ``[M, K_sum/128]``; ``b``/``sb``: FP8
+    ``[N, K_sum]`` with FP32 1x128 scales ``[N, K_sum/128]`` (both row-major, as
+    ``per_token_cast_to_fp8`` returns them); group ``g`` owns the K columns after those of the groups
+    before it. ``ks_tensor``: the sizes as ``int32 [G]`` on the operands' device. ``grouped``: the
+    outputs are ``[G, M, N]`` (else ``[M, N]``, one group).
+    """
+
+    ks: tuple[int, ...]
+    grouped: bool
+    a_bf16: torch.Tensor
+    b_bf16: torch.Tensor
+    a: torch.Tensor
+    sa: torch.Tensor
+    b: torch.Tensor
+    sb: torch.Tensor
+    ks_tensor: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp8", "bf16")
+
+    def group_slices(self, group: int) -> tuple[slice, slice]:
+        """The K columns and the scale columns of ``group``."""
+        start = sum(self.ks[:group])
+        end = start + self.ks[group]
+        return slice(start, end), slice(start // 128, end // 128)
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """FP32 reference, ``[G, M, N]`` (grouped) or ``[M, N]``: ``"fp8"`` from the dequantised FP8
+        operands with per-128-K promotion, ``"bf16"`` from the unquantised BF16 operands."""
+        if kind not in self._references:
+            if kind == "fp8":
+                out = ref_k_grouped_fp8_gemm_nt_1d1d((self.a, self.sa), (self.b, self.sb), self.ks)
+            elif kind == "bf16":
+                m, n = self.a.shape[0], self.b.shape[0]
+                out = torch.zeros(len(self.ks), m, n, dtype=torch.float32, device=self.a.device)
+                for group in range(len(self.ks)):
+                    cols, _ = self.group_slices(group)
+                    out[group] = self.a_bf16[:, cols].float() @ self.b_bf16[:, cols].float().t()
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; expected 'fp8' or 'bf16'")
+            self._references[kind] = out if self.grouped else out[0]
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The output as the references lay it out: a tensor as it is, per-group outputs stacked."""
+        return output if isinstance(output, torch.Tensor) else torch.stack(list(output))
+
+    def group_inputs(self, group: int) -> "WgradInputs":
+        """The dense GEMM of one group (views, no copies)."""
+        cols, scale_cols = self.group_slices(group)
+        return WgradInputs((self.ks[group],), False, self.a_bf16[:, cols], self.b_bf16[:, cols],
+                           self.a[:, cols], self.sa[:, scale_cols], self.b[:, cols], self.sb[:, scale_cols],
+                           self.ks_tensor[group : group + 1])
+
+    def dense_equivalent(self) -> "WgradInputs":
+        """The dense GEMM of the same total work: ``[M, K_sum] x [N, K_sum]ᵀ``, all groups' K in one."""
+        k_sum = self.a.shape[1]
+        return WgradInputs((k_sum,), False, self.a_bf16, self.b_bf16, self.a, self.sa, self.b, self.sb,
+                           self.ks_tensor.new_tensor([k_sum]))
+
+
+def make_wgrad_inputs(m: int, n: int, ks: int | Sequence[int], device: torch.device, seed: int,
+                      grouped: bool | None = None) -> WgradInputs:
+    """Random normal BF16 ``A [M, K_sum]`` and ``B [N, K_sum]``, each quantised per token along K
+    (``per_token_cast_to_fp8``: 1x128 scales), for the 1D1D GEMMs.
+
+    ``ks``: the K of a dense GEMM (an int) or the groups' K sizes (multiples of 128, 0 allowed);
+    ``grouped`` defaults to whether ``ks`` is a sequence. Raises ``ValueError`` for a size that is
+    negative or not a multiple of 128.
+    """
+    sizes = (ks,) if isinstance(ks, int) else tuple(ks)
+    if any(k < 0 or k % 128 for k in sizes):
+        raise ValueError(f"every K must be a non-negative multiple of 128, got {sizes}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    k_sum = sum(sizes)
+    a_bf16 = torch.randn(m, k_sum, generator=generator, device=device, dtype=torch.bfloat16)
+    b_bf16 = torch.randn(n, k_sum, generator=generator, device=device, dtype=torch.bfloat16)
+    a, sa = per_token_cast_to_fp8(a_bf16)
+    b, sb = per_token_cast_to_fp8(b_bf16)
+    ks_tensor = torch.tensor(sizes, dtype=torch.int32, device=device)
+    return WgradInputs(sizes, not isinstance(ks, int) if grouped is None else grouped, a_bf16, b_bf16, a, sa,
+                       b, sb, ks_tensor)
 
 
 @dataclass

@@ -9,7 +9,9 @@ and CUDA tensors and expands one 128-wide K block at a time, so memory stays ``O
 import torch
 
 from ..ops.common.cpu_path import (
+    fp8_gemm_nt_1d1d_fp32,
     fp8_gemm_nt_fp32,
+    k_grouped_fp8_gemm_nt_1d1d_fp32,
     m_grouped_fp8_gemm_nt_contiguous_fp32,
     m_grouped_fp8_gemm_nt_masked_fp32,
 )
@@ -52,3 +54,27 @@ def ref_m_grouped_fp8_gemm_nt_masked(a: Operand, b: Operand, masked_m: torch.Ten
         returns: float32 ``[G, max_m, N]``; rows ``>= masked_m[g]`` are 0.
     """
     return m_grouped_fp8_gemm_nt_masked_fp32(*a, *b, masked_m)
+
+
+def ref_fp8_gemm_nt_1d1d(a: Operand, b: Operand) -> torch.Tensor:
+    """``D = A · Bᵀ`` in FP32 with 1x128 scales on both operands and per-128-K-block promotion.
+
+    Contract:
+        a: ``(A float8_e4m3fn [M, K], sa float32 [M, ceil(K/128)])``, any strides.
+        b: ``(B float8_e4m3fn [N, K], sb float32 [N, ceil(K/128)])``, any strides.
+        returns: float32 ``[M, N]`` with
+            ``D[m, n] = Σ_kb sa[m, kb] · sb[n, kb] · Σ_{k in kb} A[m, k] · B[n, k]``.
+    """
+    return fp8_gemm_nt_1d1d_fp32(*a, *b)
+
+
+def ref_k_grouped_fp8_gemm_nt_1d1d(a: Operand, b: Operand, ks: list[int]) -> torch.Tensor:
+    """k-grouped reference: group ``g`` multiplies the K columns ``[Σ_{h<g} ks[h], Σ_{h<=g} ks[h])``.
+
+    Contract:
+        a: ``(A float8_e4m3fn [M, K_sum], sa float32 [M, K_sum/128])``.
+        b: ``(B float8_e4m3fn [N, K_sum], sb float32 [N, K_sum/128])``.
+        ks: host ints, each a multiple of 128, summing to at most ``K_sum``.
+        returns: float32 ``[G, M, N]``.
+    """
+    return k_grouped_fp8_gemm_nt_1d1d_fp32(*a, *b, list(ks))

@@ -105,7 +105,7 @@ def test_inductor_compiles_a_gemm_with_the_code_around_it():
 
 
 def test_every_public_gemm_has_a_custom_op():
-    prefixes = ("fp8_gemm", "bf16_gemm", "m_grouped", "tf32")
+    prefixes = ("fp8_gemm", "bf16_gemm", "m_grouped", "k_grouped", "tf32")
     gemms = sorted(name for name in deepgemm.__all__ if name.startswith(prefixes))
     assert sorted(traced._EAGER) == gemms
     for name in gemms:
