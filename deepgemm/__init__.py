@@ -27,6 +27,11 @@ from .ops import (
     m_grouped_w8a16_gemm_nt_masked,
     matmul,
     set_num_sms,
+    tf32_gemm_nn,
+    tf32_gemm_nt,
+    tf32_gemm_tn,
+    tf32_gemm_tt,
+    tf32x3_gemm_nt,
     w4a16_gemm_nt,
     w8a16_gemm_nt,
 )
@@ -93,6 +98,11 @@ __all__ = [
     "w8a16_gemm_nt",
     "quantize_w4a16",
     "quantize_w8a16",
+    "tf32_gemm_nn",
+    "tf32_gemm_nt",
+    "tf32_gemm_tn",
+    "tf32_gemm_tt",
+    "tf32x3_gemm_nt",
 ]
 
 

@@ -9,18 +9,23 @@ the benchmark reports instead of crashing.
 """
 
 import functools
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from deepgemm.jit import compile_count, knobs
 from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
 from deepgemm.testing import (
     Bf16Inputs,
     DenseInputs,
+    Fp32Inputs,
     GroupedInputs,
     Int8Inputs,
+    SequenceInputs,
     WeightOnlyInputs,
     WgradInputs,
     calc_diff,
@@ -777,4 +782,168 @@ DEEPGEMM_FP8_MASKED_TWIN = Provider(
     max_diff=1e-5,
     adapt=_fp8_masked_twin,
     has_cpu_path=True,
+)
+
+
+
+
+# ---- TF32 / FP32 and the seed's table ---------------------------------------------------------------
+
+
+def _cublas_fp32(a: torch.Tensor, b: torch.Tensor, allow_tf32: bool) -> Callable[[], torch.Tensor]:
+    """``torch.matmul(a, b)`` on FP32 operands with cuBLAS' TF32 mode set as asked for the call only."""
+
+    def run() -> torch.Tensor:
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        try:
+            return a @ b
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+
+    return run
+
+
+def _prepare_deepgemm_tf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op(f"tf32_gemm_{inputs.major}")
+    m, n = inputs.a_mk.shape[0], inputs.b_kn.shape[1]
+    d = torch.empty(m, n, dtype=torch.float32, device=inputs.a.device)
+
+    def run() -> torch.Tensor:
+        gemm(inputs.a, inputs.b, d)
+        return d
+
+    return run
+
+
+def _prepare_deepgemm_3xtf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op("tf32x3_gemm_nt")
+    a, b_nk = inputs.a_mk, inputs.b_kn.t()
+    d = torch.empty(a.shape[0], b_nk.shape[0], dtype=torch.float32, device=a.device)
+
+    def run() -> torch.Tensor:
+        gemm(a, b_nk, d)
+        return d
+
+    return run
+
+
+def _prepare_cublas_tf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
+    _require_cuda(inputs)
+    return _cublas_fp32(inputs.a_mk, inputs.b_kn, allow_tf32=True)
+
+
+def _prepare_cublas_fp32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
+    _require_cuda(inputs)
+    return _cublas_fp32(inputs.a_mk, inputs.b_kn, allow_tf32=False)
+
+
+def _cold_sequence_pass(matmul: Callable, inputs: SequenceInputs) -> dict:
+    """Runs the sequence once through a fresh, empty JIT disk cache, as a first run on a new machine
+    would: the kernels it compiles, their seconds, and the distinct (N, K) the sequence holds."""
+    count_before, start = compile_count(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="deepgemm-cold-") as cache_dir:
+        with knobs.jit_cache_dir_set_to(cache_dir):
+            for a, b in zip(inputs.a, inputs.b, strict=True):
+                matmul(a, b, dtype="float16")
+            if inputs.a[0].is_cuda:
+                torch.cuda.synchronize()
+    return {
+        "cold_compiles": compile_count() - count_before,
+        "cold_seconds": round(time.perf_counter() - start, 3),
+        "distinct_nk": len({(n, k) for _, n, k in inputs.sizes}),
+        "num_calls": len(inputs.a),
+    }
+
+
+def _prepare_matmul_fp16(inputs: Bf16Inputs | SequenceInputs) -> Callable[[], object]:
+    """``deepgemm.matmul(a, b, dtype="float16")``: one call, or one per GEMM of a sequence, whose
+    first pass (untimed) runs on a cold JIT cache and is reported as the result's ``extra``."""
+    matmul = _deepgemm_op("matmul")
+    if isinstance(inputs, SequenceInputs):
+        extra = _cold_sequence_pass(matmul, inputs)
+        pairs = list(zip(inputs.a, inputs.b, strict=True))
+
+        def run_sequence() -> list[torch.Tensor]:
+            return [matmul(a, b, dtype="float16") for a, b in pairs]
+
+        run_sequence.extra = extra
+        return run_sequence
+    a, b = inputs.a_mk, inputs.b_kn
+
+    def run() -> torch.Tensor:
+        return matmul(a, b, dtype="float16")
+
+    return run
+
+
+def _prepare_torch_matmul(inputs: Bf16Inputs | SequenceInputs) -> Callable[[], object]:
+    _require_cuda_tensor(inputs.a[0] if isinstance(inputs, SequenceInputs) else inputs.a)
+    if isinstance(inputs, SequenceInputs):
+        pairs = list(zip(inputs.a, inputs.b, strict=True))
+        return lambda: [a @ b for a, b in pairs]
+    a, b = inputs.a_mk, inputs.b_kn
+    return lambda: a @ b
+
+
+def _require_cuda_tensor(x: torch.Tensor) -> None:
+    if x.device.type != "cuda":
+        raise ProviderUnavailable("cuBLAS providers need CUDA tensors")
+
+
+# The TF32 suites' providers on FP32 operands. TF32 GEMMs are checked against the FP64 product of the
+# operands as TF32 tensor cores read them; FP32-accurate ones against the FP64 product of the FP32
+# operands (an FP32 GEMM lands between 1e-12 and 1e-9 there as K grows, a TF32 one near 5e-7).
+DEEPGEMM_TF32 = Provider(
+    "deepgemm",
+    "deepgemm.tf32_gemm_<major>(a, b, d) on a and b stored as the problem's major says (an MN-major"
+    " operand is copied K-major inside the call, timed), into a preallocated FP32 d [M, N]",
+    _prepare_deepgemm_tf32,
+    reference="tf32",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+CUBLAS_TF32 = Provider(
+    "cublas_tf32",
+    "torch.matmul on the same stored a and b (transposed views where the major says), with"
+    " torch.backends.cuda.matmul.allow_tf32 = True",
+    _prepare_cublas_tf32,
+    reference="tf32",
+    max_diff=1e-5,
+)
+DEEPGEMM_3XTF32 = Provider(
+    "deepgemm_3xtf32",
+    "deepgemm.tf32x3_gemm_nt(a [M, K], b [N, K], d): both operands split into TF32 hi/lo parts by a"
+    " copy kernel and three TF32 products summed in one FP32 accumulator, every kernel timed; into a"
+    " preallocated FP32 d",
+    _prepare_deepgemm_3xtf32,
+    reference="fp64",
+    max_diff=1e-8,
+    has_cpu_path=True,
+)
+CUBLAS_FP32 = Provider(
+    "cublas_fp32",
+    "torch.matmul(a, b) on FP32 with torch.backends.cuda.matmul.allow_tf32 = False (cuBLAS FP32 SIMT)",
+    _prepare_cublas_fp32,
+    reference="fp64",
+    max_diff=1e-8,
+)
+# The seed's table: FP16 operands, FP16 results, checked against their FP32 product (FP16 output
+# rounding costs about 1e-7).
+DEEPGEMM_MATMUL_FP16 = Provider(
+    "matmul",
+    'deepgemm.matmul(a, b, dtype="float16") on row-major FP16 a [M, K], b [K, N] (a sequence: one call'
+    " per GEMM; its untimed first pass runs on a fresh JIT cache: compiles and seconds in 'extra'),"
+    " every kernel of a call (padding copies included) timed",
+    _prepare_matmul_fp16,
+    reference="bf16",
+    max_diff=1e-5,
+    has_cpu_path=True,
+)
+TORCH_MATMUL_FP16 = Provider(
+    "cublas",
+    "torch.matmul(a, b) on the same FP16 a and b (a sequence: one call per GEMM)",
+    _prepare_torch_matmul,
+    reference="bf16",
+    max_diff=1e-5,
 )

@@ -111,6 +111,8 @@ def prepare_provider(
         if provider.adapt is not None:
             inputs = provider.adapt(inputs)
         run = provider.prepare(inputs)
+        if hasattr(run, "extra"):  # what a provider measured while preparing (e.g. a cold JIT pass)
+            result["extra"] = run.extra
         result.update(_check(provider, run(), inputs))
     except ProviderUnavailable as error:
         return result | {"status": "unavailable", "reason": str(error)}, None

@@ -22,10 +22,13 @@ from deepgemm.testing import (
     MAJORS,
     make_bf16_inputs,
     make_dense_inputs,
+    make_fp32_inputs,
     make_grouped_inputs,
     make_int8_inputs,
+    make_sequence_inputs,
     make_weight_only_inputs,
     make_wgrad_inputs,
+    random_gemm_sizes,
 )
 
 from .providers import (
@@ -36,8 +39,11 @@ from .providers import (
     CUBLAS_BLOCKWISE,
     CUBLAS_BLOCKWISE_1D1D,
     CUBLAS_BLOCKWISE_LOOP,
+    CUBLAS_FP32,
     CUBLAS_PER_TENSOR,
+    CUBLAS_TF32,
     DEEPGEMM,
+    DEEPGEMM_3XTF32,
     DEEPGEMM_BF16,
     DEEPGEMM_BF16_DENSE,
     DEEPGEMM_BF16_GROUPED,
@@ -49,6 +55,8 @@ from .providers import (
     DEEPGEMM_K_GROUPED,
     DEEPGEMM_MASKED,
     DEEPGEMM_MATMUL_FP8,
+    DEEPGEMM_MATMUL_FP16,
+    DEEPGEMM_TF32,
     DEEPGEMM_WGRAD,
     DEEPGEMM_WGRAD_BF16,
     DEEPGEMM_WGRAD_DENSE,
@@ -57,6 +65,7 @@ from .providers import (
     FP8_BY_HAND,
     TORCH_INT_MM,
     TORCH_INT_MM_SCALED,
+    TORCH_MATMUL_FP16,
     Provider,
 )
 from .training import (
@@ -521,10 +530,124 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
 WONLY = weight_only_suite("wonly", 4, 128, "W4A16 (INT4, symmetric, group-128 scales)")
 WONLY_W8 = weight_only_suite("wonly_w8", 8, None, "W8A16 (INT8, per-channel scales)")
 
+
+# ---- TF32, FP32 and the seed's table ----------------------------------------------------------------
+
+
+def fp32_gemm_bytes(problem: Problem) -> int:
+    """FP32 operands and FP32 output of one problem (the nominal bytes, as ``fp8_gemm_bytes``)."""
+    m, n, k = problem.m, problem.n, problem.k
+    return 4 * (m * k + n * k + m * n)
+
+
+def _fp32_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    return make_fp32_inputs(problem.m, problem.n, problem.k, problem.major, device, seed)
+
+
+# The TF32 layouts other than NT run at prefill size: their twin ratios show what staging the
+# MN-major operand K-major (a transposing copy inside the call) costs against NT on the same shape.
+TF32_LAYOUT_M = 4096
+
+TF32 = Suite(
+    name="tf32",
+    description="DeepSeek-V3 dense shapes as TF32 GEMMs D = A B on FP32 operands, FP32 out: NT (A [M, K],"
+    f" B [N, K]) at M in {DENSE_MS}, and at M={TF32_LAYOUT_M} also NN, TN and TT (TF32 tensor cores read"
+    " K-major operands only: deepgemm copies an MN-major one K-major inside the call); the bars: geomean"
+    " >= 1.05x cuBLAS TF32 at M=4096 and >= 1.0x at M<=128, NT",
+    problems=(
+        *(Problem(m, n, k) for m in DENSE_MS for n, k in DENSE_NKS),
+        *(Problem(TF32_LAYOUT_M, n, k, major=major) for major in MAJORS[1:] for n, k in DENSE_NKS),
+    ),
+    make_inputs=_fp32_inputs,
+    providers=(DEEPGEMM_TF32, CUBLAS_TF32),
+    bytes_moved=fp32_gemm_bytes,
+    splits=(
+        Split("NT M<=128", lambda p: p.major == "nt" and p.m <= 128),
+        *(_major_split(major) for major in MAJORS),
+    ),
+    twin=nt_twin,
+    cpu_problems=(Problem(64, 256, 384), Problem(192, 256, 384), Problem(192, 256, 384, major="tn")),
+    family="tf32",
+)
+
+FP32 = Suite(
+    name="fp32",
+    description="DeepSeek-V3 dense shapes at M=4096 as FP32-accurate GEMMs D = A B^T on FP32 operands:"
+    " deepgemm's 3xTF32 (split and three TF32 products, every kernel timed) against cuBLAS FP32 SIMT"
+    " (allow_tf32=False) and, for scale, cuBLAS TF32; the bar: geomean >= 2x cuBLAS FP32",
+    problems=tuple(Problem(4096, n, k) for n, k in DENSE_NKS),
+    make_inputs=_fp32_inputs,
+    providers=(DEEPGEMM_3XTF32, CUBLAS_FP32, CUBLAS_TF32),
+    bytes_moved=fp32_gemm_bytes,
+    splits=(Split("M=4096", lambda p: True),),
+    cpu_problems=(Problem(64, 256, 384),),
+    family="tf32",
+)
+
+
+@dataclass(frozen=True)
+class SequenceProblem(Problem):
+    """A sequence of ``num_groups`` GEMMs of random sizes, each of M, N and K drawn uniformly from the
+    multiples of ``multiple`` in ``[low, high]`` with ``size_seed`` (``random_gemm_sizes``): one
+    measured call runs all of them."""
+
+    layout: str = "sequence"
+    low: int = 64
+    high: int = 4096
+    size_seed: int = 0
+    multiple: int = 1
+
+    @property
+    def sizes(self) -> list[tuple[int, int, int]]:
+        return random_gemm_sizes(self.num_groups, self.low, self.high, self.size_seed, self.multiple)
+
+    @property
+    def flops(self) -> int:
+        return sum(2 * m * n * k for m, n, k in self.sizes)
+
+
+def _seed_inputs(problem: Problem, device: torch.device, seed: int) -> object:
+    if isinstance(problem, SequenceProblem):
+        return make_sequence_inputs(problem.sizes, torch.float16, device, seed)
+    return make_bf16_inputs(problem.m, problem.n, problem.k, problem.major, device, seed, dtype=torch.float16)
+
+
+def _seed_bytes(problem: Problem) -> int:
+    sizes = problem.sizes if isinstance(problem, SequenceProblem) else [(problem.m, problem.n, problem.k)]
+    return sum(2 * (m * k + k * n + m * n) for m, n, k in sizes)
+
+
+SEED_SIZE = 1024
+DYNAMIC_CALLS = 200
+
+SEED = Suite(
+    name="seed",
+    description=f'The founding table through deepgemm.matmul(a, b, dtype="float16"), FP16 out, against'
+    f" torch.matmul (cuBLAS): one {SEED_SIZE}x{SEED_SIZE}x{SEED_SIZE} GEMM (bar >= 1.18x), and 'dynamic"
+    f" sizes', a sequence of {DYNAMIC_CALLS} calls with M, N, K each uniform in [64, 4096] (once any"
+    " integers, once multiples of 8, which the kernels read and write in place), total kernel time of"
+    " the sequence on a warm JIT cache (bar >= 1.12x); the first pass of each sequence runs on a fresh"
+    " JIT cache, its compiles and seconds in the matmul result's 'extra'",
+    problems=(Problem(SEED_SIZE, SEED_SIZE, SEED_SIZE, major="nn"),
+              SequenceProblem(0, 0, 0, num_groups=DYNAMIC_CALLS, major="nn"),
+              SequenceProblem(0, 0, 0, num_groups=DYNAMIC_CALLS, major="nn", multiple=8)),
+    make_inputs=_seed_inputs,
+    providers=(DEEPGEMM_MATMUL_FP16, TORCH_MATMUL_FP16),
+    bytes_moved=_seed_bytes,
+    splits=(Split(f"{SEED_SIZE}^3", lambda p: p.layout == "dense"),
+            Split("dynamic, any sizes", lambda p: getattr(p, "multiple", 0) == 1),
+            Split("dynamic, multiples of 8", lambda p: getattr(p, "multiple", 0) == 8)),
+    cpu_problems=(Problem(64, 96, 128, major="nn"),
+                  SequenceProblem(0, 0, 0, num_groups=3, major="nn", low=8, high=40)),
+    family="bf16",
+)
+
+
+
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
-                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8, CAST, TRAIN_STEP)
+                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8, CAST, TRAIN_STEP, TF32, FP32, SEED)
 }
 
 

@@ -7,9 +7,11 @@ kernels already loaded in this process are not rebuilt (see ``deepgemm.jit.clear
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,21 @@ def _path(name: str) -> Path | None:
 
 def jit_cache_dir() -> Path:
     return _path("DG_JIT_CACHE_DIR") or Path.home() / ".cache" / "deepgemm"
+
+
+@contextlib.contextmanager
+def jit_cache_dir_set_to(path: Path | str) -> Iterator[None]:
+    """``DG_JIT_CACHE_DIR`` set to ``path`` inside the block, restored after it: kernels first asked for
+    in the block are looked up and built there (the benchmark times a first run on a cold cache)."""
+    previous = os.environ.get("DG_JIT_CACHE_DIR")
+    os.environ["DG_JIT_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DG_JIT_CACHE_DIR"]
+        else:
+            os.environ["DG_JIT_CACHE_DIR"] = previous
 
 
 def jit_cpp_standard() -> int:

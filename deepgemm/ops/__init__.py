@@ -26,6 +26,7 @@ from .int8 import (
     m_grouped_int8_gemm_nt_masked,
 )
 from .matmul import matmul
+from .tf32 import tf32_gemm_nn, tf32_gemm_nt, tf32_gemm_tn, tf32_gemm_tt, tf32x3_gemm_nt
 from .wonly import (
     m_grouped_w4a16_gemm_nt_masked,
     m_grouped_w8a16_gemm_nt_masked,
@@ -59,4 +60,9 @@ __all__ = [
     "m_grouped_w8a16_gemm_nt_masked",
     "w4a16_gemm_nt",
     "w8a16_gemm_nt",
+    "tf32_gemm_nn",
+    "tf32_gemm_nt",
+    "tf32_gemm_tn",
+    "tf32_gemm_tt",
+    "tf32x3_gemm_nt",
 ]

@@ -130,8 +130,10 @@ class Bf16Inputs:
         return output
 
 
-def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int) -> Bf16Inputs:
-    """Random normal BF16 ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as ``major`` says.
+def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int,
+                     dtype: torch.dtype = torch.bfloat16) -> Bf16Inputs:
+    """Random normal BF16 (or ``dtype``: FP16) ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as
+    ``major`` says.
 
     Raises ``ValueError`` for a ``major`` not in ``MAJORS``.
     """
@@ -140,8 +142,8 @@ def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, s
     generator = torch.Generator(device=device).manual_seed(seed)
     a_shape = (m, k) if major[0] == "n" else (k, m)
     b_shape = (n, k) if major[1] == "t" else (k, n)
-    a = torch.randn(*a_shape, generator=generator, device=device, dtype=torch.bfloat16)
-    b = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.bfloat16)
+    a = torch.randn(*a_shape, generator=generator, device=device, dtype=dtype)
+    b = torch.randn(*b_shape, generator=generator, device=device, dtype=dtype)
     return Bf16Inputs(major, a, b)
 
 
@@ -550,3 +552,113 @@ def make_int8_inputs(m: int, n: int, k: int, device: torch.device, seed: int) ->
     a, sa = per_token_cast_to_int8(a_bf16)
     b, sb = per_channel_cast_to_int8(b_bf16)
     return Int8Inputs(a_bf16=a_bf16, b_bf16=b_bf16, a=a, sa=sa, b=b, sb=sb)
+
+
+
+@dataclass
+class Fp32Inputs:
+    """Operands of ``D[M, N] = A · B`` in FP32, both contiguous, stored as ``major`` says (as
+    ``Bf16Inputs``): the TF32 and 3xTF32 GEMMs' inputs."""
+
+    major: str
+    a: torch.Tensor
+    b: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # "fp64": the float64 product of the FP32 operands (what FP32 accuracy is measured against);
+    # "tf32": the float64 product of the operands as TF32 tensor cores read them (the low 13
+    # mantissa bits cleared), what a TF32 GEMM computes before its FP32 accumulation rounds.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp64", "tf32")
+
+    @property
+    def a_mk(self) -> torch.Tensor:
+        return self.a if self.major[0] == "n" else self.a.t()
+
+    @property
+    def b_kn(self) -> torch.Tensor:
+        return self.b.t() if self.major[1] == "t" else self.b
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """float64 ``[M, N]`` reference of ``kind`` (``"fp64"`` or ``"tf32"``)."""
+        if kind not in self._references:
+            if kind == "fp64":
+                a, b = self.a_mk, self.b_kn
+            elif kind == "tf32":
+                a, b = tf32_as_read(self.a_mk), tf32_as_read(self.b_kn)
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; FP32 inputs have 'fp64' and 'tf32'")
+            self._references[kind] = a.double() @ b.double()
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+def tf32_as_read(x: torch.Tensor) -> torch.Tensor:
+    """FP32 ``x`` as TF32 tensor cores read it: the low 13 mantissa bits cleared (``wgmma`` truncates)."""
+    return (x.contiguous().view(torch.int32) & ~((1 << 13) - 1)).view(torch.float32)
+
+
+def make_fp32_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int) -> Fp32Inputs:
+    """Random normal FP32 ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as ``major`` says."""
+    if major not in MAJORS:
+        raise ValueError(f"major must be one of {MAJORS}, got {major!r}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_shape = (m, k) if major[0] == "n" else (k, m)
+    b_shape = (n, k) if major[1] == "t" else (k, n)
+    a = torch.randn(*a_shape, generator=generator, device=device, dtype=torch.float32)
+    b = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.float32)
+    return Fp32Inputs(major, a, b)
+
+
+@dataclass
+class SequenceInputs:
+    """A sequence of GEMMs ``a[i] [M_i, K_i] @ b[i] [K_i, N_i]`` (row-major, ``dtype``) of random sizes:
+    the "dynamic sizes" workload, where each call may need another kernel. An output is the list of
+    the products, checked as one flat vector of every ``CHECKED_ROW_STEP``-th row of each (rows in every
+    64-row tile, at a sixteenth of the memory a check of every row of 200 products would take)."""
+
+    CHECKED_ROW_STEP: ClassVar[int] = 16
+
+    a: list[torch.Tensor]
+    b: list[torch.Tensor]
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # The FP32 products of the 16-bit operands, flattened and concatenated.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("bf16",)
+
+    @property
+    def sizes(self) -> list[tuple[int, int, int]]:
+        """``(M, N, K)`` of each GEMM in order."""
+        return [(a.shape[0], b.shape[1], a.shape[1]) for a, b in zip(self.a, self.b, strict=True)]
+
+    def reference(self, kind: str) -> torch.Tensor:
+        if kind != "bf16":
+            raise ValueError(f"unknown reference kind {kind!r}; sequence inputs have only 'bf16'")
+        if kind not in self._references:
+            step = self.CHECKED_ROW_STEP
+            self._references[kind] = torch.cat(
+                [(a[::step].float() @ b.float()).flatten() for a, b in zip(self.a, self.b, strict=True)])
+        return self._references[kind]
+
+    def valid_rows(self, output: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([d[:: self.CHECKED_ROW_STEP].flatten() for d in output])
+
+
+def random_gemm_sizes(count: int, low: int, high: int, seed: int,
+                      multiple: int = 1) -> list[tuple[int, int, int]]:
+    """``count`` ``(M, N, K)`` drawn uniformly from the multiples of ``multiple`` in ``[low, high]``
+    each, reproducibly from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    first, last = -(-low // multiple), high // multiple
+    drawn = torch.randint(first, last + 1, (count, 3), generator=generator) * multiple
+    return [tuple(int(v) for v in row) for row in drawn]
+
+
+def make_sequence_inputs(sizes: Sequence[tuple[int, int, int]], dtype: torch.dtype, device: torch.device,
+                         seed: int) -> SequenceInputs:
+    """Random normal row-major ``a [M, K]`` and ``b [K, N]`` of ``dtype`` for every ``(M, N, K)``."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a = [torch.randn(m, k, generator=generator, device=device, dtype=dtype) for m, _, k in sizes]
+    b = [torch.randn(k, n, generator=generator, device=device, dtype=dtype) for _, n, k in sizes]
+    return SequenceInputs(a, b)

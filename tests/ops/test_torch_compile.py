@@ -10,7 +10,7 @@ import torch
 import deepgemm
 from deepgemm.ops.bf16 import gemm as bf16_gemm
 from deepgemm.ops.common import traced
-from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_fp32_inputs, make_grouped_inputs
 
 CPU = torch.device("cpu")
 M, N, K = 64, 256, 384
@@ -62,6 +62,13 @@ def _cases(device: torch.device) -> dict:
         # C is d itself: accumulation into d.
         cases[f"bf16_gemm_{major} (c=d)"] = (
             lambda d, gemm=gemm, inputs=inputs: gemm(inputs.a, inputs.b, d, d), (M, N), torch.float32)
+        inputs32 = make_fp32_inputs(M, N, K, major, device, seed=6)
+        gemm32 = getattr(deepgemm, f"tf32_gemm_{major}")
+        cases[f"tf32_gemm_{major} (c=d)"] = (
+            lambda d, gemm=gemm32, inputs=inputs32: gemm(inputs.a, inputs.b, d, d), (M, N), torch.float32)
+    inputs32 = make_fp32_inputs(M, N, K, "nt", device, seed=7)
+    cases["tf32x3_gemm_nt"] = (lambda d: deepgemm.tf32x3_gemm_nt(inputs32.a, inputs32.b, d), (M, N),
+                               torch.float32)
     return cases
 
 
@@ -134,7 +141,8 @@ def test_inductor_compiles_a_gemm_with_the_code_around_it():
 
 
 def test_every_public_gemm_has_a_custom_op():
-    prefixes = ("fp8_gemm", "bf16_gemm", "int8_gemm", "m_grouped", "k_grouped", "w8a16_gemm", "w4a16_gemm")
+    prefixes = ("fp8_gemm", "bf16_gemm", "int8_gemm", "m_grouped", "k_grouped", "w8a16_gemm", "w4a16_gemm",
+                "tf32")
     gemms = sorted(name for name in deepgemm.__all__ if name.startswith(prefixes))
     assert sorted(traced._EAGER) == gemms
     for name in gemms:

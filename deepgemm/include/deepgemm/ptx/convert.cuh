@@ -2,8 +2,8 @@
 
 #include <deepgemm/common/types.cuh>
 
-// Conversions between FP32 and packed pairs of 16-bit floats; in a packed pair the first (lower
-// column) element sits in the low half.
+// Conversions between FP32 and packed pairs of 16-bit floats (in a packed pair the first, lower
+// column, element sits in the low half), and FP32 to TF32.
 namespace deepgemm::ptx {
 
 // Round to nearest even.
@@ -28,6 +28,15 @@ __device__ __forceinline__ void unpack_bf16x2(uint32_t packed, float& lo, float&
 __device__ __forceinline__ void unpack_f16x2(uint32_t packed, float& lo, float& hi) {
     asm("{ .reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h; }"
         : "=f"(lo), "=f"(hi) : "r"(packed));
+}
+
+// FP32 rounded to the nearest TF32 (ties away from zero), returned as an FP32 whose low 13 mantissa
+// bits are zero: the value the TF32 tensor cores then read exactly. The mask makes those bits zero
+// whatever the conversion leaves in them.
+__device__ __forceinline__ float round_to_tf32(float x) {
+    uint32_t bits;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(x));
+    return __uint_as_float(bits & 0xffffe000u);
 }
 
 }  // namespace deepgemm::ptx
