@@ -13,6 +13,7 @@ from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align
 from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
+from .common.validation import check_no_overlap
 from .fp8.dense import fp8_gemm_nt
 
 Array = torch.Tensor | np.ndarray
@@ -103,7 +104,7 @@ def matmul(
     if prec == "fp8" and k % 16:
         raise ValueError(f"matmul: precision='fp8' needs K to be a multiple of 16 (TMA needs 16-byte rows of "
                          f"FP8), got K={k}; use precision='bf16' or 'fp16' for this shape")
-    result = _result_buffer(out, shape, result_dtype, target)
+    result = _result_buffer(out, shape, result_dtype, target, {"a": a_t, "b": b_t})
 
     if result.numel() and k:
         a_t, b_t = a_t.to(target), b_t.to(target)
@@ -267,7 +268,8 @@ def _resolve_device(device: object, is_numpy: bool, a: torch.Tensor, b: torch.Te
 
 
 def _result_buffer(
-    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+    inputs: dict[str, torch.Tensor],
 ) -> torch.Tensor:
     if out is None:
         return torch.empty(shape, dtype=dtype, device=device)
@@ -275,6 +277,7 @@ def _result_buffer(
         raise ValueError(f"matmul: out must have the result's shape {shape}, found {tuple(out.shape)}")
     if out.device != device:
         raise ValueError(f"matmul: out must be on the device the GEMM runs on ({device}), found {out.device}")
+    check_no_overlap("matmul: out", out, {name: x for name, x in inputs.items() if x.device == out.device})
     return out
 
 
