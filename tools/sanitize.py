@@ -127,6 +127,40 @@ def _bf16_dense(m: int, n: int, k: int, major: str, with_c: bool = False, out=No
     return run
 
 
+# Configs the heuristic picks only for large shapes, forced on small ones: (family, M, N, K, layout letters,
+# make_config's arguments).
+MULTICAST_A = dict(num_tma_multicast=2, multicast_on_a=True)
+MULTICAST_B = dict(num_tma_multicast=2, multicast_on_a=False)
+FORCED_CONFIGS = (
+    ("fp8_1d2d", 256, 256, 384, "nt", dict(block_m=128, block_n=64, **MULTICAST_A)),
+    ("fp8_1d2d", 256, 200, 384, "nt", dict(block_m=128, block_n=64, **MULTICAST_B)),
+    ("fp8_1d2d", 300, 264, 256, "nt", dict(block_m=256, block_n=128, num_d_chunks=4)),
+    ("bf16", 256, 256, 256, "nn", dict(block_m=128, block_n=64, **MULTICAST_A)),
+    ("bf16", 256, 256, 192, "tt", dict(block_m=128, block_n=128, num_d_chunks=2, **MULTICAST_B)),
+)
+
+
+def _forced_name(m: int, n: int, k: int, major: str, config: dict) -> str:
+    what = []
+    if config.get("num_tma_multicast", 1) > 1:
+        what.append(f"multicast {'A' if config['multicast_on_a'] else 'B'}")
+    if config["block_m"] == 256:
+        what.append("256-row tiles")
+    if config.get("num_d_chunks", 1) > 1:
+        what.append(f"D in {config['num_d_chunks']} chunks")
+    return f"{'dense' if major == 'nt' else major} {m}x{n}x{k} forced {', '.join(what)}"
+
+
+def _forced_cases(family: str) -> list[Case]:
+    def make(m: int, n: int, k: int, major: str, config: dict) -> Callable[[], float]:
+        if family == "fp8_1d2d":
+            return _fp8_dense(m, n, k, config=config)
+        return _bf16_dense(m, n, k, major, config=config)
+
+    return [Case(family, _forced_name(m, n, k, major, config), make(m, n, k, major, config))
+            for name, m, n, k, major, config in FORCED_CONFIGS if name == family]
+
+
 def fp8_cases() -> list[Case]:
     """FP8 1D2D: dense (M, N and K tails; FP32 out; forced multicast and D chunks) and every grouped kind."""
     import torch
@@ -136,12 +170,7 @@ def fp8_cases() -> list[Case]:
     return [
         *dense,
         Case("fp8_1d2d", "dense 100x96x256 fp32 out", _fp8_dense(100, 96, 256, torch.float32)),
-        Case("fp8_1d2d", "dense 256x256x384 multicast A", _fp8_dense(
-            256, 256, 384, config=dict(block_m=128, block_n=64, num_tma_multicast=2, multicast_on_a=True))),
-        Case("fp8_1d2d", "dense 256x200x384 multicast B", _fp8_dense(
-            256, 200, 384, config=dict(block_m=128, block_n=64, num_tma_multicast=2, multicast_on_a=False))),
-        Case("fp8_1d2d", "dense 300x264x256 256-row tiles, D in 4 chunks", _fp8_dense(
-            300, 264, 256, config=dict(block_m=256, block_n=128, num_d_chunks=4))),
+        *_forced_cases("fp8_1d2d"),
         *(Case("fp8_1d2d", f"{op} {counts} n=264 k=272", _grouped(layout, counts, 264, 272, "fp8", op))
           for layout, op in (("contiguous", "contiguous"), ("contiguous", "offsets"))
           for counts in ([1, 130, 0, 77], [256, 5])),
@@ -162,11 +191,7 @@ def bf16_cases() -> list[Case]:
           for major in ("nt", "nn", "tn", "tt") for m, n, k in ((7 if major[0] == "n" else 8, 120, 72),
                                                                 (200, 264, 328))),
         Case("bf16", "nt 129x136x64 with C, fp32 out", _bf16_dense(129, 136, 64, "nt", True, torch.float32)),
-        Case("bf16", "nn 256x256x256 multicast A", _bf16_dense(256, 256, 256, "nn", config=dict(
-            block_m=128, block_n=64, num_tma_multicast=2, multicast_on_a=True))),
-        Case("bf16", "tt 256x128x192 multicast B, D in 2 chunks", _bf16_dense(
-            256, 128, 192, "tt", config=dict(block_m=128, block_n=128, num_tma_multicast=2,
-                                             multicast_on_a=False, num_d_chunks=2))),
+        *_forced_cases("bf16"),
         Case("bf16", "contiguous [1, 130, 0, 77] n=264 k=200",
              _grouped("contiguous", [1, 130, 0, 77], 264, 200, "bf16", "contiguous")),
         Case("bf16", "masked [0, 65, 128, 3] of 128, n=264 k=200",

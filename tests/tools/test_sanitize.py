@@ -27,14 +27,25 @@ def test_every_family_and_kind_has_cases(sanitize):
                  "bf16 nt", "bf16 nn", "bf16 tn", "bf16 tt", "bf16 contiguous", "bf16 masked"):
         assert any(name.startswith(kind) for name in names), kind
     assert set(sanitize.FAMILY_CASES) == {"fp8_1d2d", "bf16"}
-    assert [c.name for c in sanitize.selected_cases("bf16", "multicast")] == [
-        "nn 256x256x256 multicast A", "tt 256x128x192 multicast B, D in 2 chunks"]
+    assert [c.name for c in sanitize.selected_cases("bf16", "forced")] == [
+        "nn 256x256x256 forced multicast A", "tt 256x256x192 forced multicast B, D in 2 chunks"]
+
+
+def test_the_forced_configs_are_valid(sanitize):
+    from deepgemm.heuristics import FAMILIES, GemmShape
+    from deepgemm.heuristics.config import config_errors
+    from deepgemm.heuristics.sm90 import make_config
+
+    for family, m, n, k, major, config in sanitize.FORCED_CONFIGS:
+        shape = GemmShape(m, n, k, 2, family=FAMILIES[family], b_mn_major=major[1] == "n")
+        cfg = make_config(shape, 132, **config)
+        assert not config_errors(cfg, shape), (family, m, n, k, config_errors(cfg, shape))
+        assert cfg.num_sms >= 2 * cfg.num_tma_multicast  # more than one cluster: the multicast is exercised
 
 
 def test_the_cases_are_right_on_the_cpu_path(sanitize, capsys):
     # The forced configs launch kernels directly (GPU only); every other case runs the public op.
-    cases = [case for case in sanitize.selected_cases(None, None)
-             if "multicast" not in case.name and "chunks" not in case.name]
+    cases = [case for case in sanitize.selected_cases(None, None) if "forced" not in case.name]
     assert sanitize.run_cases(cases) == 0
     assert capsys.readouterr().out.count("ok    ") == len(cases)
 
