@@ -102,7 +102,9 @@ def build_spec(spec: KernelSpec) -> bool:
 def build_all(specs: Sequence[KernelSpec], jobs: int = 1,
               progress: Callable[[int, int, Summary], None] | None = None) -> Summary:
     """Builds ``specs`` in ``jobs`` processes (in this one for ``jobs == 1``), calling ``progress(done,
-    total, summary)`` after each; a kernel that fails is counted and the others still build."""
+    total, summary)`` after each; a kernel that fails is counted and the others still build. The
+    workers are spawned processes: a script that calls this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard."""
     summary, started = Summary(), time.monotonic()
 
     def record(spec: KernelSpec, outcome: Callable[[], bool]) -> None:
