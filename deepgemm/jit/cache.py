@@ -137,9 +137,8 @@ class DiskCache:
 
     def get_or_build(self, kernel: str, key: str, source: str, build: Builder) -> tuple[CacheEntry, bool]:
         """The entry for ``key``, building and publishing it if needed; the flag says whether this call
-        built it. Safe against any number of processes and threads doing the same at once. A cache that
-        cannot be written (read-only, not a directory) is still read; a miss then compiles in memory, with
-        one warning per process."""
+        built it. Safe against any number of processes and threads doing the same at once. An unwritable
+        cache is still read; a miss then compiles in memory, with one warning per process."""
         entry = self.lookup(kernel, key)
         if entry is not None:
             knobs.debug_log(f"disk cache hit {entry.directory}")
@@ -175,11 +174,9 @@ class DiskCache:
             yield
 
     def _staging(self, kernel: str, key: str) -> Path:
-        tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+        (tmp_root := self.root / "tmp").mkdir(parents=True, exist_ok=True)
         _remove_stale(tmp_root)
-        staging = tmp_root / f"{kernel}-{key[:16]}-{uuid.uuid4().hex}"
-        staging.mkdir()
+        (staging := tmp_root / f"{kernel}-{key[:16]}-{uuid.uuid4().hex}").mkdir()
         return staging
 
     def _publish(self, staging: Path, final: Path, entry: CacheEntry) -> CacheEntry:

@@ -12,7 +12,6 @@ nvcc's includes its path) and the GPU's SM count (``--num-sms``; ``set_num_sms``
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -132,7 +131,7 @@ def build_all(specs: Sequence[KernelSpec], jobs: int = 1,
 
 def progress_bar(stream=sys.stderr, width: int = 30) -> Callable[[int, int, Summary], None]:
     """A ``build_all`` progress callback: a bar redrawn in place on a terminal, else a line per kernel."""
-    interactive = stream.isatty() and os.environ.get("TERM") != "dumb"
+    interactive = stream.isatty()
 
     def show(done: int, total: int, summary: Summary) -> None:
         filled = width * done // max(total, 1)

@@ -151,11 +151,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from ..jit import knobs
+
     # Knobs are read from the environment, also by the worker processes, which inherit it.
     if args.cache_dir is not None:
-        os.environ["DG_JIT_CACHE_DIR"] = str(args.cache_dir.resolve())
+        knobs.set_knob("DG_JIT_CACHE_DIR", str(args.cache_dir.resolve()))
     if args.compiler is not None:
-        os.environ["DG_JIT_COMPILER"] = args.compiler
+        knobs.set_knob("DG_JIT_COMPILER", args.compiler)
     try:
         requests = [r for name in args.preset for r in preset_requests(name)]
         requests += [r for path in args.json for r in json_requests(path)]
@@ -168,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         args.error(str(error))
     specs = kernel_specs(requests, args.num_sms, args.jobs)
-    from ..jit import get_compiler, knobs
+    from ..jit import get_compiler
 
     print(f"deepgemm precompile: {len(specs)} kernels for {len(requests)} shapes, {args.arch} with "
           f"{args.num_sms} SMs; compiler {get_compiler().identity()}; cache {knobs.jit_cache_dir()}",
