@@ -24,5 +24,5 @@ def test_the_cases_pass_on_the_cpu_path(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_cases_need_few_kernels() -> None:
     cases = [make_case(number) for number in range(2100)]
     specs = kernel_specs([request for case in cases for request in case.requests], 132)
-    assert len(specs) <= 120
+    assert len(specs) <= 90
     assert make_case(5).note == make_case(5).note  # a case is its number
