@@ -124,6 +124,11 @@ print_configs = functools.partial(_bool, "DG_PRINT_CONFIGS")
 debug_check_indices = functools.partial(_bool, "DG_DEBUG_CHECK_INDICES")
 
 
+def set_knob(name: str, value: str) -> None:
+    """Sets knob ``name`` for this process and the processes it starts (the precompile CLI's options)."""
+    os.environ[next(knob.name for knob in KNOBS if knob.name == name)] = value
+
+
 def debug_log(message: str) -> None:
     """One line of JIT diagnostics on stderr, when ``DG_JIT_DEBUG`` is set."""
     if jit_debug():

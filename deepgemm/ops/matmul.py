@@ -14,6 +14,7 @@ from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align
 from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
+from .common.validation import check_no_overlap
 from .fp8.dense import fp8_gemm_nt
 from .int8.gemm import int8_gemm_nt, int8_matmul_quantized
 from .matmul_grad import MatmulFunction
@@ -139,7 +140,7 @@ def matmul(
     k = a_t.shape[-1]
     if not is_numpy and torch.is_grad_enabled() and (a_t.requires_grad or b_t.requires_grad):
         if out is not None:
-            _result_buffer(out, shape, result_dtype, target)  # its checks
+            _result_buffer(out, shape, result_dtype, target, {"a": a_t, "b": b_t})  # its checks
         a_t, b_t = a_t.to(target), b_t.to(target)
         if prec in _COMPUTE_DTYPES:
             a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
@@ -147,7 +148,7 @@ def matmul(
                                       lambda a_, b_: _computed(a_, b_, shape, result_dtype, prec))
         return result if out is None else out.copy_(result)
 
-    result = _result_buffer(out, shape, result_dtype, target)
+    result = _result_buffer(out, shape, result_dtype, target, {"a": a_t, "b": b_t})
     if result.numel() and k:
         a_t, b_t = a_t.to(target), b_t.to(target)
         if prec in _COMPUTE_DTYPES:  # the FP8 casts take any float dtype; converting first would cost a pass
@@ -330,7 +331,8 @@ def _resolve_device(device: object, is_numpy: bool, a: torch.Tensor, b: torch.Te
 
 
 def _result_buffer(
-    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+    inputs: dict[str, torch.Tensor],
 ) -> torch.Tensor:
     if out is None:
         return torch.empty(shape, dtype=dtype, device=device)
@@ -338,6 +340,7 @@ def _result_buffer(
         raise ValueError(f"matmul: out must have the result's shape {shape}, found {tuple(out.shape)}")
     if out.device != device:
         raise ValueError(f"matmul: out must be on the device the GEMM runs on ({device}), found {out.device}")
+    check_no_overlap("matmul: out", out, {name: x for name, x in inputs.items() if x.device == out.device})
     return out
 
 

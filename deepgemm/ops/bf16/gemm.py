@@ -18,15 +18,20 @@ from ..common.settings import require_hopper
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
     check_dtype,
+    check_grouped_kernel_dims,
     check_index_vector,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_packed_groups,
     check_positive_int,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
+    warn_if_slow_cpu,
 )
 
 IN_DTYPES = (torch.bfloat16, torch.float16)
@@ -150,6 +155,7 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
     if k == 0:
         return d.zero_() if c is None else d.copy_(c)
     if cuda_index is None:
+        warn_if_slow_cpu(f"bf16_gemm_{layout}", m, n, k)
         out = _as_mk(layout, A).float() @ _as_kn(layout, B).float()
         if c is not None:
             out += c.float()
@@ -188,7 +194,13 @@ def _checked(layout: str, a: object, b: object, d: object,
     check_multiple(a_dims[1], A.shape[1], 8, "TMA needs 16-byte rows of a")
     check_multiple(b_dims[1], B.shape[1], 8, "TMA needs 16-byte rows of b")
     check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    return A, B, m, n, k, _check_devices_and_strides(tensors, tensors)
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
+    cuda_index = _check_devices_and_strides(tensors, tensors)
+    # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
+    same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
+    check_no_overlap("d", d, {"a": A, "b": B, "c": None if same_as_d else c})
+    return A, B, m, n, k, cuda_index
 
 
 def _check_operands(a: object, b: object, a_dims: tuple[str, ...],
@@ -243,6 +255,7 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_bf16_gemm_nt_contiguous", m_sum, n, k)
         out = torch.zeros(m_sum, n, dtype=torch.float32)
         for group in range(num_groups):
             selected = m_indices == group
@@ -278,6 +291,7 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_bf16_gemm_nt_masked", num_groups * max_m, n, k)
         return write_rows(d, A.float() @ B.float().transpose(1, 2), masked_rows(masked_m, max_m))
     _kernel().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
     return d
@@ -293,5 +307,8 @@ def _check_grouped(A: torch.Tensor, B: torch.Tensor, d: object, d_dims: tuple[st
     check_multiple("K", k, 8, "TMA needs 16-byte rows of a and b")
     check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
     check_packed_groups("b", B, ("G", "N", "K"))
+    check_grouped_kernel_dims(A, B)
     tma_tensors = {"a": A, "b": B, "d": d}
-    return _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
+    cuda_index = _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
+    check_no_overlap("d", d, {"a": A, "b": B, index_name: index})
+    return cuda_index

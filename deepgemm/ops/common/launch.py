@@ -65,6 +65,29 @@ class KernelSpec:
     comment: str
 
 
+@dataclass(frozen=True)
+class KernelRequest:
+    """A GEMM a process will run, as ahead-of-time compilation names it (``deepgemm.precompile``): each
+    family's ``kernel_specs(request, num_sms)`` returns the kernels its launch path would load for it.
+
+    ``m``: the M the config is chosen by: M (dense), M_sum, the rows of A (contiguous), or expected_m
+    (masked). ``layout``: ``"dense"``, ``"contiguous"`` or ``"masked"``. ``major``: the storage layout
+    letters of the 16-bit ops (``"nt"``, ``"nn"``, ``"tn"``, ``"tt"``). ``in_dtype`` / ``out_dtype``: the
+    operands' (16-bit families) and d's dtype; ``has_c``: a 16-bit dense call with ``c``.
+    """
+
+    family: str
+    m: int
+    n: int
+    k: int
+    layout: str = DENSE
+    num_groups: int = 1
+    out_dtype: torch.dtype = torch.bfloat16
+    major: str = "nt"
+    in_dtype: torch.dtype = torch.bfloat16
+    has_c: bool = False
+
+
 @lru_cache(maxsize=1024)
 def kernel_launcher(spec: KernelSpec, device: int):
     """The compiled kernel `spec`, ready to launch on CUDA device `device`."""
