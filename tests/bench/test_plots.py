@@ -30,7 +30,8 @@ def test_report_from_the_h100_run(tmp_path):
         assert (tmp_path / name).read_bytes().startswith(PNG) and (tmp_path / name).stat().st_size > 20_000
     page = (tmp_path / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == len(SUITES_RUN) + 1 and all(base64.b64decode(image).startswith(PNG) for image in images)
+    assert len(images) == len(SUITES_RUN) + 1
+    assert all(base64.b64decode(image).startswith(PNG) for image in images)
     documents = [json.loads(path.read_text()) for path in H100_RUN]
     problems = sum(len(suite["problems"]) for doc in documents for suite in doc["suites"])
     assert page.count("<tr><td>") == problems
