@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align
+from ..quant.wonly import PRECISIONS as _WEIGHT_ONLY_PRECISIONS
+from ..quant.wonly import PackedWeight, pack_weight
 from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
 from .common.validation import check_no_overlap
@@ -19,6 +21,7 @@ from .fp8.dense import fp8_gemm_nt
 from .int8.gemm import int8_gemm_nt, int8_matmul_quantized
 from .matmul_grad import MatmulFunction
 from .tf32 import gemm as tf32_gemm
+from .wonly.gemm import weight_only_matmul
 
 Array = torch.Tensor | np.ndarray
 
@@ -94,7 +97,12 @@ def matmul(
             operands, FP32 accumulation;
         ``"fp8"``/``torch.float8_e4m3fn``: quantises on the fly, ``a`` per token (1x128 scales),
             ``b`` per 128x128 block, and runs ``fp8_gemm_nt``;
-        ``"int8"``/``torch.int8``/``np.int8``: W8A8 INT8 (see the INT8 family);
+        ``"int8"``/``torch.int8``/``np.int8``: W8A8 INT8: two int8 inputs multiplied as they are (exact
+            sums), float inputs quantised per token / per output channel (``int8_matmul_quantized``);
+        ``"w8a16"``/``"w4a16"``: weight-only INT8 / INT4 weights times 16-bit activations: ``b`` is a
+            ``PackedWeight`` of ``W [N, K]`` (``deepgemm.quant.wonly.pack_weight``, packed once; ``b``
+            stands for ``Wᵀ``, and its precision is used when ``dtype`` is ``None``), or a float
+            ``b [K, N]`` packed on every call; the activations run in the dtype of the weight's scales;
         ``None``: the inputs' own dtype, which must then be the same for both: bfloat16, float16,
             float32 (runs ``"float32"``), float64 (runs ``"float32"``: there is no FP64 path) or int8.
         Strings are case-insensitive. Anything else raises ``ValueError`` listing what is accepted.
@@ -127,6 +135,8 @@ def matmul(
     ``device``, an ``out`` of the wrong shape, dtype or device; ``RuntimeError`` for ``device="cuda"``
     without CUDA or on a GPU that is not Hopper.
     """
+    if isinstance(b, PackedWeight) or _weight_only_precision(dtype if dtype is not None else precision):
+        return _weight_only(a, b, dtype if dtype is not None else precision, out_dtype, device, out)
     is_numpy = _check_kinds(a, b, out)
     a_t, b_t = _as_tensor("a", a), _as_tensor("b", b)
     shape = _result_shape(a_t, b_t)
@@ -509,3 +519,60 @@ _GEMMS_2D = {
     "tf32": lambda a, b, d: _tf32_gemm(a, b, d, num_terms=1),
     "fp32": lambda a, b, d: _tf32_gemm(a, b, d, num_terms=3),
 }
+
+
+# ---- weight-only precisions (W8A16 / W4A16) ------------------------------------------------------
+
+
+def _weight_only_precision(value: object) -> str | None:
+    """``"w8a16"`` / ``"w4a16"`` when ``value`` names a weight-only precision, else ``None``."""
+    return value.lower() if isinstance(value, str) and value.lower() in _WEIGHT_ONLY_PRECISIONS else None
+
+
+def _weight_only(a: Array, b: object, prec: object, out_dtype: object, device: object,
+                 out: torch.Tensor | None) -> Array:
+    """``a @ b`` with ``b`` a weight quantised to INT8/INT4: a ``PackedWeight`` of ``W [N, K]`` (``b``
+    stands for ``Wᵀ``, packed once by ``deepgemm.quant.wonly.pack_weight``), or a float ``b [K, N]`` packed
+    here on every call. Activations run in the dtype the weight's scales are held in (BF16 or FP16)."""
+    named = _weight_only_precision(prec)
+    if prec is not None and named is None:
+        raise ValueError(f"matmul: b is a PackedWeight, so dtype must be None or its precision "
+                         f"'{b.precision}', got {prec!r}")
+    if isinstance(b, PackedWeight):
+        if named is not None and named != b.precision:
+            raise ValueError(f"matmul: dtype={prec!r} but b is packed for '{b.precision}'")
+        if b.b_packed.dim() != 2:
+            raise ValueError("matmul: b must be one packed [N, K] weight (the masked ops take [G, N, K] "
+                             "experts)")
+        is_numpy = _check_kinds(a, a, out)
+        a_t = _as_tensor("a", a)
+        weight = b
+    else:
+        is_numpy = _check_kinds(a, b, out)
+        a_t, b_t = _as_tensor("a", a), _as_tensor("b", b)
+        if b_t.dim() != 2 or not b_t.is_floating_point():
+            raise ValueError(f"matmul: dtype={prec!r} quantises a floating 2-D b [K, N], found "
+                             f"{b_t.dtype} of shape {tuple(b_t.shape)}")
+        weight = pack_weight(b_t.T.float(), named)
+    if not a_t.is_floating_point() or a_t.dim() not in (2, 3) or a_t.shape[-1] != weight.k:
+        raise ValueError(f"matmul: a must be a floating [M, K] or [B, M, K] with K = {weight.k} (b's K), "
+                         f"found {a_t.dtype} of shape {tuple(a_t.shape)}")
+    compute = weight.sb.dtype
+    result_dtype = _resolve_out_dtype(out_dtype, out, "fp16" if compute == torch.float16 else "bf16",
+                                      is_numpy)
+    if device is None and not is_numpy and a_t.device != weight.b_packed.device:
+        raise ValueError(f"matmul: a and b must be on one device, found a on {a_t.device} and b on "
+                         f"{weight.b_packed.device}; pass device= to move both")
+    target = _resolve_device(device, is_numpy, a_t, a_t)
+    if weight.b_packed.device != target:
+        weight = weight.to(target)
+    a_c = a_t.to(target, compute).contiguous()
+    if out is None:
+        result = weight_only_matmul(a_c, weight, out_dtype=result_dtype)
+    else:
+        _result_buffer(out, (*a_t.shape[:-1], weight.n), result_dtype, target, {"a": a_t})
+        result = out.copy_(weight_only_matmul(a_c, weight, out_dtype=result_dtype))
+    if not is_numpy:
+        return result
+    host = result.cpu()
+    return (host.float() if host.dtype == torch.bfloat16 else host).numpy()
