@@ -1,6 +1,7 @@
 #pragma once
 
 #include <deepgemm/common/types.cuh>
+#include <deepgemm/ptx/convert.cuh>
 #include <deepgemm/ptx/smem.cuh>
 
 // Integer-to-16-bit-float conversions for the weight-only kernels, and the packed 16-bit arithmetic
@@ -8,13 +9,6 @@
 // float whose exponent makes one mantissa step worth 1 ("magic number"): the float is then
 // bias + u exactly, and one subtraction of the bias (plus the zero point) leaves the signed value.
 namespace deepgemm::ptx {
-
-// Byte permute: picks four bytes of {b, a} (a bytes 0-3, b bytes 4-7) by the selector's nibbles.
-__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
-    uint32_t d;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(selector));
-    return d;
-}
 
 // 2^23 + byte `i` of `word` as an FP32 (its mantissa's low byte is the byte).
 template <uint32_t i>
