@@ -14,7 +14,7 @@ and the next one runs):
   (``tests/jit/test_gpu_jit.py``). Fails if any test fails, if none was collected, or if every test
   skipped (no GPU visible, so ``tests/conftest.py`` skipped each one: that would be a silent "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
-  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8), or
+  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, decode), or
   of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
   merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
@@ -48,6 +48,7 @@ BENCH_SUITES = (
     "bf16",
     "bf16_grouped",
     "matmul_fp8",
+    "decode",
 )
 SCHEMA = "deepgemm.gpu_check/1"
 # Lines of a failed stage's log kept in the JSON; the printed summary shows the last few.

@@ -246,6 +246,18 @@ def _chunked_variants(shape: GemmShape, num_sms: int, whole: GemmConfig) -> list
 @lru_cache(maxsize=4096)
 def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached)."""
+    return select_unsplit_config(shape, num_sms)
+
+
+def few_tiles(shape: GemmShape, num_sms: int) -> bool:
+    """Whether the tiles of `shape`'s unsplit config leave SMs without one (fewer tiles than SMs)."""
+    cfg = select_unsplit_config(shape, num_sms)
+    return shape.num_tiles(cfg.block_m, cfg.block_n) < num_sms
+
+
+@lru_cache(maxsize=4096)
+def select_unsplit_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+    """The best config that runs each tile's whole K loop in one CTA (deterministic, cached)."""
     best, best_key = None, None
     for cfg in candidate_configs(shape, num_sms):
         # Remaining ties go to the larger tile (fewer bytes per FLOP), then to the fewer bytes pulled

@@ -150,7 +150,7 @@ def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_pa
 
     merged = json.loads((out / "bench.json").read_text())
     assert [suite["name"] for suite in merged["suites"]] == [
-        "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8",
+        "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8", "decode",
     ]  # fmt: skip
     assert merged["num_tests"] == "2" and merged["env"]["device"] == "fake H200"
     bench = json.loads((out / "gpu_check.json").read_text())["stages"]["bench"]
