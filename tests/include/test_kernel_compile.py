@@ -242,8 +242,9 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
                   for case in selected_cases()}
     asserts = []
     for args, smem, threads in sorted(selections, key=repr):
-        # Fp8GemmLayout takes the kernel's template arguments but the load batch (the 11th).
-        layout_args = (*args[:10], *args[11:])
+        # Fp8GemmLayout takes the kernel's template arguments but the load batch (the 11th) and the
+        # split count (the 13th).
+        layout_args = (*args[:10], args[11])
         layout = "deepgemm::Fp8GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
         asserts.append(f'static_assert({layout}::kSmemBytes == {smem}u, "smem of {args}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {threads}u, "threads of {args}");')

@@ -30,11 +30,13 @@ from ..common.launch import (
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
+from ..common.split_k import SplitK
 
 KERNEL = "deepgemm::sm90_bf16_gemm"
 HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
 # (shape_m, num_groups, grouped_layout, c, c_row_bytes, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b,
-# tmap_d), as in the kernel's signature.
+# tmap_d), as in the kernel's signature. Split-K passes the workspace as d (ops/common/split_k.py) and C to
+# the reduction instead.
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.U64, ParamType.PTR,
                ParamType.U64, ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA)
 OUT_TYPES = {
@@ -50,7 +52,7 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, a_mn_major: bool, b_mn_major: b
     it adds C, and the kind."""
     template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                      cfg.multicast_on_a, a_mn_major, b_mn_major, is_fp16, OUT_TYPES[out_dtype], has_c,
-                     cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind)
+                     cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind, cfg.split_k)
     layout = f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}"
     comment = (f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, {layout}, "
                f"out={out_dtype}, c={has_c}\n{cfg.kernel_repr()}")
@@ -69,9 +71,13 @@ def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Ten
         shape = GemmShape(m, n, k, d.element_size(), family=BF16, b_mn_major=b_mn_major)
         cfg = config or choose_config(shape, num_sms)
         is_fp16, has_c = A.dtype == torch.float16, c is not None
-        spec = kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, d.dtype, has_c)
+        # A split kernel leaves C to the reduction.
+        spec = kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, d.dtype, has_c and cfg.split_k == 1)
+        split = None
+        if cfg.split_k > 1:
+            split = SplitK(cfg.split_k, m, n, d.dtype, has_c, cfg.num_sms, device_index)
         plan = _plans.remember(key, _Plan(spec, device_index, GEMM_KIND_DENSE, m, n, k, 1, a_mn_major,
-                                          b_mn_major))
+                                          b_mn_major, split))
     c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * c.element_size()) if c is not None else (0, 0)
     plan.run(A, B, d, 0, c_ptr, c_row_bytes)
 
@@ -110,21 +116,28 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, B: torch.Tensor, 
 
 
 class _Plan(Plan):
-    __slots__ = ("rows", "n", "k", "num_groups", "a_mn_major", "b_mn_major", "is_masked")
+    __slots__ = ("rows", "n", "k", "num_groups", "a_mn_major", "b_mn_major", "is_masked", "split")
 
     def __init__(self, spec: KernelSpec, device_index: int, kind: str, rows: int, n: int, k: int,
-                 num_groups: int, a_mn_major: bool, b_mn_major: bool) -> None:
+                 num_groups: int, a_mn_major: bool, b_mn_major: bool, split: SplitK | None = None) -> None:
         super().__init__(spec, device_index)
         self.rows, self.n, self.k, self.num_groups = rows, n, k, num_groups
         self.a_mn_major, self.b_mn_major = a_mn_major, b_mn_major
         self.is_masked = kind == GEMM_KIND_MASKED
+        self.split = split
 
     def run(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, grouped_layout_ptr: int, c_ptr: int,
             c_row_bytes: int) -> None:
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, d)
-        self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
-                    *d_stride_args(d, self.is_masked), *tmaps)
+        split = self.split
+        if split is None:
+            self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
+                        *d_stride_args(d, self.is_masked), *tmaps)
+            return
+        workspace = split.workspace()
+        self.launch(self.rows, 1, 0, 0, 0, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
+        split.reduce(workspace, c_ptr, c_row_bytes, d.data_ptr(), d.stride(0) * d.element_size())
 
     def encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         cfg, rows, n, k = self.cfg, self.rows, self.n, self.k
