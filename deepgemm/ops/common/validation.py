@@ -181,3 +181,10 @@ def check_positive_int(name: str, value: object) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return int(value)
+
+
+def tma_rows_ok(strides: tuple[int, ...], rows: int, cols: int, elements_per_16_bytes: int) -> bool:
+    """``check_tma_operand``'s stride rules for a non-empty 2-D tensor: contiguous rows, whose stride is a
+    multiple of 16 bytes and, unless there is one row, at least a row (rows do not overlap)."""
+    row_stride = strides[0]
+    return strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
