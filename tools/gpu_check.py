@@ -1,6 +1,6 @@
 """Does it work, and how fast: every GPU test, the benchmark and the JIT measurements in one command.
 
-    python tools/gpu_check.py --out results/ [--stages tests,bench,host,jit] [-k EXPR] [--suites S,S]
+    python tools/gpu_check.py --out results/ [--stages tests,bench,host,jit,sanitize] [-k EXPR] [--suites S,S]
 
 Stages (each a subprocess, so one crash cannot take the others down; a failed stage is recorded
 and the next one runs):
@@ -14,12 +14,17 @@ and the next one runs):
   (``tests/jit/test_gpu_jit.py``). Fails if any test fails, if none was collected, or if every test
   skipped (no GPU visible, so ``tests/conftest.py`` skipped each one: that would be a silent "all good").
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
-  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, decode), or
-  of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
+  ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, FP8
+  weight gradients dense and k-grouped, weight-only W4A16 and W8A16, the fused FP8 casts, an FP8
+  training step, TF32 in every layout, FP32 as 3xTF32, the seed's table through matmul, decode, INT8),
+  or of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
   merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
+- ``sanitize`` (not in the default set: it takes minutes): ``python tools/sanitize.py``, every kernel
+  family and kind on small tail shapes under compute-sanitizer memcheck, racecheck and synccheck -> the
+  errors per tool; fails on any error or wrong result.
 
 Writes ``OUT/gpu_check.json`` after every stage (a killed run keeps what finished), each stage's
 output to ``OUT/<stage>.log``, prints a summary table, and exits 1 if any stage failed.
@@ -38,7 +43,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("tests", "bench", "host", "jit")
+STAGES = ("tests", "bench", "host", "jit", "sanitize")
+# What runs without --stages: the sanitizer stage only on request.
+DEFAULT_STAGES = ("tests", "bench", "host", "jit")
 # deepgemm.bench's suites, in the order the bench stage runs them.
 BENCH_SUITES = (
     "dense",
@@ -48,7 +55,17 @@ BENCH_SUITES = (
     "bf16",
     "bf16_grouped",
     "matmul_fp8",
+    "wgrad",
+    "wgrad_k_grouped",
+    "wonly",
+    "wonly_w8",
+    "cast",
+    "train_step",
+    "tf32",
+    "fp32",
+    "seed",
     "decode",
+    "int8",
 )
 SCHEMA = "deepgemm.gpu_check/1"
 # Lines of a failed stage's log kept in the JSON; the printed summary shows the last few.
@@ -257,12 +274,27 @@ def stage_jit(out: Path, args: argparse.Namespace) -> dict | None:
     return detail
 
 
+def stage_sanitize(out: Path, args: argparse.Namespace) -> dict:
+    """``tools/sanitize.py`` with its per-tool summary in ``OUT/sanitize.json`` and each tool's log."""
+    summary_path = out / "sanitize.json"
+    command = [sys.executable, str(REPO / "tools" / "sanitize.py"), "--json", str(summary_path),
+               "--logs", str(out / "sanitize-logs")]
+    proc = run_logged(command, out / "sanitize.log", args.stage_timeout)
+    detail = {"returncode": proc.returncode}
+    if summary_path.exists():
+        detail = json.loads(summary_path.read_text())
+    if proc.returncode or not detail.get("ok"):
+        raise StageFailed(f"sanitize.py exited with {proc.returncode}", detail)
+    return detail
+
+
 Stage = Callable[[Path, argparse.Namespace], dict | None]
 STAGE_FUNCTIONS: dict[str, Stage] = {
     "tests": stage_tests,
     "bench": stage_bench,
     "host": stage_host,
     "jit": stage_jit,
+    "sanitize": stage_sanitize,
 }
 
 
@@ -353,7 +385,17 @@ def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} us"
 
 
+def _sanitize_notes(detail: dict) -> list[str]:
+    wrong = detail["cases_wrong_without_sanitizer"]
+    lines = [f"{detail['cases']} cases, {wrong} wrong without the sanitizer"]
+    for tool in detail["tools"]:
+        errors = "no ERROR SUMMARY" if tool["errors"] is None else f"{tool['errors']} errors"
+        lines.append(f"{tool['tool']}: {errors}, {tool['cases_wrong']} cases wrong, {tool['seconds']} s")
+    return lines
+
+
 NOTES: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
+    "sanitize": ("tools", _sanitize_notes),
     "tests": ("total", _tests_notes),
     "bench": ("suites", _bench_notes),
     "host": ("us_per_call", _host_notes),
@@ -381,7 +423,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--out", default="results", help="directory for the JSON files and logs (default: results)"
     )
     parser.add_argument(
-        "--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}"
+        "--stages", default=",".join(DEFAULT_STAGES),
+        help=f"comma-separated subset of {','.join(STAGES)} (default: {','.join(DEFAULT_STAGES)})"
     )
     parser.add_argument("-k", help="pytest -k expression for the tests stage")
     parser.add_argument(

@@ -134,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="PATH", help="write every figure and the environment to PATH")
     parser.add_argument("--cpu", action="store_true", help="run the CPU path even when a GPU is present")
     parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write a visual report into DIR: roofline.png, ratio-<suite>.png, report.html (needs "
+        "matplotlib: pip install 'deepgemm[plot]')",
+    )
+    parser.add_argument(
+        "--report-from",
+        nargs="+",
+        metavar="JSON",
+        help="instead of running: render the report of these --json files (into --report DIR, default "
+        "bench-report)",
+    )
+    parser.add_argument(
         "--host-overhead",
         action="store_true",
         help="instead of the suites: CPU us per call of a cached M=64 N=2112 K=7168 GEMM, per provider",
@@ -319,6 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns 1 if any provider errored or produced a wrong result, else 0."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report or args.report_from:
+        try:
+            from .plots import require_matplotlib
+
+            require_matplotlib()
+        except ImportError as error:
+            parser.error(str(error))
+    if args.report_from:
+        return _report_from(parser, args.report_from, args.report or "bench-report")
     on_cuda = torch.cuda.is_available() and not args.cpu
     if args.host_overhead and not on_cuda:
         parser.error("--host-overhead measures the CPU cost of CUDA launches and needs a GPU")
@@ -381,9 +403,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures += [name for problem in record["problems"] for name in _failures(problem["results"])]
     if args.json:
         print(f"\nwrote {write_json(args.json, document)}")
+    if args.report:
+        from .plots import write_report
+
+        print(f"wrote {write_report([document], args.report, [args.json or ''])[-1]}")
     if failures:
         print(
             f"\nFAILED: {len(failures)} provider result(s) errored or missed the reference", file=sys.stderr
         )
         return 1
+    return 0
+
+
+def _report_from(parser: argparse.ArgumentParser, paths: Sequence[str], directory: str) -> int:
+    """Renders the report of benchmark JSON files written by ``--json``."""
+    import json
+
+    from .plots import write_report
+
+    documents = []
+    for path in paths:
+        try:
+            document = json.loads(open(path).read())
+        except (OSError, ValueError) as error:
+            parser.error(f"--report-from {path}: {error}")
+        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+            parser.error(f"--report-from {path}: not a benchmark JSON file (schema {SCHEMA})")
+        documents.append(document)
+    files = write_report(documents, directory, paths)
+    print("wrote " + ", ".join(str(path) for path in files))
     return 0

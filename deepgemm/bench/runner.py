@@ -111,6 +111,8 @@ def prepare_provider(
         if provider.adapt is not None:
             inputs = provider.adapt(inputs)
         run = provider.prepare(inputs)
+        if hasattr(run, "extra"):  # what a provider measured while preparing (e.g. a cold JIT pass)
+            result["extra"] = run.extra
         result.update(_check(provider, run(), inputs))
     except ProviderUnavailable as error:
         return result | {"status": "unavailable", "reason": str(error)}, None
@@ -130,7 +132,9 @@ def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
     if problem.layout != "dense":
         if problem.layout == "contiguous":
             rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
-        extra |= {"num_groups": problem.num_groups, "layout": problem.layout}
+        # The k-grouped GEMM's launcher describes it as the masked layout does: G problems of M rows.
+        layout = "masked" if problem.layout == "k_grouped" else problem.layout
+        extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True
     return heuristics.GemmShape(rows, problem.n, problem.k, **extra)
@@ -148,7 +152,8 @@ def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") ->
 
 
 def _config_on(device: torch.device, suite: Suite, problem: Problem) -> dict | None:
-    if device.type != "cuda":
+    # A cast or a training step has no GEMM config.
+    if device.type != "cuda" or suite.family not in heuristics.FAMILIES:
         return None
     num_sms = torch.cuda.get_device_properties(device).multi_processor_count
     return deepgemm_config(problem, num_sms, suite.family)
@@ -181,18 +186,18 @@ def measure_problem(
         if run is not None:
             runs[provider.name] = run
     times = _time_in_rounds(runs, timer, rounds, results)
+    flops = suite.problem_flops(problem)
     for name, seconds_per_round in times.items():
-        results[name] |= _round_figures(seconds_per_round, problem.flops,
-                                        nbytes=provider_bytes.get(name, nbytes))
+        results[name] |= _round_figures(seconds_per_round, flops, nbytes=provider_bytes.get(name, nbytes))
         if hbm_peak is not None:
             results[name]["hbm_fraction"] = results[name]["gbps"] * 1e9 / hbm_peak
     if from_rest_timer is not None and _lasts_long(times):
         from_rest = _time_in_rounds({name: runs[name] for name in times}, from_rest_timer, rounds, results)
         for name, seconds_per_round in from_rest.items():
-            results[name] |= _round_figures(seconds_per_round, problem.flops, suffix="_from_rest")
+            results[name] |= _round_figures(seconds_per_round, flops, suffix="_from_rest")
     return {
         **dataclasses.asdict(problem),
-        "flops": problem.flops,
+        "flops": flops,
         "bytes": nbytes,
         "deepgemm_config": _config_on(device, suite, problem),
         "results": results,

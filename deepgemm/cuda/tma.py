@@ -23,6 +23,8 @@ _DTYPES: dict[torch.dtype, driver.CUtensorMapDataType] = {
     # converted or NaN-filled).
     torch.float8_e4m3fn: _DT.CU_TENSOR_MAP_DATA_TYPE_UINT8,
     torch.uint8: _DT.CU_TENSOR_MAP_DATA_TYPE_UINT8,
+    # INT8 as bytes too: loads never convert, and a zero-filled byte is int8 zero.
+    torch.int8: _DT.CU_TENSOR_MAP_DATA_TYPE_UINT8,
     torch.bfloat16: _DT.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
     torch.float16: _DT.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
     torch.float32: _DT.CU_TENSOR_MAP_DATA_TYPE_FLOAT32,
@@ -92,7 +94,7 @@ def make_tma_descriptor(ptr: int, dtype: torch.dtype, global_dims: Sequence[int]
                         oob_fill_zero: bool = True, l2_promotion: int = 256) -> TmaDescriptor:
     """Encode a tiled tensor map (``cuTensorMapEncodeTiled``) of rank 1 to 5.
 
-    - ``ptr``: global address, 16-byte aligned. ``dtype``: float8_e4m3fn, uint8, bfloat16, float16,
+    - ``ptr``: global address, 16-byte aligned. ``dtype``: float8_e4m3fn, uint8, int8, bfloat16, float16,
       float32 or int32.
     - ``global_dims``: sizes in elements, innermost (contiguous) first, each in [1, 2^32].
     - ``global_strides_bytes``: strides of dimensions 1.. in bytes (the innermost is the element

@@ -131,14 +131,18 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     if shape.layout == CONTIGUOUS and cfg.num_tma_multicast != 1 and not cfg.multicast_on_a:
         errors.append("the contiguous layout multicasts only A (multicasting B, a cluster pair's two "
                       "m-blocks could belong to different experts)")
-    if cfg.block_n % 8 != 0 or not 8 <= cfg.block_n <= 256:
-        errors.append(f"block_n={cfg.block_n} must be a multiple of 8 in [8, 256] (WGMMA N)")
+    step = cfg.family.block_n_step
+    if cfg.block_n % step != 0 or not step <= cfg.block_n <= 256:
+        errors.append(f"block_n={cfg.block_n} must be a multiple of {step} in [{step}, 256] (WGMMA N)")
     # A tile may span at most two B scale blocks (one predicate selects between them).
     scale_block = cfg.family.scale_block_n
     if scale_block and cfg.block_n - gcd(cfg.block_n, scale_block) > scale_block:
         errors.append(f"block_n={cfg.block_n} lets a tile straddle three {scale_block}-column scale blocks")
-    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > 192:
+    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > cfg.family.max_accumulator_registers:
         errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
+    if shape.layout != DENSE and cfg.block_n > cfg.family.grouped_max_block_n:
+        errors.append(f"block_n={cfg.block_n} is wider than the {cfg.family.name} kernel's grouped tiles "
+                      f"({cfg.family.grouped_max_block_n})")
     if cfg.num_stages < 2:
         errors.append(f"num_stages={cfg.num_stages} must be at least 2")
     smem = cfg.smem_bytes(shape.k)

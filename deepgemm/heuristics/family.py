@@ -75,6 +75,12 @@ class KernelFamily:
     split_k_candidates: tuple[int, ...] = ()
     k_block_latency_cycles: float = 0.0
     split_k_fixed_cycles: float = 0.0
+    # BLOCK_N must be a multiple of this (the WGMMA N values the family's instructions take).
+    block_n_step: int = 8
+    # Most accumulator registers per consumer thread (`accumulator_registers`) a tile may take, and the
+    # widest tile of the grouped layouts: beyond them the kernel's epilogue spills.
+    max_accumulator_registers: int = 192
+    grouped_max_block_n: int = 256
 
     def __repr__(self) -> str:
         return f"KernelFamily({self.name!r})"

@@ -4,8 +4,9 @@ Key: a SHA-256 over the stub, every header it can reach (by following ``#include
 header recompiles only the kernels that include it), the compiler's identity, version and flags, the arch
 and the package version. An entry, ``<root>/<kernel>/<key[:32]>/{kernel.cu, kernel.cubin, meta.json}``, is
 built under ``<root>/tmp/`` and published with one atomic directory rename. Builders of one key serialise
-on ``fcntl.flock`` of ``<root>/locks/<key[:32]>.lock`` and re-check under it; readers never lock. An entry
-whose ``meta.json`` does not match its key and cubin (size, SHA-256) is treated as absent and rebuilt.
+on ``fcntl.flock`` of ``<root>/locks/<key[:32]>.lock`` and re-check under it; readers never lock, so a
+read-only cache (one shipped in a container image) is served as is, and a miss there compiles in memory.
+An entry whose ``meta.json`` does not match its key and cubin (size, SHA-256) counts as absent (rebuilt).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,18 +137,31 @@ class DiskCache:
 
     def get_or_build(self, kernel: str, key: str, source: str, build: Builder) -> tuple[CacheEntry, bool]:
         """The entry for ``key``, building and publishing it if needed; the flag says whether this call
-        built it. Safe against any number of processes and threads doing the same at once."""
+        built it. Safe against any number of processes and threads doing the same at once. An unwritable
+        cache is still read; a miss then compiles in memory, with one warning per process."""
         entry = self.lookup(kernel, key)
         if entry is not None:
             knobs.debug_log(f"disk cache hit {entry.directory}")
             return entry, False
-        with self._lock(key):
-            entry = self.lookup(kernel, key)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(self._lock(key))
+                entry = self.lookup(kernel, key)
+                staging = None if entry else self._staging(kernel, key)
+            except OSError as error:
+                _warn_unwritable(self.root, error)
+                return build_uncached(key, source, build), True
             if entry is not None:
                 knobs.debug_log(f"disk cache hit after waiting for another builder {entry.directory}")
                 return entry, False
             knobs.debug_log(f"disk cache miss {self.entry_dir(kernel, key)}")
-            return self._build_and_publish(kernel, key, source, build), True
+            stack.callback(shutil.rmtree, staging, ignore_errors=True)
+            built = build_entry(staging, key, source, build)
+            try:
+                return self._publish(staging, self.entry_dir(kernel, key), built), True
+            except OSError as error:
+                _warn_unwritable(self.root, error)
+                return CacheEntry(built.cubin, built.meta, None), True
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:
@@ -158,30 +173,38 @@ class DiskCache:
             fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed, whatever happens
             yield
 
-    def _build_and_publish(self, kernel: str, key: str, source: str, build: Builder) -> CacheEntry:
-        final = self.entry_dir(kernel, key)
-        tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+    def _staging(self, kernel: str, key: str) -> Path:
+        (tmp_root := self.root / "tmp").mkdir(parents=True, exist_ok=True)
         _remove_stale(tmp_root)
-        staging = tmp_root / f"{kernel}-{key[:16]}-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            entry = build_entry(staging, key, source, build)
-            for name in (SOURCE_NAME, CUBIN_NAME, META_NAME):
-                _fsync(staging / name)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                # Only a corrupt entry can be here (lookup rejected it under the lock): move it aside
-                # so the rename below can take its place.
-                corrupt = tmp_root / f"corrupt-{uuid.uuid4().hex}"
-                final.rename(corrupt)
-                shutil.rmtree(corrupt, ignore_errors=True)
-            staging.rename(final)
-            _fsync(final.parent)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        (staging := tmp_root / f"{kernel}-{key[:16]}-{uuid.uuid4().hex}").mkdir()
+        return staging
+
+    def _publish(self, staging: Path, final: Path, entry: CacheEntry) -> CacheEntry:
+        for name in (SOURCE_NAME, CUBIN_NAME, META_NAME):
+            _fsync(staging / name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            # Only a corrupt entry can be here (lookup rejected it under the lock): move it aside
+            # so the rename below can take its place.
+            corrupt = self.root / "tmp" / f"corrupt-{uuid.uuid4().hex}"
+            final.rename(corrupt)
+            shutil.rmtree(corrupt, ignore_errors=True)
+        staging.rename(final)
+        _fsync(final.parent)
         knobs.debug_log(f"published {final}")
         return CacheEntry(entry.cubin, entry.meta, final)
+
+
+_warned_roots: set[Path] = set()
+
+
+def _warn_unwritable(root: Path, error: OSError) -> None:
+    if root not in _warned_roots:
+        _warned_roots.add(root)
+        warnings.warn(f"deepgemm: cannot write the JIT cache {root} ({error.strerror or error}); kernels "
+                      "it lacks are compiled in memory for this process only. Set DG_JIT_CACHE_DIR to a "
+                      "writable directory, or DG_JIT_DISABLE_CACHE=1 to not use a disk cache.",
+                      RuntimeWarning, stacklevel=5)
 
 
 def build_entry(directory: Path, key: str, source: str, build: Builder) -> CacheEntry:
@@ -203,13 +226,13 @@ def build_uncached(key: str, source: str, build: Builder) -> CacheEntry:
 
 
 def _remove_stale(tmp_root: Path, max_age_s: float = 24 * 3600) -> None:
-    # Builds killed mid-compile leave their staging directories behind; a live build is minutes old
-    # at most, so anything older than a day is litter.
+    # Builds killed mid-compile leave their staging directories (or stray files) behind; a live build is
+    # minutes old at most, so anything older than a day is litter.
     cutoff = time.time() - max_age_s
     for path in tmp_root.iterdir():
         with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
+            if path.lstat().st_mtime < cutoff:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def _fsync(path: Path) -> None:

@@ -7,9 +7,11 @@ kernels already loaded in this process are not rebuilt (see ``deepgemm.jit.clear
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +95,21 @@ def jit_cache_dir() -> Path:
     return _path("DG_JIT_CACHE_DIR") or Path.home() / ".cache" / "deepgemm"
 
 
+@contextlib.contextmanager
+def jit_cache_dir_set_to(path: Path | str) -> Iterator[None]:
+    """``DG_JIT_CACHE_DIR`` set to ``path`` inside the block, restored after it: kernels first asked for
+    in the block are looked up and built there (the benchmark times a first run on a cold cache)."""
+    previous = os.environ.get("DG_JIT_CACHE_DIR")
+    os.environ["DG_JIT_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DG_JIT_CACHE_DIR"]
+        else:
+            os.environ["DG_JIT_CACHE_DIR"] = previous
+
+
 def jit_cpp_standard() -> int:
     return int(_choice("DG_JIT_CPP_STANDARD", "20", ("17", "20")))
 
@@ -112,6 +129,11 @@ jit_print_compiler_command = functools.partial(_bool, "DG_JIT_PRINT_COMPILER_COM
 jit_debug = functools.partial(_bool, "DG_JIT_DEBUG")
 print_configs = functools.partial(_bool, "DG_PRINT_CONFIGS")
 debug_check_indices = functools.partial(_bool, "DG_DEBUG_CHECK_INDICES")
+
+
+def set_knob(name: str, value: str) -> None:
+    """Sets knob ``name`` for this process and the processes it starts (the precompile CLI's options)."""
+    os.environ[next(knob.name for knob in KNOBS if knob.name == name)] = value
 
 
 def debug_log(message: str) -> None:

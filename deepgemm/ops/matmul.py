@@ -1,8 +1,9 @@
 """``deepgemm.matmul``: one call for torch tensors and NumPy arrays, on the CPU or a Hopper GPU.
 
-It resolves the precision, output dtype and device, moves and converts the inputs, and runs the
-16-bit GEMMs (choosing the storage layout from the strides, so transposed views cost no copy) or
-quantises on the fly and runs the FP8 GEMM.
+It resolves the compute precision, output dtype and device, moves and converts the inputs, and runs
+the 16-bit GEMMs (choosing the storage layout from the strides, so transposed views cost no copy),
+quantises on the fly and runs the FP8 GEMM, or runs the TF32 family (plain TF32, or 3xTF32 for FP32
+accuracy). Sizes a kernel cannot take are padded inside matmul's own copy or quantisation step.
 """
 
 import numpy as np
@@ -13,29 +14,35 @@ from ..quant.cast import per_block_cast_to_fp8, per_token_cast_to_fp8
 from ..quant.layout import TMA_ALIGNMENT_BYTES, align
 from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
+from .common.validation import check_no_overlap
 from .fp8.dense import fp8_gemm_nt
+from .int8.gemm import int8_gemm_nt, int8_matmul_quantized
+from .matmul_grad import MatmulFunction
+from .tf32 import gemm as tf32_gemm
 
 Array = torch.Tensor | np.ndarray
 
+# Every accepted spelling of a compute precision (strings lower-cased; NumPy dtypes by name).
 _PRECISIONS = {
-    "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16",
+    "fp32": "fp32", "float32": "fp32", torch.float32: "fp32",
+    "tf32": "tf32",
     "fp16": "fp16", "float16": "fp16", torch.float16: "fp16",
-    "fp8": "fp8", torch.float8_e4m3fn: "fp8",
+    "bf16": "bf16", "bfloat16": "bf16", torch.bfloat16: "bf16",
+    "fp8": "fp8", "float8_e4m3fn": "fp8", torch.float8_e4m3fn: "fp8",
+    "int8": "int8", torch.int8: "int8",
 }
-_UNSUPPORTED_PRECISIONS = {
-    "fp32": "FP32", "float32": "FP32", "tf32": "FP32", torch.float32: "FP32",
-    "int8": "INT8", torch.int8: "INT8",
-}
-_FP32_MESSAGE = (
-    "FP32 is not supported until a TF32 path exists; pass precision='bf16', 'fp16' or 'fp8' to "
-    "convert the inputs"
+_ACCEPTED_PRECISIONS = (
+    "'float32' (or 'fp32'), 'tf32', 'float16' (or 'fp16'), 'bfloat16' (or 'bf16'), 'fp8', 'int8', "
+    "torch.float32, torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.int8, NumPy float32, "
+    "float16 or int8, or None (the inputs' own dtype)"
 )
-_INT8_MESSAGE = "INT8 is not supported until an INT8 path exists"
-_SUPPORTED_PRECISIONS = (
-    "'bf16', 'fp16', 'fp8' (or torch.bfloat16, torch.float16, torch.float8_e4m3fn) or None"
-)
+# The precision precision=None runs for each input dtype; float64 inputs get FP32 accuracy.
+_OWN_PRECISIONS = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32",
+                   torch.float64: "fp32", torch.int8: "int8"}
 
-_COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# The dtype the inputs are converted to before the GEMM (FP8 and INT8 quantise in their own step).
+_COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
+                   "fp32": torch.float32}
 _OUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _OUT_DTYPE_ALIASES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _NUMPY_OUT_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
@@ -43,71 +50,108 @@ _NUMPY_OUT_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): 
 _FP8_KERNEL_OUT_DTYPES = (torch.bfloat16, torch.float32)
 # Sizes the 16-bit kernels cannot take are zero-padded up to 16 bytes of 16-bit elements (TMA rows).
 _PAD_16BIT = 8
+# INT8 rows are read 16 bytes at a time (TMA).
+_INT8_K_MULTIPLE = 16
+# FP8 K is zero-padded to 16 bytes of FP8 (TMA rows); TF32 N to 16 bytes of FP32 (D's rows).
+_PAD_FP8_K = 16
+_PAD_FP32 = 4
 
 
 def matmul(
     a: Array,
     b: Array,
     *,
-    precision: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | np.dtype | type | None = None,
+    precision: str | torch.dtype | np.dtype | type | None = None,
     out_dtype: str | torch.dtype | np.dtype | type | None = None,
     device: str | torch.device | None = None,
     out: torch.Tensor | None = None,
 ) -> Array:
     """``a @ b`` on deepgemm's kernels, for torch tensors or NumPy arrays; returns the same kind.
 
+    Example: ``c_np = deepgemm.matmul(a_np, b_np, dtype="float16", device="cuda")``.
+
     Shapes (``a``, ``b`` -> result):
         ``[M, K] @ [K, N] -> [M, N]``;
         ``[B, M, K] @ [B, K, N] -> [B, M, N]`` (one GEMM per batch entry, equal ``B``);
         ``[B, M, K] @ [K, N] -> [B, M, N]``: ``b`` is shared, computed as one ``[B*M, K]`` GEMM.
-        ``[M, K] @ [B, K, N]`` and other ranks are refused. Any sizes; an empty ``K`` gives zeros.
-        Any strides: transposed views (``x.T`` of a contiguous tensor) run a layout that reads them
-        in place; other layouts, and 16-bit problems whose ``K`` or ``N`` is not a multiple of 8,
-        are copied (zero-padded to a multiple of 8, which is exact; the result is sliced back).
-    Inputs: both ``torch.Tensor`` or both ``numpy.ndarray``; floating-point dtypes only (integers
-        are refused until an INT8 path exists).
-    precision: ``"bf16"``, ``"fp16"``, ``"fp8"`` or the torch dtypes ``bfloat16``, ``float16``,
-        ``float8_e4m3fn``; the inputs (any float dtype) are cast to it. ``None`` runs the inputs' own
-        dtype, which must then be bfloat16 or float16 for both (FP32 inputs are refused until a TF32
-        path exists; NumPy float16 is FP16). ``"fp8"`` quantises on the fly, ``a`` per token (1x128
-        scales), ``b`` per 128x128 block, and runs ``fp8_gemm_nt``; it needs ``K % 16 == 0``.
+        ``[M, K] @ [B, K, N]`` and other ranks are refused. Any sizes in every precision; an empty
+        ``K`` gives zeros. Any strides: transposed views (``x.T`` of a contiguous tensor) run a
+        layout that reads them in place where the kernels can; sizes a kernel cannot take are
+        zero-padded inside matmul's own copy or quantisation step (exact; the result is sliced back):
+        16-bit ``K`` or ``N`` to a multiple of 8, FP8 ``K`` to a multiple of 16 and ``N`` to 16 bytes
+        of output, TF32 ``N`` to a multiple of 4 (TF32 copies operands the tensor cores cannot read
+        in place, K-major, with ``K`` padded there).
+    Inputs: both ``torch.Tensor`` or both ``numpy.ndarray`` of a float dtype (int8 for ``"int8"``).
+    dtype: the compute precision, the dtype the tensor cores multiply in (not the result's dtype,
+        which is ``out_dtype``); the inputs (any float dtype) are converted to it:
+        ``"float32"``/``"fp32"``/``torch.float32``/``np.float32``: FP32 accuracy on the TF32 tensor
+            cores (3xTF32: each operand split into a TF32 high part and the low remainder, three
+            TF32 products summed in FP32; about the error of an FP32 GEMM);
+        ``"tf32"``: plain TF32 (the tensor cores read 10 mantissa bits of each FP32 operand, FP32
+            accumulation), about 3x faster than ``"float32"``;
+        ``"float16"``/``"fp16"``, ``"bfloat16"``/``"bf16"`` (and the torch / NumPy dtypes): 16-bit
+            operands, FP32 accumulation;
+        ``"fp8"``/``torch.float8_e4m3fn``: quantises on the fly, ``a`` per token (1x128 scales),
+            ``b`` per 128x128 block, and runs ``fp8_gemm_nt``;
+        ``"int8"``/``torch.int8``/``np.int8``: W8A8 INT8 (see the INT8 family);
+        ``None``: the inputs' own dtype, which must then be the same for both: bfloat16, float16,
+            float32 (runs ``"float32"``), float64 (runs ``"float32"``: there is no FP64 path) or int8.
+        Strings are case-insensitive. Anything else raises ``ValueError`` listing what is accepted.
+    precision: the same as ``dtype`` (its earlier name; one meaning). Pass one of the two; both are
+        accepted only when they name the same precision.
     out_dtype: ``torch.bfloat16``, ``torch.float16`` or ``torch.float32`` (also ``"bf16"``,
         ``"fp16"``, ``"fp32"``, ``np.float16``, ``np.float32``). Default: ``out.dtype`` when ``out``
-        is given, else float16 for ``"fp16"`` and bfloat16 otherwise. FP8 writes bfloat16 or
-        float32; a float16 result is converted from float32.
+        is given, else float16 for ``"fp16"``, float32 for ``"float32"`` and ``"tf32"``, and
+        bfloat16 otherwise. FP8 writes bfloat16 or float32 and TF32 float32; other result dtypes
+        are converted from float32.
         NumPy results: NumPy has no bfloat16, so a bfloat16 result comes back as float32 (holding
         bfloat16 values), and the default for ``"bf16"``/``"fp8"`` is float32 written by the GEMM
         directly; ``"fp16"`` defaults to float16.
     device: ``"cpu"``, ``"cuda"`` (or a ``torch.device``) or ``None``. Torch inputs are moved there
         (``None``: where they live, both on one device) and so is the result. NumPy inputs run on
         the GPU when ``None`` and a Hopper GPU is present, else on the CPU; the copies to and from
-        the device are part of the call. CPU runs take the ops' CPU path (FP32 math).
+        the device are part of the call. CPU runs take the ops' CPU path: FP32 math for the 16-bit
+        and FP8 precisions, FP64 math for ``"float32"``, and for ``"tf32"`` FP64 math on the inputs
+        with their low 13 mantissa bits cleared, as the tensor cores read them.
     out: torch only; a tensor of the result's shape, dtype and device that receives the result and
         is returned (any strides; a layout the kernels cannot write costs a copy).
+    Autograd (torch inputs, on the CPU and a GPU alike): where grad mode is on and ``a`` or ``b``
+        requires grad, the result is differentiable; its backward runs deepgemm's GEMMs, the 16-bit
+        ones in the same precision, and for ``"fp8"`` the FP8 GEMMs with the quantisation passed
+        straight through (``ops/matmul_grad.py``). With ``out`` the result is copied into ``out``.
 
-    Raises: ``TypeError`` for non-array or mixed torch/NumPy inputs, unsupported dtypes (integer,
-    complex, FP32 without a precision), a wrong ``out_dtype`` or ``out`` type; ``ValueError`` for a
-    wrong rank, mismatched shapes, an unknown ``precision`` or ``device``, an ``out`` of the wrong
-    shape, dtype or device, ``K % 16 != 0`` with FP8; ``RuntimeError`` for ``device="cuda"``
+    Raises: ``TypeError`` for non-array or mixed torch/NumPy inputs, unsupported dtypes (complex,
+    integers other than int8 for ``"int8"``), a wrong ``out_dtype`` or ``out`` type; ``ValueError`` for
+    a wrong rank, mismatched shapes, an unknown ``dtype``/``precision`` or two that disagree, an unknown
+    ``device``, an ``out`` of the wrong shape, dtype or device; ``RuntimeError`` for ``device="cuda"``
     without CUDA or on a GPU that is not Hopper.
     """
     is_numpy = _check_kinds(a, b, out)
     a_t, b_t = _as_tensor("a", a), _as_tensor("b", b)
     shape = _result_shape(a_t, b_t)
-    _check_float("a", a_t)
-    _check_float("b", b_t)
-    prec = _resolve_precision(precision, a_t.dtype, b_t.dtype)
+    _check_not_complex("a", a_t)
+    _check_not_complex("b", b_t)
+    prec = _resolve_precision(dtype, precision, a_t.dtype, b_t.dtype)
+    _check_input_dtype("a", a_t, prec)
+    _check_input_dtype("b", b_t, prec)
     result_dtype = _resolve_out_dtype(out_dtype, out, prec, is_numpy)
     target = _resolve_device(device, is_numpy, a_t, b_t)
     k = a_t.shape[-1]
-    if prec == "fp8" and k % 16:
-        raise ValueError(f"matmul: precision='fp8' needs K to be a multiple of 16 (TMA needs 16-byte rows of "
-                         f"FP8), got K={k}; use precision='bf16' or 'fp16' for this shape")
-    result = _result_buffer(out, shape, result_dtype, target)
+    if not is_numpy and torch.is_grad_enabled() and (a_t.requires_grad or b_t.requires_grad):
+        if out is not None:
+            _result_buffer(out, shape, result_dtype, target, {"a": a_t, "b": b_t})  # its checks
+        a_t, b_t = a_t.to(target), b_t.to(target)
+        if prec in _COMPUTE_DTYPES:
+            a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
+        result = MatmulFunction.apply(a_t, b_t, prec,
+                                      lambda a_, b_: _computed(a_, b_, shape, result_dtype, prec))
+        return result if out is None else out.copy_(result)
 
+    result = _result_buffer(out, shape, result_dtype, target, {"a": a_t, "b": b_t})
     if result.numel() and k:
         a_t, b_t = a_t.to(target), b_t.to(target)
-        if prec != "fp8":  # the FP8 casts take any float dtype; converting first would cost a pass
+        if prec in _COMPUTE_DTYPES:  # the FP8 casts take any float dtype; converting first would cost a pass
             a_t, b_t = a_t.to(_COMPUTE_DTYPES[prec]), b_t.to(_COMPUTE_DTYPES[prec])
         _run(a_t, b_t, result, prec)
     elif result.numel():
@@ -179,36 +223,54 @@ def _result_shape(a: torch.Tensor, b: torch.Tensor) -> tuple[int, ...]:
     return (*a.shape[:-1], b.shape[-1])
 
 
-def _check_float(name: str, x: torch.Tensor) -> None:
+def _check_not_complex(name: str, x: torch.Tensor) -> None:
     if x.is_complex():
         raise TypeError(f"matmul: {name} has dtype {x.dtype}; complex inputs are not supported")
-    if not x.is_floating_point():
-        raise TypeError(f"matmul: {name} has dtype {x.dtype}: {_INT8_MESSAGE}; integer and bool inputs "
-                        "are refused (cast them to a float dtype to run them in BF16, FP16 or FP8)")
 
 
-def _resolve_precision(precision: object, a_dtype: torch.dtype, b_dtype: torch.dtype) -> str:
-    """``"bf16"``, ``"fp16"`` or ``"fp8"``."""
-    if precision is None:
-        if a_dtype != b_dtype:
-            raise TypeError(f"matmul: with precision=None a and b must have the same dtype, found {a_dtype} "
-                            f"and {b_dtype}; pass precision='bf16', 'fp16' or 'fp8'")
-        if a_dtype in (torch.float32, torch.float64):
-            raise TypeError(f"matmul: the inputs are {a_dtype}: {_FP32_MESSAGE}")
-        if a_dtype not in (torch.bfloat16, torch.float16):
-            raise TypeError(f"matmul: precision=None runs the inputs' own dtype, which must be bfloat16 or "
-                            f"float16, found {a_dtype}; pass precision='bf16', 'fp16' or 'fp8'")
-        return _PRECISIONS[a_dtype]
-    key = precision.lower() if isinstance(precision, str) else precision
-    if not isinstance(key, str | torch.dtype):
-        raise ValueError(f"matmul: precision must be {_SUPPORTED_PRECISIONS}, got {precision!r}")
-    if key in _PRECISIONS:
-        return _PRECISIONS[key]
-    if _UNSUPPORTED_PRECISIONS.get(key) == "FP32":
-        raise ValueError(f"matmul: precision={precision!r}: {_FP32_MESSAGE}")
-    if _UNSUPPORTED_PRECISIONS.get(key) == "INT8":
-        raise ValueError(f"matmul: precision={precision!r}: {_INT8_MESSAGE}")
-    raise ValueError(f"matmul: precision must be {_SUPPORTED_PRECISIONS}, got {precision!r}")
+def _check_input_dtype(name: str, x: torch.Tensor, prec: str) -> None:
+    """Float inputs run in every precision; integer ones only int8 with ``"int8"``."""
+    if x.is_floating_point() or (prec == "int8" and x.dtype == torch.int8):
+        return
+    raise TypeError(f"matmul: {name} has dtype {x.dtype}; integer and bool inputs are refused, but int8 "
+                    "ones with dtype='int8' (cast them to a float dtype to run another precision)")
+
+
+def _precision_key(value: object) -> object:
+    """``value`` as a key of ``_PRECISIONS``: strings lower-cased, NumPy dtypes and scalar types by name."""
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
+    return None
+
+
+def _lookup_precision(arg: str, value: object) -> str:
+    prec = _PRECISIONS.get(_precision_key(value))
+    if prec is None:
+        raise ValueError(f"matmul: {arg} must be {_ACCEPTED_PRECISIONS}, got {value!r}")
+    return prec
+
+
+def _resolve_precision(dtype: object, precision: object, a_dtype: torch.dtype, b_dtype: torch.dtype) -> str:
+    """``"fp32"``, ``"tf32"``, ``"fp16"``, ``"bf16"``, ``"fp8"`` or ``"int8"``, from ``dtype=``
+    or its alias ``precision=`` (which must agree when both are given), else the inputs' dtype."""
+    named = {arg: _lookup_precision(arg, value)
+             for arg, value in (("dtype", dtype), ("precision", precision)) if value is not None}
+    if len(set(named.values())) > 1:
+        raise ValueError(f"matmul: dtype={dtype!r} and precision={precision!r} disagree; they are one "
+                         "argument (the compute precision) under two names: pass one")
+    if named:
+        return next(iter(named.values()))
+    if a_dtype != b_dtype:
+        raise TypeError(f"matmul: with dtype=None a and b must have the same dtype, found {a_dtype} "
+                        f"and {b_dtype}; pass dtype= (e.g. 'float32', 'bfloat16' or 'fp8')")
+    if a_dtype not in _OWN_PRECISIONS:
+        raise TypeError(f"matmul: dtype=None runs the inputs' own dtype, which must be bfloat16, float16, "
+                        f"float32, float64 or int8, found {a_dtype}; pass dtype= (e.g. 'bfloat16' or 'fp8')")
+    return _OWN_PRECISIONS[a_dtype]
 
 
 def _resolve_out_dtype(out_dtype: object, out: torch.Tensor | None, prec: str, is_numpy: bool) -> torch.dtype:
@@ -217,6 +279,8 @@ def _resolve_out_dtype(out_dtype: object, out: torch.Tensor | None, prec: str, i
             dtype = out.dtype
         elif prec == "fp16":
             dtype = torch.float16
+        elif prec in ("fp32", "tf32"):
+            dtype = torch.float32
         else:
             # NumPy has no bfloat16: let the GEMM write FP32 rather than round to BF16 and widen.
             dtype = torch.float32 if is_numpy else torch.bfloat16
@@ -267,7 +331,8 @@ def _resolve_device(device: object, is_numpy: bool, a: torch.Tensor, b: torch.Te
 
 
 def _result_buffer(
-    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+    inputs: dict[str, torch.Tensor],
 ) -> torch.Tensor:
     if out is None:
         return torch.empty(shape, dtype=dtype, device=device)
@@ -275,14 +340,27 @@ def _result_buffer(
         raise ValueError(f"matmul: out must have the result's shape {shape}, found {tuple(out.shape)}")
     if out.device != device:
         raise ValueError(f"matmul: out must be on the device the GEMM runs on ({device}), found {out.device}")
+    check_no_overlap("matmul: out", out, {name: x for name, x in inputs.items() if x.device == out.device})
     return out
 
 
 # ---- running the GEMMs --------------------------------------------------------------------------
 
 
+def _computed(a: torch.Tensor, b: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype,
+              prec: str) -> torch.Tensor:
+    """A new ``a @ b`` of ``shape`` and ``dtype`` from inputs already on the device, in the compute dtype."""
+    result = torch.empty(shape, dtype=dtype, device=a.device)
+    if result.numel() and a.shape[-1]:
+        _run(a, b, result, prec)
+    elif result.numel():
+        result.zero_()
+    return result
+
+
 def _run(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, prec: str) -> None:
-    """``d = a @ b`` for non-empty operands on one device, already in the compute dtype (16-bit)."""
+    """``d = a @ b`` for non-empty operands on one device, already in the compute dtype (but FP8's
+    and INT8's, which quantise on their own)."""
     if a.dim() == 3 and b.dim() == 2:
         # b is shared: the batch's rows form one [B*M, K] activation, so one large GEMM runs.
         flat = d if d.is_contiguous() else torch.empty(d.shape, dtype=d.dtype, device=d.device)
@@ -291,11 +369,27 @@ def _run(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, prec: str) -> None:
             d.copy_(flat)
     elif prec == "fp8":
         _fp8_gemm(a, b, d)
+    elif prec == "int8":
+        _int8_gemm(a, b, d)
     elif a.dim() == 2:
-        _gemm_16bit(a, b, d)
+        _GEMMS_2D[prec](a, b, d)
     else:
         for i in range(a.shape[0]):
-            _gemm_16bit(a[i], b[i], d[i])
+            _GEMMS_2D[prec](a[i], b[i], d[i])
+
+
+def _int8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
+    """``d = a @ b`` in INT8 (W8A8). Two int8 operands are multiplied as they are (no scales: the integer
+    sums are exact); otherwise both are quantised, ``a`` per token and ``b`` per output channel."""
+    if a.dtype == b.dtype == torch.int8:
+        (m, k), n = a.shape, b.shape[1]
+        n_pad, k_pad = align(n, TMA_ALIGNMENT_BYTES // d.element_size()), align(k, _INT8_K_MULTIPLE)
+        b_t = F.pad(b.T, (0, k_pad - k, 0, n_pad - n)).contiguous()
+        out = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
+        int8_gemm_nt(F.pad(a, (0, k_pad - k)).contiguous(), b_t, out)
+        d.copy_(out[:, :n])
+    else:
+        d.copy_(int8_matmul_quantized(a.float(), b.float(), d.dtype))
 
 
 def _fits_kernel(x: torch.Tensor) -> bool:
@@ -349,7 +443,8 @@ def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> Non
     """
     (m, k), n = a.shape, b.shape[1]
     k_pad, n_pad = align(k, _PAD_16BIT), align(n, _PAD_16BIT)
-    a_pad = F.pad(a, (0, k_pad - k)).contiguous()
+    # Only N needs padding where K is a multiple of 8: a row-major a is then read in place.
+    a_pad = a if k_pad == k and _fits_kernel(a) else F.pad(a, (0, k_pad - k)).contiguous()
     b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k)).contiguous()
     d_pad = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
     _op_16bit("nn")(a_pad, b_pad, d_pad)
@@ -363,16 +458,20 @@ def _op_16bit(layout: str):
 
 def _fp8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
     """``d = a @ b`` for ``a [(B,) M, K]``, ``b [(B,) K, N]`` of any float dtype, quantised to FP8
-    (1x128 scales on a, 128x128 on b) and run through ``fp8_gemm_nt``."""
-    n = b.shape[-1]
+    (1x128 scales on a, 128x128 on b) and run through ``fp8_gemm_nt``; K is zero-padded to a multiple
+    of 16 (TMA rows) in the quantisation step."""
+    k, n = b.shape[-2:]
     kernel_dtype = d.dtype if d.dtype in _FP8_KERNEL_OUT_DTYPES else torch.float32
     n_pad = align(n, TMA_ALIGNMENT_BYTES // kernel_dtype.itemsize)
+    k_pad = align(k, _PAD_FP8_K)
     # The kernel reads B as [N, K], K-major: b's transposed view goes straight into the cast, whose
-    # output is contiguous, so no transposing copy is made. Zero rows for N padding leave every
-    # block's amax, hence the scales and the real rows' values, unchanged.
+    # output is contiguous, so no transposing copy is made. Zero rows for N padding and zero columns
+    # for K padding leave every block's amax, hence the scales and the real values, unchanged.
     b_nk = b.transpose(-2, -1)
-    if n_pad != n:
-        b_nk = F.pad(b_nk, (0, 0, 0, n_pad - n))
+    if n_pad != n or k_pad != k:
+        b_nk = F.pad(b_nk, (0, k_pad - k, 0, n_pad - n))
+    if k_pad != k:
+        a = F.pad(a, (0, k_pad - k))
     a_q, sfa = per_token_cast_to_fp8(a)
     b_q, sfb = per_block_cast_to_fp8(b_nk)
 
@@ -385,3 +484,28 @@ def _fp8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
             fp8_gemm_nt((a_q[i], sfa[i]), (b_q[i], sfb[i]), kernel_d[i])
     if not writes_d:
         d.copy_(kernel_d[..., :n])
+
+
+def _tf32_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, num_terms: int) -> None:
+    """``d = a @ b`` for 2-D FP32 ``a [M, K]``, ``b [K, N]`` through ``tf32_gemm_nt`` (one TF32
+    product) or ``tf32x3_gemm_nt`` (3xTF32). Both ops take any operand strides (they copy what the
+    tensor cores cannot read in place, K-major, or split it); N is zero-padded to a multiple of 4 for
+    D's TMA rows, and D is written through a buffer where ``d`` is not an FP32 tensor TMA can write."""
+    n = b.shape[1]
+    n_pad = align(n, _PAD_FP32)
+    b_nk = b.T if n_pad == n else F.pad(b.T, (0, 0, 0, n_pad - n))
+    writes_d = d.dtype == torch.float32 and n_pad == n and _fits_kernel(d)
+    kernel_d = d if writes_d else torch.empty(a.shape[0], n_pad, dtype=torch.float32, device=d.device)
+    op = tf32_gemm.tf32x3_gemm_nt if num_terms == 3 else tf32_gemm.tf32_gemm_nt
+    op(a, b_nk, kernel_d)
+    if not writes_d:
+        d.copy_(kernel_d[:, :n])
+
+
+# The 2-D GEMM of each precision that converts its inputs before the call.
+_GEMMS_2D = {
+    "bf16": lambda a, b, d: _gemm_16bit(a, b, d),
+    "fp16": lambda a, b, d: _gemm_16bit(a, b, d),
+    "tf32": lambda a, b, d: _tf32_gemm(a, b, d, num_terms=1),
+    "fp32": lambda a, b, d: _tf32_gemm(a, b, d, num_terms=3),
+}

@@ -15,10 +15,20 @@ from typing import ClassVar
 
 import torch
 
-from deepgemm.quant import align, ceil_div, per_block_cast_to_fp8, per_token_cast_to_fp8
+from deepgemm.quant import (
+    align,
+    ceil_div,
+    per_block_cast_to_fp8,
+    per_channel_cast_to_int8,
+    per_token_cast_to_fp8,
+    per_token_cast_to_int8,
+)
 
 from .reference import (
     ref_fp8_gemm_nt,
+    ref_int8_gemm_nt,
+    ref_int8_sums,
+    ref_k_grouped_fp8_gemm_nt_1d1d,
     ref_m_grouped_fp8_gemm_nt_contiguous,
     ref_m_grouped_fp8_gemm_nt_masked,
 )
@@ -120,8 +130,10 @@ class Bf16Inputs:
         return output
 
 
-def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int) -> Bf16Inputs:
-    """Random normal BF16 ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as ``major`` says.
+def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int,
+                     dtype: torch.dtype = torch.bfloat16) -> Bf16Inputs:
+    """Random normal BF16 (or ``dtype``: FP16) ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as
+    ``major`` says.
 
     Raises ``ValueError`` for a ``major`` not in ``MAJORS``.
     """
@@ -130,8 +142,8 @@ def make_bf16_inputs(m: int, n: int, k: int, major: str, device: torch.device, s
     generator = torch.Generator(device=device).manual_seed(seed)
     a_shape = (m, k) if major[0] == "n" else (k, m)
     b_shape = (n, k) if major[1] == "t" else (k, n)
-    a = torch.randn(*a_shape, generator=generator, device=device, dtype=torch.bfloat16)
-    b = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.bfloat16)
+    a = torch.randn(*a_shape, generator=generator, device=device, dtype=dtype)
+    b = torch.randn(*b_shape, generator=generator, device=device, dtype=dtype)
     return Bf16Inputs(major, a, b)
 
 
@@ -340,3 +352,313 @@ def make_grouped_inputs(
         inputs.masked_m = to_device(counts)
         inputs.expected_m = expected_m or max(1, ceil_div(sum(counts), num_groups))
     return inputs
+
+
+@dataclass
+class WgradInputs:
+    """Operands of the 1D1D (weight-gradient) FP8 GEMMs: ``D[g] = A_g · B_gᵀ`` for each group ``g`` of
+    ``ks`` (the dense GEMM is one group of all of K).
+
+    ``a``/``sa``: FP8 ``[M, K_sum]`` with FP32 1x128 scales ``[M, K_sum/128]``; ``b``/``sb``: FP8
+    ``[N, K_sum]`` with FP32 1x128 scales ``[N, K_sum/128]`` (both row-major, as
+    ``per_token_cast_to_fp8`` returns them); group ``g`` owns the K columns after those of the groups
+    before it. ``ks_tensor``: the sizes as ``int32 [G]`` on the operands' device. ``grouped``: the
+    outputs are ``[G, M, N]`` (else ``[M, N]``, one group).
+    """
+
+    ks: tuple[int, ...]
+    grouped: bool
+    a_bf16: torch.Tensor
+    b_bf16: torch.Tensor
+    a: torch.Tensor
+    sa: torch.Tensor
+    b: torch.Tensor
+    sb: torch.Tensor
+    ks_tensor: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp8", "bf16")
+
+    def group_slices(self, group: int) -> tuple[slice, slice]:
+        """The K columns and the scale columns of ``group``."""
+        start = sum(self.ks[:group])
+        end = start + self.ks[group]
+        return slice(start, end), slice(start // 128, end // 128)
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """FP32 reference, ``[G, M, N]`` (grouped) or ``[M, N]``: ``"fp8"`` from the dequantised FP8
+        operands with per-128-K promotion, ``"bf16"`` from the unquantised BF16 operands."""
+        if kind not in self._references:
+            if kind == "fp8":
+                out = ref_k_grouped_fp8_gemm_nt_1d1d((self.a, self.sa), (self.b, self.sb), self.ks)
+            elif kind == "bf16":
+                m, n = self.a.shape[0], self.b.shape[0]
+                out = torch.zeros(len(self.ks), m, n, dtype=torch.float32, device=self.a.device)
+                for group in range(len(self.ks)):
+                    cols, _ = self.group_slices(group)
+                    out[group] = self.a_bf16[:, cols].float() @ self.b_bf16[:, cols].float().t()
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; expected 'fp8' or 'bf16'")
+            self._references[kind] = out if self.grouped else out[0]
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The output as the references lay it out: a tensor as it is, per-group outputs stacked."""
+        return output if isinstance(output, torch.Tensor) else torch.stack(list(output))
+
+    def group_inputs(self, group: int) -> "WgradInputs":
+        """The dense GEMM of one group (views, no copies)."""
+        cols, scale_cols = self.group_slices(group)
+        return WgradInputs((self.ks[group],), False, self.a_bf16[:, cols], self.b_bf16[:, cols],
+                           self.a[:, cols], self.sa[:, scale_cols], self.b[:, cols], self.sb[:, scale_cols],
+                           self.ks_tensor[group : group + 1])
+
+    def dense_equivalent(self) -> "WgradInputs":
+        """The dense GEMM of the same total work: ``[M, K_sum] x [N, K_sum]ᵀ``, all groups' K in one."""
+        k_sum = self.a.shape[1]
+        return WgradInputs((k_sum,), False, self.a_bf16, self.b_bf16, self.a, self.sa, self.b, self.sb,
+                           self.ks_tensor.new_tensor([k_sum]))
+
+
+def make_wgrad_inputs(m: int, n: int, ks: int | Sequence[int], device: torch.device, seed: int,
+                      grouped: bool | None = None) -> WgradInputs:
+    """Random normal BF16 ``A [M, K_sum]`` and ``B [N, K_sum]``, each quantised per token along K
+    (``per_token_cast_to_fp8``: 1x128 scales), for the 1D1D GEMMs.
+
+    ``ks``: the K of a dense GEMM (an int) or the groups' K sizes (multiples of 128, 0 allowed);
+    ``grouped`` defaults to whether ``ks`` is a sequence. Raises ``ValueError`` for a size that is
+    negative or not a multiple of 128.
+    """
+    sizes = (ks,) if isinstance(ks, int) else tuple(ks)
+    if any(k < 0 or k % 128 for k in sizes):
+        raise ValueError(f"every K must be a non-negative multiple of 128, got {sizes}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    k_sum = sum(sizes)
+    a_bf16 = torch.randn(m, k_sum, generator=generator, device=device, dtype=torch.bfloat16)
+    b_bf16 = torch.randn(n, k_sum, generator=generator, device=device, dtype=torch.bfloat16)
+    a, sa = per_token_cast_to_fp8(a_bf16)
+    b, sb = per_token_cast_to_fp8(b_bf16)
+    ks_tensor = torch.tensor(sizes, dtype=torch.int32, device=device)
+    return WgradInputs(sizes, not isinstance(ks, int) if grouped is None else grouped, a_bf16, b_bf16, a, sa,
+                       b, sb, ks_tensor)
+
+
+@dataclass
+class WeightOnlyInputs:
+    """Operands of a weight-only GEMM (``w8a16`` / ``w4a16``): activations ``a`` (``[M, K]``, or ``[G, max_m,
+    K]`` for the masked ops), the packed weight operand ``b`` as the ops take it (``(b_packed, sb)`` or
+    ``(b_packed, sb, zeros)``), and ``w``, the FP32 weight it stands for exactly (``[N, K]`` or ``[G, N,
+    K]``): the reference is ``a`` times ``w`` in float64."""
+
+    bits: int
+    group_size: int | None
+    a: torch.Tensor
+    b: tuple
+    w: torch.Tensor
+    masked_m: torch.Tensor | None = None
+    counts: tuple[int, ...] = ()
+    # The benchmark's view (deepgemm.bench): one reference kind, "wq" (the quantised weight).
+    reference_kinds: ClassVar[tuple[str, ...]] = ("wq",)
+
+    def reference(self, kind: str = "wq") -> torch.Tensor:
+        """``A · Wᵀ`` in float64 (per group for the masked operands)."""
+        product = self.a.double() @ self.w.double().transpose(-1, -2)
+        return product if self.masked_m is None else self.valid_rows(product)
+
+    def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """The rows a GEMM computes: all of a dense output; the first ``counts[g]`` rows of each group of a
+        masked ``[G, max_m, N]`` output (or a list of per-group outputs of those rows), stacked."""
+        if self.masked_m is None:
+            return output
+        if isinstance(output, torch.Tensor):
+            output = [output[group, :count] for group, count in enumerate(self.counts)]
+        return torch.cat([rows for rows in output if len(rows)])
+
+
+def make_weight_only_inputs(m: int, n: int, k: int, bits: int, device: torch.device, seed: int,
+                            group_size: int | None = 128, zero_points: bool = False,
+                            dtype: torch.dtype = torch.bfloat16, num_groups: int | None = None,
+                            counts: Sequence[int] | None = None) -> WeightOnlyInputs:
+    """Random normal activations and a random normal weight quantised and packed by
+    ``deepgemm.quant.wonly`` (INT8 symmetric, INT4 symmetric or with ``zero_points``). With ``num_groups``
+    the operands are the masked layout's: ``a [G, m, K]``, weights ``[G, N, K]``, ``masked_m = counts``."""
+    from ..quant import wonly  # here: the quantisation helpers are not needed to import this module
+
+    # Drawn and quantised on `device`: the benchmark's weights reach hundreds of MB.
+    generator = torch.Generator(device=device).manual_seed(seed)
+    lead = () if num_groups is None else (num_groups,)
+    a = torch.randn(*lead, m, k, generator=generator, device=device).to(dtype)
+    weight = torch.randn(*lead, n, k, generator=generator, device=device)
+    if bits == 8:
+        q, scales = wonly.quantize_int8(weight, group_size, dtype)
+        zeros = None
+        b = (wonly.pack_int8_weight(q), wonly.pack_group_params(scales))
+    else:
+        q, scales, zeros = wonly.quantize_int4(weight, group_size, not zero_points, dtype)
+        b = (wonly.pack_int4_weight(q, not zero_points), wonly.pack_group_params(scales))
+        if zeros is not None:
+            b = (*b, wonly.pack_group_params(zeros))
+    w = wonly.dequantize(q, scales, zeros, group_size)
+    masked_m, rows = None, ()
+    if num_groups is not None:
+        rows = tuple(counts) if counts is not None else (m,) * num_groups
+        masked_m = torch.tensor(rows, dtype=torch.int32, device=device)
+    return WeightOnlyInputs(bits, group_size, a.to(device), tuple(t.to(device) for t in b), w.to(device),
+                            masked_m, rows)
+
+
+@dataclass
+class Int8Inputs:
+    """Operands of the W8A8 GEMM ``D[M, N] = A[M, K] · B[N, K]ᵀ``: random normal BF16 ``a_bf16`` and
+    ``b_bf16`` quantised with ``per_token_cast_to_int8`` (``a`` int8, ``sa`` FP32 ``[M]``) and
+    ``per_channel_cast_to_int8`` (``b`` int8, ``sb`` FP32 ``[N]``)."""
+
+    a_bf16: torch.Tensor
+    b_bf16: torch.Tensor
+    a: torch.Tensor
+    sa: torch.Tensor
+    b: torch.Tensor
+    sb: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # "int8": the product of the dequantised operands (what a correct W8A8 kernel computes before
+    # rounding D); "int8_sums": the raw integer sums A · Bᵀ; "bf16": the unquantised product.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("int8", "int8_sums", "bf16")
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """``[M, N]`` reference of ``kind`` (see ``reference_kinds``): FP32, the integer sums float64."""
+        if kind not in self._references:
+            if kind == "int8":
+                ref = ref_int8_gemm_nt((self.a, self.sa), (self.b, self.sb))
+            elif kind == "int8_sums":
+                ref = ref_int8_sums(self.a, self.b)
+            elif kind == "bf16":
+                ref = self.a_bf16.float() @ self.b_bf16.float().t()
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; expected one of {self.reference_kinds}")
+            # The integer sums stay exact (float64): FP32 holds integers only up to 2^24.
+            self._references[kind] = ref.double() if kind == "int8_sums" else ref.float()
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+def make_int8_inputs(m: int, n: int, k: int, device: torch.device, seed: int) -> Int8Inputs:
+    """Random normal BF16 ``A [M, K]`` and ``B [N, K]``, quantised per token and per output channel."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_bf16 = torch.randn(m, k, generator=generator, device=device, dtype=torch.bfloat16)
+    b_bf16 = torch.randn(n, k, generator=generator, device=device, dtype=torch.bfloat16)
+    a, sa = per_token_cast_to_int8(a_bf16)
+    b, sb = per_channel_cast_to_int8(b_bf16)
+    return Int8Inputs(a_bf16=a_bf16, b_bf16=b_bf16, a=a, sa=sa, b=b, sb=sb)
+
+
+
+@dataclass
+class Fp32Inputs:
+    """Operands of ``D[M, N] = A · B`` in FP32, both contiguous, stored as ``major`` says (as
+    ``Bf16Inputs``): the TF32 and 3xTF32 GEMMs' inputs."""
+
+    major: str
+    a: torch.Tensor
+    b: torch.Tensor
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # "fp64": the float64 product of the FP32 operands (what FP32 accuracy is measured against);
+    # "tf32": the float64 product of the operands as TF32 tensor cores read them (the low 13
+    # mantissa bits cleared), what a TF32 GEMM computes before its FP32 accumulation rounds.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("fp64", "tf32")
+
+    @property
+    def a_mk(self) -> torch.Tensor:
+        return self.a if self.major[0] == "n" else self.a.t()
+
+    @property
+    def b_kn(self) -> torch.Tensor:
+        return self.b.t() if self.major[1] == "t" else self.b
+
+    def reference(self, kind: str) -> torch.Tensor:
+        """float64 ``[M, N]`` reference of ``kind`` (``"fp64"`` or ``"tf32"``)."""
+        if kind not in self._references:
+            if kind == "fp64":
+                a, b = self.a_mk, self.b_kn
+            elif kind == "tf32":
+                a, b = tf32_as_read(self.a_mk), tf32_as_read(self.b_kn)
+            else:
+                raise ValueError(f"unknown reference kind {kind!r}; FP32 inputs have 'fp64' and 'tf32'")
+            self._references[kind] = a.double() @ b.double()
+        return self._references[kind]
+
+    def valid_rows(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+
+def tf32_as_read(x: torch.Tensor) -> torch.Tensor:
+    """FP32 ``x`` as TF32 tensor cores read it: the low 13 mantissa bits cleared (``wgmma`` truncates)."""
+    return (x.contiguous().view(torch.int32) & ~((1 << 13) - 1)).view(torch.float32)
+
+
+def make_fp32_inputs(m: int, n: int, k: int, major: str, device: torch.device, seed: int) -> Fp32Inputs:
+    """Random normal FP32 ``A`` and ``B`` of an ``M x N x K`` GEMM, stored as ``major`` says."""
+    if major not in MAJORS:
+        raise ValueError(f"major must be one of {MAJORS}, got {major!r}")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a_shape = (m, k) if major[0] == "n" else (k, m)
+    b_shape = (n, k) if major[1] == "t" else (k, n)
+    a = torch.randn(*a_shape, generator=generator, device=device, dtype=torch.float32)
+    b = torch.randn(*b_shape, generator=generator, device=device, dtype=torch.float32)
+    return Fp32Inputs(major, a, b)
+
+
+@dataclass
+class SequenceInputs:
+    """A sequence of GEMMs ``a[i] [M_i, K_i] @ b[i] [K_i, N_i]`` (row-major, ``dtype``) of random sizes:
+    the "dynamic sizes" workload, where each call may need another kernel. An output is the list of
+    the products, checked as one flat vector of every ``CHECKED_ROW_STEP``-th row of each (rows in every
+    64-row tile, at a sixteenth of the memory a check of every row of 200 products would take)."""
+
+    CHECKED_ROW_STEP: ClassVar[int] = 16
+
+    a: list[torch.Tensor]
+    b: list[torch.Tensor]
+    _references: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    # The FP32 products of the 16-bit operands, flattened and concatenated.
+    reference_kinds: ClassVar[tuple[str, ...]] = ("bf16",)
+
+    @property
+    def sizes(self) -> list[tuple[int, int, int]]:
+        """``(M, N, K)`` of each GEMM in order."""
+        return [(a.shape[0], b.shape[1], a.shape[1]) for a, b in zip(self.a, self.b, strict=True)]
+
+    def reference(self, kind: str) -> torch.Tensor:
+        if kind != "bf16":
+            raise ValueError(f"unknown reference kind {kind!r}; sequence inputs have only 'bf16'")
+        if kind not in self._references:
+            step = self.CHECKED_ROW_STEP
+            self._references[kind] = torch.cat(
+                [(a[::step].float() @ b.float()).flatten() for a, b in zip(self.a, self.b, strict=True)])
+        return self._references[kind]
+
+    def valid_rows(self, output: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([d[:: self.CHECKED_ROW_STEP].flatten() for d in output])
+
+
+def random_gemm_sizes(count: int, low: int, high: int, seed: int,
+                      multiple: int = 1) -> list[tuple[int, int, int]]:
+    """``count`` ``(M, N, K)`` drawn uniformly from the multiples of ``multiple`` in ``[low, high]``
+    each, reproducibly from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    first, last = -(-low // multiple), high // multiple
+    drawn = torch.randint(first, last + 1, (count, 3), generator=generator) * multiple
+    return [tuple(int(v) for v in row) for row in drawn]
+
+
+def make_sequence_inputs(sizes: Sequence[tuple[int, int, int]], dtype: torch.dtype, device: torch.device,
+                         seed: int) -> SequenceInputs:
+    """Random normal row-major ``a [M, K]`` and ``b [K, N]`` of ``dtype`` for every ``(M, N, K)``."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a = [torch.randn(m, k, generator=generator, device=device, dtype=dtype) for m, _, k in sizes]
+    b = [torch.randn(k, n, generator=generator, device=device, dtype=dtype) for _, n, k in sizes]
+    return SequenceInputs(a, b)

@@ -1,15 +1,18 @@
 """Cache key (what invalidates it and what does not) and the disk cache (layout, validation, locking)."""
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
+from deepgemm.jit import cache as cache_module
 from deepgemm.jit.cache import DiskCache, HeaderDigests, build_uncached, cache_key
 
 STUB = "// deepgemm JIT kernel: k\n#include <lib/a.cuh>\n#include <cuda_fp8.h>\n"
@@ -219,3 +222,89 @@ def test_stale_staging_directories_are_cleaned_up(tmp_path):
     os.utime(stale, (two_days_ago, two_days_ago))
     cache.get_or_build("k", "78" * 32, "src", stand_in_builder([]))
     assert not stale.exists() and fresh.exists()
+
+
+def test_stray_files_under_tmp_are_cleaned_up(tmp_path):
+    cache = DiskCache(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    stale_file, fresh_file = tmp_path / "tmp" / "stray.txt", tmp_path / "tmp" / "recent.txt"
+    stale_file.write_text("x")
+    fresh_file.write_text("y")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale_file, (two_days_ago, two_days_ago))
+    cache.get_or_build("k", "79" * 32, "src", stand_in_builder([]))
+    assert not stale_file.exists() and fresh_file.exists()
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """Each test sees the one-warning-per-cache rule from the start."""
+    monkeypatch.setattr(cache_module, "_warned_roots", set())
+
+
+def make_read_only(root: Path, monkeypatch) -> None:
+    """Makes ``root`` read-only: by its mode where that binds (not as root), else as a read-only file
+    system would (EROFS for every write under it)."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    if os.geteuid() != 0:
+        return
+
+    def refuse(path) -> None:
+        if Path(path).resolve().is_relative_to(root.resolve()):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    real_mkdir, real_open = Path.mkdir, open
+
+    def mkdir(self, *args, **kwargs):
+        if not self.exists():
+            refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if mode != "r":
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(cache_module, "open", open_, raising=False)
+
+
+def test_read_only_cache_is_read_and_misses_compile_in_memory(tmp_path, monkeypatch, fresh_warnings):
+    root, calls = tmp_path / "shipped", []
+    shipped, _ = DiskCache(root).get_or_build("k", "aa" * 32, "src", stand_in_builder(calls))
+    make_read_only(root, monkeypatch)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            hit, built = DiskCache(root).get_or_build("k", "aa" * 32, "src", stand_in_builder(calls))
+        assert not built and hit.cubin == shipped.cubin and len(calls) == 1
+        with pytest.warns(RuntimeWarning) as record:
+            for key in ("bb" * 32, "cc" * 32):
+                entry, built = DiskCache(root).get_or_build("k", key, "src", stand_in_builder(calls))
+                assert built and entry.directory is None and entry.cubin.startswith(b"\x7fELF")
+        assert len(record) == 1 and len(calls) == 3
+        message = str(record[0].message)
+        assert str(root) in message and "DG_JIT_CACHE_DIR" in message and "DG_JIT_DISABLE_CACHE" in message
+        assert sorted(p.name for p in (root / "k").iterdir()) == ["aa" * 16]
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755)
+
+
+def test_cache_dir_that_is_a_file_compiles_in_memory(tmp_path, fresh_warnings):
+    root = tmp_path / "not-a-directory"
+    root.write_text("")
+    with pytest.warns(RuntimeWarning, match="cannot write the JIT cache .*DG_JIT_CACHE_DIR"):
+        entry, built = DiskCache(root).get_or_build("k", "dd" * 32, "src", stand_in_builder([]))
+    assert built and entry.directory is None and DiskCache(root).lookup("k", "dd" * 32) is None
+
+
+def test_a_build_error_is_not_taken_for_an_unwritable_cache(tmp_path, fresh_warnings):
+    def failing(directory):
+        raise OSError(errno.ENOENT, "nvcc not found")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(OSError, match="nvcc not found"):
+            DiskCache(tmp_path).get_or_build("k", "ee" * 32, "src", failing)

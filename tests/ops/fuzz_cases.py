@@ -18,7 +18,7 @@ import torch
 
 import deepgemm
 from deepgemm.quant import per_block_cast_to_fp8, per_token_cast_to_fp8
-from deepgemm.testing import calc_diff
+from deepgemm.testing import calc_diff, tf32_as_read
 
 FP8 = torch.float8_e4m3fn
 BF16 = torch.bfloat16
@@ -732,9 +732,27 @@ def bf16_grouped(draw: Draw, category: str, masked: bool) -> Case:
 COMPUTE_DTYPES = {"bf16": BF16, "fp16": torch.float16}
 PRECISION_NAMES = {
     "bf16": ("bf16", "bfloat16", BF16),
-    "fp16": ("fp16", "float16", torch.float16),
+    "fp16": ("fp16", "float16", torch.float16, np.float16),
     "fp8": ("fp8", torch.float8_e4m3fn),
+    "fp32": ("fp32", "float32", "Float32", torch.float32, np.float32),
+    "tf32": ("tf32", "TF32"),
 }
+# The precision dtype=None runs for each input dtype.
+OWN_PRECISIONS = {BF16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp32"}
+
+
+def matmul_expected(compute: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """What ``matmul`` computes in precision ``compute``, in float64: FP8 of the quantised operands,
+    FP32 (3xTF32) of the FP32 operands, TF32 of the FP32 operands as TF32 tensor cores read them,
+    16-bit of the 16-bit operands."""
+    if compute == "fp8":
+        return fp8_matmul_reference(a, b)
+    if compute in ("fp32", "tf32"):
+        a, b = a.float(), b.float()
+        if compute == "tf32":
+            a, b = tf32_as_read(a), tf32_as_read(b)
+        return a.double() @ b.double()
+    return a.to(COMPUTE_DTYPES[compute]).double() @ b.to(COMPUTE_DTYPES[compute]).double()
 
 
 def fp8_matmul_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -761,25 +779,27 @@ def matmul_operand(draw: Draw, shape: tuple[int, ...], dtype: torch.dtype, view:
 
 def matmul_case(draw: Draw, category: str) -> Case:
     rng = draw.rng
-    precision_kind = draw.choice(("bf16", "fp16", "fp8", None, None))
+    precision_kind = draw.choice(("bf16", "fp16", "fp8", "fp32", "tf32", None, None))
     if precision_kind is None:
-        in_dtype = draw.choice((BF16, torch.float16))
+        in_dtype = draw.choice((BF16, torch.float16, torch.float32, torch.float64))
         precision = None
-        compute = "bf16" if in_dtype == BF16 else "fp16"
+        compute = OWN_PRECISIONS[in_dtype]
     else:
         in_dtype = draw.choice((BF16, torch.float16, torch.float32, torch.float64))
         precision = draw.choice(PRECISION_NAMES[precision_kind])
         compute = precision_kind
+    # The compute precision's two names: dtype= (the seed's) and precision= (its alias).
+    keyword = draw.choice(("dtype", "precision"))
     numpy_inputs = rng.random() < 0.2
     if numpy_inputs and in_dtype == BF16:
         in_dtype = torch.float16 if precision is None else torch.float32
         compute = "fp16" if precision is None else compute
     if category == "edge":
         m, n = draw.choice((0, 1, 7, 65, 129)), draw.choice((0, 1, 13, 136))
-        k = draw.choice((0, 16, 144)) if compute == "fp8" else draw.choice((0, 1, 7, 29, 136))
+        k = draw.choice((0, 1, 7, 16, 29, 136, 144))
     else:
         m, n = rng.randint(1, 40), rng.randint(1, 40)
-        k = 16 * rng.randint(1, 10) if compute == "fp8" else rng.randint(1, 100)
+        k = rng.randint(1, 160) if compute == "fp8" else rng.randint(1, 100)
     rank = draw.choice(("2x2", "2x2", "3x3", "3x2"))
     batch = (rng.randint(0 if category == "edge" else 1, 3),) if rank != "2x2" else ()
     views = ("row", "transposed", "stepped") if category == "edge" else ("row", "transposed")
@@ -794,20 +814,21 @@ def matmul_case(draw: Draw, category: str) -> Case:
     if not numpy_inputs and rng.random() < 0.3:
         result_dtype = {None: None, "fp32": torch.float32, "bf16": BF16, np.float32: torch.float32}.get(
             out_dtype, out_dtype
-        ) or (torch.float16 if compute == "fp16" else BF16)
+        ) or {"fp16": torch.float16, "fp32": torch.float32, "tf32": torch.float32}.get(compute, BF16)
         out = torch.full(shape, SENTINEL, dtype=result_dtype)
         if category == "edge" and rng.random() < 0.5 and len(shape) == 2:
             out = torch.full(shape[::-1], SENTINEL, dtype=result_dtype).T
     device = draw.choice((None, "cpu", torch.device("cpu")))
     note = (
         f"a={tuple(a.shape)} strides {a.stride()} b={tuple(b.shape)} strides {b.stride()} {in_dtype} "
-        f"precision={precision!r} out_dtype={out_dtype!r} out={None if out is None else out.dtype} "
+        f"{keyword}={precision!r} out_dtype={out_dtype!r} out={None if out is None else out.dtype} "
         f"numpy={numpy_inputs} device={device!r}"
     )
     args = {
         "a": a.numpy() if numpy_inputs else a,
         "b": b.numpy() if numpy_inputs else b,
-        "precision": precision,
+        "dtype": precision if keyword == "dtype" else None,
+        "precision": precision if keyword == "precision" else None,
         "out_dtype": out_dtype,
         "device": device,
         "out": out,
@@ -820,6 +841,7 @@ def matmul_case(draw: Draw, category: str) -> Case:
         return deepgemm.matmul(
             args["a"],
             args["b"],
+            dtype=args["dtype"],
             precision=args["precision"],
             out_dtype=args["out_dtype"],
             device=args["device"],
@@ -838,12 +860,7 @@ def matmul_case(draw: Draw, category: str) -> Case:
         else:
             assert isinstance(result, torch.Tensor), f"expected a torch.Tensor, got {type(result)}"
         assert result.dtype in (BF16, torch.float16, torch.float32), f"result dtype {result.dtype}"
-        expected = (
-            fp8_matmul_reference(a, b)
-            if compute == "fp8"
-            else a.to(COMPUTE_DTYPES[compute]).double() @ b.to(COMPUTE_DTYPES[compute]).double()
-        )
-        assert_close(result, expected, "matmul result")
+        assert_close(result, matmul_expected(compute, a, b), "matmul result")
 
     return Case(0, "matmul", category, call, check, note=note)
 
@@ -875,10 +892,11 @@ def _matmul_invalid(
             ValueError,
             "K",
         ),
-        (lambda: set_("precision", "int8"), ValueError, "precision"),
-        (lambda: set_("precision", "fp64"), ValueError, "precision"),
-        (lambda: set_("precision", 3), ValueError, "precision"),
-        (lambda: set_("precision", torch.float32), ValueError, "precision"),
+        (lambda: args.update(precision="fp64", dtype=None), ValueError, "precision"),
+        (lambda: args.update(dtype="fp64", precision=None), ValueError, "dtype"),
+        (lambda: args.update(precision=3, dtype=None), ValueError, "precision"),
+        (lambda: args.update(dtype=np.complex64, precision=None), ValueError, "dtype"),
+        (lambda: args.update(dtype="bf16", precision="tf32"), ValueError, "disagree"),
         (lambda: set_("out_dtype", torch.int32), TypeError, "out_dtype"),
         (lambda: set_("out_dtype", "float64"), TypeError, "out_dtype"),
         (lambda: set_("out_dtype", np.int8), TypeError, "out_dtype"),
@@ -890,7 +908,7 @@ def _matmul_invalid(
     ]
     muts += [
         (lambda: set_("out_dtype", float), TypeError, "out_dtype"),
-        (lambda: set_("precision", ["bf16"]), ValueError, "precision"),
+        (lambda: args.update(precision=["bf16"], dtype=None), ValueError, "precision"),
     ]
     if numpy_inputs:
         muts += [
@@ -902,18 +920,17 @@ def _matmul_invalid(
         muts += [
             (lambda: set_("out", torch.zeros(*shape[:-1], shape[-1] + 1)), ValueError, "out"),
             (lambda: args.update(out=torch.zeros(shape), out_dtype=BF16), ValueError, "out"),
-            (lambda: args.update(a=a.float(), b=b.float(), precision=None), TypeError, "precision"),
             (
-                lambda: args.update(a=a.to(BF16), b=b.to(torch.float16), precision=None),
+                lambda: args.update(a=a.to(BF16), b=b.to(torch.float16), precision=None, dtype=None),
                 TypeError,
-                "precision",
+                "dtype",
+            ),
+            (
+                lambda: args.update(a=a.to(torch.int8), b=b.to(torch.int8), dtype="fp16", precision=None),
+                TypeError,
+                "int8",
             ),
             (lambda: args.update(a=torch.zeros(2, 3, k), b=torch.zeros(3, k, 4)), ValueError, "batch"),
-            (
-                lambda: args.update(a=torch.zeros(3, 24), b=torch.zeros(24, 8), precision="fp8"),
-                ValueError,
-                "K",
-            ),
         ]
     pick = draw.rng.randrange(len(muts))
     mutate, kind, word = muts[pick]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_fp32_inputs, make_grouped_inputs
 from deepgemm.testing.bench import _device_events
 
 pytestmark = pytest.mark.gpu
@@ -76,6 +76,16 @@ def _bf16_grouped(layout: str):
     return lambda: deepgemm.m_grouped_bf16_gemm_nt_contiguous(inputs.a, inputs.b, d, inputs.m_indices)
 
 
+def _tf32(major: str, with_c: bool = False, split: bool = False):
+    inputs = make_fp32_inputs(M, N, K, major, DEVICE, seed=0)
+    d = torch.empty(M, N, device=DEVICE)
+    c = torch.randn(M, N, device=DEVICE) if with_c else None
+    if split:
+        return lambda: deepgemm.tf32x3_gemm_nt(inputs.a_mk, inputs.b_kn.t(), d, c)
+    gemm = getattr(deepgemm, f"tf32_gemm_{major}")
+    return lambda: gemm(inputs.a, inputs.b, d, c)
+
+
 CALLS = {
     "fp8_gemm_nt": _fp8_dense,
     "m_grouped_fp8_gemm_nt_contiguous": _fp8_contiguous,
@@ -88,6 +98,8 @@ CALLS = {
     "bf16_gemm_nt with c": lambda: _bf16_dense("nt", True),
     "m_grouped_bf16_gemm_nt_contiguous": lambda: _bf16_grouped("contiguous"),
     "m_grouped_bf16_gemm_nt_masked": lambda: _bf16_grouped("masked"),
+    "tf32_gemm_nt": lambda: _tf32("nt"),
+    "tf32_gemm_nt with c": lambda: _tf32("nt", True),
 }
 
 
@@ -95,3 +107,18 @@ CALLS = {
 def test_op_launches_only_its_gemm_kernel(op):
     activities = _device_activities(CALLS[op]())
     assert len(activities) == 1 and "sm90_" in activities[0], activities
+
+
+# TF32 tensor cores read K-major operands only: each MN-major operand costs one staging copy (a
+# transposing copy kernel), and 3xTF32 splits both operands (one staging kernel each), then one GEMM.
+@pytest.mark.parametrize("op, call, num_staged", [
+    ("tf32_gemm_nn", lambda: _tf32("nn"), 1),
+    ("tf32_gemm_tn", lambda: _tf32("tn"), 2),
+    ("tf32_gemm_tt", lambda: _tf32("tt"), 1),
+    ("tf32x3_gemm_nt", lambda: _tf32("nt", split=True), 2),
+])
+def test_tf32_ops_launch_their_staging_copies_and_one_gemm(op, call, num_staged):
+    activities = _device_activities(call())
+    assert len(activities) == num_staged + 1, activities
+    assert all("tf32_stage_operand" in name for name in activities[:-1]), activities
+    assert "sm90_tf32_gemm" in activities[-1], activities

@@ -316,18 +316,14 @@ def test_device_cpu_keeps_torch_inputs_on_the_cpu() -> None:
 
 
 @pytest.mark.parametrize("a, b, error, match", [
-    (randn(4, 8), randn(8, 8), TypeError, "FP32 is not supported until a TF32 path exists"),
-    (np.ones((4, 8)), np.ones((8, 8)), TypeError, "FP32 is not supported until a TF32 path exists"),
-    (np.ones((4, 8), np.float32), np.ones((8, 8), np.float32), TypeError,
-     "precision='bf16', 'fp16' or 'fp8'"),
-    (torch.ones(4, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8), TypeError,
-     "INT8 is not supported until an INT8 path exists"),
-    (np.ones((4, 8), np.int32), np.ones((8, 8), np.int32), TypeError, "INT8 is not supported"),
+    (np.ones((4, 8), np.int32), np.ones((8, 8), np.int32), TypeError,
+     "float32, float64 or int8, found torch.int32"),
+    (torch.ones(4, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8).float(), TypeError, "same dtype"),
     (randn(4, 8, dtype=torch.float64).to(torch.complex64), randn(8, 8), TypeError, "complex"),
     (np.ones((4, 8), object), np.ones((8, 8), object), TypeError, "NumPy dtype object"),
     (randn(4, 8, dtype=BF16), randn(8, 8, dtype=torch.float16), TypeError, "same dtype"),
     (randn(4, 8, dtype=torch.float8_e4m3fn), randn(8, 8, dtype=torch.float8_e4m3fn), TypeError,
-     "must be bfloat16 or float16"),
+     "must be bfloat16, float16, float32, float64 or int8"),
     (randn(4, 8, dtype=BF16), np.ones((8, 8), np.float16), TypeError, "same kind"),
     ([[1.0]], [[1.0]], TypeError, "a must be a torch.Tensor or a numpy.ndarray, got list"),
     (randn(4, 8, dtype=BF16), 3.0, TypeError, "b must be a torch.Tensor or a numpy.ndarray, got float"),
@@ -343,12 +339,12 @@ def test_input_errors(a, b, error: type, match: str) -> None:
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"precision": "fp32"}, ValueError, "FP32 is not supported until a TF32 path exists"),
-    ({"precision": torch.float32}, ValueError, "FP32 is not supported until a TF32 path exists"),
-    ({"precision": "int8"}, ValueError, "INT8 is not supported until an INT8 path exists"),
-    ({"precision": "fp4"}, ValueError, "precision must be 'bf16', 'fp16', 'fp8'"),
+    ({"precision": "fp4"}, ValueError, r"precision must be 'float32' \(or 'fp32'\), 'tf32', 'float16'"),
+    ({"dtype": "fp64"}, ValueError, r"dtype must be .*'bfloat16' \(or 'bf16'\), 'fp8', 'int8'"),
+    ({"dtype": np.float64}, ValueError, "dtype must be .* got <class 'numpy.float64'>"),
+    ({"dtype": float}, ValueError, "dtype must be"),
     ({"precision": 16}, ValueError, "precision must be"),
-    ({"precision": "fp8"}, ValueError, "K to be a multiple of 16"),
+    ({"dtype": "bf16", "precision": "fp16"}, ValueError, "disagree; they are one argument"),
     ({"out_dtype": torch.float64}, TypeError, "torch.bfloat16, torch.float16 or torch.float32"),
     ({"out_dtype": "int8"}, TypeError, "out_dtype 'int8' is not supported"),
     ({"out": torch.empty(4, 9, dtype=BF16)}, ValueError, r"out must have the result's shape \(4, 8\)"),

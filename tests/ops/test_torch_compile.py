@@ -10,7 +10,7 @@ import torch
 import deepgemm
 from deepgemm.ops.bf16 import gemm as bf16_gemm
 from deepgemm.ops.common import traced
-from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_grouped_inputs
+from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_fp32_inputs, make_grouped_inputs
 
 CPU = torch.device("cpu")
 M, N, K = 64, 256, 384
@@ -53,6 +53,7 @@ def _cases(device: torch.device) -> dict:
                                                              expected_m=64),
             (len(SIZES), MAX_M, N), torch.float32),
     }
+    cases.update(_int8_cases(device))
     for major in ("nt", "nn", "tn", "tt"):
         inputs = make_bf16_inputs(M, N, K, major, device, seed=5)
         gemm = getattr(deepgemm, f"bf16_gemm_{major}")
@@ -61,7 +62,49 @@ def _cases(device: torch.device) -> dict:
         # C is d itself: accumulation into d.
         cases[f"bf16_gemm_{major} (c=d)"] = (
             lambda d, gemm=gemm, inputs=inputs: gemm(inputs.a, inputs.b, d, d), (M, N), torch.float32)
+        inputs32 = make_fp32_inputs(M, N, K, major, device, seed=6)
+        gemm32 = getattr(deepgemm, f"tf32_gemm_{major}")
+        cases[f"tf32_gemm_{major} (c=d)"] = (
+            lambda d, gemm=gemm32, inputs=inputs32: gemm(inputs.a, inputs.b, d, d), (M, N), torch.float32)
+    inputs32 = make_fp32_inputs(M, N, K, "nt", device, seed=7)
+    cases["tf32x3_gemm_nt"] = (lambda d: deepgemm.tf32x3_gemm_nt(inputs32.a, inputs32.b, d), (M, N),
+                               torch.float32)
     return cases
+
+
+def _int8_cases(device: torch.device) -> dict:
+    """The INT8 ops: raw sums, scales with bias and zero points (optional tensors of the schema), grouped."""
+    generator = torch.Generator(device=device).manual_seed(6)
+
+    def ints(*shape):
+        return torch.randint(-127, 128, shape, generator=generator, device=device, dtype=torch.int8)
+
+    def scales(*shape):
+        return torch.rand(*shape, generator=generator, device=device) / 100 + 1e-3
+
+    a, b, bias = ints(M, K), ints(N, K), torch.randn(N, generator=generator, device=device)
+    azp = (torch.randint(-4, 4, (M,), generator=generator, device=device, dtype=torch.int32),
+           b.sum(-1, dtype=torch.int32))
+    g, rows = len(SIZES), 128 * len(SIZES)
+    grouped_b = ints(g, N, K)
+    m_indices = torch.full((rows,), -1, dtype=torch.int32, device=device)
+    for group, size in enumerate(SIZES):
+        m_indices[128 * group : 128 * group + min(size, 128)] = group
+    masked_m = torch.tensor([min(size, MAX_M) for size in SIZES], dtype=torch.int32, device=device)
+    masked_a = ints(g, MAX_M, K)
+    a_q, b_q = (a, scales(M)), (b, scales(N))
+    contiguous_a, grouped_b_q = (ints(rows, K), scales(rows)), (grouped_b, scales(g, N))
+    return {
+        "int8_gemm_nt": (lambda d: deepgemm.int8_gemm_nt(a, b, d), (M, N), torch.int32),
+        "int8_gemm_nt (scaled, bias, azp)": (
+            lambda d: deepgemm.int8_gemm_nt(a_q, b_q, d, bias, azp), (M, N), torch.bfloat16),
+        "m_grouped_int8_gemm_nt_contiguous": (
+            lambda d: deepgemm.m_grouped_int8_gemm_nt_contiguous(contiguous_a, grouped_b_q, d, m_indices),
+            (rows, N), torch.float32),
+        "m_grouped_int8_gemm_nt_masked": (
+            lambda d: deepgemm.m_grouped_int8_gemm_nt_masked(masked_a, grouped_b, d, masked_m, 64),
+            (g, MAX_M, N), torch.int32),
+    }
 
 
 CASES = _cases(CPU)
@@ -98,7 +141,8 @@ def test_inductor_compiles_a_gemm_with_the_code_around_it():
 
 
 def test_every_public_gemm_has_a_custom_op():
-    prefixes = ("fp8_gemm", "bf16_gemm", "m_grouped")
+    prefixes = ("fp8_gemm", "bf16_gemm", "int8_gemm", "m_grouped", "k_grouped", "w8a16_gemm", "w4a16_gemm",
+                "tf32")
     gemms = sorted(name for name in deepgemm.__all__ if name.startswith(prefixes))
     assert sorted(traced._EAGER) == gemms
     for name in gemms:

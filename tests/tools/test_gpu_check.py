@@ -150,7 +150,9 @@ def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_pa
 
     merged = json.loads((out / "bench.json").read_text())
     assert [suite["name"] for suite in merged["suites"]] == [
-        "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8", "decode",
+        "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8", "wgrad",
+        "wgrad_k_grouped", "wonly", "wonly_w8", "cast", "train_step", "tf32", "fp32", "seed", "decode",
+        "int8",
     ]  # fmt: skip
     assert merged["num_tests"] == "2" and merged["env"]["device"] == "fake H200"
     bench = json.loads((out / "gpu_check.json").read_text())["stages"]["bench"]
@@ -193,3 +195,23 @@ def test_gpu_check_benches_only_the_suites_asked_for(gpu_check, tmp_path, capsys
         with pytest.raises(SystemExit):
             gpu_check.main(["--stages", "bench", "--suites", suites])
     assert "--suites must name some of" in capsys.readouterr().err
+
+
+def test_the_sanitize_stage_reports_errors_per_tool(gpu_check, tmp_path, capsys):
+    # A stand-in tools/sanitize.py that writes the summary the real one writes, with one racecheck error.
+    (gpu_check.REPO / "tools" / "sanitize.py").write_text(textwrap.dedent("""\
+        import json, sys
+        path = sys.argv[sys.argv.index("--json") + 1]
+        tools = [{"tool": t, "errors": int(t == "racecheck"), "cases_wrong": 0,
+                  "returncode": int(t == "racecheck"), "seconds": 1.0, "error_lines": []}
+                 for t in ("memcheck", "racecheck", "synccheck")]
+        summary = {"cases": 28, "cases_wrong_without_sanitizer": 0, "tools": tools, "ok": False}
+        json.dump(summary, open(path, "w"))
+        sys.exit(1)
+        """))
+    assert "sanitize" not in gpu_check.DEFAULT_STAGES
+    assert gpu_check.main(["--out", str(tmp_path), "--stages", "sanitize"]) == 1
+    stage = json.loads((tmp_path / "gpu_check.json").read_text())["stages"]["sanitize"]
+    assert stage["status"] == "failed" and stage["detail"]["tools"][1]["errors"] == 1
+    printed = capsys.readouterr().out
+    assert "memcheck: 0 errors, 0 cases wrong" in printed and "racecheck: 1 errors" in printed

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Each tool with the smallest command line that gets it past argument parsing.
 TOOLS = [
     ("run_fp8_once.py", ["64", "128", "128"]),
-    ("sanitize_fp8.py", []),
+    ("sanitize.py", []),
     ("sweep_fp8.py", ["--shapes", "64,128,128", "--top", "1"]),
 ]
 

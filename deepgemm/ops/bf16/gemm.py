@@ -20,16 +20,22 @@ from ..common.settings import require_hopper
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
     check_dtype,
+    check_grouped_kernel_dims,
     check_index_vector,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_packed_groups,
     check_positive_int,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
+    may_overlap,
     tma_rows_ok,
+    warn_if_slow_cpu,
 )
 
 IN_DTYPES = (torch.bfloat16, torch.float16)
@@ -155,6 +161,7 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
     if k == 0:
         return d.zero_() if c is None else d.copy_(c)
     if cuda_index is None:
+        warn_if_slow_cpu(f"bf16_gemm_{layout}", m, n, k)
         out = _as_mk(layout, A).float() @ _as_kn(layout, B).float()
         if c is not None:
             out += c.float()
@@ -169,16 +176,22 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
 # and b, dtypes, whether it adds C, device, SM setting) is checked and launched in one pass, each tensor
 # attribute read once; what follows from those alone (d's and c's shapes, the size rules, the Hopper
 # check, the plan) was settled by the first call, which ran `_checked`. Anything else falls through to
-# the full path.
+# the full path. The size rules (`check_kernel_dims`, `check_tile_count`) depend on M, N and K only, which
+# the key's stored shapes fix (d's and c's shapes must match), so a remembered entry has passed them.
+# Whether d overlaps a, b or c depends on the pointers, so it is checked on every call: byte ranges first,
+# and only where they meet the exact `may_overlap` of `check_no_overlap` (c may be d itself, not part of
+# it), so the cached path accepts exactly what `_checked` accepts (tests/ops/test_cached_call_path.py).
 
 
 class _CachedCall:
-    __slots__ = ("a_shape", "b_shape", "d_shape", "in_per_16_bytes", "out_per_16_bytes", "out_bytes", "plan")
+    __slots__ = ("a_shape", "b_shape", "d_shape", "in_bytes", "in_per_16_bytes", "out_per_16_bytes",
+                 "out_bytes", "plan")
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, m: int, n: int,
                  plan: object) -> None:
         self.a_shape, self.b_shape, self.d_shape = tuple(A.shape), tuple(B.shape), (m, n)
-        self.in_per_16_bytes = 16 // A.element_size()
+        self.in_bytes = A.element_size()
+        self.in_per_16_bytes = 16 // self.in_bytes
         self.out_bytes = d.element_size()
         self.out_per_16_bytes = 16 // self.out_bytes
         self.plan = plan
@@ -227,9 +240,24 @@ def _launch_cached(layout: str, a: object, b: object, d: object, c: object) -> b
     if (a_ptr | b_ptr | d_ptr | c_ptr) % TMA_ALIGNMENT_BYTES:
         return False
     d_row_bytes = d_strides[0] * call.out_bytes
+    d_end = d_ptr + (m - 1) * d_row_bytes + n * call.out_bytes
+    (a_rows, a_cols), (b_rows, b_cols) = call.a_shape, call.b_shape
+    in_bytes = call.in_bytes
+    if ((_meets(d_ptr, d_end, a_ptr, ((a_rows - 1) * a_strides[0] + a_cols) * in_bytes) and may_overlap(d, a))
+            or (_meets(d_ptr, d_end, b_ptr, ((b_rows - 1) * b_strides[0] + b_cols) * in_bytes)
+                and may_overlap(d, b))):
+        return False
+    if c is not None and (c_ptr != d_ptr or c_strides != d_strides) \
+            and _meets(d_ptr, d_end, c_ptr, (m - 1) * c_row_bytes + n * call.out_bytes) and may_overlap(d, c):
+        return False
     call.plan.run_dense(a, b, d, a_ptr, a_strides, b_ptr, b_strides, d_ptr, d_strides, d_row_bytes, c_ptr,
                         c_row_bytes)
     return True
+
+
+def _meets(start: int, end: int, other_start: int, other_bytes: int) -> bool:
+    """Whether the byte ranges ``[start, end)`` and ``[other_start, other_start + other_bytes)`` meet."""
+    return start < other_start + other_bytes and other_start < end
 
 
 def _as_mk(layout: str, A: torch.Tensor) -> torch.Tensor:
@@ -262,7 +290,13 @@ def _checked(layout: str, a: object, b: object, d: object,
     check_multiple(a_dims[1], A.shape[1], 8, "TMA needs 16-byte rows of a")
     check_multiple(b_dims[1], B.shape[1], 8, "TMA needs 16-byte rows of b")
     check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    return A, B, m, n, k, _check_devices_and_strides(tensors, tensors)
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
+    cuda_index = _check_devices_and_strides(tensors, tensors)
+    # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
+    same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
+    check_no_overlap("d", d, {"a": A, "b": B, "c": None if same_as_d else c})
+    return A, B, m, n, k, cuda_index
 
 
 def _check_operands(a: object, b: object, a_dims: tuple[str, ...],
@@ -317,6 +351,7 @@ def m_grouped_bf16_gemm_nt_contiguous(a: torch.Tensor, b: torch.Tensor, d: torch
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_bf16_gemm_nt_contiguous", m_sum, n, k)
         out = torch.zeros(m_sum, n, dtype=torch.float32)
         for group in range(num_groups):
             selected = m_indices == group
@@ -352,6 +387,7 @@ def m_grouped_bf16_gemm_nt_masked(a: torch.Tensor, b: torch.Tensor, d: torch.Ten
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_bf16_gemm_nt_masked", num_groups * max_m, n, k)
         return write_rows(d, A.float() @ B.float().transpose(1, 2), masked_rows(masked_m, max_m))
     _kernel().launch_m_grouped_bf16_masked(A, B, d, masked_m, expected_m, cuda_index)
     return d
@@ -367,5 +403,8 @@ def _check_grouped(A: torch.Tensor, B: torch.Tensor, d: object, d_dims: tuple[st
     check_multiple("K", k, 8, "TMA needs 16-byte rows of a and b")
     check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
     check_packed_groups("b", B, ("G", "N", "K"))
+    check_grouped_kernel_dims(A, B)
     tma_tensors = {"a": A, "b": B, "d": d}
-    return _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
+    cuda_index = _check_devices_and_strides({**tma_tensors, index_name: index}, tma_tensors)
+    check_no_overlap("d", d, {"a": A, "b": B, index_name: index})
+    return cuda_index

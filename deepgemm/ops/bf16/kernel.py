@@ -13,7 +13,7 @@ import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import BF16, GemmConfig, GemmShape
-from ...heuristics.config import MN_MAJOR_CHUNK
+from ...heuristics.config import DENSE, MASKED, MN_MAJOR_CHUNK
 from ...heuristics.families.bf16 import BLOCK_K
 from ...jit import ParamType
 from ..common.launch import (
@@ -21,6 +21,7 @@ from ..common.launch import (
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
     GROUPED_KIND_LAYOUTS,
+    KernelRequest,
     KernelSpec,
     Plan,
     PlanCache,
@@ -30,7 +31,7 @@ from ..common.launch import (
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
-from ..common.split_k import SplitK
+from ..common.split_k import SplitK, reduce_kernel_spec
 
 KERNEL = "deepgemm::sm90_bf16_gemm"
 HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
@@ -57,6 +58,24 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, a_mn_major: bool, b_mn_major: b
     comment = (f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, {layout}, "
                f"out={out_dtype}, c={has_c}\n{cfg.kernel_repr()}")
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernel the launches below load for `request` on `num_sms` SMs (ahead-of-time compilation)."""
+    n, k, out_dtype = request.n, request.k, request.out_dtype
+    is_fp16 = request.in_dtype == torch.float16
+    if request.layout == DENSE:
+        a_mn_major, b_mn_major = request.major[0] == "t", request.major[1] == "n"
+        shape = GemmShape(request.m, n, k, out_dtype.itemsize, family=BF16, b_mn_major=b_mn_major)
+        cfg = choose_config(shape, num_sms)
+        if cfg.split_k == 1:
+            return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, request.has_c)]
+        # As `launch_bf16_gemm`: a split kernel leaves C to the reduction, which its plan loads too.
+        return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, False),
+                reduce_kernel_spec(cfg.split_k, out_dtype, request.has_c, request.m, n, cfg.num_sms)]
+    shape = GemmShape(request.m, n, k, out_dtype.itemsize, request.num_groups, request.layout, family=BF16)
+    kind = GEMM_KIND_MASKED if request.layout == MASKED else GEMM_KIND_CONTIGUOUS_INDICES
+    return [kernel_spec(n, k, choose_config(shape, num_sms), False, False, is_fp16, out_dtype, False, kind)]
 
 
 def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,

@@ -89,3 +89,55 @@ def m_grouped_fp8_gemm_nt_masked_fp32(
             raise ValueError(f"masked_m[{group}] must be in [0, max_m={max_m}], found {m}")
         accumulate_fp8_gemm_nt(out[group, :m], A[group, :m], sfa[group, :m], B[group], sfb[group])
     return out
+
+
+def accumulate_fp8_gemm_nt_1d1d(
+    out: torch.Tensor, A: torch.Tensor, sa: torch.Tensor, B: torch.Tensor, sb: torch.Tensor
+) -> None:
+    """``out += A · Bᵀ`` with 1x128 scales on both operands (the weight-gradient recipe), in place.
+
+    ``out[m, n] += Σ_kb sa[m, kb] · sb[n, kb] · Σ_{k in kb} A[m, k] · B[n, k]``, each 128-K block's
+    partial product formed on its own and promoted into the FP32 ``out``, as the 1D1D kernel does.
+
+    Contract (all on one device):
+        out: float32 ``[M, N]``, any strides.
+        A: float8_e4m3fn ``[M, K]``; sa: float32 ``[M, ceil(K/128)]``, any strides.
+        B: float8_e4m3fn ``[N, K]``; sb: float32 ``[N, ceil(K/128)]``, any strides.
+    """
+    k = A.shape[1]
+    for kb, k0 in enumerate(range(0, k, BLOCK_K)):
+        partial = A[:, k0 : k0 + BLOCK_K].float() @ B[:, k0 : k0 + BLOCK_K].float().T
+        out.addcmul_(sa[:, kb, None] * sb[None, :, kb], partial)
+
+
+def fp8_gemm_nt_1d1d_fp32(
+    A: torch.Tensor, sa: torch.Tensor, B: torch.Tensor, sb: torch.Tensor
+) -> torch.Tensor:
+    """``A · Bᵀ`` in FP32 with 1x128 scales on both operands (see ``accumulate_fp8_gemm_nt_1d1d``);
+    returns float32 ``[M, N]``."""
+    out = torch.zeros(A.shape[0], B.shape[0], dtype=torch.float32, device=A.device)
+    accumulate_fp8_gemm_nt_1d1d(out, A, sa, B, sb)
+    return out
+
+
+def k_grouped_fp8_gemm_nt_1d1d_fp32(
+    A: torch.Tensor, sa: torch.Tensor, B: torch.Tensor, sb: torch.Tensor, ks: list[int]
+) -> torch.Tensor:
+    """k-grouped ``A_g · B_gᵀ`` in FP32: group ``g`` owns the K columns
+    ``[Σ_{h<g} ks[h], Σ_{h<=g} ks[h])`` of A and B (and the matching 128-wide scale columns).
+
+    Contract (all on one device):
+        A: float8_e4m3fn ``[M, K_sum]``; sa: float32 ``[M, K_sum/128]``.
+        B: float8_e4m3fn ``[N, K_sum]``; sb: float32 ``[N, K_sum/128]``.
+        ks: the groups' K sizes, each a multiple of 128, summing to at most ``K_sum``.
+        returns: float32 ``[G, M, N]``; a group with ``ks[g] == 0`` is 0.
+    """
+    out = torch.zeros(len(ks), A.shape[0], B.shape[0], dtype=torch.float32, device=A.device)
+    start = 0
+    for group, k in enumerate(ks):
+        end, kb0, kb1 = start + k, start // BLOCK_K, (start + k) // BLOCK_K
+        accumulate_fp8_gemm_nt_1d1d(
+            out[group], A[:, start:end], sa[:, kb0:kb1], B[:, start:end], sb[:, kb0:kb1]
+        )
+        start = end
+    return out

@@ -40,6 +40,16 @@ MAX_TMAPS_PER_PLAN = 64
 
 
 @dataclass(frozen=True)
+class LaunchShape:
+    """The launch shape of a kernel that has no GEMM config (the FP8 casts): named as `GemmConfig` names
+    the same three numbers, so `kernel_launcher` reads either."""
+
+    num_sms: int  # the grid: CTAs, not necessarily one per SM
+    num_threads: int
+    num_tma_multicast: int = 1
+
+
+@dataclass(frozen=True)
 class KernelSpec:
     """One kernel instantiation: the `__global__` template `name` declared in `header`, its template
     arguments in declaration order, its parameter types in signature order, and the config it runs
@@ -50,9 +60,32 @@ class KernelSpec:
     header: str
     template_args: tuple[int | bool | str, ...]
     param_types: tuple[ParamType, ...]
-    config: GemmConfig
+    config: GemmConfig | LaunchShape
     smem_bytes: int
     comment: str
+
+
+@dataclass(frozen=True)
+class KernelRequest:
+    """A GEMM a process will run, as ahead-of-time compilation names it (``deepgemm.precompile``): each
+    family's ``kernel_specs(request, num_sms)`` returns the kernels its launch path would load for it.
+
+    ``m``: the M the config is chosen by: M (dense), M_sum, the rows of A (contiguous), or expected_m
+    (masked). ``layout``: ``"dense"``, ``"contiguous"`` or ``"masked"``. ``major``: the storage layout
+    letters of the 16-bit ops (``"nt"``, ``"nn"``, ``"tn"``, ``"tt"``). ``in_dtype`` / ``out_dtype``: the
+    operands' (16-bit families) and d's dtype; ``has_c``: a 16-bit dense call with ``c``.
+    """
+
+    family: str
+    m: int
+    n: int
+    k: int
+    layout: str = DENSE
+    num_groups: int = 1
+    out_dtype: torch.dtype = torch.bfloat16
+    major: str = "nt"
+    in_dtype: torch.dtype = torch.bfloat16
+    has_c: bool = False
 
 
 @lru_cache(maxsize=1024)

@@ -22,6 +22,7 @@ import torch
 
 from ...jit import ParamType, get_kernel
 from ...quant.layout import ceil_div
+from .launch import KernelSpec, LaunchShape
 
 REDUCE_KERNEL = "deepgemm::sm90_split_k_reduce"
 REDUCE_HEADER = "deepgemm/impls/sm90_split_k_reduce.cuh"
@@ -47,13 +48,27 @@ def reduce_grid(m: int, n: int, num_sms: int) -> int:
     return max(1, min(ceil_div(threads, REDUCE_THREADS), num_sms * REDUCE_BLOCKS_PER_SM))
 
 
+def _reduce_kernel(num_splits: int, out_dtype: torch.dtype, has_c: bool) -> tuple[tuple, str]:
+    """The reduction kernel's template arguments and stub comment (with its name and header: its JIT key)."""
+    return ((num_splits, OUT_TYPES[out_dtype], has_c),
+            f"split-K reduction of {num_splits} slices into {out_dtype}, c={has_c}")
+
+
+def reduce_kernel_spec(num_splits: int, out_dtype: torch.dtype, has_c: bool, m: int, n: int,
+                       num_sms: int) -> KernelSpec:
+    """The reduction `reduce_launcher` loads, as a spec (ahead-of-time compilation: a split config's
+    plan loads it beside the GEMM kernel)."""
+    template_args, comment = _reduce_kernel(num_splits, out_dtype, has_c)
+    shape = LaunchShape(num_sms=reduce_grid(m, n, num_sms), num_threads=REDUCE_THREADS)
+    return KernelSpec(REDUCE_KERNEL, REDUCE_HEADER, template_args, REDUCE_PARAM_TYPES, shape, 0, comment)
+
+
 @lru_cache(maxsize=256)
 def reduce_launcher(num_splits: int, out_dtype: torch.dtype, has_c: bool, grid: int, device: int):
     """The reduction of `num_splits` slices into a D of `out_dtype` (plus C when `has_c`), launching
     `grid` blocks on CUDA device `device`."""
-    comment = f"split-K reduction of {num_splits} slices into {out_dtype}, c={has_c}"
-    kernel = get_kernel(REDUCE_KERNEL, REDUCE_HEADER, (num_splits, OUT_TYPES[out_dtype], has_c),
-                        comment=comment)
+    template_args, comment = _reduce_kernel(num_splits, out_dtype, has_c)
+    kernel = get_kernel(REDUCE_KERNEL, REDUCE_HEADER, template_args, comment=comment)
     return kernel.launcher(REDUCE_PARAM_TYPES, grid=grid, block=REDUCE_THREADS, device=device)
 
 

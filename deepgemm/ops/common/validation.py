@@ -9,6 +9,7 @@ errors; an op may vouch for its common case with a cheaper test of the same rule
 """
 
 import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -17,6 +18,17 @@ from ...quant.cast import BLOCK_K, FP8_DTYPE
 from ...quant.layout import TMA_ALIGNMENT_BYTES, ceil_div
 
 SUPPORTED_DEVICE_TYPES = ("cpu", "cuda")
+# The kernels take M (rows), N, K and the group count as 32-bit values and address A, B, C and D through
+# TMA, whose coordinates are signed 32-bit: every size a kernel indexes stays below 2^31. Offsets into the
+# tensors are formed by TMA or in 64-bit, so products such as M * K >= 2^31 are fine.
+MAX_KERNEL_DIM = 2**31 - 1
+# The persistent scheduler numbers the output tiles (at least 64 x 16) in 32 bits and adds the grid to them.
+MAX_TILES = 2**31
+# TMA's limit on a stride (one row, one group), in bytes.
+MAX_TMA_STRIDE_BYTES = 2**40
+# Estimated CPU-path work above which a call warns that it will take long (2 * M * N * K FLOPs plus a
+# K-block loop step per 128 K of each row block): minutes on a desktop CPU.
+SLOW_CPU_FLOPS = 2**40
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:
@@ -126,6 +138,9 @@ def check_tma_operand(name: str, tensor: torch.Tensor) -> None:
             raise ValueError(
                 f"{name}.stride({dim}) must be >= {span} so that slices do not overlap, found {stride}"
             )
+        if stride * tensor.element_size() >= MAX_TMA_STRIDE_BYTES:
+            raise ValueError(f"{name}.stride({dim}) must be below 2^40 bytes (a TMA rule), found {stride} "
+                             "elements")
         span += (shape[dim] - 1) * stride
     misalignment = tensor.data_ptr() % TMA_ALIGNMENT_BYTES
     if misalignment:
@@ -185,6 +200,112 @@ def check_positive_int(name: str, value: object) -> int:
 
 def tma_rows_ok(strides: tuple[int, ...], rows: int, cols: int, elements_per_16_bytes: int) -> bool:
     """``check_tma_operand``'s stride rules for a non-empty 2-D tensor: contiguous rows, whose stride is a
-    multiple of 16 bytes and, unless there is one row, at least a row (rows do not overlap)."""
+    multiple of 16 bytes, below 2^40 bytes (even for one row: TMA encodes it) and, unless there is one
+    row, at least a row (rows do not overlap)."""
     row_stride = strides[0]
-    return strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
+    # Below 2^40 bytes: elements of 16 / elements_per_16_bytes bytes, so below 2^36 * elements_per_16_bytes.
+    return (strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
+            and row_stride < (MAX_TMA_STRIDE_BYTES >> 4) * elements_per_16_bytes)
+
+
+def check_kernel_dims(dims: Mapping[str, int]) -> None:
+    """Check each size (name -> value, e.g. ``{"M": m, "N": n, "K": k, "G * N": g * n}``) is at most
+    ``MAX_KERNEL_DIM`` (2^31 - 1): the kernels index it with 32-bit math and signed 32-bit TMA coordinates.
+    Checked on every device, before the device check, so that code passing on the CPU runs on a GPU."""
+    for name, value in dims.items():
+        if value > MAX_KERNEL_DIM:
+            raise ValueError(f"{name} must be at most 2^31 - 1 = {MAX_KERNEL_DIM} (the kernels index it with "
+                             f"32-bit TMA coordinates), got {value}; split the GEMM")
+
+
+def check_tile_count(rows_name: str, rows: int, n: int) -> None:
+    """Check the output, ``rows x n``, has fewer than ``MAX_TILES`` tiles of 64 x 16 (the scheduler counts
+    tiles in 32 bits)."""
+    tiles = -(-rows // 64) * -(-n // 16)
+    if tiles >= MAX_TILES:
+        raise ValueError(f"{rows_name} x N = {rows} x {n} is too large: {tiles} output tiles of 64 x 16, the "
+                         f"kernels count them in 32 bits (at most {MAX_TILES - 1}); split the GEMM")
+
+
+def check_grouped_kernel_dims(A: torch.Tensor, B: torch.Tensor, scales_name: str | None = None,
+                              num_scales: int = 0) -> None:
+    """``check_kernel_dims`` and ``check_tile_count`` for a grouped GEMM of A ``[M_sum, K]`` or
+    ``[G, max_m, K]`` and B ``[G, N, K]``: the contiguous kinds read B as one ``[G * N, K]`` matrix;
+    the masked kind counts tiles over all groups. ``num_scales``: elements of B's scales
+    (``scales_name``), which the FP8 kernel offsets with 32-bit math."""
+    num_groups, n, k = B.shape
+    rows = A.shape[0] * A.shape[1] if A.dim() == 3 else A.shape[0]
+    dims = {"M_sum" if A.dim() == 2 else "max_m": A.shape[-2], "N": n, "K": k, "G": num_groups,
+            "G * N": num_groups * n}
+    check_kernel_dims(dims)
+    check_tile_count("M_sum" if A.dim() == 2 else "G * max_m", rows, n)
+    if scales_name is not None and num_scales >= 2**32:
+        raise ValueError(f"{scales_name} must have fewer than 2^32 elements (the kernel offsets it with "
+                         f"32-bit math), got {num_scales}; split the GEMM")
+
+
+def _row_span(tensor: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """``(first byte, row stride, rows, row bytes)`` of a tensor whose elements lie in equally spaced rows
+    of contiguous bytes (1-D contiguous, 2-D with ``stride(-1) == 1``, 3-D with its groups back to back),
+    else ``None``. A single row's stride is 0 (any stride fits it)."""
+    shape, strides, size = tensor.shape, tensor.stride(), tensor.element_size()
+    if tensor.dim() == 0 or (shape[-1] > 1 and strides[-1] != 1):
+        return None
+    rows = 1
+    row_stride = 0
+    for dim in range(tensor.dim() - 2, -1, -1):
+        if shape[dim] == 1:
+            continue
+        if rows > 1 and strides[dim] != rows * row_stride:
+            return None
+        row_stride = row_stride or strides[dim]
+        rows *= shape[dim]
+    return tensor.data_ptr(), row_stride * size, rows, shape[-1] * size
+
+
+def _extent_bytes(tensor: torch.Tensor) -> int:
+    """Bytes from a non-empty tensor's first element to the end of its last one."""
+    last = sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    return (last + 1) * tensor.element_size()
+
+
+def may_overlap(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether ``x`` and ``y`` may share a byte of memory: exact for tensors of rows with one row stride
+    (column slices of one buffer do not overlap), else conservative (their byte ranges intersect)."""
+    if x.numel() == 0 or y.numel() == 0:
+        return False
+    x_start, y_start = x.data_ptr(), y.data_ptr()
+    x_end, y_end = x_start + _extent_bytes(x), y_start + _extent_bytes(y)
+    if x_end <= y_start or y_end <= x_start:
+        return False
+    x_rows, y_rows = _row_span(x), _row_span(y)
+    if x_rows is None or y_rows is None:
+        return True
+    stride = x_rows[1] or y_rows[1]
+    if (y_rows[1] or stride) != stride or stride == 0 or max(x_rows[3], y_rows[3]) > stride:
+        return True  # one contiguous run each (already known to intersect), or rows of different strides
+    offset = (y_start - x_start) % stride  # where y's rows start within x's row period
+    return offset < x_rows[3] or offset + y_rows[3] > stride
+
+
+def check_no_overlap(out_name: str, out: torch.Tensor, inputs: Mapping[str, torch.Tensor | None]) -> None:
+    """Check the output ``out`` shares no memory with any input (name -> tensor; ``None`` skipped): the
+    kernels read inputs while other CTAs write the output, so an overlap would race."""
+    for name, tensor in inputs.items():
+        if tensor is not None and may_overlap(out, tensor):
+            raise ValueError(f"{out_name} must not overlap {name} in memory (the kernel reads {name} while "
+                             f"it writes {out_name}); pass a separate output tensor")
+
+
+def warn_if_slow_cpu(op: str, m: int, n: int, k: int) -> None:
+    """Warn once per call when the CPU path's work for an ``m x n x k`` GEMM (summed over groups) is large
+    enough to take minutes or more, so a mistaken size does not look like a hang."""
+    flops = 2 * m * n * k
+    if flops >= SLOW_CPU_FLOPS:
+        warnings.warn(f"{op}: the CPU path will do {flops / 1e12:.1f} TFLOP of FP32 work "
+                      f"(M={m}, N={n}, K={k}), which takes minutes to hours on a CPU; run it on a GPU",
+                      SlowCpuPathWarning, stacklevel=3)
+
+
+class SlowCpuPathWarning(UserWarning):
+    """A CPU-path call large enough to take minutes or more."""

@@ -13,13 +13,17 @@ from ..common.traced import eager, tensors, traceable
 from ..common.validation import (
     check_dtype,
     check_fp8_operand,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_row_major,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
     tma_rows_ok,
+    warn_if_slow_cpu,
 )
 
 OUT_DTYPES = (torch.bfloat16, torch.float32)
@@ -76,6 +80,7 @@ def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     if k == 0:
         return d.zero_()
     if cuda_index is None:
+        warn_if_slow_cpu("fp8_gemm_nt", m, n, k)
         return d.copy_(fp8_gemm_nt_fp32(A, sfa, B, sfb))
     plan = _kernel().launch_checked(A, sfa, B, sfb, d, m, n, k, cuda_index)
     _remember_call(A, B, d, m, n, k, plan)
@@ -102,11 +107,15 @@ def _checked(a: object, b: object, d: object) -> Checked:
     check_shape("d", d, ("M", "N"), (m, n))
     check_multiple("K", k, 16, "TMA needs 16-byte rows of FP8 in A and B")
     check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    device = check_same_device({"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb, "d": d})
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
+    inputs = {"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb}
+    device = check_same_device({**inputs, "d": d})
     check_tma_operand("A (a[0])", A)
     check_tma_operand("B (b[0])", B)
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("ceil(N/128)", "ceil(K/128)"))
+    check_no_overlap("d", d, inputs)
     return A, sfa, B, sfb, m, n, k, device.index if device.type == "cuda" else None
 
 
@@ -148,6 +157,9 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
     n = b_shape[0]
     if m <= 0 or n <= 0 or k <= 0 or k % 16 or n % d_per_16_bytes:
         return None
+    # Within the kernels' 32-bit sizes, with room to spare for the tile count; else _checked decides.
+    if (m | n | k) >> 31 or (m * n) >> 40:
+        return None
     k_blocks = (k + BLOCK_K - 1) // BLOCK_K
     if (b_shape[1] != k or d.shape != (m, n) or sfa.shape != (m, k_blocks)
             or sfb.shape != ((n + BLOCK_MN - 1) // BLOCK_MN, k_blocks)):
@@ -168,9 +180,13 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
     if not (tma_rows_ok(A.stride(), m, k, 16) and tma_rows_ok(B.stride(), n, k, 16)
             and tma_rows_ok(d.stride(), m, n, d_per_16_bytes)):
         return None
-    if (A.data_ptr() | B.data_ptr() | d.data_ptr()) % TMA_ALIGNMENT_BYTES:  # all 16-byte aligned
+    a_ptr, b_ptr, d_ptr = A.data_ptr(), B.data_ptr(), d.data_ptr()
+    if (a_ptr | b_ptr | d_ptr) % TMA_ALIGNMENT_BYTES:  # all 16-byte aligned
         return None
     if not sfb.is_contiguous():
+        return None
+    # d shares no byte with the inputs: its byte range misses theirs (else _checked decides exactly).
+    if not _d_misses_inputs(A, a_ptr, sfa, B, b_ptr, sfb, d, d_ptr, m, n, k, k_blocks):
         return None
     return A, sfa, B, sfb, m, n, k, cuda_index
 
@@ -179,12 +195,33 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
 _kernel = lazy_import("deepgemm.ops.fp8.kernel")
 
 
+def _overlaps(start: int, end: int, other_start: int, other_bytes: int) -> bool:
+    return start < other_start + other_bytes and other_start < end
+
+
+def _d_misses_inputs(A: Tensor, a_ptr: int, sfa: Tensor, B: Tensor, b_ptr: int, sfb: Tensor, d: Tensor,
+                     d_ptr: int, m: int, n: int, k: int, k_blocks: int) -> bool:
+    """Whether d's byte range misses those of A, sfa, B and sfb (non-empty 2-D tensors of the checked
+    shapes, A, B and d with contiguous rows): sufficient for ``check_no_overlap``, not necessary (column
+    slices of one buffer interleave), so a False sends the call to ``_checked``, which decides exactly."""
+    d_end = d_ptr + ((m - 1) * d.stride(0) + n) * d.element_size()
+    sfa_bytes = ((m - 1) * sfa.stride(0) + (k_blocks - 1) * sfa.stride(1) + 1) * 4
+    return not (_overlaps(d_ptr, d_end, a_ptr, (m - 1) * A.stride(0) + k)
+                or _overlaps(d_ptr, d_end, b_ptr, (n - 1) * B.stride(0) + k)
+                or _overlaps(d_ptr, d_end, sfb.data_ptr(), sfb.numel() * 4)
+                or _overlaps(d_ptr, d_end, sfa.data_ptr(), sfa_bytes))
+
+
 # --- the cached call path ------------------------------------------------------------------------------
 # A GPU call whose sizes were seen before (same A and B shapes, d dtype, device and SM setting) is checked
 # and launched in one pass over its arguments: each tensor attribute is read once, and what follows from
 # the sizes alone (the other shapes, the size rules, the Hopper check, the plan) was settled by the first
 # call of those sizes, which ran the full path. It accepts exactly what `_fast_checked` accepts for such
-# sizes (tests/ops/test_fp8_host_path.py holds it to that); anything else falls through to the full path.
+# sizes (tests/ops/test_cached_call_path.py holds it to that); anything else falls through to the full path.
+# The size rules (`check_kernel_dims`, `check_tile_count`) need no check here: they depend on M, N and K
+# only, the key's A and B shapes fix those (and d's shape must match), and an entry is only made after a
+# call of those sizes passed `_fast_checked` or `_checked`. Whether d overlaps an input depends on the
+# pointers, so that is checked on every call, as `_fast_checked` does it (byte ranges).
 
 
 class _CachedCall:
@@ -240,6 +277,8 @@ def _launch_cached(a: object, b: object, d: object) -> bool:
         return False
     a_ptr, b_ptr, d_ptr = A.data_ptr(), B.data_ptr(), d.data_ptr()
     if (a_ptr | b_ptr | d_ptr) % TMA_ALIGNMENT_BYTES or not sfb.is_contiguous():
+        return False
+    if not _d_misses_inputs(A, a_ptr, sfa, B, b_ptr, sfb, d, d_ptr, m, n, k, call.sfa_shape[1]):
         return False
     call.run(call.plan, a_ptr, a_strides[0], b_ptr, b_strides[0], sfa, sfb.data_ptr(), d_ptr, d_strides[0])
     return True

@@ -26,8 +26,10 @@ from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
     check_dtype,
     check_fp8_operand,
+    check_grouped_kernel_dims,
     check_index_vector,
     check_multiple,
+    check_no_overlap,
     check_packed_groups,
     check_positive_int,
     check_row_major,
@@ -35,6 +37,7 @@ from ..common.validation import (
     check_shape,
     check_tensor,
     check_tma_operand,
+    warn_if_slow_cpu,
 )
 from .dense import OUT_DTYPES, FP8Operand, fp8_operands
 
@@ -125,6 +128,7 @@ def m_grouped_fp8_gemm_nt_contiguous(
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_fp8_gemm_nt_contiguous", m_sum, n, k)
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
         return write_rows(d, out, m_indices >= 0)
     _kernel().launch_m_grouped_contiguous(A, sfa, B, sfb, d, m_indices, cuda_index)
@@ -161,6 +165,7 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
         m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
         if k == 0:
             return d.masked_fill_((m_indices >= 0)[:, None], 0)
+        warn_if_slow_cpu("m_grouped_fp8_gemm_nt_contiguous_offsets", m_sum, n, k)
         out = m_grouped_fp8_gemm_nt_contiguous_fp32(A, sfa, B, sfb, m_indices)
         return write_rows(d, out, m_indices >= 0)
     _kernel().launch_m_grouped_contiguous_offsets(A, sfa, B, sfb, d, group_ends, cuda_index)
@@ -211,6 +216,7 @@ def m_grouped_fp8_gemm_nt_masked(
     if settled is not None:
         return settled
     if cuda_index is None:
+        warn_if_slow_cpu("m_grouped_fp8_gemm_nt_masked", num_groups * max_m, n, k)
         out = m_grouped_fp8_gemm_nt_masked_fp32(A, sfa, B, sfb, masked_m)
         return write_rows(d, out, masked_rows(masked_m, max_m))
     _kernel().launch_m_grouped_masked(A, sfa, B, sfb, d, masked_m, expected_m, cuda_index)
@@ -267,14 +273,15 @@ def _check_sizes_devices_layouts(
     the CUDA device index, or ``None`` for the CPU."""
     check_multiple("K", A.shape[-1], 16, "TMA needs 16-byte rows of FP8 in A and B")
     check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    device = check_same_device(
-        {"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb, "d": d, index_name: index}
-    )
+    check_grouped_kernel_dims(A, B, "sfb (b[1])", sfb.numel())
+    inputs = {"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb, index_name: index}
+    device = check_same_device({**inputs, "d": d})
     check_tma_operand("A (a[0])", A)
     check_tma_operand("B (b[0])", B)
     check_packed_groups("B (b[0])", B, ("G", "N", "K"))
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("G", "ceil(N/128)", "ceil(K/128)"))
+    check_no_overlap("d", d, inputs)
     if device.type != "cuda":
         return None
     require_hopper(device.index)

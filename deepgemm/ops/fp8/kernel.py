@@ -18,6 +18,7 @@ import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import FP8_1D2D, GemmConfig, GemmShape
+from ...heuristics.config import DENSE
 from ...heuristics.families.fp8_1d2d import BLOCK_K
 from ...jit import ParamType
 from ...quant.layout import (
@@ -33,6 +34,7 @@ from ..common.launch import (
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
     GROUPED_KIND_LAYOUTS,
+    KernelRequest,
     KernelSpec,
     Plan,
     PlanCache,
@@ -42,7 +44,7 @@ from ..common.launch import (
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
-from ..common.split_k import SplitK
+from ..common.split_k import SplitK, reduce_kernel_spec
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
 HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
@@ -62,6 +64,25 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) ->
                      cfg.load_batch, kind, cfg.split_k)
     comment = f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg.kernel_repr()}"
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernels the launches below load for `request` on `num_sms` SMs (ahead-of-time compilation):
+    the contiguous layout has two ops (per-row indices, group ends), hence two kinds."""
+    out_bytes = request.out_dtype.itemsize
+    if request.layout == DENSE:
+        shape = GemmShape(request.m, request.n, request.k, out_bytes, family=FP8_1D2D)
+        cfg = choose_config(shape, num_sms)
+        specs = [kernel_spec(request.n, request.k, cfg)]
+        if cfg.split_k > 1:  # and the reduction its plan loads (`SplitK`)
+            specs.append(reduce_kernel_spec(cfg.split_k, request.out_dtype, False, request.m, request.n,
+                                            cfg.num_sms))
+        return specs
+    shape = GemmShape(request.m, request.n, request.k, out_bytes, request.num_groups, request.layout,
+                      family=FP8_1D2D)
+    cfg = choose_config(shape, num_sms)
+    kinds = [kind for kind, layout in GROUPED_KIND_LAYOUTS.items() if layout == request.layout]
+    return [kernel_spec(request.n, request.k, cfg, kind) for kind in kinds]
 
 
 # --- dense -------------------------------------------------------------------------------------------------

@@ -92,9 +92,9 @@ struct TileStore {
     // Stores the 64 rows starting at tile row `row` (a WGMMA's worth, one TMA box per slab), issued
     // by one thread after every writer of those rows fenced and synchronised. TMA clips rows and
     // columns past the tensor's end; slabs wholly past column `shape_n` are skipped. With a 3-D
-    // tensor map (kIs3D: [groups, rows, N]) the box goes to group `group`. The caller commits the
-    // bulk group.
-    template <bool kIs3D>
+    // tensor map (kIs3D: [groups, rows, N]) the box goes to group `group`. With kReduceAdd the box is
+    // added to D instead of overwriting it (TMA reduce-add). The caller commits the bulk group.
+    template <bool kIs3D, bool kReduceAdd = false>
     __device__ __forceinline__ static void issue_store(const void* tmap_d, const uint8_t* smem_d, uint32_t row,
                                                        uint32_t m_offset, uint32_t n_offset, uint32_t shape_n,
                                                        uint32_t group) {
@@ -102,8 +102,12 @@ struct TileStore {
         for (uint32_t s = 0; s < kNumSlabs; ++s) {
             if (n_offset + s * kSlabCols < shape_n) {
                 const uint8_t* src = smem_d + s * kSlabBytes + row * kRowBytes;
-                if constexpr (kIs3D)
+                if constexpr (kIs3D && kReduceAdd)
+                    ptx::tma_reduce_add_3d(tmap_d, src, n_offset + s * kSlabCols, m_offset, group);
+                else if constexpr (kIs3D)
                     ptx::tma_store_3d(tmap_d, src, n_offset + s * kSlabCols, m_offset, group);
+                else if constexpr (kReduceAdd)
+                    ptx::tma_reduce_add_2d(tmap_d, src, n_offset + s * kSlabCols, m_offset);
                 else
                     ptx::tma_store_2d(tmap_d, src, n_offset + s * kSlabCols, m_offset);
             }
@@ -135,8 +139,9 @@ struct TileStore {
     // warpgroup's first thread; a wave whose valid rows end inside its box with plain stores by all
     // 128 threads (see copy_rows; only kinds with KindTraits::kHasInvalidRows have such waves). Kinds
     // with a group dimension (the masked one) store through a 3-D [groups, rows, N] map and address
-    // `d` by group. The caller commits the group.
-    template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM>
+    // `d` by group. kReduceAdd adds the TMA boxes to D (plain stores never add: with it, every wave's
+    // rows must be valid). The caller commits the group.
+    template <GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM, bool kReduceAdd = false>
     __device__ __forceinline__ static void store_waves(const void* tmap_d, const uint8_t* smem_d, const Tile& tile,
                                                        uint32_t n_offset, const uint32_t (&num_valid_rows)[kNumWaves],
                                                        uint32_t warpgroup, uint32_t thread_in_warpgroup,
@@ -148,8 +153,8 @@ struct TileStore {
             const uint32_t row = w * kWaveM + warpgroup * 64;
             if (!Traits::kHasInvalidRows || num_valid_rows[w] == 64) {
                 if (thread_in_warpgroup == 0)
-                    issue_store<Traits::kHasGroupDim>(tmap_d, smem_d, row, tile.row + row, n_offset, shape_n,
-                                                      tile.group);
+                    issue_store<Traits::kHasGroupDim, kReduceAdd>(tmap_d, smem_d, row, tile.row + row, n_offset,
+                                                                  shape_n, tile.group);
             } else if (num_valid_rows[w] > 0) {
                 uint8_t* d_row = d + tile.group * d_group_bytes + (tile.row + row) * d_row_bytes +
                                  n_offset * kElemBytes;
@@ -165,9 +170,11 @@ struct TileStore {
 // buffer of BLOCK_M x BLOCK_N / kNumChunks (a smaller buffer leaves room for more pipeline stages).
 // Each chunk first waits until the previous store (the previous chunk's, or the previous tile's, left
 // in flight to overlap this tile's mainloop) has finished reading the buffer. `row_in_wave` is the
-// thread's first accumulator row; `barrier_id` a named barrier of the warpgroup's 128 threads.
+// thread's first accumulator row; `barrier_id` a named barrier of the warpgroup's 128 threads. With
+// kReduceAdd the tile is added to D (D += tile) instead of stored (see store_waves).
 template <uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumChunks, OutType kOutType, uint32_t kSwizzleBytes,
-          GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM, uint32_t kNumAccum>
+          GemmKind kKind, uint32_t kNumWaves, uint32_t kWaveM, uint32_t kNumAccum,
+          bool kReduceAdd = false>
 __device__ __forceinline__ void store_tile(const void* tmap_d, uint8_t* smem_d, const Tile& tile,
                                            const uint32_t (&num_valid_rows)[kNumWaves],
                                            const float (&accum)[kNumWaves][kNumAccum], uint32_t warpgroup,
@@ -194,7 +201,7 @@ __device__ __forceinline__ void store_tile(const void* tmap_d, uint8_t* smem_d, 
                                     chunk * kChunkCols / 2);
         ptx::fence_proxy_async_shared();
         ptx::named_barrier_sync(barrier_id, 128);
-        Staging::template store_waves<kKind, kNumWaves, kWaveM>(
+        Staging::template store_waves<kKind, kNumWaves, kWaveM, kReduceAdd>(
             tmap_d, smem_d, tile, n_offset, num_valid_rows, warpgroup,
             thread_in_warpgroup, d, d_row_bytes, d_group_bytes, shape_n);
         if (is_store_thread)

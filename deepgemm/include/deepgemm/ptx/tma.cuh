@@ -51,6 +51,15 @@ __device__ __forceinline__ void tma_load_2d_multicast(const void* tmap, uint64_t
                  : "memory");
 }
 
+__device__ __forceinline__ void tma_load_3d_multicast(const void* tmap, uint64_t* bar, void* smem_dst,
+                                                      int32_t c0, int32_t c1, int32_t c2, uint16_t cta_mask) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1, {%4, %5, %6}], [%2], %3;"
+                 :: "r"(smem_addr(smem_dst)), "l"(tmap_ptr(tmap)), "r"(smem_addr(bar)), "h"(cta_mask),
+                    "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+
 __device__ __forceinline__ void tma_store_2d(const void* tmap, const void* smem_src, int32_t c0, int32_t c1) {
     asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];"
                  :: "l"(tmap_ptr(tmap)), "r"(smem_addr(smem_src)), "r"(c0), "r"(c1)
@@ -60,6 +69,21 @@ __device__ __forceinline__ void tma_store_2d(const void* tmap, const void* smem_
 __device__ __forceinline__ void tma_store_3d(const void* tmap, const void* smem_src, int32_t c0, int32_t c1,
                                              int32_t c2) {
     asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];"
+                 :: "l"(tmap_ptr(tmap)), "r"(smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+
+// Adds a box from shared memory into the global tensor (element type from the map), read-modify-write
+// in L2: D += box. Each element is added once per call, so results do not depend on timing.
+__device__ __forceinline__ void tma_reduce_add_2d(const void* tmap, const void* smem_src, int32_t c0, int32_t c1) {
+    asm volatile("cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3}], [%1];"
+                 :: "l"(tmap_ptr(tmap)), "r"(smem_addr(smem_src)), "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+__device__ __forceinline__ void tma_reduce_add_3d(const void* tmap, const void* smem_src, int32_t c0, int32_t c1,
+                                                  int32_t c2) {
+    asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];"
                  :: "l"(tmap_ptr(tmap)), "r"(smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2)
                  : "memory");
 }

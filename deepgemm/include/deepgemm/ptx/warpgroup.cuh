@@ -26,6 +26,11 @@ __device__ __forceinline__ void fence_operand(T& reg) {
     asm volatile("" : "+f"(reg) :: "memory");
 }
 
+// The same for an integer (s32) accumulator register.
+__device__ __forceinline__ void fence_operand(int32_t& reg) {
+    asm volatile("" : "+r"(reg) :: "memory");
+}
+
 // The PTX matrix-descriptor encoding: 14-bit fields of byte values in 16-byte units, swizzle mode 1
 // (128B) in the top bits.
 __device__ __forceinline__ uint64_t make_smem_desc_sw128(const void* smem_ptr, uint32_t leading_bytes,

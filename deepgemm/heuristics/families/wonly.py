@@ -1,0 +1,122 @@
+"""The weight-only (W8A16 / W4A16) kernel's configs: `WonlyConfig` and `select_wonly_config`.
+
+The kernel (impls/sm90_wonly_gemm.cuh) puts the weights on the WGMMA's 64-row side and the tokens on
+its N side, runs one CTA per tile (no persistent loop) and, where the tiles are fewer than the SMs,
+splits K over several CTAs per tile. Its choices are not the other families' (no BLOCK_N candidates,
+no multicast; tokens per tile and the split count instead), so it has its own small selection rather
+than a `KernelFamily` record for `select_config`. Stdlib only; `wonly_smem_bytes` mirrors the kernel's
+`WonlyLayout::kSmemBytes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..family import MAX_SMEM_BYTES, ceil_div
+
+BLOCK_K = 64
+# Tokens per tile (the WGMMA's N): the decode sizes, then the tall tiles for prefill.
+DECODE_BLOCK_M = (8, 16, 32, 64)
+PREFILL_BLOCK_M = (128, 256)
+SLAB_ROWS = 16
+MAX_STAGES = 32
+# A split of K keeps at least this many k-blocks, so the partial sums' round trip stays small beside
+# the weights it reads.
+MIN_K_BLOCKS_PER_SPLIT = 4
+MAX_SPLITS = 16
+# At decode sizes any split that keeps this share of the SMs busy is taken with two consumer warpgroups
+# (128 weight rows) rather than one: a lone warpgroup has one warp per scheduler to hide the latency of
+# its loads and conversions.
+GOOD_SM_USE = 0.85
+
+
+def wonly_smem_bytes(block_m: int, num_math_warpgroups: int, num_stages: int, weight_bits: int) -> int:
+    """`WonlyLayout::kSmemBytes`: per stage an activation tile (block_m x 64 16-bit) and the weight slabs
+    (64 rows per warpgroup, 64 columns, `weight_bits` each); two barriers per stage; a split-K flag."""
+    a_bytes = block_m * BLOCK_K * 2
+    b_bytes = 64 * num_math_warpgroups * BLOCK_K * weight_bits // 8
+    return num_stages * (a_bytes + b_bytes) + num_stages * 16 + 16
+
+
+@dataclass(frozen=True)
+class WonlyConfig:
+    """One launch of the weight-only kernel: `block_m` tokens by `64 * num_math_warpgroups` weight rows
+    per tile, `num_stages` pipeline stages, `num_splits` CTAs per tile along K, `grid` CTAs."""
+
+    block_m: int
+    num_math_warpgroups: int
+    num_stages: int
+    num_splits: int
+    grid: int
+    weight_bits: int
+
+    @property
+    def block_n(self) -> int:
+        return 64 * self.num_math_warpgroups
+
+    @property
+    def num_threads(self) -> int:
+        return 128 * (self.num_math_warpgroups + 1)
+
+    @property
+    def smem_bytes(self) -> int:
+        return wonly_smem_bytes(self.block_m, self.num_math_warpgroups, self.num_stages, self.weight_bits)
+
+    def workspace_floats(self, num_tiles: int) -> int:
+        """FP32 partial sums the split-K reduction needs for `num_tiles` tiles (0 without splits)."""
+        if self.num_splits == 1:
+            return 0
+        return num_tiles * self.num_splits * self.block_n * self.block_m
+
+    def kernel_repr(self) -> str:
+        return (f"block_m={self.block_m} block_n={self.block_n} stages={self.num_stages} "
+                f"splits={self.num_splits} grid={self.grid} int{self.weight_bits}")
+
+
+def max_stages(block_m: int, num_math_warpgroups: int, weight_bits: int) -> int:
+    fit = (MAX_SMEM_BYTES - 16) // wonly_smem_bytes(block_m, num_math_warpgroups, 1, weight_bits)
+    return min(MAX_STAGES, fit)
+
+
+def _efficiency(num_ctas: int, num_sms: int) -> float:
+    """Share of the SM slots busy over the waves `num_ctas` one-tile CTAs take."""
+    return num_ctas / (ceil_div(num_ctas, num_sms) * num_sms)
+
+
+@lru_cache(maxsize=4096)
+def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, num_groups: int = 1,
+                        masked: bool = False) -> WonlyConfig:
+    """The config for `m` tokens (the masked kind: the expected tokens per group) by an `n` x `k` weight
+    of `weight_bits` (8 or 4), on `num_sms` SMs.
+
+    Tokens per tile: the smallest decode tile that holds `m` (up to 64); past that the tile of 128 or
+    256 tokens with the least tile time over its waves (ties: 256), always 128 weight rows. At decode
+    sizes the weight rows per tile and the K split (dense only) keep as many SMs streaming weights as
+    possible: a pair that keeps GOOD_SM_USE of the SMs' slots busy, then the taller tile (two warpgroups
+    share the dequantisation work of a CTA), then the better use of the slots, then the fewer splits."""
+    num_k_blocks = ceil_div(k, BLOCK_K)
+    m_groups = num_groups if masked else 1
+    if m > DECODE_BLOCK_M[-1]:
+        block_m = min(PREFILL_BLOCK_M, key=lambda size: (
+            ceil_div(ceil_div(m, size) * m_groups * ceil_div(n, 128), num_sms) * size, -size))
+        m_blocks = ceil_div(m, block_m) * m_groups
+        tiles = m_blocks * ceil_div(n, 128)
+        grid = num_groups * ceil_div(n, 128) if masked else tiles
+        return WonlyConfig(block_m, 2, max_stages(block_m, 2, weight_bits), 1, grid, weight_bits)
+    block_m = next(size for size in DECODE_BLOCK_M if size >= m)
+    m_blocks = ceil_div(m, block_m) * m_groups
+    best = None
+    for warpgroups in (2, 1):
+        tiles = m_blocks * ceil_div(n, 64 * warpgroups)
+        max_splits = 1 if masked or tiles >= num_sms else min(
+            MAX_SPLITS, max(1, num_k_blocks // MIN_K_BLOCKS_PER_SPLIT), max(1, num_sms // tiles))
+        for splits in range(1, max_splits + 1):
+            efficiency = _efficiency(tiles * splits, num_sms)
+            key = (efficiency >= GOOD_SM_USE, warpgroups, round(efficiency, 2), -splits)
+            if best is None or key > best[0]:
+                best = (key, warpgroups, splits, tiles)
+    _, warpgroups, splits, tiles = best
+    grid = num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits
+    stages = max_stages(block_m, warpgroups, weight_bits)
+    return WonlyConfig(block_m, warpgroups, stages, splits, grid, weight_bits)

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <deepgemm/common/types.cuh>
+#include <deepgemm/ptx/convert.cuh>
+#include <deepgemm/ptx/smem.cuh>
+
+// Integer-to-16-bit-float conversions for the weight-only kernels, and the packed 16-bit arithmetic
+// that applies zero points and scales. The conversions place the integer's bits in the mantissa of a
+// float whose exponent makes one mantissa step worth 1 ("magic number"): the float is then
+// bias + u exactly, and one subtraction of the bias (plus the zero point) leaves the signed value.
+namespace deepgemm::ptx {
+
+// `prmt` (byte permute) is convert.cuh's: one definition for the casts and the weight-only dequant.
+
+// 2^23 + byte `i` of `word` as an FP32 (its mantissa's low byte is the byte).
+template <uint32_t i>
+__device__ __forceinline__ float byte_as_magic_f32(uint32_t word) {
+    return __uint_as_float(prmt(word, 0x4B000000u, 0x7440u | i));
+}
+
+// Bytes `i` and `i + 1` of `word` as an FP16 pair 1024 + byte (the low byte in the low half).
+template <uint32_t i>
+__device__ __forceinline__ uint32_t bytes_as_magic_f16x2(uint32_t word) {
+    return prmt(word, 0x64646464u, 0x4040u | i | ((i + 1) << 8));
+}
+
+// Nibbles `j` and `j + 4` of `word` (bits 4j.. and 4j + 16..) as a pair 2^e + nibble, where
+// `magic_pair` holds 2^e twice with a mantissa step of 1: 0x43004300 (BF16 128), 0x64006400 (FP16 1024).
+template <uint32_t j>
+__device__ __forceinline__ uint32_t nibbles_as_magic_x2(uint32_t word, uint32_t magic_pair) {
+    return ((word >> (4 * j)) & 0x000F000Fu) | magic_pair;
+}
+
+template <bool kIsFP16>
+__device__ __forceinline__ uint32_t sub_x2(uint32_t a, uint32_t b) {
+    uint32_t d;
+    if constexpr (kIsFP16)
+        asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    else
+        asm("sub.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
+template <bool kIsFP16>
+__device__ __forceinline__ uint32_t mul_x2(uint32_t a, uint32_t b) {
+    uint32_t d;
+    if constexpr (kIsFP16)
+        asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    else
+        asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
+// 16 bytes of shared memory (16-byte aligned) into four registers; ordered after the barrier wait
+// that makes them valid (the memory clobber).
+__device__ __forceinline__ void ld_shared_x4(const void* ptr, uint32_t (&words)[4]) {
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
+                 : "r"(smem_addr(ptr)) : "memory");
+}
+
+// A 16-bit value from global memory (read-only for the kernel's lifetime).
+__device__ __forceinline__ uint32_t ld_global_nc_u16(const void* ptr) {
+    uint16_t value;
+    asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(value) : "l"(ptr));
+    return value;
+}
+
+__device__ __forceinline__ uint32_t ld_global_nc_u8(const void* ptr) {
+    uint16_t value;
+    asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(value) : "l"(ptr));
+    return value;
+}
+
+}  // namespace deepgemm::ptx

@@ -1,0 +1,5 @@
+"""Entry point of ``python -m deepgemm.precompile``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""The weight-only kernel compiles for sm_90a with NVRTC, with no local memory (stack frame or spills),
+for every distinct config the selection picks on the benchmark suite's and the GPU tests' shapes (INT8 and
+INT4, symmetric and with zero points, BF16 and FP16, the output dtypes, dense and masked), and the host's
+mirror of its shared-memory layout matches the kernel's constants.
+
+No GPU is needed. DG_JIT_PTXAS_CHECK=1 makes a build with local memory fail."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from deepgemm.heuristics.families.wonly import WonlyConfig, select_wonly_config
+from deepgemm.jit import CompileError, build_kernel
+from deepgemm.jit.codegen import render_template_arg
+from deepgemm.ops.common import launch
+from deepgemm.ops.wonly import kernel as wonly_kernel
+
+NUM_SMS = 132
+DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
+DECODE_NK = ((8192, 8192), (28672, 4096))
+
+
+@dataclass(frozen=True)
+class Case:
+    n: int
+    k: int
+    cfg: WonlyConfig
+    group_size: int | None
+    has_zeros: bool = False
+    is_fp16: bool = False
+    out_dtype: torch.dtype = torch.bfloat16
+    kind: str = launch.GEMM_KIND_DENSE
+
+    @property
+    def template_args(self) -> tuple:
+        return wonly_kernel.kernel_spec(self.n, self.k, self.cfg, self.group_size, self.has_zeros,
+                                        self.is_fp16, self.out_dtype, self.kind).template_args
+
+    @property
+    def id(self) -> str:
+        c = self.cfg
+        return (f"{self.kind.rsplit(':', 1)[-1]}-int{c.weight_bits}-bm{c.block_m}-bn{c.block_n}"
+                f"-s{c.num_stages}-split{c.num_splits}-g{self.group_size}{'-z' if self.has_zeros else ''}"
+                f"{'-fp16' if self.is_fp16 else ''}-{str(self.out_dtype)[6:]}")
+
+
+def selected_cases() -> list[Case]:
+    cases = []
+    for bits, group in ((8, None), (4, 128)):
+        for m in (1, 8, 16, 32, 64, 4096):
+            for n, k in DSV3_NK + DECODE_NK:
+                cfg = select_wonly_config(m, n, k, bits, NUM_SMS)
+                cases.append(Case(n, k, cfg, group))
+    # Variants on one config each: zero points, FP16, FP32 output, per-group INT8, INT4 per channel.
+    cfg8 = select_wonly_config(16, 4096, 7168, 8, NUM_SMS)
+    cfg4 = select_wonly_config(16, 4096, 7168, 4, NUM_SMS)
+    big4 = select_wonly_config(4096, 4096, 7168, 4, NUM_SMS)
+    cases += [Case(4096, 7168, cfg4, 128, has_zeros=True), Case(4096, 7168, big4, 128, has_zeros=True),
+              Case(4096, 7168, cfg4, 128, is_fp16=True), Case(4096, 7168, cfg8, None, is_fp16=True),
+              Case(4096, 7168, cfg8, 128, out_dtype=torch.float32), Case(4096, 7168, cfg4, None)]
+    for bits in (8, 4):
+        for expected_m, n, k in ((16, 4096, 7168), (48, 4096, 7168), (32, 7168, 2048)):
+            cfg = select_wonly_config(expected_m, n, k, bits, NUM_SMS, 8, masked=True)
+            cases.append(Case(n, k, cfg, 128 if bits == 4 else None, kind=launch.GEMM_KIND_MASKED))
+    return cases
+
+
+def distinct_cases() -> list[Case]:
+    """One case per distinct instantiation up to N, K and the K group (loop trip counts)."""
+    cases: dict[tuple, Case] = {}
+    for case in selected_cases():
+        args = case.template_args
+        cases.setdefault((*args[2:6], *args[7:]), case)
+    return list(cases.values())
+
+
+CASES = distinct_cases()
+
+
+def _build(case: Case) -> str | None:
+    try:
+        build_kernel(wonly_kernel.KERNEL, wonly_kernel.HEADER, case.template_args)
+    except CompileError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def build_errors(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DG_JIT_COMPILER", "nvrtc")
+        env.setenv("DG_JIT_CACHE_DIR", str(tmp_path_factory.mktemp("jit-cache-wonly")))
+        env.setenv("DG_JIT_PTXAS_CHECK", "1")
+        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            return dict(zip(CASES, pool.map(_build, CASES), strict=True))
+
+
+def test_cases_cover_every_variant():
+    assert {case.cfg.block_m for case in CASES} == {8, 16, 32, 64, 128, 256}
+    assert {case.cfg.num_math_warpgroups for case in CASES} == {1, 2}
+    assert {case.cfg.weight_bits for case in CASES} == {4, 8}
+    assert any(case.cfg.num_splits > 1 for case in CASES) and any(case.cfg.num_splits == 1 for case in CASES)
+    assert {case.kind for case in CASES} == {launch.GEMM_KIND_DENSE, launch.GEMM_KIND_MASKED}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_kernel_compiles_without_local_memory(build_errors, case):
+    assert build_errors[case] is None, build_errors[case]
+
+
+PROBE_HEADER = """#pragma once
+#include <{kernel_header}>
+
+// Host mirror (deepgemm/heuristics/families/wonly.py) vs. the kernel's own layout constants.
+{asserts}
+
+template <int kUnused>
+__global__ void wonly_layout_probe() {{}}
+"""
+
+
+def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
+    """Dynamic shared memory and block size passed at launch equal `WonlyLayout`'s, for every selection."""
+    asserts = []
+    for case in CASES:
+        args = case.template_args
+        # WonlyLayout<N, K, BLOCK_M, warpgroups, stages, bits, group k-blocks, splits>
+        layout_args = (*args[:7], args[10])
+        layout = "deepgemm::WonlyLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes}u, "{case.id}");')
+        asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
+        asserts.append(f'static_assert({layout}::BLOCK_N == {case.cfg.block_n}u, "{case.id}");')
+    include_dir = tmp_path / "include"
+    include_dir.mkdir()
+    (include_dir / "wonly_layout_probe.cuh").write_text(
+        PROBE_HEADER.format(kernel_header=wonly_kernel.HEADER, asserts="\n".join(asserts)))
+    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
+    binary = build_kernel("wonly_layout_probe", "wonly_layout_probe.cuh", (0,), include_dirs=[include_dir])
+    assert binary.compiled and binary.symbol == "_Z18wonly_layout_probeILi0EEvv"
