@@ -22,7 +22,7 @@ SM_COUNTS = (132, 114, 78, 1, 2, 131)
 MOE_NK = ((4096, 7168), (7168, 2048), (2112, 7168), (24576, 1536))
 # The fields of GemmConfig that say what runs, in the order each table row lists them.
 CONFIG_FIELDS = ["block_m", "block_n", "num_stages", "num_tma_multicast", "multicast_on_a", "swizzle_d_bytes",
-                 "num_sms", "out_bytes", "grouped", "num_d_chunks", "load_batch"]
+                 "num_sms", "out_bytes", "grouped", "num_d_chunks", "load_batch", "split_k"]
 
 
 def shapes():

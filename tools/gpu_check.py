@@ -16,9 +16,9 @@ and the next one runs):
 - ``bench``: ``python -m deepgemm.bench --suite S --json OUT/bench-S.json`` once per suite of
   ``BENCH_SUITES`` (dense FP8, grouped FP8, BF16 in every layout, grouped BF16, matmul with FP8, FP8
   weight gradients dense and k-grouped, weight-only W4A16 and W8A16, the fused FP8 casts, an FP8
-  training step, TF32 in every layout, FP32 as 3xTF32, the seed's table through matmul, INT8), or of
-  ``--suites``, each in its own process so that a crash in one suite keeps the others' figures; merged
-  into ``OUT/bench.json``.
+  training step, TF32 in every layout, FP32 as 3xTF32, the seed's table through matmul, decode, INT8),
+  or of ``--suites``, each in its own process so that a crash in one suite keeps the others' figures;
+  merged into ``OUT/bench.json``.
 - ``host``: ``python -m deepgemm.bench --host-overhead --json OUT/host.json``.
 - ``jit``: ``python tools/measure_jit.py``, which prints one JSON object; skipped if the script
   does not exist.
@@ -64,6 +64,7 @@ BENCH_SUITES = (
     "tf32",
     "fp32",
     "seed",
+    "decode",
     "int8",
 )
 SCHEMA = "deepgemm.gpu_check/1"

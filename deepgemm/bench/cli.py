@@ -284,7 +284,8 @@ def _run_and_print(
         print(f"   twin speed = {TWIN_DEFINITION}")
     # The major column only where it varies or is not the FP8 ops' NT.
     show_major = any(problem.major != "nt" for problem in suite.problems)
-    print(table_header(suite.problems[0].layout if suite.problems else "dense", show_major))
+    show_hbm = suite.reports_hbm and device.type == "cuda"
+    print(table_header(suite.problems[0].layout if suite.problems else "dense", show_major, show_hbm))
 
     def print_problem(problem: Problem, record: dict) -> None:
         twin = None
@@ -299,6 +300,7 @@ def _run_and_print(
             show_major,
             record["speedup_from_rest"],
             record["pair_speedup_from_rest"],
+            show_hbm,
         )
         print(lines, flush=True)
 

@@ -56,6 +56,9 @@ class Provider:
     max_diff: float
     adapt: Callable[[Any], Any] | None = None
     has_cpu_path: bool = False
+    # The nominal bytes of a problem for this provider's GB/s, where they differ from the suite's
+    # (`Suite.bytes_moved`): a 16-bit provider in a suite of FP8 problems reads twice the operand bytes.
+    bytes_moved: Callable[[Any], int] | None = None
 
 
 def _require_cuda(inputs: DenseInputs | Bf16Inputs | GroupedInputs) -> None:
@@ -169,6 +172,18 @@ def _prepare_cublas_bf16(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
 
     def run() -> torch.Tensor:
         return a @ b.t()
+
+    return run
+
+
+def _prepare_deepgemm_bf16_nt(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    gemm = _deepgemm_op("bf16_gemm_nt")
+    a, b = inputs.a_bf16, inputs.b_bf16
+    d = torch.empty(a.shape[0], b.shape[0], dtype=torch.bfloat16, device=a.device)
+
+    def run() -> torch.Tensor:
+        gemm(a, b, d)
+        return d
 
     return run
 
@@ -341,6 +356,16 @@ CUBLAS_BF16 = Provider(
     _prepare_cublas_bf16,
     reference="bf16",
     max_diff=1e-5,
+)
+
+# deepgemm's 16-bit GEMM on the unquantised operands of an FP8 problem, beside cublas_bf16 (decode suite).
+DEEPGEMM_BF16_NT = Provider(
+    "deepgemm_bf16",
+    "deepgemm.bf16_gemm_nt(a_bf16, b_bf16, d) on the unquantised BF16 inputs, into a preallocated BF16 d",
+    _prepare_deepgemm_bf16_nt,
+    reference="bf16",
+    max_diff=1e-5,
+    has_cpu_path=True,
 )
 
 # The grouped suites' providers. Each output is checked on the valid rows only.

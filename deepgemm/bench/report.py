@@ -148,16 +148,19 @@ def _ratio(value: float | None, missing: str = "-") -> str:
     return missing if value is None else f"{value:.2f}x"
 
 
-def table_header(layout: str = "dense", show_major: bool = False) -> str:
+def table_header(layout: str = "dense", show_major: bool = False, show_hbm: bool = False) -> str:
     """Column names; grouped problems show G, the valid rows M of each group and max_m (masked);
-    ``show_major`` adds how A and B are stored (``Problem.major``)."""
+    ``show_major`` adds how A and B are stored (``Problem.major``), ``show_hbm`` the fraction of the
+    GPU's HBM bandwidth the GB/s are."""
     if layout == "dense":
         shape = f"{'M':>6} {'N':>6} {'K':>6}"
     else:
         shape = f"{'G':>3} {'M':>6} {'max_m':>6} {'N':>6} {'K':>6}"
     if show_major:
         shape += f" {'major':>5}"
-    columns = f"{'provider':<18} {'us':>9} {'TFLOPS':>7} {'GB/s':>7} {'speedup':>8}  {'calc_diff':>9}  status"
+    hbm = f" {'HBM':>5}" if show_hbm else ""
+    columns = (f"{'provider':<18} {'us':>9} {'TFLOPS':>7} {'GB/s':>7}{hbm} {'speedup':>8}  {'calc_diff':>9}"
+               "  status")
     return f"{shape}  {columns}"
 
 
@@ -182,11 +185,13 @@ def format_problem(
     show_major: bool = False,
     from_rest_ratios: Mapping[str, float] | None = None,
     from_rest_pair_ratios: Mapping[str, float] | None = None,
+    show_hbm: bool = False,
 ) -> str:
     """The table lines of one problem: one per provider, the shape printed on the first only, then
     one line per pair ratio, then the twin ratios ``(label, {provider: ratio})`` on one line, then
     the from-rest times (where measured) with their ratios against the baseline
-    (``from_rest_ratios``) and of the pairs (``from_rest_pair_ratios``) on one line.
+    (``from_rest_ratios``) and of the pairs (``from_rest_pair_ratios``) on one line. ``show_hbm``: a
+    column of each result's ``hbm_fraction`` (its GB/s over the GPU's peak HBM bandwidth).
 
     ``speedup`` is the provider's ratio against the baseline (blank for the baseline), oriented as
     the suite says (``speedup_definition``).
@@ -198,6 +203,7 @@ def format_problem(
             _cell(result["us"], ".1f", 9),
             _cell(result["tflops"], ".1f", 7),
             _cell(result["gbps"], ".0f", 7),
+            *([_cell(result.get("hbm_fraction"), ".0%", 5)] if show_hbm else []),
             _ratio(ratios.get(name), "").rjust(8),
             " " + _cell(result["diffs"].get(result["reference"]), ".1e", 9),
             " " + ("" if result["status"] == "ok" else f"{result['status']} ({result['reason']})"),

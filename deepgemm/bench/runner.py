@@ -177,6 +177,8 @@ def measure_problem(
     ``pair_speedup_from_rest``)."""
     inputs = suite.make_inputs(problem, device, seed)
     nbytes = suite.bytes_moved(problem)
+    provider_bytes = {p.name: p.bytes_moved(problem) for p in providers if p.bytes_moved is not None}
+    hbm_peak = hbm_bytes_per_second(device) if suite.reports_hbm else None
     fields = ("us", "tflops", "gbps", "us_rounds", *FROM_REST_FIELDS)
     results, runs = {}, {}
     for provider in providers:
@@ -186,7 +188,9 @@ def measure_problem(
     times = _time_in_rounds(runs, timer, rounds, results)
     flops = suite.problem_flops(problem)
     for name, seconds_per_round in times.items():
-        results[name] |= _round_figures(seconds_per_round, flops, nbytes=nbytes)
+        results[name] |= _round_figures(seconds_per_round, flops, nbytes=provider_bytes.get(name, nbytes))
+        if hbm_peak is not None:
+            results[name]["hbm_fraction"] = results[name]["gbps"] * 1e9 / hbm_peak
     if from_rest_timer is not None and _lasts_long(times):
         from_rest = _time_in_rounds({name: runs[name] for name in times}, from_rest_timer, rounds, results)
         for name, seconds_per_round in from_rest.items():
@@ -202,6 +206,23 @@ def measure_problem(
         "speedup_from_rest": speedups(results, suite.baseline, suite.faster, "us_from_rest"),
         "pair_speedup_from_rest": pair_speedups(results, suite.pairs, "us_from_rest"),
     }
+
+
+# Peak HBM bandwidth by GPU name (bytes/s): what the decode suite's fraction of HBM is taken against.
+HBM_BYTES_PER_SECOND = {"H100": 3.35e12, "H800": 3.35e12, "H200": 4.8e12, "H20": 4.0e12}
+
+
+def hbm_bytes_per_second(device: torch.device) -> float | None:
+    """The peak HBM bandwidth of ``device``'s GPU, read from its name (``None``: CPU or a GPU not in
+    HBM_BYTES_PER_SECOND)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_properties(device).name
+    # Longest first: "H200" must not match as "H20".
+    for model in sorted(HBM_BYTES_PER_SECOND, key=len, reverse=True):
+        if model in name:
+            return HBM_BYTES_PER_SECOND[model]
+    return None
 
 
 def _round_figures(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from deepgemm import heuristics
 from deepgemm.quant import align, ceil_div
 from deepgemm.testing import (
     GROUPED_LAYOUTS,
@@ -31,6 +32,7 @@ from deepgemm.testing import (
     random_gemm_sizes,
 )
 
+from .decode_shapes import DECODE_BATCH_SIZES, decode_weights
 from .providers import (
     CUBLAS_BF16,
     CUBLAS_BF16_DEQUANTISED,
@@ -47,6 +49,7 @@ from .providers import (
     DEEPGEMM_BF16,
     DEEPGEMM_BF16_DENSE,
     DEEPGEMM_BF16_GROUPED,
+    DEEPGEMM_BF16_NT,
     DEEPGEMM_CONTIGUOUS,
     DEEPGEMM_CONTIGUOUS_OFFSETS,
     DEEPGEMM_DENSE,
@@ -147,6 +150,8 @@ class Suite:
     twin: Callable[[Problem], Problem | None] | None = None
     cpu_problems: tuple[Problem, ...] = ()
     family: str = "fp8_1d2d"
+    # Each result also reports its GB/s as a fraction of the GPU's HBM bandwidth.
+    reports_hbm: bool = False
     # The work a problem counts for TFLOPS, where it is not one GEMM's ``Problem.flops`` (0: no FLOPs).
     flops: Callable[[Problem], int] | None = None
 
@@ -643,11 +648,50 @@ SEED = Suite(
 )
 
 
+# The decode suite: decode batch sizes on the tensor-parallel shards of public models' linear layers
+# (bench/decode_shapes.py, sources in docs/decode-shapes.md), FP8 and 16-bit side by side on the same inputs.
+# The splits hold the issue-27 bars: FP8 HBM use at M <= 32 on weights of 32 MB or more, and the
+# few-tile shapes (the unsplit heuristic's tiles fewer than an H100's 132 SMs, K >= 4096) per family.
+H100_SMS = 132
+DECODE_MIN_WEIGHT_BYTES = 32 * 2**20
+FEW_TILE_MIN_K = 4096
+
+
+def few_tile(problem: Problem, family: str) -> bool:
+    """Whether ``problem`` is a few-tile shape for ``family`` on an H100 (see above)."""
+    shape = heuristics.GemmShape(problem.m, problem.n, problem.k, family=heuristics.FAMILIES[family])
+    return problem.k >= FEW_TILE_MIN_K and heuristics.few_tiles(shape, H100_SMS)
+
+
+DECODE = Suite(
+    name="decode",
+    description="decode-sized dense GEMMs D = A W^T on tensor-parallel shards of public models' linear layers"
+    f" (Llama-3, Qwen2.5/3, Mixtral attention, DeepSeek-V3 non-MoE; TP 1-8), M in {DECODE_BATCH_SIZES}: FP8"
+    " (1x128 / 128x128 scales) and 16-bit on the same inputs, BF16 out; HBM = GB/s over the GPU's peak",
+    problems=tuple(Problem(m, n, k) for n, k in decode_weights() for m in DECODE_BATCH_SIZES),
+    make_inputs=_dense_inputs,
+    providers=(
+        DEEPGEMM,
+        CUBLAS_BLOCKWISE,
+        dataclasses.replace(CUBLAS_BF16, bytes_moved=bf16_gemm_bytes),
+        dataclasses.replace(DEEPGEMM_BF16_NT, bytes_moved=bf16_gemm_bytes),
+    ),
+    bytes_moved=fp8_gemm_bytes,
+    splits=(
+        Split("all", lambda p: True),
+        Split("M<=32 W>=32MB", lambda p: p.m <= 32 and p.n * p.k >= DECODE_MIN_WEIGHT_BYTES),
+        Split("few_tile fp8", lambda p: few_tile(p, "fp8_1d2d")),
+        Split("few_tile 16-bit", lambda p: few_tile(p, "bf16")),
+    ),
+    pairs=(("deepgemm_bf16", "cublas_bf16"),),
+    cpu_problems=(Problem(1, 256, 512), Problem(32, 128, 4096)),
+    reports_hbm=True,
+)
 
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (DENSE, GROUPED_CONTIGUOUS, GROUPED_MASKED, GROUPED_DECODE, BF16, BF16_GROUPED, MATMUL_FP8,
-                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8, CAST, TRAIN_STEP, TF32, FP32, SEED)
+                  WGRAD, WGRAD_K_GROUPED, WONLY, WONLY_W8, CAST, TRAIN_STEP, TF32, FP32, SEED, DECODE)
 }
 
 

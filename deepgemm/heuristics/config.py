@@ -76,6 +76,9 @@ class GemmConfig:
     num_d_chunks: int = 1
     # The producer issues its loads in batches of this many consecutive k-blocks (`produce_tiles`).
     load_batch: int = 1
+    # Split-K: each tile's K loop runs as this many slices on different CTAs, whose FP32 partial tiles a
+    # second kernel sums into D (1: no split).
+    split_k: int = 1
 
     @property
     def num_math_threads(self) -> int:
@@ -177,4 +180,15 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
         errors.append(f"load_batch={cfg.load_batch} must be at least 1 and below num_stages={cfg.num_stages}")
     if cfg.num_sms < 1:
         errors.append("the grid needs at least one CTA")
+    if cfg.split_k != 1:
+        if cfg.split_k not in cfg.family.split_k_candidates:
+            errors.append(f"split_k={cfg.split_k} is not one of {cfg.family.name}'s split counts "
+                          f"{cfg.family.split_k_candidates}")
+        if shape.layout != DENSE:
+            errors.append("only the dense layout splits K")
+        if cfg.num_tma_multicast != 1:
+            errors.append("split-K does not multicast")
+        if shape.num_k_blocks % cfg.split_k:
+            errors.append(f"split_k={cfg.split_k} must divide the {shape.num_k_blocks} k-blocks into equal "
+                          "slices")
     return errors

@@ -66,6 +66,15 @@ class KernelFamily:
     # fitted to whole-D tiles at the stages they got, so those costs only break ties among a tile's
     # variants.
     pipeline_costs_in_estimate: bool = True
+    # Split-K (dense only): the slice counts the heuristic may cut a K loop into where the tiles leave
+    # SMs idle (empty: the family's kernel does not split K), and the cost model's terms for it. A lone
+    # work unit runs its k-blocks one after the other however idle the GPU is: `k_block_latency_cycles`
+    # is the least one k-block takes (the serial chain of wait, WGMMAs and, for FP8, promotion), which
+    # the throughput rates above leave out and which is what splitting shortens; `split_k_fixed_cycles`
+    # is what the reduction adds (its launch and the round trip of the partial tiles' first bytes).
+    split_k_candidates: tuple[int, ...] = ()
+    k_block_latency_cycles: float = 0.0
+    split_k_fixed_cycles: float = 0.0
     # BLOCK_N must be a multiple of this (the WGMMA N values the family's instructions take).
     block_n_step: int = 8
     # Most accumulator registers per consumer thread (`accumulator_registers`) a tile may take, and the

@@ -57,6 +57,16 @@ MULTICAST_MIN_WAVES = 2
 LOAD_BATCH = 4
 LOAD_BATCH_MIN_STAGES = 13
 LOAD_BATCH_MIN_K_BLOCKS = 56
+# Split-K (see `select_config`): slices of fewer k-blocks than this leave the pipeline no depth to fill;
+# a split config must be estimated at most SPLIT_K_MIN_GAIN of the unsplit one's time to be chosen.
+SPLIT_K_MIN_SLICE_K_BLOCKS = 4
+SPLIT_K_MIN_GAIN = 0.9
+# Bytes of the FP32 partial tiles the split kernel writes and the reduction reads back, per element of D
+# and slice.
+SPLIT_K_PARTIAL_BYTES = 2 * 4
+# What a wave of work units spends before its first k-block runs (set-up, the first loads' trip to
+# HBM): short K slices cannot hide it.
+WAVE_FILL_CYCLES = 1500
 
 
 def _block_m_candidates(shape: GemmShape) -> tuple[int, ...]:
@@ -108,10 +118,9 @@ def _pays_lock_step(shape: GemmShape, cfg: GemmConfig) -> bool:
                 and _runs_several_waves(shape, cfg.block_m, cfg.block_n, cfg.num_sms))
 
 
-def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
-    """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
-    all sit at the HBM floor in favour of the one with the most slack under it."""
-    num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
+def _tile_k_block_cycles(shape: GemmShape, cfg: GemmConfig) -> float:
+    """Cycles of one 128-byte K block of a tile (`_k_block_cycles`) with the costs of a lone consumer
+    warpgroup, of straddling scale blocks and of multicast's lock step."""
     k_block_cycles = _k_block_cycles(cfg)
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
@@ -120,6 +129,15 @@ def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
         k_block_cycles *= family.straddling_scale_cost
     if _pays_lock_step(shape, cfg):
         k_block_cycles *= family.multicast_lockstep_cost
+    return k_block_cycles
+
+
+def estimated_cycles(shape: GemmShape, cfg: GemmConfig) -> tuple[float, float]:
+    """(estimated cycles, cycles of the tile work alone); the second breaks ties among configs that
+    all sit at the HBM floor in favour of the one with the most slack under it."""
+    num_waves = ceil_div(shape.num_tiles(cfg.block_m, cfg.block_n), cfg.num_sms)
+    k_block_cycles = _tile_k_block_cycles(shape, cfg)
+    family = cfg.family
     if family.pipeline_costs_in_estimate:
         if cfg.num_stages < DEEP_STAGES:
             k_block_cycles *= family.shallow_pipeline_costs[cfg.block_m]
@@ -153,7 +171,8 @@ def l2_bytes_per_k_block(cfg: GemmConfig) -> float:
     return BLOCK_K_BYTES * (cfg.block_m / shared_a + cfg.block_n / shared_b)
 
 
-def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int) -> int:
+def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int,
+               split_k: int = 1) -> int:
     """Persistent CTAs for `shape`: the fewest that still run its tiles in the fewest waves.
 
     A last wave that would leave SMs idle is spread over every wave instead, and the SMs left out stay
@@ -162,8 +181,8 @@ def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_t
     Only the dense layout's tile count is known on the host. The masked layout keeps every SM; the
     contiguous one a CTA per estimated tile up to every SM: its real tiles depend on the experts'
     sizes (a partial last m-block per expert, near-free padding blocks), and a grid sized to the
-    estimate could add a wave."""
-    num_tiles = shape.num_tiles(block_m, block_n)
+    estimate could add a wave. Split-K counts each of a tile's K slices as a tile."""
+    num_tiles = shape.num_tiles(block_m, block_n) * split_k
     if shape.layout == MASKED:
         return num_sms
     if shape.layout != DENSE:
@@ -176,7 +195,7 @@ def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_t
 
 def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
                 multicast_on_a: bool = True, num_stages: int | None = None,
-                num_d_chunks: int = 1, load_batch: int | None = None) -> GemmConfig:
+                num_d_chunks: int = 1, load_batch: int | None = None, split_k: int = 1) -> GemmConfig:
     """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid,
     the producer's load batch."""
     grouped = shape.layout != DENSE
@@ -188,20 +207,22 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
         num_tma_multicast=num_tma_multicast,
         multicast_on_a=multicast_on_a,
         swizzle_d_bytes=swizzle_d_bytes(block_n // num_d_chunks, shape.out_bytes),
-        num_sms=_grid_size(shape, num_sms, block_m, block_n, num_tma_multicast),
+        num_sms=_grid_size(shape, num_sms, block_m, block_n, num_tma_multicast, split_k),
         out_bytes=shape.out_bytes,
         grouped=grouped,
         family=shape.family,
         num_d_chunks=num_d_chunks,
-        load_batch=load_batch or _load_batch(shape, block_m, num_stages),
+        load_batch=load_batch or _load_batch(shape, block_m, num_stages, split_k),
+        split_k=split_k,
     )
 
 
-def _load_batch(shape: GemmShape, block_m: int, num_stages: int) -> int:
+def _load_batch(shape: GemmShape, block_m: int, num_stages: int, split_k: int = 1) -> int:
     """K-blocks per batch of the producer's loads: LOAD_BATCH where measured to pay (see there), else 1.
-    Only K-major B was measured."""
+    Only K-major B was measured; with split-K the K loop is a slice's."""
+    slice_k_blocks = shape.num_k_blocks // split_k
     if (shape.layout == DENSE and not shape.b_mn_major and block_m == 64
-            and num_stages >= LOAD_BATCH_MIN_STAGES and shape.num_k_blocks >= LOAD_BATCH_MIN_K_BLOCKS):
+            and num_stages >= LOAD_BATCH_MIN_STAGES and slice_k_blocks >= LOAD_BATCH_MIN_K_BLOCKS):
         return LOAD_BATCH
     return 1
 
@@ -245,7 +266,68 @@ def _chunked_variants(shape: GemmShape, num_sms: int, whole: GemmConfig) -> list
 
 @lru_cache(maxsize=4096)
 def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
-    """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached)."""
+    """The tile configuration for `shape` on `num_sms` SMs (deterministic, cached).
+
+    The best unsplit config (`select_unsplit_config`), unless its tiles leave SMs idle (`few_tiles`)
+    and a split-K config is estimated SPLIT_K_MIN_GAIN of its time or less (`split_k_cycles`): shapes
+    whose tiles fill the GPU keep the unsplit selection."""
+    unsplit = select_unsplit_config(shape, num_sms)
+    if (shape.layout != DENSE or not shape.family.split_k_candidates
+            or shape.num_tiles(unsplit.block_m, unsplit.block_n) >= num_sms):
+        return unsplit
+    best, best_key = unsplit, (split_k_cycles(shape, unsplit) * SPLIT_K_MIN_GAIN,)
+    for cfg in split_candidates(shape, num_sms):
+        # Ties go to the larger tile (fewer partial bytes), then to fewer slices.
+        key = (split_k_cycles(shape, cfg), -cfg.block_m * cfg.block_n, cfg.split_k)
+        if key < best_key:
+            best, best_key = cfg, key
+    return best
+
+
+def split_candidates(shape: GemmShape, num_sms: int):
+    """The split-K configs the heuristic weighs for a few-tile `shape`: every tile that leaves SMs idle
+    unsplit, cut into each of the family's slice counts that divides the k-blocks into slices of at
+    least SPLIT_K_MIN_SLICE_K_BLOCKS, without multicast, with as many stages as fit."""
+    family = shape.family
+    for block_m in _block_m_candidates(shape):
+        for block_n in family.block_n_candidates:
+            if shape.num_tiles(block_m, block_n) >= num_sms:
+                continue
+            for split_k in family.split_k_candidates:
+                if (shape.num_k_blocks % split_k
+                        or shape.num_k_blocks // split_k < SPLIT_K_MIN_SLICE_K_BLOCKS):
+                    continue
+                cfg = make_config(shape, num_sms, block_m, block_n, split_k=split_k)
+                if cfg.num_stages >= family.min_stages and not config_errors(cfg, shape):
+                    yield cfg
+
+
+def split_k_cycles(shape: GemmShape, cfg: GemmConfig) -> float:
+    """Estimated cycles of `cfg` (split or not) on a few-tile shape: per wave of work units, each unit's
+    k-blocks at the slower of the tile's rate (`_tile_k_block_cycles`) and the family's least latency
+    per k-block after WAVE_FILL_CYCLES, floored by the problem's HBM traffic; a split adds the
+    reduction's fixed cost and the partial tiles' round trip."""
+    family = cfg.family
+    num_units = shape.num_tiles(cfg.block_m, cfg.block_n) * cfg.split_k
+    num_waves = ceil_div(num_units, cfg.num_sms)
+    k_block_cycles = max(_tile_k_block_cycles(shape, cfg), family.k_block_latency_cycles)
+    unit_cycles = WAVE_FILL_CYCLES + shape.num_k_blocks // cfg.split_k * k_block_cycles
+    cycles = max(num_waves * unit_cycles, shape.hbm_bytes() / HBM_BYTES_PER_CYCLE)
+    if cfg.split_k > 1:
+        partial_bytes = cfg.split_k * shape.m * shape.n * SPLIT_K_PARTIAL_BYTES
+        cycles += family.split_k_fixed_cycles + partial_bytes / HBM_BYTES_PER_CYCLE
+    return cycles
+
+
+def few_tiles(shape: GemmShape, num_sms: int) -> bool:
+    """Whether the tiles of `shape`'s unsplit config leave SMs without one (fewer tiles than SMs)."""
+    cfg = select_unsplit_config(shape, num_sms)
+    return shape.num_tiles(cfg.block_m, cfg.block_n) < num_sms
+
+
+@lru_cache(maxsize=4096)
+def select_unsplit_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+    """The best config that runs each tile's whole K loop in one CTA (deterministic, cached)."""
     best, best_key = None, None
     for cfg in candidate_configs(shape, num_sms):
         # Remaining ties go to the larger tile (fewer bytes per FLOP), then to the fewer bytes pulled

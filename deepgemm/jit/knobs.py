@@ -51,6 +51,9 @@ KNOBS: tuple[Knob, ...] = (
          "Print each compiler command (or NVRTC option list) and how long the compile took."),
     Knob("DG_JIT_DEBUG", "bool", "`0`",
          "Log JIT activity to stderr: disk cache hits and misses, cache publication, kernel loads."),
+    Knob("DG_JIT_LAUNCH_API", "`cuda-python` \\| `ctypes`", "`cuda-python`",
+         "How launchers call `cuLaunchKernelEx`: through `cuda.bindings.driver`, or through ctypes on "
+         "libcuda with a configuration built once (less CPU time per launch; read when a launcher is made)."),
     Knob("DG_PRINT_CONFIGS", "bool", "`0`",
          "Print the kernel configuration chosen for each new problem shape."),
     Knob("DG_DEBUG_CHECK_INDICES", "bool", "`0`",
@@ -77,6 +80,10 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
     return value
+
+
+def launch_api() -> str:
+    return _choice("DG_JIT_LAUNCH_API", "cuda-python", ("cuda-python", "ctypes"))
 
 
 def _path(name: str) -> Path | None:

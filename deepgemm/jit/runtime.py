@@ -146,10 +146,27 @@ class Launcher:
         # The storage and the config are shared by every call, so packing and launching must not
         # interleave between threads (the driver call releases the GIL).
         self._lock = threading.Lock()
+        # DG_JIT_LAUNCH_API=ctypes: the same launch through ctypes (deepgemm/cuda/launch.py).
+        self._ctypes = None
+        if knobs.launch_api() == "ctypes":
+            from deepgemm.cuda.launch import LaunchConfig, launch_kernel_ex
+
+            self._ctypes = LaunchConfig(grid, block, smem, cluster)
+            self._ctypes_launch = launch_kernel_ex()
+            self._function_handle = int(function)
 
     def __call__(self, *args, stream: int | None = None) -> None:
         if stream is None:
             stream = _current_stream(self.device)
+        if self._ctypes is not None:
+            with self._lock:
+                self._packer.pack(args)
+                self._ctypes.config.hStream = stream
+                code = self._ctypes_launch(self._ctypes.pointer, self._function_handle, self._packer.address,
+                                           None)
+            if code:
+                raise CudaError("cuLaunchKernelEx", driver.CUresult(code))
+            return
         with self._lock:
             self._packer.pack(args)
             self._config.hStream = stream
@@ -182,7 +199,7 @@ class Kernel:
         index = device_index(device)
         key = (tuple(param_types), grid if isinstance(grid, int) else tuple(grid),
                block if isinstance(block, int) else tuple(block), smem,
-               cluster if isinstance(cluster, int) else tuple(cluster), index)
+               cluster if isinstance(cluster, int) else tuple(cluster), index, knobs.launch_api())
         launcher = self._launchers.get(key)
         if launcher is None:
             with self._lock:

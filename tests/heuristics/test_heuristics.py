@@ -109,7 +109,8 @@ def selection_problems(shape: GemmShape, num_sms: int, cfg: GemmConfig) -> list[
     if cfg.num_d_chunks > 1 and fp8_1d2d.smem_bytes(cfg.block_m, cfg.block_n, 4, shape.k,
                                                    cfg.out_bytes) <= SMEM_LIMIT:
         problems.append(f"num_d_chunks={cfg.num_d_chunks} where 4 stages fit the whole D tile")
-    num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n)
+    # Split-K's work units are a tile's K slices: the grid rules count them as tiles.
+    num_tiles = ceil_div(shape.m, cfg.block_m) * ceil_div(shape.n, cfg.block_n) * cfg.split_k
     if not 1 <= cfg.num_sms <= min(num_sms, num_tiles):
         problems.append(f"grid {cfg.num_sms} for {num_sms} SMs and {num_tiles} tiles")
     # The grid is the smallest (even, with multicast) one that runs the tiles in the fewest waves.

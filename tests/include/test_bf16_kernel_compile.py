@@ -16,7 +16,7 @@ import torch
 
 from deepgemm.heuristics import BF16
 from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
-from deepgemm.heuristics.sm90 import select_config
+from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
 from deepgemm.jit.codegen import render_template_arg
 from deepgemm.ops.bf16 import kernel as bf16_kernel
@@ -53,7 +53,8 @@ class Case:
         return (f"{self.kind.rsplit(':', 1)[-1]}-{self.layout}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
                 f"-mc{c.num_tma_multicast}{'A' if c.multicast_on_a else 'B'}-d{c.num_d_chunks}"
                 f"-{str(self.out_dtype)[6:]}"
-                f"{'-c' if self.has_c else ''}{'-fp16' if self.is_fp16 else ''}")
+                f"{'-c' if self.has_c else ''}{'-fp16' if self.is_fp16 else ''}"
+                f"{f'-split{c.split_k}' if c.split_k > 1 else ''}")
 
 
 def _dense(m: int, n: int, k: int, layout: str, out_dtype: torch.dtype, **kw) -> Case:
@@ -74,7 +75,17 @@ def selected_cases() -> list[Case]:
     grouped += [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED, family=BF16), NUM_SMS),
                      kind=launch.GEMM_KIND_MASKED)
                 for g, rows in ((4, 256), (32, 16), (32, 192)) for n, k in GROUPED_NK]
-    return dense + variants + grouped
+    # Split-K: the heuristic's picks on few-tile decode shapes and the tiles the GPU tests force.
+    few_tile = ((1, 512, 7168), (32, 512, 7168), (128, 512, 7168), (1, 1280, 8192))
+    split = [_dense(m, n, k, "nt", torch.bfloat16) for m, n, k in few_tile]
+    for layout, out_dtype in (("tn", torch.float16), ("nn", torch.float32)):
+        shape = GemmShape(72, 1024, 7168, OUT_BYTES[out_dtype], family=BF16, b_mn_major=layout[1] == "n")
+        split.append(Case(1024, 7168, make_config(shape, NUM_SMS, 64, 128, split_k=7), layout, out_dtype,
+                          is_fp16=out_dtype == torch.float16))
+    for block_m, block_n in ((128, 208), (256, 96)):
+        shape = GemmShape(127, 520, 7296, family=BF16)
+        split.append(Case(520, 7296, make_config(shape, NUM_SMS, block_m, block_n, split_k=6)))
+    return dense + variants + grouped + split
 
 
 def distinct_cases() -> list[Case]:

@@ -68,7 +68,9 @@ class Case:
         multicast = "mc1" if c.num_tma_multicast == 1 else "mc2A" if c.multicast_on_a else "mc2B"
         out = "fp32" if c.out_bytes == 4 else "bf16"
         kind = self.kind.rsplit(":", 1)[-1]
-        return f"{kind}-bm{c.block_m}-bn{c.block_n}-s{c.num_stages}-{multicast}-{out}-n{self.n}-k{self.k}"
+        split = f"-split{c.split_k}" if c.split_k > 1 else ""
+        tile = f"bm{c.block_m}-bn{c.block_n}-s{c.num_stages}"
+        return f"{kind}-{tile}-{multicast}-{out}-n{self.n}-k{self.k}{split}"
 
     def mangled_args(self) -> str:
         """The template arguments as the Itanium ABI spells them in the kernel's symbol."""
@@ -111,7 +113,28 @@ def multicast_cases() -> list[Case]:
     return [case for case in cases if case.template_args[2:] not in selected]
 
 
-CASES = distinct_cases() + multicast_cases()
+def split_cases() -> list[Case]:
+    """Split-K kernels: the heuristic's picks on few-tile decode shapes, and the tiles the GPU tests force
+    (one and two consumer warpgroups, straddling scale blocks, two waves, 3 to 16 slices), unless a
+    selection already has the same config."""
+    selected = {case.template_args[2:] for case in selected_cases()}
+    few_tile = ((1, 512, 7168), (32, 512, 7168), (128, 512, 7168), (1, 1280, 8192), (1, 64, 7168))
+    shapes = [GemmShape(m, n, k, out_bytes) for m, n, k in few_tile for out_bytes in (2, 4)]
+    cases = [Case(s.n, s.k, select_config(s, NUM_SMS)) for s in shapes]
+    forced = [(GemmShape(127, 520, 7296), block_m, block_n, 3)
+              for block_m, block_n in ((64, 64), (64, 144), (128, 96), (256, 128))]
+    forced += [(GemmShape(48, 1000, 14336), 64, 112, split_k) for split_k in (2, 16)]
+    cases += [Case(s.n, s.k, make_config(s, NUM_SMS, bm, bn, split_k=split_k))
+              for s, bm, bn, split_k in forced]
+    assert all(case.cfg.split_k > 1 for case in cases)
+    unique: dict[tuple, Case] = {}
+    for case in cases:
+        if case.template_args[2:] not in selected:
+            unique.setdefault(case.template_args[2:], case)
+    return list(unique.values())
+
+
+CASES = distinct_cases() + multicast_cases() + split_cases()
 
 
 def _have_nvcc() -> bool:
@@ -196,7 +219,8 @@ def builds(tmp_path_factory):
 def test_cases_cover_the_suites():
     # Every selected config is compiled (up to N and K), and none is lost to the deduplication.
     compiled = {case.template_args[2:] for case in CASES}
-    assert {case.template_args[2:] for case in selected_cases() + multicast_cases()} == compiled
+    every = selected_cases() + multicast_cases() + split_cases()
+    assert {case.template_args[2:] for case in every} == compiled
     assert len(CASES) == len(compiled)
     assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
     assert {case.cfg.out_bytes for case in CASES} == {2, 4}
@@ -242,8 +266,9 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
                   for case in selected_cases()}
     asserts = []
     for args, smem, threads in sorted(selections, key=repr):
-        # Fp8GemmLayout takes the kernel's template arguments but the load batch (the 11th).
-        layout_args = (*args[:10], *args[11:])
+        # Fp8GemmLayout takes the kernel's template arguments but the load batch (the 11th) and the
+        # split count (the 13th).
+        layout_args = (*args[:10], args[11])
         layout = "deepgemm::Fp8GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
         asserts.append(f'static_assert({layout}::kSmemBytes == {smem}u, "smem of {args}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {threads}u, "threads of {args}");')

@@ -18,7 +18,7 @@ import torch
 from deepgemm.jit import build as jit_build
 from deepgemm.jit import runtime
 from deepgemm.jit.compiler import CompileOutput
-from deepgemm.ops.common import launch, settings
+from deepgemm.ops.common import launch, settings, split_k
 from deepgemm.ops.common.launch import KernelRequest
 from deepgemm.precompile import build_all, kernel_specs
 from deepgemm.precompile.cli import main, preset_requests, shape_requests
@@ -68,9 +68,15 @@ def gpu_stub(monkeypatch):
     monkeypatch.setattr(fp8_kernel, "_dense_plans", launch.PlanCache(4096))
     monkeypatch.setattr(fp8_kernel, "_grouped_plans", launch.PlanCache(4096))
     monkeypatch.setattr(bf16_kernel, "_plans", launch.PlanCache(4096))
+    # Split-K plans: the workspace on the meta device (no CUDA here), the reduction's launcher loaded
+    # afresh through get_kernel (so that it is recorded like the GEMM kernels).
+    monkeypatch.setattr(split_k.SplitK, "workspace",
+                        lambda self: torch.empty(self.shape, dtype=torch.float32, device="meta"))
     launch.kernel_launcher.cache_clear()
+    split_k.reduce_launcher.cache_clear()
     yield loaded
     launch.kernel_launcher.cache_clear()
+    split_k.reduce_launcher.cache_clear()
 
 
 def meta(*shape, dtype=FP8):
@@ -114,11 +120,13 @@ def run_launch_path(request: KernelRequest) -> None:
 EVERY_KIND = [
     *shape_requests("1-300", 7168, 2048),
     *shape_requests("4096", 2112, 7168, out_dtype="fp32"),
+    *shape_requests("16", 1024, 7168),  # split-K (few tiles)
     *shape_requests("8192", 4096, 7168, layout="contiguous", num_groups=4),
     *shape_requests("64", 7168, 2048, layout="masked", num_groups=32),
     *(r for major in ("nt", "nn", "tn", "tt")
       for r in shape_requests("100", 4096, 7168, "bf16", major=major)),
     *shape_requests("256", 4096, 512, "bf16", out_dtype="fp32", in_dtype="fp16", has_c=True),
+    *shape_requests("64", 4096, 7168, "bf16", has_c=True),  # split-K: C goes to the reduction
     *shape_requests("8192", 7168, 2048, "bf16", layout="contiguous", num_groups=4),
     *shape_requests("256", 7168, 2048, "bf16", layout="masked", num_groups=4),
 ]
@@ -139,6 +147,19 @@ def test_the_launch_path_finds_every_precompiled_kernel(stand_in_compiler, gpu_s
     assert {binary.key for binary in gpu_stub} == {
         json.loads((path / "meta.json").read_text())["key"] for path in stand_in_compiler.glob("*/*")
         if path.parent.name not in ("tmp", "locks")}
+
+
+def test_split_configs_precompile_their_reduction():
+    # Few-tile shapes of EVERY_KIND whose heuristic configs split K: each loads the reduction too.
+    for request in (*shape_requests("16", 1024, 7168), *shape_requests("64", 4096, 7168, "bf16", has_c=True)):
+        gemm, reduction = kernel_specs([request], 132)
+        assert gemm.config.split_k > 1 and reduction.name == split_k.REDUCE_KERNEL
+        assert reduction.template_args == (gemm.config.split_k, split_k.OUT_TYPES[request.out_dtype],
+                                           request.has_c)
+    # With C, the split GEMM kernel is the one without C (C is the reduction's), as the launch path loads.
+    with_c = kernel_specs(list(shape_requests("64", 4096, 7168, "bf16", has_c=True)), 132)
+    without_c = kernel_specs(list(shape_requests("64", 4096, 7168, "bf16")), 132)
+    assert with_c[0] == without_c[0] and with_c[1] != without_c[1]
 
 
 def test_a_second_run_reuses_everything(stand_in_compiler):

@@ -151,7 +151,8 @@ def test_gpu_check_runs_each_bench_suite_apart_and_merges_them(gpu_check, tmp_pa
     merged = json.loads((out / "bench.json").read_text())
     assert [suite["name"] for suite in merged["suites"]] == [
         "dense", "grouped_contiguous", "grouped_masked", "bf16", "bf16_grouped", "matmul_fp8", "wgrad",
-        "wgrad_k_grouped", "wonly", "wonly_w8", "cast", "train_step", "tf32", "fp32", "seed", "int8",
+        "wgrad_k_grouped", "wonly", "wonly_w8", "cast", "train_step", "tf32", "fp32", "seed", "decode",
+        "int8",
     ]  # fmt: skip
     assert merged["num_tests"] == "2" and merged["env"]["device"] == "fake H200"
     bench = json.loads((out / "gpu_check.json").read_text())["stages"]["bench"]

@@ -41,4 +41,8 @@ BF16 = KernelFamily(
     # Two waves of WGMMAs per stage (256-row tiles) suffer most from a shallow pipeline.
     shallow_pipeline_costs={64: 1.05, 128: 1.05, 256: 1.25},
     pipeline_costs_in_estimate=True,
+    # As FP8's (families/fp8_1d2d.py); its k-blocks carry no promotion.
+    split_k_candidates=(2, 3, 4, 6, 7, 8, 14, 16),
+    k_block_latency_cycles=250,
+    split_k_fixed_cycles=3000,
 )

@@ -46,4 +46,6 @@ FP8_1D1D = KernelFamily(
     multicast_lockstep_cost=1.03,
     shallow_pipeline_costs={64: 1.04, 128: 1.04, 256: 1.04},
     pipeline_costs_in_estimate=False,
+    # No split-K: the 1D1D kernel runs each tile's whole K loop, so split_k stays 1.
+    split_k_candidates=(),
 )

@@ -43,4 +43,6 @@ TF32 = KernelFamily(
     l2_bytes_per_cycle_per_sm=40,
     shallow_pipeline_costs={64: 1.05, 128: 1.05, 256: 1.25},
     pipeline_costs_in_estimate=True,
+    # No split-K: the TF32 kernel runs each tile's whole K loop, so split_k stays 1.
+    split_k_candidates=(),
 )

@@ -31,11 +31,13 @@ from ..common.launch import (
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
+from ..common.split_k import SplitK, reduce_kernel_spec
 
 KERNEL = "deepgemm::sm90_bf16_gemm"
 HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
 # (shape_m, num_groups, grouped_layout, c, c_row_bytes, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b,
-# tmap_d), as in the kernel's signature.
+# tmap_d), as in the kernel's signature. Split-K passes the workspace as d (ops/common/split_k.py) and C to
+# the reduction instead.
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.U64, ParamType.PTR,
                ParamType.U64, ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA)
 OUT_TYPES = {
@@ -51,7 +53,7 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, a_mn_major: bool, b_mn_major: b
     it adds C, and the kind."""
     template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                      cfg.multicast_on_a, a_mn_major, b_mn_major, is_fp16, OUT_TYPES[out_dtype], has_c,
-                     cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind)
+                     cfg.swizzle_d_bytes, cfg.num_d_chunks, cfg.load_batch, kind, cfg.split_k)
     layout = f"{'t' if a_mn_major else 'n'}{'n' if b_mn_major else 't'}"
     comment = (f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}, {'fp16' if is_fp16 else 'bf16'}, {layout}, "
                f"out={out_dtype}, c={has_c}\n{cfg.kernel_repr()}")
@@ -66,15 +68,20 @@ def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
         a_mn_major, b_mn_major = request.major[0] == "t", request.major[1] == "n"
         shape = GemmShape(request.m, n, k, out_dtype.itemsize, family=BF16, b_mn_major=b_mn_major)
         cfg = choose_config(shape, num_sms)
-        return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, request.has_c)]
+        if cfg.split_k == 1:
+            return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, request.has_c)]
+        # As `launch_bf16_gemm`: a split kernel leaves C to the reduction, which its plan loads too.
+        return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, False),
+                reduce_kernel_spec(cfg.split_k, out_dtype, request.has_c, request.m, n, cfg.num_sms)]
     shape = GemmShape(request.m, n, k, out_dtype.itemsize, request.num_groups, request.layout, family=BF16)
     kind = GEMM_KIND_MASKED if request.layout == MASKED else GEMM_KIND_CONTIGUOUS_INDICES
     return [kernel_spec(n, k, choose_config(shape, num_sms), False, False, is_fp16, out_dtype, False, kind)]
 
 
 def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,
-                     m: int, n: int, k: int, device_index: int, config: GemmConfig | None = None) -> None:
-    """Enqueues D = C + A·B for the storage `layout` ("nt", "nn", "tn" or "tt"). `config` overrides the
+                     m: int, n: int, k: int, device_index: int, config: GemmConfig | None = None) -> _Plan:
+    """Enqueues D = C + A·B for the storage `layout` ("nt", "nn", "tn" or "tt"); returns the plan it ran,
+    whose `run_dense` launches it again for arguments of the same sizes. `config` overrides the
     heuristic (tuning tools only)."""
     a_mn_major, b_mn_major = layout[0] == "t", layout[1] == "n"
     num_sms = num_sms_for(device_index)
@@ -84,11 +91,16 @@ def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Ten
         shape = GemmShape(m, n, k, d.element_size(), family=BF16, b_mn_major=b_mn_major)
         cfg = config or choose_config(shape, num_sms)
         is_fp16, has_c = A.dtype == torch.float16, c is not None
-        spec = kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, d.dtype, has_c)
+        # A split kernel leaves C to the reduction.
+        spec = kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, d.dtype, has_c and cfg.split_k == 1)
+        split = None
+        if cfg.split_k > 1:
+            split = SplitK(cfg.split_k, m, n, d.dtype, has_c, cfg.num_sms, device_index)
         plan = _plans.remember(key, _Plan(spec, device_index, GEMM_KIND_DENSE, m, n, k, 1, a_mn_major,
-                                          b_mn_major))
+                                          b_mn_major, split))
     c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * c.element_size()) if c is not None else (0, 0)
     plan.run(A, B, d, 0, c_ptr, c_row_bytes)
+    return plan
 
 
 def launch_m_grouped_bf16_contiguous(A: torch.Tensor, B: torch.Tensor, d: torch.Tensor,
@@ -125,21 +137,43 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, B: torch.Tensor, 
 
 
 class _Plan(Plan):
-    __slots__ = ("rows", "n", "k", "num_groups", "a_mn_major", "b_mn_major", "is_masked")
+    __slots__ = ("rows", "n", "k", "num_groups", "a_mn_major", "b_mn_major", "is_masked", "split")
 
     def __init__(self, spec: KernelSpec, device_index: int, kind: str, rows: int, n: int, k: int,
-                 num_groups: int, a_mn_major: bool, b_mn_major: bool) -> None:
+                 num_groups: int, a_mn_major: bool, b_mn_major: bool, split: SplitK | None = None) -> None:
         super().__init__(spec, device_index)
         self.rows, self.n, self.k, self.num_groups = rows, n, k, num_groups
         self.a_mn_major, self.b_mn_major = a_mn_major, b_mn_major
         self.is_masked = kind == GEMM_KIND_MASKED
+        self.split = split
 
     def run(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, grouped_layout_ptr: int, c_ptr: int,
             c_row_bytes: int) -> None:
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, d)
-        self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
-                    *d_stride_args(d, self.is_masked), *tmaps)
+        split = self.split
+        if split is None:
+            self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
+                        *d_stride_args(d, self.is_masked), *tmaps)
+            return
+        workspace = split.workspace()
+        self.launch(self.rows, 1, 0, 0, 0, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
+        split.reduce(workspace, c_ptr, c_row_bytes, d.data_ptr(), d.stride(0) * d.element_size())
+
+    def run_dense(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, a_ptr: int, a_strides: tuple,
+                  b_ptr: int, b_strides: tuple, d_ptr: int, d_strides: tuple, d_row_bytes: int, c_ptr: int,
+                  c_row_bytes: int) -> None:
+        """`run` of a dense plan on checked arguments of its sizes whose addresses and strides the
+        caller has read (the cached path of the ops: each tensor attribute once per call)."""
+        key = (a_ptr, *a_strides, b_ptr, *b_strides, d_ptr, *d_strides)
+        tmaps = self.tensor_maps(key, A, B, d)
+        split = self.split
+        if split is None:
+            self.launch(self.rows, 1, 0, c_ptr, c_row_bytes, d_ptr, d_row_bytes, 0, *tmaps)
+            return
+        workspace = split.workspace()
+        self.launch(self.rows, 1, 0, 0, 0, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
+        split.reduce(workspace, c_ptr, c_row_bytes, d_ptr, d_row_bytes)
 
     def encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         cfg, rows, n, k = self.cfg, self.rows, self.n, self.k

@@ -198,6 +198,16 @@ def check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+def tma_rows_ok(strides: tuple[int, ...], rows: int, cols: int, elements_per_16_bytes: int) -> bool:
+    """``check_tma_operand``'s stride rules for a non-empty 2-D tensor: contiguous rows, whose stride is a
+    multiple of 16 bytes, below 2^40 bytes (even for one row: TMA encodes it) and, unless there is one
+    row, at least a row (rows do not overlap)."""
+    row_stride = strides[0]
+    # Below 2^40 bytes: elements of 16 / elements_per_16_bytes bytes, so below 2^36 * elements_per_16_bytes.
+    return (strides[1] == 1 and row_stride % elements_per_16_bytes == 0 and (row_stride >= cols or rows == 1)
+            and row_stride < (MAX_TMA_STRIDE_BYTES >> 4) * elements_per_16_bytes)
+
+
 def check_kernel_dims(dims: Mapping[str, int]) -> None:
     """Check each size (name -> value, e.g. ``{"M": m, "N": n, "K": k, "G * N": g * n}``) is at most
     ``MAX_KERNEL_DIM`` (2^31 - 1): the kernels index it with 32-bit math and signed 32-bit TMA coordinates.

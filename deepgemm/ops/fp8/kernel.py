@@ -44,12 +44,14 @@ from ..common.launch import (
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
+from ..common.split_k import SplitK, reduce_kernel_spec
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d2d"
 HEADER = "deepgemm/impls/sm90_fp8_gemm_1d2d.cuh"
 # (shape_m, num_groups, grouped_layout, sfb, d, d_row_bytes, d_group_bytes, tmap_a, tmap_b, tmap_sfa,
 # tmap_d), as in the kernel's signature. The dense GEMM passes 1 group, no layout and d only for form:
-# it stores through tmap_d alone.
+# it stores through tmap_d alone, except split-K, whose K slices store FP32 partial tiles to the workspace
+# d then points at (d_row_bytes = N * 4, d_group_bytes = M * N * 4; ops/common/split_k.py).
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
                ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA, ParamType.TMA)
 _FP8 = torch.float8_e4m3fn
@@ -59,7 +61,7 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, kind: str = GEMM_KIND_DENSE) ->
     """`sm90_fp8_gemm_1d2d` for (N, K, config, kind)."""
     template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                      cfg.multicast_on_a, cfg.out_bytes == 4, cfg.swizzle_d_bytes, cfg.num_d_chunks,
-                     cfg.load_batch, kind)
+                     cfg.load_batch, kind, cfg.split_k)
     comment = f"{kind.rsplit(':', 1)[-1]} n={n}, k={k}\n{cfg.kernel_repr()}"
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
 
@@ -70,7 +72,12 @@ def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
     out_bytes = request.out_dtype.itemsize
     if request.layout == DENSE:
         shape = GemmShape(request.m, request.n, request.k, out_bytes, family=FP8_1D2D)
-        return [kernel_spec(request.n, request.k, choose_config(shape, num_sms))]
+        cfg = choose_config(shape, num_sms)
+        specs = [kernel_spec(request.n, request.k, cfg)]
+        if cfg.split_k > 1:  # and the reduction its plan loads (`SplitK`)
+            specs.append(reduce_kernel_spec(cfg.split_k, request.out_dtype, False, request.m, request.n,
+                                            cfg.num_sms))
+        return specs
     shape = GemmShape(request.m, request.n, request.k, out_bytes, request.num_groups, request.layout,
                       family=FP8_1D2D)
     cfg = choose_config(shape, num_sms)
@@ -93,9 +100,10 @@ def launch_fp8_gemm_nt(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb:
 
 
 def launch_checked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor, d: torch.Tensor,
-                   m: int, n: int, k: int, device_index: int) -> None:
+                   m: int, n: int, k: int, device_index: int) -> _DensePlan:
     """`launch_fp8_gemm_nt` with the heuristic's config, for arguments `fp8_gemm_nt` has checked and
-    measured (M, N, K > 0, on CUDA device `device_index`). The per-call path: one plan lookup."""
+    measured (M, N, K > 0, on CUDA device `device_index`); returns the plan it ran, which
+    `run_plan` launches again for arguments of the same sizes."""
     num_sms = num_sms_for(device_index)
     key = (m, n, k, d.dtype, num_sms, device_index)
     plan = _dense_plans.get(key)
@@ -103,10 +111,11 @@ def launch_checked(A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: tor
         cfg = choose_config(GemmShape(m, n, k, d.element_size(), family=FP8_1D2D), num_sms)
         plan = _dense_plans.remember(key, _DensePlan(m, n, k, d.dtype, cfg, device_index))
     _run(plan, A, sfa, B, sfb, d)
+    return plan
 
 
 class _DensePlan(Plan):
-    __slots__ = ("m", "n", "k", "d_dtype", "sfa_strides")
+    __slots__ = ("m", "n", "k", "d_dtype", "sfa_strides", "split")
 
     def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, cfg: GemmConfig,
                  device_index: int) -> None:
@@ -114,6 +123,8 @@ class _DensePlan(Plan):
         self.m, self.n, self.k, self.d_dtype = m, n, k, d_dtype
         # sfa [M, ceil(K/128)] FP32 as `get_mn_major_tma_aligned_tensor` lays it out.
         self.sfa_strides = (1, get_tma_aligned_size(m, 4))
+        self.split = (SplitK(cfg.split_k, m, n, d_dtype, False, cfg.num_sms, device_index)
+                      if cfg.split_k > 1 else None)
 
     def encode(self, a_ptr: int, a_stride: int, b_ptr: int, b_stride: int, sfa_ptr: int, d_ptr: int,
                d_stride: int) -> tuple[TmaDescriptor, ...]:
@@ -135,6 +146,14 @@ _dense_plans = PlanCache(max_plans=4096)
 
 def _run(plan: _DensePlan, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, sfb: torch.Tensor,
          d: torch.Tensor) -> None:
+    run_plan(plan, A.data_ptr(), A.stride()[0], B.data_ptr(), B.stride()[0], sfa, sfb.data_ptr(),
+             d.data_ptr(), d.stride()[0])
+
+
+def run_plan(plan: _DensePlan, a_ptr: int, a_stride: int, b_ptr: int, b_stride: int, sfa: torch.Tensor,
+             sfb_ptr: int, d_ptr: int, d_stride: int) -> None:
+    """Launches `plan` on checked arguments of its sizes, given by address and row stride (elements),
+    as the cached path of `fp8_gemm_nt` has read them (each tensor attribute once per call)."""
     # The kernel reads A's scales with one TMA box per (m-block, k-block): MN-major, 16-byte aligned.
     # The conversion is not cached across calls: activations' scales are new each call, and a cache
     # keyed on the tensor would go stale under CUDA-graph replays that rewrite it in place.
@@ -144,9 +163,15 @@ def _run(plan: _DensePlan, A: torch.Tensor, sfa: torch.Tensor, B: torch.Tensor, 
     if sfa.stride() != plan.sfa_strides or sfa_ptr % TMA_ALIGNMENT_BYTES:
         sfa = get_mn_major_tma_aligned_tensor(sfa)
         sfa_ptr = sfa.data_ptr()
-    key = (A.data_ptr(), A.stride()[0], B.data_ptr(), B.stride()[0], sfa_ptr, d.data_ptr(), d.stride()[0])
+    key = (a_ptr, a_stride, b_ptr, b_stride, sfa_ptr, d_ptr, d_stride)
     tmaps = plan.tensor_maps(key, *key)
-    plan.launch(plan.m, 1, 0, sfb.data_ptr(), d.data_ptr(), 0, 0, *tmaps)
+    split = plan.split
+    if split is None:
+        plan.launch(plan.m, 1, 0, sfb_ptr, d_ptr, 0, 0, *tmaps)
+    else:
+        workspace = split.workspace()
+        plan.launch(plan.m, 1, 0, sfb_ptr, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
+        split.reduce(workspace, 0, 0, d_ptr, d_stride * plan.d_dtype.itemsize)
 
 
 # --- grouped (MoE) -----------------------------------------------------------------------------------------

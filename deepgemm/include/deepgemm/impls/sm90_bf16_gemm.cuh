@@ -3,6 +3,7 @@
 #include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/types.cuh>
+#include <deepgemm/epilogue/store_partial.cuh>
 #include <deepgemm/epilogue/store_tile.cuh>
 #include <deepgemm/impls/bf16/mma.cuh>
 #include <deepgemm/pipeline/stages.cuh>
@@ -21,6 +22,10 @@
 // cores' hands across k-blocks: each k-block's WGMMAs are issued while the previous k-block's still
 // run, and a stage is freed once the WGMMAs after it were issued. The grouped kinds (K-major A and B
 // only) are the FP8 kernel's, minus the scales.
+//
+// Split-K (kSplitK > 1) is the FP8 kernel's: K slices of whole k-blocks as work units, FP32 partial
+// tiles into the workspace `d` points at, summed (and C added) by impls/sm90_split_k_reduce.cuh; the
+// split kernel itself adds no C.
 namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
@@ -112,7 +117,7 @@ struct Bf16StageLoader {
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsAMNMajor, bool kIsBMNMajor, bool kIsFP16,
           OutType kOutType, bool kHasC, uint32_t kSwizzleDBytes, uint32_t kNumDChunks, uint32_t kLoadBatch,
-          GemmKind kKind>
+          GemmKind kKind, uint32_t kSplitK>
 __global__ void __launch_bounds__(
     (Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor, kOutType,
                     kNumDChunks, kKind>::kNumThreads), 1)
@@ -123,12 +128,16 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
     using Layout = Bf16GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kIsAMNMajor, kIsBMNMajor,
                                   kOutType, kNumDChunks, kKind>;
     using Traits = KindTraits<kKind>;
-    using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using Scheduler =
+        TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1, kSplitK>;
     using ConsumerScheduler = TileScheduler<Traits::kConsumerSchedulerKind, SHAPE_N, BLOCK_M, BLOCK_N, 16,
-                                            kIsMulticastOnA || kNumTMAMulticast == 1>;
+                                            kIsMulticastOnA || kNumTMAMulticast == 1, kSplitK>;
     using StageLoader = Bf16StageLoader<Layout, SHAPE_N, BLOCK_M, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA,
                                         kIsAMNMajor, kIsBMNMajor, kKind>;
-    using Mma = Bf16Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kIsFP16, kIsAMNMajor, kIsBMNMajor>;
+    // K-blocks of one work unit: the whole K loop, or one slice of it (split-K).
+    constexpr uint32_t kSliceKBlocks = Layout::kNumKBlocks / kSplitK;
+    using Mma =
+        Bf16Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kIsFP16, kIsAMNMajor, kIsBMNMajor, kSliceKBlocks>;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = Mma::kNumAccum;
     constexpr uint32_t kWarpgroupBarrier = 1;
@@ -136,6 +145,9 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
     static_assert(Traits::allows_multicast(kNumTMAMulticast, kIsMulticastOnA),
                   "the grouped kinds multicast only contiguous A");
     static_assert(!Traits::kIsGrouped || !kHasC, "only the dense GEMM adds C");
+    static_assert(kSplitK == 1 || (kNumTMAMulticast == 1 && Layout::kNumKBlocks % kSplitK == 0 && !kHasC),
+                  "split-K cuts K into slices of equal whole k-blocks, does not multicast, and leaves C to the "
+                  "reduction");
 
     // Shared memory: [D tile][A stages][B stages][full | empty barriers]
     // [tile per stage (kinds that hand off tiles)].
@@ -159,9 +171,16 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
             const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
             StageLoader loader{tmap_a, tmap_b, smem_a, smem_b, cta_rank};
-            produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
-                scheduler, full_barriers, empty_barriers, stage_tiles, Layout::kSmemABytes + Layout::kSmemBBytes,
-                loader);
+            if constexpr (kSplitK == 1) {
+                produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
+                    scheduler, full_barriers, empty_barriers, stage_tiles, Layout::kSmemABytes + Layout::kSmemBBytes,
+                    loader);
+            } else {
+                KSliceLoader<StageLoader, Scheduler, kSliceKBlocks> slice_loader{loader, scheduler};
+                produce_tiles<kKind, kNumStages, kSliceKBlocks, kLoadBatch>(
+                    scheduler, full_barriers, empty_barriers, stage_tiles, Layout::kSmemABytes + Layout::kSmemBBytes,
+                    slice_loader);
+            }
         }
         __syncwarp();
     } else {
@@ -206,11 +225,17 @@ sm90_bf16_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict_
                 }
             }
 
-            // Epilogue, per warpgroup on its own rows of the D tile.
-            store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind, Layout::kNumWaves,
-                       Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, accum, warpgroup, thread_in_warpgroup,
-                                       row_in_wave, kWarpgroupBarrier + warpgroup, d, d_row_bytes, d_group_bytes,
-                                       SHAPE_N);
+            // Epilogue, per warpgroup on its own rows of the D tile (split-K: of the slice's partial tile).
+            if constexpr (kSplitK > 1) {
+                store_partial<BLOCK_N, Layout::kNumWaves, Layout::kWaveM>(accum, d, d_row_bytes, d_group_bytes,
+                                                                          scheduler.split, tile, row_in_wave,
+                                                                          lane % 4, shape_m, SHAPE_N);
+            } else {
+                store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind, Layout::kNumWaves,
+                           Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, accum, warpgroup,
+                                           thread_in_warpgroup, row_in_wave, kWarpgroupBarrier + warpgroup, d,
+                                           d_row_bytes, d_group_bytes, SHAPE_N);
+            }
         }
         if (thread_in_warpgroup == 0)
             ptx::tma_store_wait<0>();

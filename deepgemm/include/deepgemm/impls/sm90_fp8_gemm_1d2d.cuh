@@ -3,6 +3,7 @@
 #include <deepgemm/common/gemm_kind.cuh>
 #include <deepgemm/common/math.cuh>
 #include <deepgemm/common/types.cuh>
+#include <deepgemm/epilogue/store_partial.cuh>
 #include <deepgemm/epilogue/store_tile.cuh>
 #include <deepgemm/impls/fp8_1d2d/mma_promote.cuh>
 #include <deepgemm/impls/fp8_1d2d/scales_b.cuh>
@@ -22,6 +23,13 @@
 // each tile's expert (B is [G, N, K], read as one [G * N, K] matrix) and how many of its rows are
 // valid. Warpgroups whose rows are all invalid skip their WGMMAs, and a tile whose valid rows end
 // inside a 64-row store box is written with plain stores, so rows outside every group stay untouched.
+//
+// Split-K (kSplitK > 1, dense, no multicast): where the output tiles are too few to fill the GPU, each
+// tile's K loop is cut into kSplitK slices of whole 128-K blocks (so each slice promotes per block as
+// the whole loop does), each slice runs as a work unit of its own, and its FP32 partial tile goes to
+// slice `split` of a workspace [kSplitK, M, N] that `d` then points at (`d_row_bytes` = N * 4,
+// `d_group_bytes` = M * N * 4); impls/sm90_split_k_reduce.cuh then sums the slices in a fixed order into
+// D, so results are the same bits run to run. kSplitK == 1 compiles the kernel as it was.
 namespace deepgemm {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
@@ -136,7 +144,7 @@ struct Fp8StageLoader {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, bool kIsFP32Out, uint32_t kSwizzleDBytes,
-          uint32_t kNumDChunks, uint32_t kLoadBatch, GemmKind kKind>
+          uint32_t kNumDChunks, uint32_t kLoadBatch, GemmKind kKind, uint32_t kSplitK>
 __global__ void __launch_bounds__(
     (Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast, kIsMulticastOnA,
                    kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>::kNumThreads), 1)
@@ -147,11 +155,14 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     using Layout = Fp8GemmLayout<SHAPE_N, SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTMAMulticast,
                                  kIsMulticastOnA, kIsFP32Out, kSwizzleDBytes, kNumDChunks, kKind>;
     using Traits = KindTraits<kKind>;
-    using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
+    using Scheduler =
+        TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1, kSplitK>;
     using ConsumerScheduler = TileScheduler<Traits::kConsumerSchedulerKind, SHAPE_N, BLOCK_M, BLOCK_N, 16,
-                                            kIsMulticastOnA || kNumTMAMulticast == 1>;
+                                            kIsMulticastOnA || kNumTMAMulticast == 1, kSplitK>;
     using StageLoader = Fp8StageLoader<Layout, SHAPE_N, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA, kKind>;
-    using MmaPromote = Fp8MmaPromote<Layout, BLOCK_N, kNumStages, kNumTMAMulticast>;
+    // K-blocks of one work unit: the whole K loop, or one slice of it (split-K).
+    constexpr uint32_t kSliceKBlocks = Layout::kNumKBlocks / kSplitK;
+    using MmaPromote = Fp8MmaPromote<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kSliceKBlocks>;
     constexpr OutType kOutType = kIsFP32Out ? OutType::FP32 : OutType::BF16;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = MmaPromote::kNumAccum;
@@ -159,6 +170,8 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     constexpr uint32_t kWarpgroupBarrier = 1;
     static_assert(Traits::allows_multicast(kNumTMAMulticast, kIsMulticastOnA),
                   "the grouped kinds multicast only contiguous A");
+    static_assert(kSplitK == 1 || (kNumTMAMulticast == 1 && Layout::kNumKBlocks % kSplitK == 0),
+                  "split-K cuts K into slices of equal whole k-blocks and does not multicast");
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B scales][full | empty barriers]
     // [tile per stage (kinds that hand off tiles)].
@@ -187,8 +200,14 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             const uint32_t cta_rank = kNumTMAMulticast > 1 ? ptx::cluster_cta_rank() : 0;
             Scheduler scheduler(shape_m, num_groups, grouped_layout);
             StageLoader loader{tmap_a, tmap_b, tmap_sfa, sfb, smem_a, smem_b, smem_sfa, smem_sfb, cta_rank};
-            produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
-                scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes, loader);
+            if constexpr (kSplitK == 1) {
+                produce_tiles<kKind, kNumStages, Layout::kNumKBlocks, kLoadBatch>(
+                    scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes, loader);
+            } else {
+                KSliceLoader<StageLoader, Scheduler, kSliceKBlocks> slice_loader{loader, scheduler};
+                produce_tiles<kKind, kNumStages, kSliceKBlocks, kLoadBatch>(
+                    scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes, slice_loader);
+            }
         }
         __syncwarp();
     } else {
@@ -221,6 +240,9 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             else
                 tile_sfb =
                     Layout::ScalesB::load_by_warpgroup(sfb, tile, smem_sfb, warpgroup, thread, kWarpgroupBarrier);
+            // A K slice's k-blocks count from its first: so do its B scales.
+            if constexpr (kSplitK > 1)
+                tile_sfb += scheduler.split * kSliceKBlocks;
             uint32_t num_valid_rows[Layout::kNumWaves];
             warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, num_valid_rows);
             // Column groups of 8 before the next 128-column scale block use the first B scale.
@@ -245,12 +267,18 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 mainloop.k_loop(true, num_valid_rows);
             }
 
-            // Epilogue, per warpgroup on its own rows of the D tile.
-            store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind,
-                       Layout::kNumWaves, Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, final_accum,
-                                                          warpgroup, thread % 128, row_in_wave,
-                                                          kWarpgroupBarrier + warpgroup, d, d_row_bytes,
-                                                          d_group_bytes, SHAPE_N);
+            // Epilogue, per warpgroup on its own rows of the D tile (split-K: of the slice's partial tile).
+            if constexpr (kSplitK > 1) {
+                store_partial<BLOCK_N, Layout::kNumWaves, Layout::kWaveM>(final_accum, d, d_row_bytes, d_group_bytes,
+                                                                          scheduler.split, tile, row_in_wave,
+                                                                          lane % 4, shape_m, SHAPE_N);
+            } else {
+                store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kKind,
+                           Layout::kNumWaves, Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, final_accum,
+                                                              warpgroup, thread % 128, row_in_wave,
+                                                              kWarpgroupBarrier + warpgroup, d, d_row_bytes,
+                                                              d_group_bytes, SHAPE_N);
+            }
         }
         if (thread % 128 == 0)
             ptx::tma_store_wait<0>();

@@ -98,6 +98,19 @@ __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* fu
     }
 }
 
+// Split-K: the producer's loader for K slices of kNumSliceKBlocks k-blocks. `produce_tiles` walks the
+// k-blocks of one slice (0 to kNumSliceKBlocks); this passes each on to `loader` as the k-block of the
+// whole K loop it is, in the slice the scheduler handed out with the tile.
+template <typename Loader, typename Scheduler, uint32_t kNumSliceKBlocks>
+struct KSliceLoader {
+    Loader& loader;
+    const Scheduler& scheduler;
+
+    __device__ __forceinline__ void load_stage(const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
+        loader.load_stage(tile, scheduler.split * kNumSliceKBlocks + k_block, stage, bar);
+    }
+};
+
 // The consumers' next tile: from their own scheduler, or for kinds that hand off tiles from the slot
 // of the stage they are about to consume. False when no tile is left.
 template <GemmKind kKind, typename Scheduler>

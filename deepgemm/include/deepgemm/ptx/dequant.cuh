@@ -10,6 +10,8 @@
 // bias + u exactly, and one subtraction of the bias (plus the zero point) leaves the signed value.
 namespace deepgemm::ptx {
 
+// `prmt` (byte permute) is convert.cuh's: one definition for the casts and the weight-only dequant.
+
 // 2^23 + byte `i` of `word` as an FP32 (its mantissa's low byte is the byte).
 template <uint32_t i>
 __device__ __forceinline__ float byte_as_magic_f32(uint32_t word) {

@@ -76,8 +76,12 @@ __device__ __forceinline__ uint32_t warp_uniform(uint32_t value) {
 //
 // Index values that break the layout contract never lead outside the tensors: experts outside
 // [0, num_groups) are skipped, row counts and ends are clamped to shape_m.
+//
+// Split-K (kSplitK > 1, dense only): each tile's K loop is cut into kSplitK slices of equal length, each
+// slice a work unit of its own; the walk hands out slice 0 of every tile, then slice 1, ..., and `split`
+// says which slice the tile just handed out is. With kSplitK == 1 none of it exists.
 template <GemmKind kKind, uint32_t SHAPE_N, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumBlocksPerGroup,
-          bool kGroupAlongN>
+          bool kGroupAlongN, uint32_t kSplitK = 1>
 struct TileScheduler {
     using Traits = KindTraits<kKind>;
     static constexpr uint32_t kNumNBlocks = ceil_div(SHAPE_N, BLOCK_N);
@@ -91,6 +95,7 @@ struct TileScheduler {
     static constexpr bool kSplitsBlocks = Traits::kReadsRowIndices && BLOCK_M > kContiguousAlignment;
     // Rows of one half of a ContiguousIndices tile: all of a tile up to 128 rows.
     static constexpr uint32_t kHalfRows = kSplitsBlocks ? kContiguousAlignment : BLOCK_M;
+    static_assert(kSplitK >= 1 && (kSplitK == 1 || kKind == GemmKind::Dense), "only the dense kind splits K");
 
     const uint32_t shape_m;
     const uint32_t num_groups;
@@ -108,6 +113,8 @@ struct TileScheduler {
     // holds another expert and so needs a tile of its own (group kNoPendingHalf: none).
     static constexpr uint32_t kNoPendingHalf = 0xffffffffu;
     Tile pending_half{0, 0, kNoPendingHalf, 0};
+    // The K slice of the tile `next` handed out last (split-K).
+    uint32_t split = 0;
 
     __device__ TileScheduler(uint32_t shape_m, uint32_t num_groups, const int32_t* grouped_layout)
         : shape_m(shape_m), num_groups(num_groups), grouped_layout(grouped_layout), next_block(blockIdx.x) {
@@ -156,13 +163,19 @@ struct TileScheduler {
                         return false;
                     enter_group();
                 }
-            } else if (block >= num_m_blocks * kNumNBlocks) {
+            } else if (block >= num_m_blocks * kNumNBlocks * kSplitK) {
                 return false;
             }
             next_block += gridDim.x;
 
             uint32_t m_block;
-            tile_blocks(block - first_block, num_m_blocks, m_block, tile.n_block);
+            if constexpr (kSplitK > 1) {
+                const uint32_t num_tiles = num_m_blocks * kNumNBlocks;
+                split = block / num_tiles;
+                tile_blocks(block - split * num_tiles, num_m_blocks, m_block, tile.n_block);
+            } else {
+                tile_blocks(block - first_block, num_m_blocks, m_block, tile.n_block);
+            }
             tile.row = group_row + m_block * BLOCK_M;
             tile.group = group;
             tile.num_valid_rows = kWalksGroups ? min_of(BLOCK_M, group_rows - m_block * BLOCK_M) : BLOCK_M;

@@ -15,8 +15,9 @@ namespace deepgemm {
 // tensor-core work; compiled twice for kinds with invalid rows, as in the FP8 kernel, so that tiles
 // whose every wave has valid rows run the loop free of the per-wave test. As Fp8MmaPromote, it refers
 // to the kernel's own variables; `stage` and `phase`, its ring position, are advanced here.
+// It runs kNumKBlocks k-blocks: the whole K loop, or one split-K slice.
 template <typename Layout, uint32_t BLOCK_N, uint32_t kNumStages, uint32_t kNumTMAMulticast, bool kIsFP16,
-          bool kIsAMNMajor, bool kIsBMNMajor>
+          bool kIsAMNMajor, bool kIsBMNMajor, uint32_t kNumKBlocks = Layout::kNumKBlocks>
 struct Bf16Mma {
     using MMA = ptx::Wgmma16<BLOCK_N>;
     static constexpr uint32_t kNumWaves = Layout::kNumWaves;
@@ -40,7 +41,7 @@ struct Bf16Mma {
     __device__ __forceinline__ void k_loop(bool is_guarded, const uint32_t (&num_valid_rows)[kNumWaves]) {
         // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
         uint32_t in_flight_stage = 0;
-        for (uint32_t k_block = 0; k_block < Layout::kNumKBlocks; ++k_block) {
+        for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
             ptx::mbarrier_wait(&full_barriers[stage], phase);
             const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
             const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);

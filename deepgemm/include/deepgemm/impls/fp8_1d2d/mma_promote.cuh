@@ -15,12 +15,15 @@ namespace deepgemm {
 // with the rows' A scales (read from the stage) and the tile's B scales. The kernel builds one per
 // tile. Its members refer to the kernel's own variables (`stage` and `phase`, its ring position, are
 // advanced here): holding copies of the constant ones instead changed ptxas' instruction order.
-template <typename Layout, uint32_t BLOCK_N, uint32_t kNumStages, uint32_t kNumTMAMulticast>
+// It runs kNumKBlocks k-blocks: the whole K loop, or one split-K slice (`tile_sfb` then points at the
+// slice's first B scale).
+template <typename Layout, uint32_t BLOCK_N, uint32_t kNumStages, uint32_t kNumTMAMulticast,
+          uint32_t kNumSliceKBlocks = Layout::kNumKBlocks>
 struct Fp8MmaPromote {
     using MMA = ptx::WgmmaFP8<BLOCK_N>;
     using ScalesB = typename Layout::ScalesB;
     static constexpr uint32_t BLOCK_K = Layout::BLOCK_K;
-    static constexpr uint32_t kNumKBlocks = Layout::kNumKBlocks;
+    static constexpr uint32_t kNumKBlocks = kNumSliceKBlocks;
     static constexpr uint32_t kNumWaves = Layout::kNumWaves;
     static constexpr uint32_t kNumAccum = MMA::kNumAccum;
 

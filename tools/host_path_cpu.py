@@ -1,0 +1,108 @@
+"""Times the per-call host path of a cached fp8_gemm_nt / bf16_gemm_nt call on the CPU, with the CUDA
+launch and the TMA encoding stubbed out (as tests/ops/test_fp8_host_path.py stubs them), so that host-cost
+work can be measured on a machine without a GPU.
+
+    python tools/host_path_cpu.py [--calls N] [--repeat R]
+
+Prints, per op and per stage of the path, the best of R means of N back-to-back calls (us per call):
+the whole public op, then its parts. CPU tensors stand in for CUDA ones; the device index the checks
+return is replaced by 0 so that the GPU path runs (the stand-in's own cost is printed: it is part of
+a whole op's figure where every call runs the full checks, not on the cached path, which skips them).
+The stubbed launcher does nothing: the driver call itself (cuLaunchKernelEx through
+cuda-python, a few us) is not in these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+from types import SimpleNamespace
+from unittest import mock
+
+import torch
+
+import deepgemm
+from deepgemm.ops.bf16 import gemm as bf16_gemm
+from deepgemm.ops.common import launch, settings
+from deepgemm.ops.fp8 import dense as fp8_dense
+from deepgemm.quant import get_mn_major_tma_aligned_tensor
+
+M, N, K = 64, 2112, 7168
+
+
+def _stubs(stack):
+    """Fake H100 properties, a kernel whose launcher records nothing, TMA maps as tuples."""
+    from deepgemm.ops.bf16 import kernel as bf16_kernel
+    from deepgemm.ops.fp8 import kernel as fp8_kernel
+
+    props = SimpleNamespace(major=9, minor=0, name="H100", multi_processor_count=132)
+
+    class Kernel:
+        def launcher(self, param_types, **launch_shape):
+            return lambda *args: None
+
+    def make_tma_descriptor(ptr, dtype, dims, strides, box, swizzle=0):
+        return ("tmap", ptr)
+
+    stack.enter_context(mock.patch.object(settings, "_device_properties", lambda index: props))
+    stack.enter_context(mock.patch.object(settings, "_num_sms", None))
+    stack.enter_context(mock.patch.object(launch, "get_kernel", lambda *a, **k: Kernel()))
+    for module in (fp8_kernel, bf16_kernel, launch):
+        stack.enter_context(mock.patch.object(module, "make_tma_descriptor", make_tma_descriptor))
+    launch.kernel_launcher.cache_clear()
+    return fp8_kernel, bf16_kernel
+
+
+def _on_cuda_0(checked):
+    """A check function whose result names CUDA device 0 instead of the CPU."""
+    def check(*args):
+        result = checked(*args)
+        return None if result is None else (*result[:-1], 0)
+    return check
+
+
+def _time(fn, calls: int, repeat: int) -> float:
+    return min(timeit.repeat(fn, number=calls, repeat=repeat)) / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        fp8_kernel, bf16_kernel = _stubs(stack)
+        a = torch.zeros(M, K, dtype=torch.float8_e4m3fn)
+        sfa = get_mn_major_tma_aligned_tensor(torch.ones(M, (K + 127) // 128))
+        b = torch.zeros(N, K, dtype=torch.float8_e4m3fn)
+        sfb = torch.ones((N + 127) // 128, (K + 127) // 128)
+        d = torch.empty(M, N, dtype=torch.bfloat16)
+        a16, b16 = torch.zeros(M, K, dtype=torch.bfloat16), torch.zeros(N, K, dtype=torch.bfloat16)
+        fast = fp8_dense._fast_checked
+        stack.enter_context(mock.patch.object(fp8_dense, "_fast_checked", _on_cuda_0(fast)))
+        stack.enter_context(mock.patch.object(bf16_gemm, "_checked", _on_cuda_0(bf16_gemm._checked)))
+        settings._hopper_devices.add(0)
+        deepgemm.fp8_gemm_nt((a, sfa), (b, sfb), d)
+        deepgemm.bf16_gemm_nt(a16, b16, d)
+        deepgemm.bf16_gemm_nt(a16, b16, d, torch.zeros(M, N, dtype=torch.bfloat16))
+        t = lambda fn: _time(fn, args.calls, args.repeat)  # noqa: E731
+        c16 = torch.zeros(M, N, dtype=torch.bfloat16)
+        rows = {
+            "fp8_gemm_nt (whole op)": t(lambda: deepgemm.fp8_gemm_nt((a, sfa), (b, sfb), d)),
+            "  _fast_checked (full path only)": t(lambda: fast((a, sfa), (b, sfb), d)),
+            "  launch_checked (full path only)": t(
+                lambda: fp8_kernel.launch_checked(a, sfa, b, sfb, d, M, N, K, 0)),
+            "bf16_gemm_nt (whole op)": t(lambda: deepgemm.bf16_gemm_nt(a16, b16, d)),
+            "bf16_gemm_nt with c (whole op)": t(lambda: deepgemm.bf16_gemm_nt(a16, b16, d, c16)),
+            "stand-in device index (full path only)": t(lambda: _on_cuda_0(lambda *x: x)(1, 2)),
+        }
+    print(f"host us per cached call, M={M} N={N} K={K}, CPU tensors, launch and TMA stubbed "
+          f"(best of {args.repeat} x {args.calls} calls):")
+    for name, us in rows.items():
+        print(f"  {name:<40} {us:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
