@@ -24,11 +24,14 @@ from ..common.validation import (
     check_dtype,
     check_fp8_operand,
     check_index_vector,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
 )
 
@@ -107,7 +110,8 @@ def fp8_gemm_nt_1d1d(a: FP8Operand, b: FP8Operand, d: torch.Tensor,
     nothing to do; ``K == 0``: ``d`` becomes ``c`` (or zeros).
 
     Raises (before anything runs): ``TypeError`` for a non-tensor or a wrong dtype; ``ValueError``
-    for a wrong rank or shape, a size or stride rule, a ``c`` that partly overlaps ``d``, or tensors on
+    for a wrong rank or shape, a size or stride rule (sizes the kernel indexes in 32 bits: each
+    below 2^31), a ``c`` that partly overlaps ``d``, a ``d`` that overlaps an input, or tensors on
     different or unsupported devices; ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
     """
     A, sa, B, sb, cuda_index = _checked_dense(a, b, d, c)
@@ -156,7 +160,8 @@ def k_grouped_fp8_gemm_nt_1d1d(a: FP8Operand, b: FP8Operand, d: torch.Tensor, ks
 
     Raises (before anything runs): ``TypeError`` for a non-tensor, a wrong dtype or a non-int
     ``ks_host`` entry; ``ValueError`` for a wrong rank or shape, a size or stride rule, bad ``ks`` or
-    ``ks_host`` values (where checked), a ``c`` that partly overlaps ``d``, or tensors on different or
+    ``ks_host`` values (where checked), a ``c`` that partly overlaps ``d``, a ``d`` that overlaps an
+    input (``ks`` included), ``G * M`` or another size at or past 2^31, or tensors on different or
     unsupported devices; ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
     """
     A, sa, B, sb, ks, host, cuda_index = _checked_k_grouped(a, b, d, ks, ks_host, c)
@@ -195,6 +200,8 @@ def _checked_dense(a: object, b: object, d: object,
     check_shape("B (b[0])", B, ("N", "K"), (n, k))
     check_shape("d", d, ("M", "N"), (m, n))
     check_multiple("K", k, BLOCK_K, K_RULE)
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
     return A, sa, B, sb, _check_rest(A, sa, B, sb, d, c, ("M", "N"), {})
 
 
@@ -215,6 +222,9 @@ def _checked_k_grouped(
     check_shape("B (b[0])", B, ("N", "K_sum"), (n, k_sum))
     check_shape("d", d, ("G", "M", "N"), (num_groups, m, n))
     check_multiple("K_sum", k_sum, BLOCK_K, K_RULE)
+    # The kernel stores d as one [G * M, N] matrix.
+    check_kernel_dims({"M": m, "N": n, "K_sum": k_sum, "G": num_groups, "G * M": num_groups * m})
+    check_tile_count("G * M", num_groups * m, n)
     host = _check_ks_host(ks_host, num_groups, k_sum)
     return A, sa, B, sb, ks, host, _check_rest(A, sa, B, sb, d, c, ("G", "M", "N"), {"ks": ks})
 
@@ -234,10 +244,11 @@ def _check_rest(A: Tensor, sa: Tensor, B: Tensor, sb: Tensor, d: Tensor, c: obje
     check_tma_operand("A (a[0])", A)
     check_tma_operand("B (b[0])", B)
     check_output_rows("d", d)
-    if c is not None and c is not d and _overlap(c, d):
-        if c.data_ptr() == d.data_ptr() and c.stride() == d.stride():
-            return _device_index(device)  # a view of d with d's layout is d
+    # A view of d with d's layout is d itself.
+    same_as_d = c is not None and (c is d or (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride()))
+    if c is not None and not same_as_d and _overlap(c, d):
         raise ValueError("c must be d itself (in-place accumulation) or not overlap d in memory")
+    check_no_overlap("d", d, {name: tensor for name, tensor in named.items() if name not in ("d", "c")})
     return _device_index(device)
 
 

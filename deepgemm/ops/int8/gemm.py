@@ -38,14 +38,18 @@ from ..common.settings import require_hopper
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
     check_dtype,
+    check_grouped_kernel_dims,
     check_index_vector,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_packed_groups,
     check_positive_int,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
 )
 
@@ -218,8 +222,9 @@ _CONTRACT = """
 
     Raises (before anything runs): ``TypeError`` for a non-tensor or a wrong dtype; ``ValueError`` for a
     wrong rank, shape (scales, bias and zero points included), size or stride rule, scales, bias or zero
-    points with an int32 ``d``, or tensors on different or unsupported devices; ``RuntimeError`` for a
-    CUDA device that is not Hopper (sm_90).
+    points with an int32 ``d``, a size at or past 2^31 (M, N, K, G, ``G * N``: the kernels index
+    them in 32 bits), a ``d`` that overlaps an input, or tensors on different or unsupported devices;
+    ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
     """
 
 
@@ -298,6 +303,7 @@ def m_grouped_int8_gemm_nt_contiguous(
     num_groups, n = c.B.shape[:2]
     m_indices = check_index_vector("m_indices", m_indices, "M_sum", m_sum)
     check_same_device({"A": c.A, "m_indices": m_indices})
+    check_no_overlap("d", d, {"m_indices": m_indices})
     settled = settled_contiguous(d, m_indices, num_groups, n, 1, c.cuda_index)
     if settled is not None:
         return settled
@@ -337,6 +343,7 @@ def m_grouped_int8_gemm_nt_contiguous_offsets(
     num_groups, n = c.B.shape[:2]
     group_ends = check_index_vector("group_ends", group_ends, "G", num_groups)
     check_same_device({"A": c.A, "group_ends": group_ends})
+    check_no_overlap("d", d, {"group_ends": group_ends})
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
     if check_index_values_now(c.cuda_index):
@@ -381,6 +388,7 @@ def m_grouped_int8_gemm_nt_masked(
     masked_m = check_index_vector("masked_m", masked_m, "G", num_groups)
     expected_m = check_positive_int("expected_m", expected_m)
     check_same_device({"A": c.A, "masked_m": masked_m})
+    check_no_overlap("d", d, {"masked_m": masked_m})
     settled = settled_masked(d, masked_m, max_m, n, 1, c.cuda_index)
     if settled is not None:
         return settled
@@ -469,6 +477,11 @@ def _check(
     if len(a_dims) == 3 and A.shape[0] != num_groups:
         raise ValueError(f"A must have G = {num_groups} groups (B's first dim), found shape {tuple(A.shape)}")
     check_shape("d", d, d_dims, (*a_lead, rows, n))
+    if num_groups is None:
+        check_kernel_dims({"M": rows, "N": n, "K": k})
+        check_tile_count("M", rows, n)
+    else:
+        check_grouped_kernel_dims(A, B)
     if d.dtype == torch.int32 and (
         sa_tensor is not None or sb_tensor is not None or bias is not None or azp is not None
     ):
@@ -508,6 +521,7 @@ def _check(
     if num_groups is not None:
         check_packed_groups("B", B, b_dims)
     check_tma_operand("d", d)
+    check_no_overlap("d", d, {name: tensor for name, tensor in named.items() if name != "d"})
     cuda_index = None
     if device.type == "cuda":
         require_hopper(device.index)

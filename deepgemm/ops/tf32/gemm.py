@@ -26,11 +26,14 @@ from ..common.settings import require_hopper
 from ..common.traced import eager, tensors, traceable
 from ..common.validation import (
     check_dtype,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
 )
 
@@ -55,7 +58,8 @@ _CONTRACT = """
     (or zeros).
 
     Raises (before anything runs): ``TypeError`` for a non-tensor or a wrong dtype; ``ValueError`` for
-    a wrong rank or shape, a size or stride rule of ``d`` or ``c``, or tensors on different or
+    a wrong rank or shape, a size or stride rule of ``d`` or ``c``, M, N or K at or past 2^31, a ``d``
+    that overlaps ``a``, ``b`` or (unless it is ``d`` itself) ``c``, or tensors on different or
     unsupported devices; ``RuntimeError`` for a CUDA device that is not Hopper (sm_90).
     """
 
@@ -191,9 +195,14 @@ def _checked(layout: str, a: object, b: object, d: object,
         check_shape("c", c, ("M", "N"), (m, n))
         outputs["c"] = c
     check_multiple("N", n, 4, "TMA needs 16-byte rows of float32 in d")
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
     device = check_same_device({"a": A, "b": B, **outputs})
     for name, tensor in outputs.items():
         check_tma_operand(name, tensor)
+    # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
+    same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
+    check_no_overlap("d", d, {"a": A, "b": B, "c": None if same_as_d else c})
     if device.type != "cuda":
         return A, B, m, n, k, None
     require_hopper(device.index)

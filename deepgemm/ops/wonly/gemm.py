@@ -31,13 +31,16 @@ from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
     check_dtype,
     check_index_vector,
+    check_kernel_dims,
     check_multiple,
+    check_no_overlap,
     check_positive_int,
     check_rank,
     check_row_major,
     check_same_device,
     check_shape,
     check_tensor,
+    check_tile_count,
     check_tma_operand,
 )
 
@@ -65,7 +68,8 @@ _CONTRACT = """
 
     Raises (before anything runs): ``TypeError`` for a non-tensor, a wrong dtype, a wrong ``b`` tuple
     or a non-int ``group_size``; ``ValueError`` for a wrong rank or shape, a size, stride or
-    group-size rule, tensors on different or unsupported devices; ``RuntimeError`` for a CUDA device
+    group-size rule, a size at or past 2^31 (M or ``max_m``, N, K, G, ``G * N``), a ``d`` that
+    overlaps an input, tensors on different or unsupported devices; ``RuntimeError`` for a CUDA device
     that is not Hopper (sm_90).
     """
 
@@ -242,6 +246,7 @@ def _devices(named: dict[str, torch.Tensor | None]) -> int | None:
     present = {name: tensor for name, tensor in named.items() if tensor is not None}
     device = check_same_device(present)
     check_tma_operand("a", present["a"])
+    check_no_overlap("d", present["d"], {name: tensor for name, tensor in present.items() if name != "d"})
     if device.type != "cuda":
         return None
     require_hopper(device.index)
@@ -253,6 +258,8 @@ def _dense(bits: int, a: object, b: object, d: object, group_size: object) -> to
     A, d = _check_a_d(a, d, ("M",))
     m, k = A.shape
     n = d.shape[1]
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
     packed, sb, zeros = _check_b(bits, b, (), (), n, k, A.dtype, group_size)
     cuda_index = _devices({"a": A, "b_packed": packed, "sb": sb, "zeros": zeros, "d": d})
     if m == 0 or n == 0:
@@ -270,6 +277,9 @@ def _masked(bits: int, a: object, b: object, d: object, masked_m: object, expect
     A, d = _check_a_d(a, d, ("G", "max_m"))
     num_groups, max_m, k = A.shape
     n = d.shape[2]
+    # The kernel reads the experts' weights as one matrix of G * N rows.
+    check_kernel_dims({"max_m": max_m, "N": n, "K": k, "G": num_groups, "G * N": num_groups * n})
+    check_tile_count("G * max_m", num_groups * max_m, n)
     packed, sb, zeros = _check_b(bits, b, ("G",), (num_groups,), n, k, A.dtype, group_size)
     masked_m = check_index_vector("masked_m", masked_m, "G", num_groups)
     expected_m = check_positive_int("expected_m", expected_m)
