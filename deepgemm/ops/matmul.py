@@ -18,7 +18,7 @@ from .bf16 import gemm as bf16_gemm
 from .common.settings import REQUIRED_CAPABILITY
 from .common.validation import check_no_overlap
 from .fp8.dense import fp8_gemm_nt
-from .int8.gemm import int8_gemm_nt, int8_matmul_quantized
+from .int8.gemm import int8_gemm_padded, int8_matmul_quantized
 from .matmul_grad import MatmulFunction
 from .tf32 import gemm as tf32_gemm
 from .wonly.gemm import weight_only_matmul
@@ -53,8 +53,6 @@ _NUMPY_OUT_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): 
 _FP8_KERNEL_OUT_DTYPES = (torch.bfloat16, torch.float32)
 # Sizes the 16-bit kernels cannot take are zero-padded up to 16 bytes of 16-bit elements (TMA rows).
 _PAD_16BIT = 8
-# INT8 rows are read 16 bytes at a time (TMA).
-_INT8_K_MULTIPLE = 16
 # FP8 K is zero-padded to 16 bytes of FP8 (TMA rows); TF32 N to 16 bytes of FP32 (D's rows).
 _PAD_FP8_K = 16
 _PAD_FP32 = 4
@@ -135,8 +133,9 @@ def matmul(
     ``device``, an ``out`` of the wrong shape, dtype or device; ``RuntimeError`` for ``device="cuda"``
     without CUDA or on a GPU that is not Hopper.
     """
-    if isinstance(b, PackedWeight) or _weight_only_precision(dtype if dtype is not None else precision):
-        return _weight_only(a, b, dtype if dtype is not None else precision, out_dtype, device, out)
+    named = dtype if dtype is not None else precision
+    if isinstance(b, PackedWeight) or _weight_only_precision(named):
+        return _weight_only(a, b, named, out_dtype, device, out)
     is_numpy = _check_kinds(a, b, out)
     a_t, b_t = _as_tensor("a", a), _as_tensor("b", b)
     shape = _result_shape(a_t, b_t)
@@ -167,6 +166,11 @@ def matmul(
     elif result.numel():
         result.zero_()  # K == 0: the empty sum
 
+    return _returned(result, is_numpy)
+
+
+def _returned(result: torch.Tensor, is_numpy: bool) -> Array:
+    """``result``, or for NumPy inputs a NumPy copy (NumPy has no bfloat16: BF16 comes back as float32)."""
     if not is_numpy:
         return result
     host = result.cpu()
@@ -392,12 +396,7 @@ def _int8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
     """``d = a @ b`` in INT8 (W8A8). Two int8 operands are multiplied as they are (no scales: the integer
     sums are exact); otherwise both are quantised, ``a`` per token and ``b`` per output channel."""
     if a.dtype == b.dtype == torch.int8:
-        (m, k), n = a.shape, b.shape[1]
-        n_pad, k_pad = align(n, TMA_ALIGNMENT_BYTES // d.element_size()), align(k, _INT8_K_MULTIPLE)
-        b_t = F.pad(b.T, (0, k_pad - k, 0, n_pad - n)).contiguous()
-        out = torch.empty(m, n_pad, dtype=d.dtype, device=d.device)
-        int8_gemm_nt(F.pad(a, (0, k_pad - k)).contiguous(), b_t, out)
-        d.copy_(out[:, :n])
+        d.copy_(int8_gemm_padded((a, None), (b.T, None), d.dtype))
     else:
         d.copy_(int8_matmul_quantized(a.float(), b.float(), d.dtype))
 
@@ -572,7 +571,4 @@ def _weight_only(a: Array, b: object, prec: object, out_dtype: object, device: o
     else:
         _result_buffer(out, (*a_t.shape[:-1], weight.n), result_dtype, target, {"a": a_t})
         result = out.copy_(weight_only_matmul(a_c, weight, out_dtype=result_dtype))
-    if not is_numpy:
-        return result
-    host = result.cpu()
-    return (host.float() if host.dtype == torch.bfloat16 else host).numpy()
+    return _returned(result, is_numpy)

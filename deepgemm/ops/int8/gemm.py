@@ -424,16 +424,26 @@ def int8_matmul_quantized(a: Tensor, b: Tensor, out_dtype: torch.dtype = torch.b
         raise TypeError(
             f"out_dtype must be one of {', '.join(map(str, SCALED_OUT_DTYPES))}, got {out_dtype!r}"
         )
-    (m, k), n = a.shape, b.shape[1]
-    check_shape("b", b, ("K", "N"), (k, n))
+    check_shape("b", b, ("K", "N"), (a.shape[1], b.shape[1]))
     check_same_device({"a": a, "b": b})
-    n_pad, k_pad = align(n, 16 // out_dtype.itemsize), align(k, K_ALIGNMENT)
     a_q, sa = per_token_cast_to_int8(a)
     b_q, sb = per_channel_cast_to_int8(b.T)
-    a_q, b_q = F.pad(a_q, (0, k_pad - k)), F.pad(b_q, (0, k_pad - k, 0, n_pad - n))
-    sb = F.pad(sb, (0, n_pad - n), value=1.0)
-    d = torch.empty(m, n_pad, dtype=out_dtype, device=a.device)
-    int8_gemm_nt((a_q, sa), (b_q, sb), d)
+    return int8_gemm_padded((a_q, sa), (b_q, sb), out_dtype)
+
+
+def int8_gemm_padded(a: tuple[Tensor, Tensor | None], b: tuple[Tensor, Tensor | None],
+                     out_dtype: torch.dtype) -> Tensor:
+    """``int8_gemm_nt`` on operands of any size: int8 ``A [M, K]`` and ``B [N, K]`` with their scales (or
+    ``None``: unscaled) are zero-padded to K a multiple of 16 and N to 16 bytes of output (exact: padded
+    columns add nothing) and the result sliced back; returns a new ``[M, N]`` tensor of ``out_dtype``."""
+    (A, sa), (B, sb) = a, b
+    (m, k), n = A.shape, B.shape[0]
+    n_pad, k_pad = align(n, 16 // out_dtype.itemsize), align(k, K_ALIGNMENT)
+    A, B = F.pad(A, (0, k_pad - k)).contiguous(), F.pad(B, (0, k_pad - k, 0, n_pad - n)).contiguous()
+    if sb is not None:
+        sb = F.pad(sb, (0, n_pad - n), value=1.0)
+    d = torch.empty(m, n_pad, dtype=out_dtype, device=A.device)
+    int8_gemm_nt(A if sa is None else (A, sa), B if sb is None else (B, sb), d)
     return d if n_pad == n else d[:, :n].contiguous()
 
 
