@@ -34,6 +34,7 @@ from deepgemm.jit.build import KernelBinary, build_kernel
 from deepgemm.jit.codegen import TemplateArg
 
 _SUCCESS = driver.CUresult.CUDA_SUCCESS
+_INVALID_CONTEXT = driver.CUresult.CUDA_ERROR_INVALID_CONTEXT
 # Dynamic shared memory above this needs CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 _DEFAULT_SMEM_LIMIT = 48 * 1024
 
@@ -158,21 +159,27 @@ class Launcher:
     def __call__(self, *args, stream: int | None = None) -> None:
         if stream is None:
             stream = _current_stream(self.device)
-        if self._ctypes is not None:
-            with self._lock:
-                self._packer.pack(args)
-                self._ctypes.config.hStream = stream
-                code = self._ctypes_launch(self._ctypes.pointer, self._function_handle, self._packer.address,
-                                           None)
-            if code:
-                raise CudaError("cuLaunchKernelEx", driver.CUresult(code))
-            return
+        result = self._launch(args, stream)
+        if result == _INVALID_CONTEXT and int(call(driver.cuCtxGetCurrent)) == 0:
+            # A thread that never touched CUDA through the runtime (autograd's backward thread, a
+            # worker thread) has no current context, and the driver launch needs one even on an
+            # explicit stream: bind the device's primary context, as the runtime would, and retry.
+            call(driver.cuCtxSetCurrent, get_primary_context(self.device))
+            result = self._launch(args, stream)
+        if result != _SUCCESS:
+            raise CudaError("cuLaunchKernelEx", driver.CUresult(result))
+
+    def _launch(self, args: tuple, stream: int) -> int:
+        # The driver's result code (a CUresult, an int subclass, from cuda-bindings; a plain int from ctypes).
         with self._lock:
             self._packer.pack(args)
+            if self._ctypes is not None:
+                self._ctypes.config.hStream = stream
+                return self._ctypes_launch(self._ctypes.pointer, self._function_handle, self._packer.address,
+                                           None)
             self._config.hStream = stream
             (result,) = driver.cuLaunchKernelEx(self._config, self._function, self._packer.address, 0)
-        if result != _SUCCESS:
-            raise CudaError("cuLaunchKernelEx", result)
+            return result
 
 
 class Kernel:

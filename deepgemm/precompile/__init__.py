@@ -26,14 +26,27 @@ FAMILY_KERNEL_SPECS = {
     "fp8_1d2d": "deepgemm.ops.fp8.kernel:kernel_specs",
     "bf16": "deepgemm.ops.bf16.kernel:kernel_specs",
 }
+# Kernels a family's callers load beside its GEMMs, built with them: the FP8 GEMMs' operands are
+# quantised by the fused cast kernels.
+COMPANION_KERNEL_SPECS = {
+    "fp8_1d2d": "deepgemm.ops.cast.kernel:operand_cast_specs",
+}
 # The Hopper parts' SM counts: H100 SXM and H200 have 132, H100 PCIe 114.
 DEFAULT_NUM_SMS = 132
 
 
 def family_kernel_specs(family: str) -> Callable[[KernelRequest, int], list[KernelSpec]]:
+    """The family's ``kernel_specs``, followed by its companions' kernels."""
     if family not in FAMILY_KERNEL_SPECS:
         raise ValueError(f"family must be one of {', '.join(FAMILY_KERNEL_SPECS)}, got {family!r}")
-    module, function = FAMILY_KERNEL_SPECS[family].split(":")
+    functions = [_imported(FAMILY_KERNEL_SPECS[family])]
+    if family in COMPANION_KERNEL_SPECS:
+        functions.append(_imported(COMPANION_KERNEL_SPECS[family]))
+    return lambda request, num_sms: [spec for function in functions for spec in function(request, num_sms)]
+
+
+def _imported(path: str) -> Callable[[KernelRequest, int], list[KernelSpec]]:
+    module, function = path.split(":")
     return getattr(importlib.import_module(module), function)
 
 

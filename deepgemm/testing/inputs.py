@@ -461,8 +461,9 @@ class WeightOnlyInputs:
     reference_kinds: ClassVar[tuple[str, ...]] = ("wq",)
 
     def reference(self, kind: str = "wq") -> torch.Tensor:
-        """``A · Wᵀ`` in float64 (per group for the masked operands)."""
-        product = self.a.double() @ self.w.double().transpose(-1, -2)
+        """``A · Wᵀ`` in float64 (per group for the masked operands), with each weight rounded once to the
+        activations' dtype, as the weight-only kernels compute (docs/weight-only.md)."""
+        product = self.a.double() @ self.w.to(self.a.dtype).double().transpose(-1, -2)
         return product if self.masked_m is None else self.valid_rows(product)
 
     def valid_rows(self, output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:

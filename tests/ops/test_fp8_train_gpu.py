@@ -152,12 +152,14 @@ def test_matmul_backward_on_the_gpu(precision, a_shape, b_shape):
 
 def test_mlp_with_fp8_linear_tracks_the_bf16_loss_curve():
     """SwiGLU MLP 256 -> 1024 -> 256, 300 Adam steps of 2048 tokens against a random teacher: every
-    20-step mean of the FP8 loss within 3% of the BF16 one, both below 60% of the first loss."""
+    20-step mean of the FP8 loss within 3% of the BF16 one, both below 60% of the first loss. (At lr
+    1e-3 the BF16 model itself only reaches 71% of its first loss in 300 steps, so the curve says little;
+    at 3e-3, the CPU test's rate, it reaches 28%.)"""
     fp8_model, bf16_model = make_mlp_pair(256, 1024, CUDA, seed=0)
     batches = mlp_batches(256, 1024, 2048, 300, CUDA, seed=1)
     assert_tracks(
-        train_losses(fp8_model, batches, lr=1e-3),
-        train_losses(bf16_model, batches, lr=1e-3),
+        train_losses(fp8_model, batches, lr=3e-3),
+        train_losses(bf16_model, batches, lr=3e-3),
         tolerance=0.03,
         min_drop=0.6,
     )

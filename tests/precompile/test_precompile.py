@@ -104,6 +104,13 @@ def run_launch_path(request: KernelRequest) -> None:
         else:
             fp8.launch_m_grouped_masked(meta(g, max_m, r.k), meta(g, max_m, kb, dtype=f32), meta(g, r.n, r.k),
                                         sfb, meta(g, max_m, r.n, dtype=out), meta(g, dtype=i32), r.m, 0)
+        # The fused casts that quantise the operands (per-token A, per-block B) from BF16 or FP32, loaded
+        # as quant/cast.py's CUDA path loads them.
+        from deepgemm.ops.cast import kernel as cast
+
+        for source in (torch.bfloat16, torch.float32):
+            for name in ("per_token", "per_block"):
+                cast.kernel_launcher(cast.kernel_spec(name, source, r.k % cast.VEC_ELEMS == 0, 132), 0)
     elif r.layout == "dense":
         a = meta(r.m, r.k, dtype=x) if r.major[0] == "n" else meta(r.k, r.m, dtype=x)
         b = meta(r.n, r.k, dtype=x) if r.major[1] == "t" else meta(r.k, r.n, dtype=x)
@@ -152,14 +159,14 @@ def test_the_launch_path_finds_every_precompiled_kernel(stand_in_compiler, gpu_s
 def test_split_configs_precompile_their_reduction():
     # Few-tile shapes of EVERY_KIND whose heuristic configs split K: each loads the reduction too.
     for request in (*shape_requests("16", 1024, 7168), *shape_requests("64", 4096, 7168, "bf16", has_c=True)):
-        gemm, reduction = kernel_specs([request], 132)
+        gemm, reduction = kernel_specs([request], 132)[:2]  # then an FP8 GEMM's operand casts
         assert gemm.config.split_k > 1 and reduction.name == split_k.REDUCE_KERNEL
         assert reduction.template_args == (gemm.config.split_k, split_k.OUT_TYPES[request.out_dtype],
                                            request.has_c)
     # With C, the split GEMM kernel is the one without C (C is the reduction's), as the launch path loads.
     with_c = kernel_specs(list(shape_requests("64", 4096, 7168, "bf16", has_c=True)), 132)
     without_c = kernel_specs(list(shape_requests("64", 4096, 7168, "bf16")), 132)
-    assert with_c[0] == without_c[0] and with_c[1] != without_c[1]
+    assert with_c[0] == without_c[0] and with_c[1] != without_c[1]  # 16-bit: no casts
 
 
 def test_a_second_run_reuses_everything(stand_in_compiler):

@@ -18,7 +18,7 @@ import torch
 from ...jit import ParamType
 from ...quant.cast import AMAX_FLOOR, BLOCK_K, BLOCK_MN, FP8_DTYPE
 from ...quant.layout import TMA_ALIGNMENT_BYTES, _ceil_div
-from ..common.launch import KernelSpec, LaunchShape, kernel_launcher
+from ..common.launch import KernelRequest, KernelSpec, LaunchShape, kernel_launcher
 from ..common.settings import num_sms_for
 
 IN_TYPES = {
@@ -65,6 +65,15 @@ def kernel_spec(
     comment = f"fp8 cast {name}, in={dtype}, vectorized={vectorized}, transposed={transposed}"
     shape = LaunchShape(num_sms=num_sms * CTAS_PER_SM[name], num_threads=THREADS)
     return KernelSpec(kernel, header, template_args, param_types, shape, 0, comment)
+
+
+def operand_cast_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The casts that quantise an FP8 GEMM's operands of K = ``request.k`` (ahead-of-time compilation):
+    ``per_token_cast_to_fp8`` for A and ``per_block_cast_to_fp8`` for B, from BF16 or FP32 sources. A
+    dense-row source of K elements vectorises when K is a multiple of ``VEC_ELEMS``."""
+    vectorized = request.k % VEC_ELEMS == 0
+    return [kernel_spec(name, dtype, vectorized, num_sms)
+            for dtype in (torch.bfloat16, torch.float32) for name in ("per_token", "per_block")]
 
 
 @lru_cache(maxsize=64)

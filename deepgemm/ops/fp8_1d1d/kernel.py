@@ -167,10 +167,13 @@ def _run(plan: _Plan, A: torch.Tensor, sa: torch.Tensor, B: torch.Tensor, sb: to
 
 
 def _tma_storable(d: torch.Tensor) -> bool:
-    """Whether TMA can store D in place: every stride but the innermost a multiple of 16 bytes and a
-    16-byte-aligned start (the op has checked that rows are contiguous and do not overlap)."""
+    """Whether TMA can store D in place: every stride but the innermost a multiple of 16 bytes, a
+    16-byte-aligned start (the op has checked that rows are contiguous and do not overlap), and rows that
+    end on a 16-byte boundary: a TMA store writes whole 16-byte units of a row, so the bytes between a
+    ragged row's end and the next unit (another tensor's, in a strided view) would be overwritten."""
     per_16_bytes = TMA_ALIGNMENT_BYTES // d.element_size()
-    return d.data_ptr() % TMA_ALIGNMENT_BYTES == 0 and all(s % per_16_bytes == 0 for s in d.stride()[:-1])
+    return (d.data_ptr() % TMA_ALIGNMENT_BYTES == 0 and d.shape[-1] % per_16_bytes == 0
+            and all(s % per_16_bytes == 0 for s in d.stride()[:-1]))
 
 
 def _padded_like(d: torch.Tensor) -> torch.Tensor:

@@ -299,7 +299,8 @@ def _masked(bits: int, a: object, b: object, d: object, masked_m: object, expect
 
 def _cpu_product(bits: int, A: Tensor, packed: Tensor, sb: Tensor, zeros: Tensor | None, n: int, k: int,
                  group_size: int | None) -> Tensor:
-    """``A · Wᵀ`` in FP32 with W dequantised exactly, ``CPU_CHUNK_ROWS`` weight rows at a time."""
+    """``A · Wᵀ`` in FP32 with W dequantised and rounded once to A's dtype (the kernel's numerics),
+    ``CPU_CHUNK_ROWS`` weight rows at a time."""
     out = torch.empty(A.shape[0], n, dtype=torch.float32)
     a32 = A.float()
     for first in range(0, n, CPU_CHUNK_ROWS):
@@ -311,7 +312,7 @@ def _cpu_product(bits: int, A: Tensor, packed: Tensor, sb: Tensor, zeros: Tensor
             q = unpack_int4_weight(slab_rows, rows, k, symmetric=zeros is None)
         z = None if zeros is None else unpack_group_params(zeros[:, first: first + rows])
         w = dequantize(q, unpack_group_params(sb[:, first: first + rows]), z, group_size)
-        out[:, first: first + rows] = a32 @ w.T
+        out[:, first: first + rows] = a32 @ w.to(A.dtype).float().T
     return out
 
 
