@@ -137,7 +137,9 @@ def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
         extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True
-    return heuristics.GemmShape(rows, problem.n, problem.k, **extra)
+    # A 3xTF32 product runs the k-blocks of three TF32 products (ops/tf32/kernel.py: gemm_shape).
+    k = 3 * problem.k if family == "tf32x3" else problem.k
+    return heuristics.GemmShape(rows, problem.n, k, **extra)
 
 
 def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") -> dict:

@@ -586,7 +586,7 @@ FP32 = Suite(
     bytes_moved=fp32_gemm_bytes,
     splits=(Split("M=4096", lambda p: True),),
     cpu_problems=(Problem(64, 256, 384),),
-    family="tf32",
+    family="tf32x3",
 )
 
 

@@ -4,7 +4,7 @@ as the GEMM of 3 K it runs."""
 
 import pytest
 
-from deepgemm.heuristics import FAMILIES, TF32, GemmShape, config_errors, select_config
+from deepgemm.heuristics import FAMILIES, TF32, TF32X3, GemmShape, config_errors, select_config
 from deepgemm.heuristics.families import tf32
 from deepgemm.heuristics.family import MAX_SMEM_BYTES
 from deepgemm.ops.tf32.kernel import gemm_shape
@@ -35,13 +35,20 @@ def test_smem_bytes_hand_computed(block_m, block_n, stages, chunks, expected):
 def test_selected_configs_are_valid_and_fit(m, n, k, num_terms):
     shape = gemm_shape(m, n, k, num_terms)
     cfg = select_config(shape, 132)
-    assert cfg.family is TF32 and cfg.out_bytes == 4 and not cfg.grouped
+    assert cfg.family is (TF32X3 if num_terms == 3 else TF32) and cfg.out_bytes == 4 and not cfg.grouped
     assert config_errors(cfg, shape) == []
     assert cfg.smem_bytes(shape.k) <= MAX_SMEM_BYTES
     assert cfg.num_stages >= TF32.min_stages
+    # The 3xTF32 mainloop holds the promoted sum beside the WGMMA accumulator.
+    assert cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) <= cfg.family.max_accumulator_registers
 
 
 def test_3xtf32_runs_the_k_blocks_of_three_k():
-    assert gemm_shape(4096, 2112, 7168, 3) == GemmShape(4096, 2112, 3 * 7168, 4, family=TF32)
+    assert gemm_shape(4096, 2112, 7168, 3) == GemmShape(4096, 2112, 3 * 7168, 4, family=TF32X3)
+
+
+def test_3xtf32_counts_two_accumulators():
+    assert TF32X3.accumulator_registers(128, 192) == 2 * TF32.accumulator_registers(128, 192) == 192
+    assert TF32X3.name == "tf32x3" and FAMILIES["tf32x3"] is TF32X3
     assert gemm_shape(4096, 2112, 7168, 3).num_k_blocks == 3 * 7168 // 32
     assert gemm_shape(4096, 2112, 100, 1).num_k_blocks == 4

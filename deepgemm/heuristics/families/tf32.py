@@ -4,10 +4,13 @@ FP32 accumulation and output, dense; with `num_terms=3` the same kernel runs a 3
 A k-block is one 128-byte line of K per row (32 FP32 elements) as in every family, and TF32 runs half
 the 16-bit FLOPs per cycle over half the elements per line, so a k-block costs what a 16-bit one does:
 the cost model needs no change beyond the record. The ops select a 3xTF32 problem's config as a GEMM
-of 3 K, the k-blocks it runs.
+of 3 K, the k-blocks it runs, from `TF32X3`: the same kernel, whose 3xTF32 mainloop keeps a second
+FP32 accumulator (the promoted sum), so a tile holds twice the accumulator registers.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..family import BLOCK_K_BYTES, KernelFamily, align
 
@@ -46,3 +49,11 @@ TF32 = KernelFamily(
     # No split-K: the TF32 kernel runs each tile's whole K loop, so split_k stays 1.
     split_k_candidates=(),
 )
+
+
+def promoted_accumulator_registers(block_m: int, block_n: int) -> int:
+    """The WGMMA accumulator and the FP32 sum it is promoted into, per wave."""
+    return 2 * accumulator_registers(block_m, block_n)
+
+
+TF32X3 = dataclasses.replace(TF32, name="tf32x3", accumulator_registers=promoted_accumulator_registers)

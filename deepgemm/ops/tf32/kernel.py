@@ -19,7 +19,7 @@ from functools import lru_cache
 import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
-from ...heuristics import TF32, GemmConfig, GemmShape
+from ...heuristics import TF32, TF32X3, GemmConfig, GemmShape
 from ...heuristics.families.tf32 import BLOCK_K
 from ...jit import ParamType, get_kernel
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
@@ -55,8 +55,9 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, num_terms: int, has_c: bool) ->
 
 
 def gemm_shape(m: int, n: int, k: int, num_terms: int) -> GemmShape:
-    """The shape the config is chosen for: a 3xTF32 product runs the k-blocks of a GEMM of 3 K."""
-    return GemmShape(m, n, k * num_terms, 4, family=TF32)
+    """The shape the config is chosen for: a 3xTF32 product runs the k-blocks of a GEMM of 3 K, with
+    the promoted sum's registers (`TF32X3`)."""
+    return GemmShape(m, n, k * num_terms, 4, family=TF32X3 if num_terms == 3 else TF32)
 
 
 def launch_tf32_gemm(a_mk: torch.Tensor, b_nk: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,

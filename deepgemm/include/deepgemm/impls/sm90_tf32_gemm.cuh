@@ -19,7 +19,8 @@
 //
 // kNumTerms = 3 computes a 3xTF32 product: A and B arrive split into a TF32 high part and the low
 // remainder ([rows, 2, K]), and the kernel sums lo*hi + hi*lo + hi*hi as three runs of k-blocks
-// into one accumulator (Tf32Terms), which gives about FP32 accuracy from TF32 tensor cores.
+// (Tf32Terms), promoting the sum into FP32 registers every k-block (Tf32Mma), which gives about FP32
+// accuracy from TF32 tensor cores.
 //
 // The pipeline is the 16-bit kernel's (sm90_bf16_gemm.cuh), dense only: a producer warpgroup streams
 // A and B through a ring of shared-memory stages with TMA, one or two consumer warpgroups run
@@ -63,7 +64,9 @@ sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t
     constexpr GemmKind kKind = GemmKind::Dense;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using StageLoader = Tf32StageLoader<Layout, BLOCK_M, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA, kNumTerms>;
-    using Mma = Tf32Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast>;
+    // 3xTF32 adds each k-block's WGMMA sum into FP32 registers (see Tf32Mma).
+    constexpr uint32_t kPromoteEvery = kNumTerms == 3 ? 1 : 0;
+    using Mma = Tf32Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kPromoteEvery>;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = Mma::kNumAccum;
     constexpr uint32_t kWarpgroupBarrier = 1;
@@ -99,6 +102,9 @@ sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t
         const uint32_t row_in_wave = warpgroup * 64 + thread_in_warpgroup / 32 * 16 + lane / 4;
 
         float accum[Layout::kNumWaves][kNumAccum];
+        // The promoted sum (3xTF32); unused, hence no registers, otherwise.
+        float total[Layout::kNumWaves][kNumAccum];
+        float (&result)[Layout::kNumWaves][kNumAccum] = kPromoteEvery > 0 ? total : accum;
         // A warpgroup's 64 rows of A start 64 K lines (64 * 128 bytes) into the stage.
         const uint64_t desc_a_base = ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * 128);
         const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
@@ -109,27 +115,27 @@ sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t
             uint32_t num_valid_rows[Layout::kNumWaves];
             warpgroup_valid_rows<kKind, Layout::kNumWaves, Layout::kWaveM>(tile, warpgroup, num_valid_rows);
 
-            Mma mainloop{full_barriers, empty_barriers, stage, phase, desc_a_base, desc_b_base, lane, accum};
+            Mma mainloop{full_barriers, empty_barriers, stage, phase, desc_a_base, desc_b_base, lane, accum, total};
             mainloop.k_loop();
             #pragma unroll
             for (uint32_t w = 0; w < Layout::kNumWaves; ++w)
                 #pragma unroll
                 for (uint32_t i = 0; i < kNumAccum; ++i)
-                    ptx::fence_operand(accum[w][i]);
+                    ptx::fence_operand(result[w][i]);
 
             if constexpr (kHasC) {
                 #pragma unroll
                 for (uint32_t w = 0; w < Layout::kNumWaves; ++w) {
                     const uint32_t row = tile.row + w * Layout::kWaveM + row_in_wave;
                     const uint32_t col = tile.n_block * BLOCK_N;
-                    add_source<OutType::FP32>(accum[w], c + col * 4, c_row_bytes, row, lane % 4, shape_m,
+                    add_source<OutType::FP32>(result[w], c + col * 4, c_row_bytes, row, lane % 4, shape_m,
                                               SHAPE_N - col);
                 }
             }
 
             // Epilogue, per warpgroup on its own rows of the D tile.
             store_tile<BLOCK_M, BLOCK_N, kNumDChunks, OutType::FP32, kSwizzleDBytes, kKind, Layout::kNumWaves,
-                       Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, accum, warpgroup, thread_in_warpgroup,
+                       Layout::kWaveM>(&tmap_d, smem_d, tile, num_valid_rows, result, warpgroup, thread_in_warpgroup,
                                        row_in_wave, kWarpgroupBarrier + warpgroup, d, d_row_bytes, 0, SHAPE_N);
         }
         if (thread_in_warpgroup == 0)
