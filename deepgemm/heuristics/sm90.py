@@ -5,7 +5,7 @@ persistent tiles: tensor-core work, shared-memory bandwidth (WGMMA operand reads
 operand bytes pulled from L2 (which multicast halves for the shared operand), and the whole
 problem's bytes from HBM. Wave quantisation enters through the number of waves: a tile that leaves
 SMs idle in the last wave pays for a full one. The efficiency factors were fitted to sweeps of every
-valid config over the DeepSeek-V3 shapes (`tools/sweep_fp8.py`); the measurements behind each
+valid config over the DeepSeek-V3 shapes (`tools/sweep.py`); the measurements behind each
 constant are in docs/heuristic-constants.md.
 
 Every kernel moves 128 bytes of K per row and stage, and a 16-bit tensor core does half the FP8

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = [
     ("run_fp8_once.py", ["64", "128", "128"]),
     ("sanitize.py", []),
-    ("sweep_fp8.py", ["--shapes", "64,128,128", "--top", "1"]),
+    ("sweep.py", ["--shapes", "64,128,128", "--top", "1"]),
 ]
 
 
