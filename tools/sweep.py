@@ -90,7 +90,7 @@ class Sweep:
             inputs = make_bf16_inputs(m, n, k, self.major, cuda, 0, dtype)
             d = torch.empty(m, n, device=cuda, dtype=torch.bfloat16)
             a, b, major = inputs.a, inputs.b, self.major
-            return (lambda cfg: bf16_kernel.launch_bf16_gemm(major, a, b, d, None, m, n, k, index, config=cfg),
+            return (lambda cfg: bf16_kernel.launch_bf16_gemm(major, a, b, d, None, m, n, k, index, cfg),
                     d, inputs.reference("bf16"))
         inputs = make_fp32_inputs(m, n, k, "nt", cuda, 0)
         d = torch.empty(m, n, device=cuda, dtype=torch.float32)
