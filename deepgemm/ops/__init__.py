@@ -1,6 +1,7 @@
 """Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`, `fp8_1d1d/`), what
 they share in `common/`, and `matmul` over all of them."""
 
+from . import cast  # noqa: F401 (registers the fused FP8 casts with deepgemm.quant)
 from .bf16 import (
     bf16_gemm_nn,
     bf16_gemm_nt,

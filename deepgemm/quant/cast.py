@@ -23,7 +23,8 @@ differ). Other devices and dtypes run the torch implementation. Under ``torch.co
 casts are the custom ops ``torch.ops.deepgemm.fp8_cast_*``.
 """
 
-import importlib
+from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -57,14 +58,26 @@ def _check_flag(func: str, name: str, value: object) -> bool:
     return value
 
 
+# The fused kernels' launch module, from the ops layer above this one: `deepgemm.ops.cast` registers a
+# loader here when it is imported (`import deepgemm` does), and the loader imports the module on the
+# first fused cast, so CPU use never loads the CUDA driver modules. Unregistered: the torch casts.
+_fused_kernels: Callable[[], ModuleType] | None = None
+
+
+def register_fused_kernels(loader: Callable[[], ModuleType]) -> None:
+    """Route CUDA inputs to the fused kernels of the module ``loader()`` returns (called once per cast)."""
+    global _fused_kernels
+    _fused_kernels = loader
+
+
 def _fused(x: torch.Tensor) -> bool:
-    """Whether ``x`` goes to a fused GPU cast: a non-empty CUDA tensor of a dtype the kernels read."""
-    return x.is_cuda and x.dtype in FUSED_DTYPES and x.numel() > 0
+    """Whether ``x`` goes to a fused GPU cast: a non-empty CUDA tensor of a dtype the kernels read, once
+    the kernels are registered."""
+    return _fused_kernels is not None and x.is_cuda and x.dtype in FUSED_DTYPES and x.numel() > 0
 
 
-def _kernels():
-    # Imported on the first fused cast, so CPU use never loads the CUDA driver modules.
-    return importlib.import_module("deepgemm.ops.cast.kernel")
+def _kernels() -> ModuleType:
+    return _fused_kernels()
 
 
 def _div_by_fp8_max(amax: torch.Tensor) -> torch.Tensor:
