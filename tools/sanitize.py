@@ -13,8 +13,15 @@ wrong or any tool reports an error.
 
 The cases are small (racecheck instruments every shared-memory access, so it is the slow one) with M, N
 and K tails, every kind of each family, and a few forced configs (2-CTA multicast on A and on B, D staged
-in chunks) the heuristic only picks for large shapes. A kernel family adds its cases as a function in
-``FAMILY_CASES``, one line.
+in chunks) the heuristic only picks for large shapes. Families (``--family``): ``fp8_1d2d`` (dense,
+contiguous, offsets, masked), ``bf16`` (NT/NN/TN/TT, C, contiguous, masked), ``fp8_1d1d`` (dense with C
+separate and in place, BF16 out, k-grouped), ``int8`` (dense raw and scaled with bias and zero points,
+contiguous, offsets, masked), ``tf32`` (every layout through the staging copy kernel, C, 3xTF32),
+``wonly`` (W8A16, W4A16 with zero points, split-K and one-warpgroup decode shapes, masked), ``split_k``
+(FP8 and 16-bit few-tile shapes the heuristic splits, with the reduction adding C) and ``cast`` (the
+fused FP8 casts of ``deepgemm.quant``, bit for bit against their torch implementation). Cases named for
+a heuristic's choice (split-K, one warpgroup) fail when the heuristic no longer makes it on the GPU.
+A kernel family adds its cases as a function in ``FAMILY_CASES``, one line.
 """
 
 from __future__ import annotations
@@ -37,11 +44,15 @@ ERROR_SUMMARY = re.compile(r"ERROR SUMMARY: (\d+) error")
 MAX_DIFF = 1e-5
 # Where the cases run: the GPU; a CPU test runs the cases without a forced config on the CPU path.
 DEVICE = "cuda"
+# The SM count the cases named for a heuristic choice check it against: None for the GPU's own (the CPU
+# test sets an H100's).
+CHECK_NUM_SMS: int | None = None
 
 
 @dataclass(frozen=True)
 class Case:
-    """One GEMM call: ``run()`` computes it on the GPU and returns calc_diff against its reference."""
+    """One op call (a GEMM or a cast): ``run()`` computes it on the GPU and returns calc_diff against its
+    reference (a cast: 0.0 when bit for bit equal to its torch implementation, else 1.0)."""
 
     family: str
     name: str
@@ -199,10 +210,426 @@ def bf16_cases() -> list[Case]:
     ]
 
 
+def _expect(what: str, ok: Callable[[int], bool]) -> None:
+    """That the heuristic makes the choice a case is named for (``ok`` of the SM count: split-K, one
+    warpgroup) on this GPU's SM count, or on CHECK_NUM_SMS where set: a case that no longer reaches its
+    code path fails rather than passes vacuously."""
+    if DEVICE != "cuda" and CHECK_NUM_SMS is None:
+        return
+    import deepgemm
+
+    num_sms = CHECK_NUM_SMS or deepgemm.get_num_sms()
+    if not ok(num_sms):
+        raise AssertionError(f"the heuristic no longer picks {what} on {num_sms} SMs")
+
+
+def _fp8_1d1d_dense(m: int, n: int, k: int, out=None, c: str | None = None) -> Callable[[], float]:
+    """``fp8_gemm_nt_1d1d``; ``c``: None, "separate" (an FP32 C) or "d" (C is d itself)."""
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.testing import calc_diff, make_wgrad_inputs
+
+        inputs = make_wgrad_inputs(m, n, k, torch.device(DEVICE), m + n + k)
+        d = torch.empty(m, n, device=DEVICE, dtype=out or torch.float32)
+        acc = torch.randn(m, n, device=DEVICE) if c else None
+        if c == "d":
+            d.copy_(acc)
+        deepgemm.fp8_gemm_nt_1d1d((inputs.a, inputs.sa), (inputs.b, inputs.sb), d,
+                                  d if c == "d" else acc)
+        ref = inputs.reference("fp8").double() + (acc.double() if c else 0)
+        return calc_diff(d, ref)
+
+    return run
+
+
+def _fp8_1d1d_k_grouped(m: int, n: int, ks: list[int], c: str | None = None) -> Callable[[], float]:
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.testing import calc_diff, make_wgrad_inputs
+
+        inputs = make_wgrad_inputs(m, n, ks, torch.device(DEVICE), m + n + sum(ks))
+        d = torch.full((len(ks), m, n), float("nan"), device=DEVICE)
+        acc = torch.randn(len(ks), m, n, device=DEVICE) if c else None
+        if c == "d":
+            d.copy_(acc)
+        deepgemm.k_grouped_fp8_gemm_nt_1d1d((inputs.a, inputs.sa), (inputs.b, inputs.sb), d, inputs.ks_tensor,
+                                            list(ks), c=d if c == "d" else acc)
+        ref = inputs.reference("fp8").double() + (acc.double() if c else 0)
+        return calc_diff(d, ref)
+
+    return run
+
+
+def _int8_dense(m: int, n: int, k: int, out, bias: bool = False, azp: bool = False) -> Callable[[], float]:
+    """``int8_gemm_nt``: int32 ``out`` the raw sums of unscaled operands, else scaled (bias, zero points)."""
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.testing import calc_diff, make_int8_inputs, ref_int8_gemm_nt
+
+        inputs = make_int8_inputs(m, n, k, torch.device(DEVICE), m + n + k)
+        raw = out == torch.int32
+        a, b = (inputs.a, inputs.b) if raw else ((inputs.a, inputs.sa), (inputs.b, inputs.sb))
+        generator = torch.Generator(device=DEVICE).manual_seed(m + n)
+        bias_t = torch.randn(n, device=DEVICE, generator=generator) if bias else None
+        azp_t = None
+        if azp:
+            zp = torch.randint(-8, 8, (m,), device=DEVICE, dtype=torch.int32, generator=generator)
+            azp_t = (zp, inputs.b.sum(-1, dtype=torch.int32))
+        d = torch.empty(m, n, device=DEVICE, dtype=out)
+        deepgemm.int8_gemm_nt(a, b, d, bias=bias_t, azp=azp_t)
+        return calc_diff(d, ref_int8_gemm_nt(a, b, bias_t, azp_t))
+
+    return run
+
+
+def _int8_grouped(op: str, counts: list[int], n: int, k: int, scaled: bool, extras: bool = False,
+                  max_m: int | None = None) -> Callable[[], float]:
+    """The grouped INT8 ops (``op``: contiguous, offsets, masked) on experts of ``counts`` rows: raw int32
+    sums, or BF16 from scaled operands (``extras``: with a bias per expert and zero points per row)."""
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.testing import calc_diff, contiguous_starts, ref_int8_gemm_nt
+
+        generator = torch.Generator(device=DEVICE).manual_seed(sum(counts) + n + k)
+        groups = len(counts)
+        if op == "masked":
+            rows_of = [torch.arange(count) + g * max_m for g, count in enumerate(counts)]
+            a_rows = groups * max_m
+        else:
+            starts = contiguous_starts(counts)
+            rows_of = [torch.arange(count) + start for start, count in zip(starts, counts, strict=True)]
+            a_rows = sum(-(-count // 128) * 128 for count in counts)
+        A = torch.randint(-128, 128, (a_rows, k), device=DEVICE, dtype=torch.int8, generator=generator)
+        B = torch.randint(-128, 128, (groups, n, k), device=DEVICE, dtype=torch.int8, generator=generator)
+        sa = torch.rand(a_rows, device=DEVICE, generator=generator) / 127 + 1e-3
+        sb = torch.rand(groups, n, device=DEVICE, generator=generator) / 127 + 1e-3
+        bias = torch.randn(groups, n, device=DEVICE, generator=generator) if extras else None
+        zp = torch.randint(-8, 8, (a_rows,), device=DEVICE, dtype=torch.int32, generator=generator)
+        b_sums = B.sum(-1, dtype=torch.int32)
+        d = torch.zeros(a_rows, n, device=DEVICE, dtype=torch.bfloat16 if scaled else torch.int32)
+        shaped = (lambda x: x.view(groups, max_m, *x.shape[1:])) if op == "masked" else (lambda x: x)
+        a = (shaped(A), shaped(sa)) if scaled else shaped(A)
+        b = (B, sb) if scaled else B
+        kwargs = {"bias": bias, "azp": (shaped(zp), b_sums)} if extras else {}
+        if op == "contiguous":
+            m_indices = torch.full((a_rows,), -1, dtype=torch.int32)
+            for group, rows in enumerate(rows_of):
+                m_indices[rows] = group
+            deepgemm.m_grouped_int8_gemm_nt_contiguous(a, b, d, m_indices.to(DEVICE), **kwargs)
+        elif op == "offsets":
+            ends, end = [], 0
+            for start, count in zip(starts, counts, strict=True):
+                end = start + count if count else end  # an empty expert takes no rows
+                ends.append(end)
+            group_ends = torch.tensor(ends, dtype=torch.int32, device=DEVICE)
+            deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets(a, b, d, group_ends, **kwargs)
+        else:
+            masked_m = torch.tensor(counts, dtype=torch.int32, device=DEVICE)
+            deepgemm.m_grouped_int8_gemm_nt_masked(a, b, shaped(d), masked_m, max(1, sum(counts) // groups),
+                                                   **kwargs)
+        got, want = [], []
+        for group, rows in enumerate(rows_of):
+            if not len(rows):
+                continue
+            rows = rows.to(DEVICE)
+            a_g = (A[rows], sa[rows]) if scaled else A[rows]
+            b_g = (B[group], sb[group]) if scaled else B[group]
+            want.append(ref_int8_gemm_nt(a_g, b_g, bias[group] if extras else None,
+                                         (zp[rows], b_sums[group]) if extras else None))
+            got.append(d[rows])
+        return calc_diff(torch.cat(got), torch.cat(want))
+
+    return run
+
+
+def _tf32(m: int, n: int, k: int, major: str, num_terms: int = 1,
+          c: str | None = None) -> Callable[[], float]:
+    """``tf32_gemm_<major>`` (``num_terms=3``: ``tf32x3_gemm_nt`` on the layout's views); ``c``: None,
+    "separate" or "d" (C is d itself)."""
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.testing import calc_diff, make_fp32_inputs
+
+        inputs = make_fp32_inputs(m, n, k, major, torch.device(DEVICE), m + n + k)
+        d = torch.empty(m, n, device=DEVICE)
+        acc = torch.randn(m, n, device=DEVICE) if c else None
+        if c == "d":
+            d.copy_(acc)
+        c_arg = d if c == "d" else acc
+        if num_terms == 3:
+            deepgemm.tf32x3_gemm_nt(inputs.a_mk, inputs.b_kn.t(), d, c_arg)
+        else:
+            getattr(deepgemm, f"tf32_gemm_{major}")(inputs.a, inputs.b, d, c_arg)
+        ref = inputs.reference("fp64" if num_terms == 3 else "tf32") + (acc.double() if c else 0)
+        return calc_diff(d, ref)
+
+    return run
+
+
+def _wonly(m: int, n: int, k: int, bits: int, group_size: int | None, zeros: bool = False,
+           dtype=None, out=None, counts: tuple[int, ...] | None = None,
+           expect: tuple[str, Callable] | None = None) -> Callable[[], float]:
+    """``w8a16_gemm_nt`` / ``w4a16_gemm_nt`` (with ``counts``: their masked twins, ``m`` rows per expert);
+    ``expect``: (what, test of the heuristic's config) the case is there for, checked on the GPU."""
+    def run() -> float:
+        import torch
+
+        import deepgemm
+        from deepgemm.heuristics.families.wonly import select_wonly_config
+        from deepgemm.testing import calc_diff, make_weight_only_inputs
+
+        if expect is not None:
+            _expect(expect[0], lambda sms: expect[1](select_wonly_config(m, n, k, bits, sms)))
+        act = dtype or torch.bfloat16
+        groups = None if counts is None else len(counts)
+        inputs = make_weight_only_inputs(m, n, k, bits, torch.device(DEVICE), m + n + k,
+                                         group_size=group_size, zero_points=zeros, dtype=act,
+                                         num_groups=groups, counts=counts)
+        name = f"w{bits}a16_gemm_nt"
+        if counts is None:
+            d = torch.empty(m, n, device=DEVICE, dtype=out or act)
+            getattr(deepgemm, name)(inputs.a, inputs.b, d, group_size=group_size)
+        else:
+            d = torch.zeros(len(counts), m, n, device=DEVICE, dtype=out or act)
+            getattr(deepgemm, f"m_grouped_{name}_masked")(inputs.a, inputs.b, d, inputs.masked_m,
+                                                          max(1, sum(counts) // len(counts)),
+                                                          group_size=group_size)
+        return calc_diff(inputs.valid_rows(d), inputs.reference())
+
+    return run
+
+
+def _split_fp8(m: int, n: int, k: int, out=None) -> Callable[[], float]:
+    """``fp8_gemm_nt`` on a few-tile shape the heuristic splits along K (checked on the GPU)."""
+    def run() -> float:
+        import torch
+
+        from deepgemm.heuristics import FP8_1D2D, GemmShape
+        from deepgemm.ops.common.launch import choose_config
+
+        out_bytes = torch.empty(0, dtype=out or torch.bfloat16).element_size()
+        shape = GemmShape(m, n, k, out_bytes, family=FP8_1D2D)
+        _expect("split-K", lambda sms: choose_config(shape, sms).split_k > 1)
+        return _fp8_dense(m, n, k, out)()
+
+    return run
+
+
+def _split_bf16(m: int, n: int, k: int, major: str, with_c: bool = False, out=None) -> Callable[[], float]:
+    """A 16-bit GEMM on a few-tile shape the heuristic splits along K (checked on the GPU); with C the
+    reduction adds it."""
+    def run() -> float:
+        import torch
+
+        from deepgemm.heuristics import BF16, GemmShape
+        from deepgemm.ops.common.launch import choose_config
+
+        out_bytes = torch.empty(0, dtype=out or torch.bfloat16).element_size()
+        shape = GemmShape(m, n, k, out_bytes, family=BF16, b_mn_major=major[1] == "n")
+        _expect("split-K", lambda sms: choose_config(shape, sms).split_k > 1)
+        return _bf16_dense(m, n, k, major, with_c, out)()
+
+    return run
+
+
+def _cast(kind: str, shape: tuple[int, ...], dtype, **flags) -> Callable[[], float]:
+    """A ``deepgemm.quant`` FP8 cast (``kind``: per_token, per_block, per_block_and_transpose,
+    per_token_transposed) against its torch implementation on the same tensor: 0.0 when every FP8 value
+    and scale has the same bits, else 1.0 (on the CPU both are the torch implementation)."""
+    def run() -> float:
+        import torch
+
+        from deepgemm import quant
+        from deepgemm.quant import cast as torch_path
+
+        generator = torch.Generator(device=DEVICE).manual_seed(sum(shape))
+        x = torch.randn(shape, generator=generator, device=DEVICE)
+        # Rows over many binades, one all zero: every scale path (floor, ordinary, large).
+        x = x * torch.logspace(-6, 3, shape[-2], device=DEVICE).view(shape[-2], 1)
+        x[..., 1, :] = 0
+        x = x.to(dtype)
+        if kind == "per_token":
+            got = [quant.per_token_cast_to_fp8(x, **flags)]
+            want = [torch_path._per_token_torch(x)]
+        elif kind == "per_token_transposed":
+            got = [quant.per_token_cast_to_fp8_transposed(x, **flags)]
+            want = [torch_path._per_token_torch(x.T)]
+            if flags.get("pad_tokens"):  # the padding columns must be zero
+                q, sf = got[0]
+                pad = torch.zeros(q.shape[0], q.shape[1] - shape[0], dtype=q.dtype, device=DEVICE)
+                want = [(torch.cat([want[0][0], pad], dim=1), want[0][1])]
+        elif kind == "per_block":
+            got = [quant.per_block_cast_to_fp8(x)]
+            want = [torch_path._per_block_torch(x)]
+        else:
+            got = list(quant.per_block_cast_to_fp8_and_transpose(x))
+            q, sf = torch_path._per_block_torch(x)
+            want = [(q, sf), (q.transpose(-1, -2).contiguous(), sf.transpose(-1, -2).contiguous())]
+
+        def bits(t: torch.Tensor) -> torch.Tensor:
+            return t.contiguous().view(torch.uint8 if t.element_size() == 1 else torch.int32)
+
+        same = all(g.shape == w.shape and torch.equal(bits(g), bits(w))
+                   for pair_got, pair_want in zip(got, want, strict=True)
+                   for g, w in zip(pair_got, pair_want, strict=True))
+        return 0.0 if same else 1.0
+
+    return run
+
+
+def fp8_1d1d_cases() -> list[Case]:
+    """FP8 1D1D (weight gradients): dense FP32 out with and without C (separate, and d itself), BF16 out,
+    M and N tails (N not a multiple of 4 takes the padded-copy store); k-grouped with an empty group."""
+    import torch
+
+    f = "fp8_1d1d"
+    return [
+        Case(f, "dense 7x120x256 fp32 out", _fp8_1d1d_dense(7, 120, 256)),
+        Case(f, "dense 129x65x384 fp32 out", _fp8_1d1d_dense(129, 65, 384)),
+        Case(f, "dense 300x200x256 fp32 out", _fp8_1d1d_dense(300, 200, 256)),
+        Case(f, "dense 65x129x256 with C", _fp8_1d1d_dense(65, 129, 256, c="separate")),
+        Case(f, "dense 129x136x384 C is d", _fp8_1d1d_dense(129, 136, 384, c="d")),
+        Case(f, "dense 1x7x128 C is d", _fp8_1d1d_dense(1, 7, 128, c="d")),
+        Case(f, "dense 65x264x384 bf16 out", _fp8_1d1d_dense(65, 264, 384, torch.bfloat16)),
+        Case(f, "dense 7x1000x128 bf16 out", _fp8_1d1d_dense(7, 1000, 128, torch.bfloat16)),
+        Case(f, "k-grouped [128, 0, 256] 129x136", _fp8_1d1d_k_grouped(129, 136, [128, 0, 256])),
+        Case(f, "k-grouped [0, 256, 128] 65x65 C is d", _fp8_1d1d_k_grouped(65, 65, [0, 256, 128], c="d")),
+        Case(f, "k-grouped [384] 7x8 with C", _fp8_1d1d_k_grouped(7, 8, [384], c="separate")),
+    ]
+
+
+def int8_cases() -> list[Case]:
+    """INT8 W8A8: dense raw int32 sums and scaled outputs (BF16, FP16 with bias and zero points, FP32 with
+    bias) with M, N and K tails; every grouped kind, raw and scaled (bias and zero points)."""
+    import torch
+
+    f = "int8"
+    return [
+        Case(f, "dense 7x136x208 int32", _int8_dense(7, 136, 208, torch.int32)),
+        Case(f, "dense 129x12x48 int32", _int8_dense(129, 12, 48, torch.int32)),
+        Case(f, "dense 65x264x272 bf16", _int8_dense(65, 264, 272, torch.bfloat16)),
+        Case(f, "dense 300x200x256 bf16", _int8_dense(300, 200, 256, torch.bfloat16)),
+        Case(f, "dense 129x136x208 fp16 bias azp", _int8_dense(129, 136, 208, torch.float16, True, True)),
+        Case(f, "dense 7x120x64 fp32 bias", _int8_dense(7, 120, 64, torch.float32, True)),
+        Case(f, "contiguous [1, 130, 0, 77] n=264 k=272 int32",
+             _int8_grouped("contiguous", [1, 130, 0, 77], 264, 272, False)),
+        Case(f, "contiguous [256, 5] n=136 k=208 bf16 bias azp",
+             _int8_grouped("contiguous", [256, 5], 136, 208, True, True)),
+        Case(f, "offsets [1, 130, 0, 77] n=264 k=272 bf16",
+             _int8_grouped("offsets", [1, 130, 0, 77], 264, 272, True)),
+        Case(f, "masked [0, 65, 128, 3] of 128, n=136 k=208 int32",
+             _int8_grouped("masked", [0, 65, 128, 3], 136, 208, False, max_m=128)),
+        Case(f, "masked [17, 300] of 320, n=136 k=128 bf16 bias azp",
+             _int8_grouped("masked", [17, 300], 136, 128, True, True, max_m=320)),
+    ]
+
+
+def tf32_cases() -> list[Case]:
+    """TF32: every storage layout with tails (the other layouts, and NT with K not a multiple of 4, stage
+    their operands through the copy kernel), C separate and in place; 3xTF32."""
+    f = "tf32"
+    return [
+        *(Case(f, f"{major} {m}x{n}x{k}", _tf32(m, n, k, major))
+          for major in ("nt", "nn", "tn", "tt") for m, n, k in ((7, 120, 72), (129, 264, 200))),
+        Case(f, "nt 65x136x130 (K staged)", _tf32(65, 136, 130, "nt")),
+        Case(f, "nn 65x136x96 with C", _tf32(65, 136, 96, "nn", c="separate")),
+        Case(f, "tt 129x120x64 C is d", _tf32(129, 120, 64, "tt", c="d")),
+        Case(f, "3xtf32 nt 129x136x200", _tf32(129, 136, 200, "nt", 3)),
+        Case(f, "3xtf32 nn 7x264x130 C is d", _tf32(7, 264, 130, "nn", 3, c="d")),
+    ]
+
+
+def wonly_cases() -> list[Case]:
+    """Weight-only: W8A16 per channel and per group, W4A16 symmetric and with zero points (group 128),
+    FP16 activations, FP32 out, K not a multiple of the group; decode shapes the heuristic splits along K
+    (the cross-CTA counter reduction) and one it gives one warpgroup; the masked twins."""
+    import torch
+
+    f = "wonly"
+    split = ("split-K", lambda cfg: cfg.num_splits > 1)
+    one_warpgroup = ("one warpgroup with split-K",
+                     lambda cfg: cfg.num_math_warpgroups == 1 and cfg.num_splits > 1)
+    return [
+        Case(f, "w8 channel 7x264x1000", _wonly(7, 264, 1000, 8, None)),
+        Case(f, "w8 g128 65x200x512", _wonly(65, 200, 512, 8, 128)),
+        Case(f, "w4 g128 zeros 129x136x256", _wonly(129, 136, 256, 4, 128, True)),
+        Case(f, "w4 g128 300x136x200", _wonly(300, 136, 200, 4, 128)),
+        Case(f, "w4 g128 zeros 33x520x1024 fp16 in, fp32 out",
+             _wonly(33, 520, 1024, 4, 128, True, torch.float16, torch.float32)),
+        Case(f, "w8 channel 1x256x2048 split-K", _wonly(1, 256, 2048, 8, None, expect=split)),
+        Case(f, "w4 g128 zeros 5x512x1024 split-K", _wonly(5, 512, 1024, 4, 128, True, expect=split)),
+        Case(f, "w4 g128 7x520x4096 one warpgroup, split-K",
+             _wonly(7, 520, 4096, 4, 128, expect=one_warpgroup)),
+        Case(f, "masked w8 channel [16, 48, 0, 33] of 48, n=264 k=512",
+             _wonly(48, 264, 512, 8, None, counts=(16, 48, 0, 33))),
+        Case(f, "masked w4 g128 zeros [0, 129, 65] of 200, n=136 k=512",
+             _wonly(200, 136, 512, 4, 128, True, counts=(0, 129, 65))),
+    ]
+
+
+def split_k_cases() -> list[Case]:
+    """Split-K (FP8 1D2D and 16-bit dense): few-tile shapes the heuristic splits along K, M and N tails,
+    FP32 out, C added by the reduction."""
+    import torch
+
+    f = "split_k"
+    return [
+        Case(f, "fp8 16x1024x7168", _split_fp8(16, 1024, 7168)),
+        Case(f, "fp8 7x576x7168 fp32 out", _split_fp8(7, 576, 7168, torch.float32)),
+        Case(f, "fp8 65x520x4096", _split_fp8(65, 520, 4096)),
+        Case(f, "fp8 129x264x3072", _split_fp8(129, 264, 3072)),
+        Case(f, "bf16 nt 64x4096x7168 with C", _split_bf16(64, 4096, 7168, "nt", True)),
+        Case(f, "bf16 nt 63x520x7168", _split_bf16(63, 520, 7168, "nt")),
+        Case(f, "bf16 nt 33x512x1024 with C, fp32 out",
+             _split_bf16(33, 512, 1024, "nt", True, torch.float32)),
+        Case(f, "bf16 nn 16x512x3072", _split_bf16(16, 512, 3072, "nn")),
+    ]
+
+
+def cast_cases() -> list[Case]:
+    """The fused FP8 casts of ``deepgemm.quant`` on CUDA inputs (BF16, FP16, FP32; rows a multiple of 8
+    elements take 16-byte loads, others not), bit for bit against the torch implementation."""
+    import torch
+
+    f = "cast"
+    bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
+    return [
+        Case(f, "per_token bf16 65x200", _cast("per_token", (65, 200), bf16)),
+        Case(f, "per_token fp32 7x133", _cast("per_token", (7, 133), fp32)),
+        Case(f, "per_token fp16 3x17x256", _cast("per_token", (3, 17, 256), fp16)),
+        Case(f, "per_token bf16 129x384 mn-major scales",
+             _cast("per_token", (129, 384), bf16, mn_major_scales=True)),
+        Case(f, "per_block bf16 130x200", _cast("per_block", (130, 200), bf16)),
+        Case(f, "per_block fp32 7x133", _cast("per_block", (7, 133), fp32)),
+        Case(f, "per_block_and_transpose bf16 130x264", _cast("per_block_and_transpose", (130, 264), bf16)),
+        Case(f, "per_block_and_transpose fp32 65x133", _cast("per_block_and_transpose", (65, 133), fp32)),
+        Case(f, "per_token_transposed bf16 65x200 padded", _cast("per_token_transposed", (65, 200), bf16,
+                                                                  pad_tokens=True)),
+        Case(f, "per_token_transposed fp32 129x133 mn-major scales",
+             _cast("per_token_transposed", (129, 133), fp32, mn_major_scales=True)),
+    ]
+
+
 # Each kernel family's cases; a new family adds its function here.
 FAMILY_CASES: dict[str, Callable[[], list[Case]]] = {
     "fp8_1d2d": fp8_cases,
     "bf16": bf16_cases,
+    "fp8_1d1d": fp8_1d1d_cases,
+    "int8": int8_cases,
+    "tf32": tf32_cases,
+    "wonly": wonly_cases,
+    "split_k": split_k_cases,
+    "cast": cast_cases,
 }
 
 

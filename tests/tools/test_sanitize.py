@@ -24,9 +24,16 @@ def sanitize(monkeypatch):
 def test_every_family_and_kind_has_cases(sanitize):
     names = [f"{case.family} {case.name}" for case in sanitize.selected_cases(None, None)]
     for kind in ("fp8_1d2d dense", "fp8_1d2d contiguous", "fp8_1d2d offsets", "fp8_1d2d masked",
-                 "bf16 nt", "bf16 nn", "bf16 tn", "bf16 tt", "bf16 contiguous", "bf16 masked"):
+                 "bf16 nt", "bf16 nn", "bf16 tn", "bf16 tt", "bf16 contiguous", "bf16 masked",
+                 "fp8_1d1d dense", "fp8_1d1d k-grouped", "int8 dense", "int8 contiguous", "int8 offsets",
+                 "int8 masked", "tf32 nt", "tf32 nn", "tf32 tn", "tf32 tt", "tf32 3xtf32", "wonly w8",
+                 "wonly w4", "wonly masked w8", "wonly masked w4", "split_k fp8", "split_k bf16",
+                 "cast per_token ", "cast per_block ", "cast per_block_and_transpose",
+                 "cast per_token_transposed"):
         assert any(name.startswith(kind) for name in names), kind
-    assert set(sanitize.FAMILY_CASES) == {"fp8_1d2d", "bf16"}
+    assert set(sanitize.FAMILY_CASES) == {"fp8_1d2d", "bf16", "fp8_1d1d", "int8", "tf32", "wonly", "split_k",
+                                          "cast"}
+    assert len(names) == len(set(names))  # -k selects by name
     assert [c.name for c in sanitize.selected_cases("bf16", "forced")] == [
         "nn 256x256x256 forced multicast A", "tt 256x256x192 forced multicast B, D in 2 chunks"]
 
@@ -43,11 +50,20 @@ def test_the_forced_configs_are_valid(sanitize):
         assert cfg.num_sms >= 2 * cfg.num_tma_multicast  # more than one cluster: the multicast is exercised
 
 
-def test_the_cases_are_right_on_the_cpu_path(sanitize, capsys):
-    # The forced configs launch kernels directly (GPU only); every other case runs the public op.
+def test_the_cases_are_right_on_the_cpu_path(sanitize, capsys, monkeypatch):
+    # The forced configs launch kernels directly (GPU only); every other case runs the public op. The
+    # cases named for a heuristic choice (split-K, one warpgroup) check it for an H100's 132 SMs.
+    monkeypatch.setattr(sanitize, "CHECK_NUM_SMS", 132)
     cases = [case for case in sanitize.selected_cases(None, None) if "forced" not in case.name]
     assert sanitize.run_cases(cases) == 0
     assert capsys.readouterr().out.count("ok    ") == len(cases)
+
+
+def test_a_case_fails_when_the_heuristic_no_longer_makes_its_choice(sanitize, monkeypatch, capsys):
+    monkeypatch.setattr(sanitize, "CHECK_NUM_SMS", 1)  # one SM: nothing to split over
+    cases = sanitize.selected_cases("split_k", "fp8 16x1024x7168")
+    assert len(cases) == 1 and sanitize.run_cases(cases) == 1
+    assert "the heuristic no longer picks split-K on 1 SMs" in capsys.readouterr().out
 
 
 def test_a_wrong_case_is_counted(sanitize, capsys):
