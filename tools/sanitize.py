@@ -41,6 +41,9 @@ TOOLS = ("memcheck", "racecheck", "synccheck")
 # Extra compute-sanitizer options per tool (each tool's defaults count what it finds as errors).
 TOOL_OPTIONS: dict[str, list[str]] = {"memcheck": [], "racecheck": [], "synccheck": []}
 ERROR_SUMMARY = re.compile(r"ERROR SUMMARY: (\d+) error")
+# racecheck ends with its own summary instead: errors and warnings (possible hazards) both count.
+RACECHECK_SUMMARY = re.compile(
+    r"RACECHECK SUMMARY: \d+ hazards? displayed \((\d+) errors?, (\d+) warnings?\)")
 MAX_DIFF = 1e-5
 # Where the cases run: the GPU; a CPU test runs the cases without a forced config on the CPU path.
 DEVICE = "cuda"
@@ -668,7 +671,8 @@ def sanitizer_path() -> str | None:
 
 
 def run_tool(sanitizer: str, tool: str, case_args: list[str], log: Path | None) -> dict:
-    """One tool over every case in a child process; its error count from the ERROR SUMMARY line."""
+    """One tool over every case in a child process; its error count from the ERROR SUMMARY line (for
+    racecheck, the RACECHECK SUMMARY line's errors and warnings)."""
     command = [sanitizer, "--tool", tool, "--error-exitcode", "1", "--report-api-errors", "no",
                *TOOL_OPTIONS[tool], sys.executable, str(Path(__file__).resolve()), "--run", *case_args]
     started = time.monotonic()
@@ -677,6 +681,7 @@ def run_tool(sanitizer: str, tool: str, case_args: list[str], log: Path | None) 
     if log is not None:
         log.write_text(output)
     counts = [int(found) for found in ERROR_SUMMARY.findall(output)]
+    counts += [int(errors) + int(warnings) for errors, warnings in RACECHECK_SUMMARY.findall(output)]
     wrong = sum(line.startswith(("WRONG", "ERROR")) for line in proc.stdout.splitlines())
     return {"tool": tool, "errors": sum(counts) if counts else None, "cases_wrong": wrong,
             "returncode": proc.returncode, "seconds": round(time.monotonic() - started, 1),

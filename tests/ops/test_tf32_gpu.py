@@ -152,18 +152,21 @@ def test_strided_views(layout: str) -> None:
 
 # Tile configs the heuristic picks elsewhere, forced on one shape each: multicast on B (even m-blocks)
 # and on A (even n-blocks), D in 2 and 4 chunks, a narrow tile with load batches, 256-row tiles.
+# 3xTF32 holds a second accumulator (the promoted sum), so its widest tiles are narrower.
 FORCED = [
-    # (m, n, k, block_m, block_n, multicast, on_a, d_chunks, load_batch)
-    (1024, 2112, 2048, 128, 176, 2, False, 2, 1),
-    (1024, 2048, 1024, 128, 256, 2, True, 4, 1),
-    (768, 1024, 4096, 256, 128, 1, True, 4, 1),
-    (64, 2112, 7168, 64, 16, 1, True, 1, 4),
-    (200, 512, 3000, 64, 128, 2, True, 1, 1),
+    # (num_terms, m, n, k, block_m, block_n, multicast, on_a, d_chunks, load_batch)
+    *((terms, 1024, 2112, 2048, 128, 176, 2, False, 2, 1) for terms in (1, 3)),
+    (1, 1024, 2048, 1024, 128, 256, 2, True, 4, 1),
+    (3, 1024, 2304, 1024, 128, 192, 2, True, 4, 1),
+    (1, 768, 1024, 4096, 256, 128, 1, True, 4, 1),
+    (3, 768, 1024, 4096, 256, 96, 1, True, 4, 1),
+    *((terms, 64, 2112, 7168, 64, 16, 1, True, 1, 4) for terms in (1, 3)),
+    *((terms, 200, 512, 3000, 64, 128, 2, True, 1, 1) for terms in (1, 3)),
 ]
 
 
-@pytest.mark.parametrize("num_terms", [1, 3])
-@pytest.mark.parametrize("m, n, k, block_m, block_n, multicast, on_a, d_chunks, load_batch", FORCED)
+@pytest.mark.parametrize("num_terms, m, n, k, block_m, block_n, multicast, on_a, d_chunks, load_batch",
+                         FORCED)
 def test_forced_configs(m, n, k, block_m, block_n, multicast, on_a, d_chunks, load_batch, num_terms) -> None:
     shape = gemm_shape(m, n, k, num_terms)
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count // 2 * 2

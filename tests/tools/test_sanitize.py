@@ -85,6 +85,16 @@ def test_run_tool_reads_the_error_summary(sanitize, tmp_path):
     assert "ERROR SUMMARY" in (tmp_path / "racecheck.log").read_text()
 
 
+@pytest.mark.parametrize("summary, errors", [("0 hazards displayed (0 errors, 0 warnings)", 0),
+                                             ("3 hazards displayed (1 error, 2 warnings)", 3)])
+def test_run_tool_reads_the_racecheck_summary(sanitize, tmp_path, summary, errors):
+    # racecheck prints its own summary line, as compute-sanitizer 2025 does on an H100.
+    fake = tmp_path / "compute-sanitizer"
+    fake.write_text(f"#!/bin/sh\necho 'ok    fp8 dense'\necho '========= RACECHECK SUMMARY: {summary}' >&2\n")
+    fake.chmod(0o755)
+    assert sanitize.run_tool(str(fake), "racecheck", [], None)["errors"] == errors
+
+
 def test_list_needs_no_gpu(sanitize, capsys):
     assert sanitize.main(["--list", "--family", "fp8_1d2d"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "fp8_1d2d: dense 1x8x16"
