@@ -3,11 +3,13 @@
     python tools/sanitize.py [--tools memcheck,racecheck,synccheck] [--family F] [-k TEXT] [--json PATH]
 
 First runs every case once without the sanitizer (compiling the kernels into the JIT cache and checking
-each result against its reference), then once per tool under ``compute-sanitizer --tool T
+each result against its reference), then once per tool and family under ``compute-sanitizer --tool T
 --error-exitcode 1 --report-api-errors no`` (cuda-bindings probes optional driver entry points at import
 and the sanitizer would count each missing one as an API error; memory, race and barrier errors still
-count), and prints the errors per tool from the sanitizer's ``ERROR SUMMARY``. Exit status 1 if a case is
-wrong or any tool reports an error.
+count), and prints the errors per tool and family from the sanitizer's ``ERROR SUMMARY`` (racecheck's
+``RACECHECK SUMMARY``). A family per process: the sanitizer stops a kernel at its first error and the
+CUDA context goes with it, so one family's error cannot hide another's. Exit status 1 if a case is wrong
+or any tool reports an error.
 
     python tools/sanitize.py --run [-k TEXT]     # the cases alone, in this process (what the tools run)
 
@@ -670,6 +672,25 @@ def sanitizer_path() -> str | None:
     return None
 
 
+def run_tool_per_family(sanitizer: str, tool: str, families: list[str], text: str | None,
+                        logs: Path | None) -> dict:
+    """``run_tool`` once per family, each in its own process: the sanitizer stops a kernel at its first
+    error and the CUDA context is lost with it, so one family's error must not hide the others'
+    results. The sum over the families, with each family's errors under ``"families"``."""
+    runs = {}
+    for family in families:
+        case_args = ["--family", family, *(["-k", text] if text else [])]
+        log = logs / f"{tool}-{family}.log" if logs else None
+        runs[family] = run_tool(sanitizer, tool, case_args, log)
+    counts = [run["errors"] for run in runs.values()]
+    return {"tool": tool, "errors": None if None in counts else sum(counts),
+            "cases_wrong": sum(run["cases_wrong"] for run in runs.values()),
+            "returncode": max(run["returncode"] for run in runs.values()),
+            "seconds": round(sum(run["seconds"] for run in runs.values()), 1),
+            "families": {family: run["errors"] for family, run in runs.items()},
+            "error_lines": [line for run in runs.values() for line in run["error_lines"]][:40]}
+
+
 def run_tool(sanitizer: str, tool: str, case_args: list[str], log: Path | None) -> dict:
     """One tool over every case in a child process; its error count from the ERROR SUMMARY line (for
     racecheck, the RACECHECK SUMMARY line's errors and warnings)."""
@@ -697,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", metavar="TEXT", help="only the cases whose name contains TEXT")
     parser.add_argument("--list", action="store_true", help="print the cases and exit")
     parser.add_argument("--json", type=Path, help="write the per-tool summary here")
-    parser.add_argument("--logs", type=Path, help="write each tool's output to LOGS/<tool>.log")
+    parser.add_argument("--logs", type=Path,
+                        help="write each tool's output per family to LOGS/<tool>-<family>.log")
     args = parser.parse_args(argv)
     tools = [tool.strip() for tool in args.tools.split(",") if tool.strip()]
     if not tools or set(tools) - set(TOOLS):
@@ -715,19 +737,21 @@ def main(argv: list[str] | None = None) -> int:
     if sanitizer is None:
         print("sanitize.py: compute-sanitizer not found (PATH, /usr/local/cuda*/bin)", file=sys.stderr)
         return 2
-    case_args = [*(["--family", args.family] if args.family else []), *(["-k", args.k] if args.k else [])]
     print(f"== warm-up: {len(cases)} cases without the sanitizer (compiles the kernels)", flush=True)
     wrong = run_cases(cases)
     if args.logs:
         args.logs.mkdir(parents=True, exist_ok=True)
+    families = list(dict.fromkeys(case.family for case in cases))
     results = []
     for tool in tools:
         print(f"== {tool} ...", flush=True)
-        result = run_tool(sanitizer, tool, case_args, args.logs / f"{tool}.log" if args.logs else None)
+        result = run_tool_per_family(sanitizer, tool, families, args.k, args.logs)
         results.append(result)
         errors = "no ERROR SUMMARY (crashed?)" if result["errors"] is None else f"{result['errors']} errors"
         print(f"{tool}: {errors}, {result['cases_wrong']} cases wrong, exit {result['returncode']}, "
               f"{result['seconds']} s", flush=True)
+        print("   per family: " + ", ".join(f"{family} {errors if errors is not None else '?'}"
+                                           for family, errors in result["families"].items()))
         for line in result["error_lines"][:10]:
             print("   " + line)
     summary = {"cases": len(cases), "cases_wrong_without_sanitizer": wrong, "tools": results,

@@ -95,6 +95,17 @@ def test_run_tool_reads_the_racecheck_summary(sanitize, tmp_path, summary, error
     assert sanitize.run_tool(str(fake), "racecheck", [], None)["errors"] == errors
 
 
+def test_each_family_runs_in_its_own_process(sanitize, tmp_path):
+    # The fake sanitizer reports 2 errors for the family named "bf16" and none for another.
+    fake = tmp_path / "compute-sanitizer"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *'--family bf16'*) n=2;; *) n=0;; esac\n"
+                    "echo \"========= ERROR SUMMARY: $n errors\" >&2\n")
+    fake.chmod(0o755)
+    result = sanitize.run_tool_per_family(str(fake), "synccheck", ["fp8_1d2d", "bf16"], None, tmp_path)
+    assert result["families"] == {"fp8_1d2d": 0, "bf16": 2} and result["errors"] == 2
+    assert (tmp_path / "synccheck-bf16.log").exists() and (tmp_path / "synccheck-fp8_1d2d.log").exists()
+
+
 def test_list_needs_no_gpu(sanitize, capsys):
     assert sanitize.main(["--list", "--family", "fp8_1d2d"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "fp8_1d2d: dense 1x8x16"

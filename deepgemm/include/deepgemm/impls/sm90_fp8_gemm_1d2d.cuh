@@ -208,10 +208,6 @@ sm90_fp8_gemm_1d2d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
                 produce_tiles<kKind, kNumStages, kSliceKBlocks, kLoadBatch>(
                     scheduler, full_barriers, empty_barriers, stage_tiles, kStageTxBytes, slice_loader);
             }
-            // The consumers learn of the B-scale copies through the stage barriers; the thread that
-            // issued them still waits for them before it exits, as cp.async requires of its issuer.
-            if constexpr (Traits::kProducerLoadsScalesB)
-                ptx::cp_async_wait_all();
         }
         __syncwarp();
     } else {

@@ -23,9 +23,4 @@ __device__ __forceinline__ void cp_async_arrive_on(uint64_t* bar) {
     asm volatile("cp.async.mbarrier.arrive.shared::cta.b64 [%0];" :: "r"(smem_addr(bar)) : "memory");
 }
 
-// Waits until every cp.async this thread issued has landed.
-__device__ __forceinline__ void cp_async_wait_all() {
-    asm volatile("cp.async.wait_all;" ::: "memory");
-}
-
 }  // namespace deepgemm::ptx
