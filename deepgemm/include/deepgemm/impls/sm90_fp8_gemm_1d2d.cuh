@@ -124,8 +124,11 @@ struct Fp8StageLoader {
         uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
         uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
         uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
-        if (Traits::kProducerLoadsScalesB && k_block == 0)
-            Layout::ScalesB::load_by_producer(sfb, tile, Layout::next_tile_sfb(smem_sfb, num_tiles), bar);
+        // Compiled for the masked kind only: the bulk copy needs its padded rows.
+        if constexpr (Traits::kProducerLoadsScalesB) {
+            if (k_block == 0)
+                Layout::ScalesB::load_by_producer(sfb, tile, Layout::next_tile_sfb(smem_sfb, num_tiles), bar);
+        }
         const int32_t k = k_block * Layout::BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N, g = tile.group;
         // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
         if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {
