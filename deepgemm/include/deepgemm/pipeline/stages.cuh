@@ -67,11 +67,11 @@ struct FirstStageExtraTxBytes<StageLoader, decltype(void(StageLoader::kFirstStag
 };
 
 // The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
-// stage, arms its full barrier for `stage_tx_bytes` (and a tile's first k-block for the loader's
-// FirstStageExtraTxBytes too) and calls `loader.load_stage(tile, k_block, stage,
-// full_barrier)` to issue the TMA loads. Kinds that hand off tiles publish each tile in its first
-// stage's slot (the barrier's release makes it visible to the consumers' acquiring wait) and end the
-// stream with a kNoMoreTiles slot completed by a plain arrival.
+// stage, arms its full barrier for `stage_tx_bytes` (a tile's first k-block for the loader's
+// FirstStageExtraTxBytes too) and calls `loader.load_stage(tile, k_block, stage, full_barrier)` to
+// issue the TMA loads. Kinds that hand off tiles publish each tile in its first stage's slot (the
+// barrier's release makes it visible to the consumers' acquiring wait) and end the stream with a
+// kNoMoreTiles slot completed by a plain arrival.
 //
 // With kLoadBatch > 1 the loads go out in batches of that many consecutive k-blocks: the producer
 // waits until the whole batch of stages is free, then issues it back to back. Each row of a tile is
