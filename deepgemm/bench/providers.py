@@ -239,16 +239,22 @@ def _prepare_cublas_blockwise_loop(inputs: GroupedInputs) -> Callable[[], list[t
     return run
 
 
-def _prepare_deepgemm_bf16(inputs: Bf16Inputs) -> Callable[[], torch.Tensor]:
-    gemm = _deepgemm_op(f"bf16_gemm_{inputs.major}")
+def _prepare_deepgemm_layout_op(family: str, inputs: Bf16Inputs | Fp32Inputs,
+                                 out_dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    """deepgemm's ``<family>_gemm_<major>`` on the stored operands, into a preallocated ``d``."""
+    gemm = _deepgemm_op(f"{family}_gemm_{inputs.major}")
     m, n = inputs.a_mk.shape[0], inputs.b_kn.shape[1]
-    d = torch.empty(m, n, dtype=torch.bfloat16, device=inputs.a.device)
+    d = torch.empty(m, n, dtype=out_dtype, device=inputs.a.device)
 
     def run() -> torch.Tensor:
         gemm(inputs.a, inputs.b, d)
         return d
 
     return run
+
+
+def _prepare_deepgemm_bf16(inputs: Bf16Inputs) -> Callable[[], torch.Tensor]:
+    return _prepare_deepgemm_layout_op("bf16", inputs, torch.bfloat16)
 
 
 def _prepare_cublas_bf16_layout(inputs: Bf16Inputs) -> Callable[[], torch.Tensor]:
@@ -830,15 +836,7 @@ def _cublas_fp32(a: torch.Tensor, b: torch.Tensor, allow_tf32: bool) -> Callable
 
 
 def _prepare_deepgemm_tf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
-    gemm = _deepgemm_op(f"tf32_gemm_{inputs.major}")
-    m, n = inputs.a_mk.shape[0], inputs.b_kn.shape[1]
-    d = torch.empty(m, n, dtype=torch.float32, device=inputs.a.device)
-
-    def run() -> torch.Tensor:
-        gemm(inputs.a, inputs.b, d)
-        return d
-
-    return run
+    return _prepare_deepgemm_layout_op("tf32", inputs, torch.float32)
 
 
 def _prepare_deepgemm_3xtf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:

@@ -20,9 +20,10 @@ from deepgemm.heuristics import FP8_1D1D
 from deepgemm.heuristics.config import GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import make_config
 from deepgemm.jit import CompileError, build_kernel
-from deepgemm.jit.codegen import render_template_arg
 from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops.fp8_1d1d import kernel as wgrad_kernel
+
+from .harness import assert_layout_mirror, layout_type
 
 NUM_SMS = 132
 WGRAD_MN = ((7168, 2112), (1536, 24576), (512, 32768), (16384, 7168), (7168, 4096), (2048, 7168))
@@ -154,31 +155,12 @@ def test_kernel_compiles_without_local_memory(builds, compiler, case):
     assert serialised == [], f"ptxas serialised WGMMAs: {serialised}"
 
 
-PROBE_HEADER = """#pragma once
-#include <{kernel_header}>
-
-// Host mirror (deepgemm/heuristics/families/fp8_1d1d.py) vs. the kernel's own layout constants.
-{asserts}
-
-template <int kUnused>
-__global__ void wgrad_layout_probe() {{}}
-"""
-
-
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Fp8WgradLayout`'s, for every case."""
     asserts = []
     for case in CASES:
         spec = wgrad_kernel.kernel_spec(case.n, case.k, case.cfg, case.accumulate, case.k_grouped)
-        args = ", ".join(render_template_arg(a) for a in spec.template_args)
-        layout = f"deepgemm::Fp8WgradLayout<{args}>"
+        layout = layout_type("Fp8WgradLayout", spec.template_args)
         asserts.append(f'static_assert({layout}::kSmemBytes == {spec.smem_bytes}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
-    include_dir = tmp_path / "include"
-    include_dir.mkdir()
-    (include_dir / "wgrad_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=wgrad_kernel.HEADER, asserts="\n".join(asserts)))
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
-    binary = build_kernel("wgrad_layout_probe", "wgrad_layout_probe.cuh", (0,), include_dirs=[include_dir])
-    assert binary.compiled and binary.symbol == "_Z18wgrad_layout_probeILi0EEvv"
+    assert_layout_mirror(tmp_path, monkeypatch, "wgrad_layout_probe", wgrad_kernel.HEADER, asserts)

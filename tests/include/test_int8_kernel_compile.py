@@ -8,8 +8,6 @@ threads (the compiler runs outside the GIL) into a fresh cache directory."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -18,10 +16,10 @@ import torch
 from deepgemm.heuristics import INT8
 from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import make_config, select_config
-from deepgemm.jit import CompileError, build_kernel
-from deepgemm.jit.codegen import render_template_arg
 from deepgemm.ops.common import launch
 from deepgemm.ops.int8 import kernel as int8_kernel
+
+from .harness import assert_layout_mirror, build_all, build_error, layout_type
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -169,23 +167,11 @@ CASES = distinct_cases()
 
 
 def _build(case: Case) -> str | None:
-    """None when the kernel compiled with no local memory, else the error."""
-    try:
-        build_kernel(int8_kernel.KERNEL, int8_kernel.HEADER, case.template_args)
-    except CompileError as error:  # LocalMemoryError included
-        return f"{type(error).__name__}: {error}"
-    return None
-
+    return build_error(int8_kernel.KERNEL, int8_kernel.HEADER, case.template_args)
 
 @pytest.fixture(scope="module")
 def build_errors(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DG_JIT_COMPILER", "nvrtc")
-        env.setenv("DG_JIT_CACHE_DIR", str(tmp_path_factory.mktemp("jit-cache-int8")))
-        env.setenv("DG_JIT_PTXAS_CHECK", "1")
-        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            return dict(zip(CASES, pool.map(_build, CASES), strict=True))
+    return build_all(tmp_path_factory.mktemp("jit-cache-int8"), CASES, _build)
 
 
 def test_cases_cover_every_variant():
@@ -205,17 +191,6 @@ def test_kernel_compiles_without_local_memory(build_errors, case):
     assert build_errors[case] is None, build_errors[case]
 
 
-PROBE_HEADER = """#pragma once
-#include <{kernel_header}>
-
-// Host mirror (deepgemm/heuristics/families/int8.py) vs. the kernel's own layout constants.
-{asserts}
-
-template <int kUnused>
-__global__ void int8_layout_probe() {{}}
-"""
-
-
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Int8GemmLayout`'s, for every case."""
     asserts = []
@@ -223,15 +198,7 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
         args = case.template_args
         # Int8GemmLayout<N, K, BLOCK_M, BLOCK_N, stages, out type, D chunks, kind>
         layout_args = (*args[:5], args[7], args[11], args[13])
-        layout = "deepgemm::Int8GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        layout = layout_type("Int8GemmLayout", layout_args)
         asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes(case.k)}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
-    include_dir = tmp_path / "include"
-    include_dir.mkdir()
-    (include_dir / "int8_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=int8_kernel.HEADER, asserts="\n".join(asserts))
-    )
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
-    binary = build_kernel("int8_layout_probe", "int8_layout_probe.cuh", (0,), include_dirs=[include_dir])
-    assert binary.compiled and binary.symbol == "_Z17int8_layout_probeILi0EEvv"
+    assert_layout_mirror(tmp_path, monkeypatch, "int8_layout_probe", int8_kernel.HEADER, asserts)

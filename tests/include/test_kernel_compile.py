@@ -21,10 +21,11 @@ import pytest
 from deepgemm.heuristics.config import CONTIGUOUS, MASKED, GemmConfig, GemmShape
 from deepgemm.heuristics.sm90 import make_config, select_config
 from deepgemm.jit import CompileError, build_kernel
-from deepgemm.jit.codegen import render_template_arg
 from deepgemm.jit.compiler import find_nvcc
 from deepgemm.ops.common import launch
 from deepgemm.ops.fp8 import kernel as fp8_kernel
+
+from .harness import assert_layout_mirror, layout_type
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -258,17 +259,6 @@ def test_kernel_compiles_without_local_memory(builds, compiler, case):
     assert build.wgmma_warnings == (), f"ptxas serialised WGMMAs: {build.wgmma_warnings}"
 
 
-PROBE_HEADER = """#pragma once
-#include <{kernel_header}>
-
-// Host mirror (deepgemm/heuristics/families/fp8_1d2d.py) vs. the kernel's own layout constants.
-{asserts}
-
-template <int kUnused>
-__global__ void fp8_layout_probe() {{}}
-"""
-
-
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `Fp8GemmLayout`'s, for every selection."""
     selections = {(case.template_args, case.cfg.smem_bytes(case.k), case.cfg.num_threads)
@@ -278,15 +268,7 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
         # Fp8GemmLayout takes the kernel's template arguments but the load batch (the 11th) and the
         # split count (the 13th).
         layout_args = (*args[:10], args[11])
-        layout = "deepgemm::Fp8GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        layout = layout_type("Fp8GemmLayout", layout_args)
         asserts.append(f'static_assert({layout}::kSmemBytes == {smem}u, "smem of {args}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {threads}u, "threads of {args}");')
-    include_dir = tmp_path / "include"
-    include_dir.mkdir()
-    (include_dir / "fp8_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=fp8_kernel.HEADER, asserts="\n".join(asserts)))
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    # NVRTC: always available, and the faster of the two front ends.
-    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
-    binary = build_kernel("fp8_layout_probe", "fp8_layout_probe.cuh", (0,), include_dirs=[include_dir])
-    assert binary.compiled and binary.symbol == "_Z16fp8_layout_probeILi0EEvv"
+    assert_layout_mirror(tmp_path, monkeypatch, "fp8_layout_probe", fp8_kernel.HEADER, asserts)

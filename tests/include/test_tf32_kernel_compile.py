@@ -8,17 +8,15 @@ threads into a fresh cache directory."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
 from deepgemm.heuristics.config import GemmConfig
 from deepgemm.heuristics.sm90 import select_config
-from deepgemm.jit import CompileError, build_kernel
-from deepgemm.jit.codegen import render_template_arg
 from deepgemm.ops.tf32 import kernel as tf32_kernel
+
+from .harness import assert_layout_mirror, build_all, build_error, layout_type
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -71,27 +69,13 @@ STAGE_CASES = [(k_contiguous, split) for k_contiguous in (True, False) for split
 
 
 def _build(case: Case | tuple[bool, bool]) -> str | None:
-    """None when the kernel compiled with no local memory, else the error."""
-    try:
-        if isinstance(case, Case):
-            build_kernel(tf32_kernel.KERNEL, tf32_kernel.HEADER, case.template_args)
-        else:
-            build_kernel(tf32_kernel.STAGE_KERNEL, tf32_kernel.STAGE_HEADER, case)
-    except CompileError as error:  # LocalMemoryError included
-        return f"{type(error).__name__}: {error}"
-    return None
-
+    if isinstance(case, Case):
+        return build_error(tf32_kernel.KERNEL, tf32_kernel.HEADER, case.template_args)
+    return build_error(tf32_kernel.STAGE_KERNEL, tf32_kernel.STAGE_HEADER, case)
 
 @pytest.fixture(scope="module")
 def build_errors(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DG_JIT_COMPILER", "nvrtc")
-        env.setenv("DG_JIT_CACHE_DIR", str(tmp_path_factory.mktemp("jit-cache-tf32")))
-        env.setenv("DG_JIT_PTXAS_CHECK", "1")
-        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
-        everything = [*CASES, *STAGE_CASES]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            return dict(zip(everything, pool.map(_build, everything), strict=True))
+    return build_all(tmp_path_factory.mktemp("jit-cache-tf32"), [*CASES, *STAGE_CASES], _build)
 
 
 def test_cases_cover_every_variant():
@@ -113,17 +97,6 @@ def test_stage_kernel_compiles_without_local_memory(build_errors, case):
     assert build_errors[case] is None, build_errors[case]
 
 
-PROBE_HEADER = """#pragma once
-#include <{kernel_header}>
-
-// Host mirror (deepgemm/heuristics/families/tf32.py) vs. the kernel's own layout constants.
-{asserts}
-
-template <int kUnused>
-__global__ void tf32_layout_probe() {{}}
-"""
-
-
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory, block size and k-blocks equal `Tf32GemmLayout`'s, for every selection."""
     asserts = []
@@ -131,16 +104,9 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
         args = case.template_args
         # Tf32GemmLayout<K, BLOCK_M, BLOCK_N, stages, terms, D chunks>
         layout_args = (args[1], args[2], args[3], args[4], args[7], args[10])
-        layout = "deepgemm::Tf32GemmLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        layout = layout_type("Tf32GemmLayout", layout_args)
         asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes(case.k)}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
         num_k_blocks = case.num_terms * -(-case.k // 32)
         asserts.append(f'static_assert({layout}::kNumKBlocks == {num_k_blocks}u, "{case.id}");')
-    include_dir = tmp_path / "include"
-    include_dir.mkdir()
-    (include_dir / "tf32_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=tf32_kernel.HEADER, asserts="\n".join(asserts)))
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
-    binary = build_kernel("tf32_layout_probe", "tf32_layout_probe.cuh", (0,), include_dirs=[include_dir])
-    assert binary.compiled and binary.symbol == "_Z17tf32_layout_probeILi0EEvv"
+    assert_layout_mirror(tmp_path, monkeypatch, "tf32_layout_probe", tf32_kernel.HEADER, asserts)

@@ -7,18 +7,16 @@ No GPU is needed. DG_JIT_PTXAS_CHECK=1 makes a build with local memory fail."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 import torch
 
 from deepgemm.heuristics.families.wonly import WonlyConfig, select_wonly_config
-from deepgemm.jit import CompileError, build_kernel
-from deepgemm.jit.codegen import render_template_arg
 from deepgemm.ops.common import launch
 from deepgemm.ops.wonly import kernel as wonly_kernel
+
+from .harness import assert_layout_mirror, build_all, build_error, layout_type
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -83,22 +81,11 @@ CASES = distinct_cases()
 
 
 def _build(case: Case) -> str | None:
-    try:
-        build_kernel(wonly_kernel.KERNEL, wonly_kernel.HEADER, case.template_args)
-    except CompileError as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
+    return build_error(wonly_kernel.KERNEL, wonly_kernel.HEADER, case.template_args)
 
 @pytest.fixture(scope="module")
 def build_errors(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DG_JIT_COMPILER", "nvrtc")
-        env.setenv("DG_JIT_CACHE_DIR", str(tmp_path_factory.mktemp("jit-cache-wonly")))
-        env.setenv("DG_JIT_PTXAS_CHECK", "1")
-        env.delenv("DG_JIT_DISABLE_CACHE", raising=False)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            return dict(zip(CASES, pool.map(_build, CASES), strict=True))
+    return build_all(tmp_path_factory.mktemp("jit-cache-wonly"), CASES, _build)
 
 
 def test_cases_cover_every_variant():
@@ -114,17 +101,6 @@ def test_kernel_compiles_without_local_memory(build_errors, case):
     assert build_errors[case] is None, build_errors[case]
 
 
-PROBE_HEADER = """#pragma once
-#include <{kernel_header}>
-
-// Host mirror (deepgemm/heuristics/families/wonly.py) vs. the kernel's own layout constants.
-{asserts}
-
-template <int kUnused>
-__global__ void wonly_layout_probe() {{}}
-"""
-
-
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
     """Dynamic shared memory and block size passed at launch equal `WonlyLayout`'s, for every selection."""
     asserts = []
@@ -132,15 +108,8 @@ def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):
         args = case.template_args
         # WonlyLayout<N, K, BLOCK_M, warpgroups, stages, bits, group k-blocks, splits>
         layout_args = (*args[:7], args[10])
-        layout = "deepgemm::WonlyLayout<" + ", ".join(render_template_arg(a) for a in layout_args) + ">"
+        layout = layout_type("WonlyLayout", layout_args)
         asserts.append(f'static_assert({layout}::kSmemBytes == {case.cfg.smem_bytes}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::kNumThreads == {case.cfg.num_threads}u, "{case.id}");')
         asserts.append(f'static_assert({layout}::BLOCK_N == {case.cfg.block_n}u, "{case.id}");')
-    include_dir = tmp_path / "include"
-    include_dir.mkdir()
-    (include_dir / "wonly_layout_probe.cuh").write_text(
-        PROBE_HEADER.format(kernel_header=wonly_kernel.HEADER, asserts="\n".join(asserts)))
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("DG_JIT_COMPILER", "nvrtc")
-    binary = build_kernel("wonly_layout_probe", "wonly_layout_probe.cuh", (0,), include_dirs=[include_dir])
-    assert binary.compiled and binary.symbol == "_Z18wonly_layout_probeILi0EEvv"
+    assert_layout_mirror(tmp_path, monkeypatch, "wonly_layout_probe", wonly_kernel.HEADER, asserts)
