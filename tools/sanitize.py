@@ -194,6 +194,10 @@ def fp8_cases() -> list[Case]:
              _grouped("masked", [0, 65, 128, 3], 264, 272, "fp8", "masked", max_m=128)),
         Case("fp8_1d2d", "masked [17, 300] of 320, n=136 k=128",
              _grouped("masked", [17, 300], 136, 128, "fp8", "masked", max_m=320)),
+        # 4 k-blocks: the kernel bulk-copies B scales straight from sfb (the two above: from the op's
+        # copy with rows padded to 16 bytes).
+        Case("fp8_1d2d", "masked [3, 200] of 256, n=264 k=512",
+             _grouped("masked", [3, 200], 264, 512, "fp8", "masked", max_m=256)),
     ]
 
 

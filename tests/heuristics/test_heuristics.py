@@ -281,6 +281,24 @@ def test_smem_bytes_hand_computed(block_m, block_n, stages, k, out_bytes, expect
     assert cfg.smem_bytes(k) == expected
 
 
+@pytest.mark.parametrize("block_m, block_n, stages, k, expected", [
+    # Grouped: rows of B scales padded to 4 floats (the masked kind's bulk copy). D 64*32*2 = 4096; stage
+    # 8192 + 4096 + 256 = 12544; 3 k-blocks -> 4 floats, 1 + ceil(16 / 3) = 7 buffers: 7 * 4 * 4 = 112;
+    # 16 * 2 barriers of 8 B and 16 tile slots of 16 B
+    (64, 32, 16, 272, 4096 + 16 * 12544 + 112 + 16 * 16 + 16 * 16),
+    # block_n 192 straddles: 5 k-blocks -> 8 floats, two rows, max(2, 1 + ceil(3 / 5)) = 2 buffers:
+    # 2 * 2 * 8 * 4 = 128; D 128*192*2 = 49152; stage 16384 + 24576 + 512 = 41472
+    (128, 192, 3, 640, 49152 + 3 * 41472 + 128 + 3 * 16 + 3 * 16),
+    # 56 k-blocks, a multiple of 4: no padding, as dense (448) plus the tile slots
+    (128, 128, 5, 7168, 32768 + 5 * 33280 + 448 + 5 * 16 + 5 * 16),
+])
+def test_grouped_smem_bytes_pad_b_scale_rows(block_m, block_n, stages, k, expected):
+    assert fp8_1d2d.smem_bytes(block_m, block_n, stages, k, 2, grouped=True) == expected
+    # Dense: unpadded rows (3 k-blocks: 7 * 3 * 4 = 84, rounded up to 88), no tile slots.
+    assert fp8_1d2d.smem_bytes(64, 32, 16, 272, 2) == 4096 + 16 * 12544 + 88 + 16 * 16
+    assert fp8_1d2d.masked_sfb_row_floats(3) == 4 and fp8_1d2d.masked_sfb_row_floats(56) == 56
+
+
 def test_smem_limit_is_enforced_at_the_boundary():
     shape = GemmShape(4096, 7168, 7168)
     # 5 stages: 199696 B; 6 stages: 32768 + 6 * 33280 + 448 + 6 * 16 = 232992 B > 232448 B.

@@ -45,6 +45,13 @@ GROUPED_NK = ((4096, 7168), (7168, 2048))
 CONTIGUOUS_SHAPES = tuple((g, rows, n, k) for g, rows in ((4, 8192), (8, 4096)) for n, k in GROUPED_NK)
 MASKED_SHAPES = tuple((g, rows, n, k) for g, rows in ((1, 1024), (2, 512), (4, 256), (32, 16), (32, 64),
                                                      (32, 192)) for n, k in GROUPED_NK)
+# Grouped shapes whose K / 128 is not a multiple of 4: the masked kind then reads B scales with rows
+# padded to 16 bytes (`TileScalesB::kRowFloats`), and every grouped kind sizes its B-scale buffers for
+# them; with uniform tiles and straddling ones (BLOCK_N 96, 160, 192). The first two are
+# tools/sanitize.py's masked cases.
+MASKED_EDGE_SHAPES = ((4, 128, 264, 272), (2, 320, 136, 128), (4, 200, 4096, 1152), (8, 64, 7168, 1408),
+                      (4, 256, 3072, 640), (8, 128, 1536, 5248))
+CONTIGUOUS_EDGE_SHAPES = ((4, 1024, 4096, 1152), (8, 512, 3072, 640))
 # `deepgemm::GemmKind` enumerator values, for the mangled kernel name.
 KIND_VALUES = {launch.GEMM_KIND_DENSE: 0, launch.GEMM_KIND_CONTIGUOUS_INDICES: 1,
                launch.GEMM_KIND_CONTIGUOUS_ENDS: 2, launch.GEMM_KIND_MASKED: 3}
@@ -88,10 +95,12 @@ def selected_cases() -> list[Case]:
     dense = [Case(n, k, select_config(GemmShape(m, n, k, out_bytes), NUM_SMS))
              for m, n, k in DSV3_SHAPES + EDGE_SHAPES for out_bytes in (2, 4)]
     contiguous = [Case(n, k, select_config(GemmShape(g * rows, n, k, 2, g, CONTIGUOUS), NUM_SMS), kind)
-                  for g, rows, n, k in CONTIGUOUS_SHAPES
+                  for g, rows, n, k in CONTIGUOUS_SHAPES + CONTIGUOUS_EDGE_SHAPES
                   for kind in (launch.GEMM_KIND_CONTIGUOUS_INDICES, launch.GEMM_KIND_CONTIGUOUS_ENDS)]
-    masked = [Case(n, k, select_config(GemmShape(rows, n, k, 2, g, MASKED), NUM_SMS),
-                   launch.GEMM_KIND_MASKED) for g, rows, n, k in MASKED_SHAPES]
+    masked = [Case(n, k, select_config(GemmShape(rows, n, k, out_bytes, g, MASKED), NUM_SMS),
+                   launch.GEMM_KIND_MASKED)
+              for g, rows, n, k in MASKED_SHAPES + MASKED_EDGE_SHAPES
+              for out_bytes in ((2,) if (g, rows, n, k) in MASKED_SHAPES else (2, 4))]
     return dense + contiguous + masked
 
 

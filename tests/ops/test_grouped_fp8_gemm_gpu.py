@@ -212,12 +212,15 @@ def test_contiguous_alignment_is_128() -> None:
     assert deepgemm.get_m_alignment_for_contiguous_layout() == 128
 
 
-# The masked kernel's producer copies a tile's B scales with one bulk copy per row where the rows are
-# 16-byte aligned, else with a 4-byte cp.async per scale: K of 9 k-blocks (36-byte rows), and sfb
-# starting 4 bytes into its storage, with 128-column tiles (one row of scales) and 192-column ones
-# (two rows: the tiles straddle 128-column blocks).
+# The masked kernel's producer bulk-copies a tile's B scales by rows, which must start 16-byte aligned:
+# where ceil(K/128) is not a multiple of 4 the op hands it a copy of sfb with padded rows, and where sfb
+# itself does not start 16-byte aligned a copy of it (`kernel.masked_sfb`). K of 9 k-blocks (36-byte
+# rows), 3 (tools/sanitize.py's case) and 1, sfb starting 4 bytes into its storage, with 128-column
+# tiles (one row of scales), 192-column ones (two rows: the tiles straddle 128-column blocks) and
+# narrow ones.
 @pytest.mark.parametrize("g,m,n,k,offset_sfb", [(4, 200, 4096, 1152, False), (4, 200, 4096, 7168, True),
-                                                (32, 96, 7168, 2048, True)])
+                                                (32, 96, 7168, 2048, True), (4, 128, 264, 272, False),
+                                                (2, 300, 136, 128, True), (4, 256, 3072, 640, False)])
 def test_masked_b_scales_not_16_byte_aligned(g: int, m: int, n: int, k: int, offset_sfb: bool) -> None:
     inputs = grouped_inputs("masked", g, m, n, k)
     if offset_sfb:
@@ -231,11 +234,15 @@ def test_masked_b_scales_not_16_byte_aligned(g: int, m: int, n: int, k: int, off
     _assert_accurate(inputs, d, "masked")
 
 
-def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
-    inputs = grouped_inputs("masked", 4, 384, 7168, 2048)
+# K = 1152: the captured call includes the copy of sfb with padded rows, which each replay makes anew
+# from sfb as it is then (rewritten in place here between replays).
+@pytest.mark.parametrize("n,k", [(7168, 2048), (4096, 1152)])
+def test_masked_cuda_graph_replays_with_new_row_counts(n: int, k: int) -> None:
+    inputs = grouped_inputs("masked", 4, 384, n, k)
     max_m = inputs.a.shape[1]
     sfa = deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa)  # so the captured call copies nothing
-    a, b = (inputs.a, sfa), (inputs.b, inputs.sfb)
+    sfb = inputs.sfb.clone()
+    a, b = (inputs.a, sfa), (inputs.b, sfb)
     masked_m = inputs.masked_m.clone()
     buf, d = _sentinel_output(_output_shape(inputs))
 
@@ -243,9 +250,10 @@ def test_masked_cuda_graph_replays_with_new_row_counts() -> None:
         deepgemm.m_grouped_fp8_gemm_nt_masked(a, b, d, masked_m, inputs.expected_m)
 
     graph = captured_graph(call)
-    for counts in replay_row_counts(max_m):
+    for replay, counts in enumerate(replay_row_counts(max_m)):
         buf.fill_(SENTINEL_BITS)
         masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
+        sfb.copy_(inputs.sfb * 2.0 ** (replay % 3))  # powers of two: exact
         graph.replay()
         torch.cuda.synchronize()
         valid = valid_rows_mask(inputs, masked_m)

@@ -68,3 +68,21 @@ def test_masked_d_is_stored_per_group_and_contiguous_d_as_rows(stubbed, family):
     masked_launch, contiguous_launch = stubbed.record.launches
     assert masked_launch[stride_args] == (N * 2, ROWS * N * 2)
     assert contiguous_launch[stride_args] == (N * 2, 0)
+
+
+@pytest.mark.parametrize("k, copied", [(384, True), (1152, True), (512, False), (2048, False)])
+def test_fp8_masked_kernel_gets_b_scales_with_16_byte_rows(stubbed, k, copied):
+    # The masked kernel bulk-copies rows of B scales (3 or 9 k-blocks: padded to 4 or 12 floats, a copy);
+    # the contiguous kernel reads sfb as it is.
+    fp8 = torch.float8_e4m3fn
+    a, b = torch.zeros(G * ROWS, k, dtype=fp8), torch.zeros(G, N, k, dtype=fp8)
+    d = torch.zeros(G * ROWS, N, dtype=torch.bfloat16)
+    sfa, sfb = torch.ones(G * ROWS, -(-k // 128)), torch.rand(G, N // 128, -(-k // 128))
+    stubbed.fp8.launch_m_grouped_masked(a.view(G, ROWS, k), sfa.view(G, ROWS, -1), b, sfb, d.view(G, ROWS, N),
+                                        torch.zeros(G, dtype=torch.int32), 64, 0)
+    stubbed.fp8.launch_m_grouped_contiguous(a, sfa, b, sfb, d, torch.zeros(G * ROWS, dtype=torch.int32), 0)
+    masked_launch, contiguous_launch = stubbed.record.launches
+    sfb_arg = 3  # (shape_m, num_groups, grouped_layout, sfb, ...)
+    assert contiguous_launch[sfb_arg] == sfb.data_ptr()
+    assert (masked_launch[sfb_arg] != sfb.data_ptr()) == copied
+    assert masked_launch[sfb_arg] % 16 == 0

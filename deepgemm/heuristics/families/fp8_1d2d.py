@@ -10,6 +10,17 @@ BLOCK_K = 128
 SCALE_BLOCK = 128
 
 
+# The masked kind's producer bulk-copies a tile's rows of B scales, which must then start 16-byte aligned:
+# its kernel reads B scales whose rows are padded to a multiple of this many floats
+# (`TileScalesB::kRowFloats`; ops/fp8/kernel.py hands it such a copy where the rows are shorter).
+MASKED_SFB_ROW_ALIGN = 4
+
+
+def masked_sfb_row_floats(num_k_blocks: int) -> int:
+    """Floats per row of the B scales the masked kernel reads: ``ceil(K/128)`` padded to 16 bytes."""
+    return align(num_k_blocks, MASKED_SFB_ROW_ALIGN)
+
+
 def uniform_scale_b(block_n: int) -> bool:
     """True when no tile can straddle a 128-column block of B scales."""
     return SCALE_BLOCK % block_n == 0
@@ -21,9 +32,11 @@ def smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: i
     smem_d = align(block_m * block_n // num_d_chunks * out_bytes, 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + align(block_m * 4, 128)
     # The tiles' B scales: one copy per consumer warpgroup, or (masked kind) buffers taken in turn
-    # per tile, enough for a producer num_stages k-blocks ahead; sized for either.
+    # per tile, enough for a producer num_stages k-blocks ahead; sized for either, with the masked
+    # kind's padded rows in every grouped kind (`Fp8GemmLayout::kSFBBufferFloats`).
     num_k_blocks = ceil_div(k, BLOCK_K)
-    num_scales_b = num_k_blocks * (1 if uniform_scale_b(block_n) else 2)
+    row_floats = masked_sfb_row_floats(num_k_blocks) if grouped else num_k_blocks
+    num_scales_b = row_floats * (1 if uniform_scale_b(block_n) else 2)
     num_warpgroups = 1 if block_m == 64 else 2
     num_sfb_buffers = max(num_warpgroups, 1 + ceil_div(num_stages, num_k_blocks))
     smem_sfb = align(num_sfb_buffers * num_scales_b * 4, 8)

@@ -9,6 +9,7 @@ CPU path (``common.cpu_path``) or the GPU kernel (``kernel``); neither writes pa
 import torch
 from torch import Tensor
 
+from ...heuristics.families.fp8_1d2d import masked_sfb_row_floats
 from ..common.cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_nt_masked_fp32
 from ..common.group_indices import (
     M_ALIGNMENT_CONTIGUOUS,
@@ -191,7 +192,8 @@ def m_grouped_fp8_gemm_nt_masked(
             sfa: ``float32 [G, max_m, ceil(K/128)]``, any strides (``get_mn_major_tma_aligned_tensor``'s
                 layout saves a copy per GPU call).
         b = (B, sfb): as in ``m_grouped_fp8_gemm_nt_contiguous``: ``[G, N, K]`` and
-            ``[G, ceil(N/128), ceil(K/128)]``.
+            ``[G, ceil(N/128), ceil(K/128)]`` (where ``ceil(K/128)`` is not a multiple of 4, or sfb
+            does not start 16-byte aligned, a GPU call passes the kernel a padded copy of sfb).
         d: ``bfloat16`` or ``float32 [G, max_m, N]``: ``stride(2) == 1``, the other strides
             multiples of 16 bytes, not overlapping, 16-byte-aligned start.
         masked_m: ``int32 [G]``, contiguous: the valid rows of each expert, each in ``[0, max_m]``.
@@ -273,7 +275,10 @@ def _check_sizes_devices_layouts(
     the CUDA device index, or ``None`` for the CPU."""
     check_multiple("K", A.shape[-1], 16, "TMA needs 16-byte rows of FP8 in A and B")
     check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    check_grouped_kernel_dims(A, B, "sfb (b[1])", sfb.numel())
+    # The masked kernel reads B scales whose rows are padded to 16 bytes (`kernel.masked_sfb`).
+    num_scales = (sfb.numel() if A.dim() == 2
+                  else sfb.shape[0] * sfb.shape[1] * masked_sfb_row_floats(sfb.shape[2]))
+    check_grouped_kernel_dims(A, B, "sfb (b[1])", num_scales)
     inputs = {"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb, index_name: index}
     device = check_same_device({**inputs, "d": d})
     check_tma_operand("A (a[0])", A)

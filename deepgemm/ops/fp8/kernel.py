@@ -9,7 +9,8 @@ Tensor maps: A [rows, K] and B [N, K] in boxes of 128 K by the tile's rows; the 
 in boxes of the tile's rows by one k-block; D in boxes of 64 rows. The grouped kinds read B [G, N, K]
 as one [G * N, K] matrix (its experts lie back to back); the masked kind reads A, its scales and D
 as 3-D [G, max_m, ...] maps, so each group's rows end at max_m for TMA (zero-filled loads, clipped
-stores) and never run into the next group.
+stores) and never run into the next group. Its producer bulk-copies each tile's B scales, so it reads
+them with rows padded to 16 bytes (`masked_sfb`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import FP8_1D2D, GemmConfig, GemmShape
 from ...heuristics.config import DENSE
-from ...heuristics.families.fp8_1d2d import BLOCK_K
+from ...heuristics.families.fp8_1d2d import BLOCK_K, masked_sfb_row_floats
 from ...jit import ParamType
 from ...quant.layout import (
     TMA_ALIGNMENT_BYTES,
@@ -238,6 +239,8 @@ class _GroupedPlan(Plan):
             grouped_layout: torch.Tensor) -> None:
         # The kernel reads A's scales by TMA boxes of (rows, 1 k-block): MN-major, 16-byte aligned.
         sfa = get_mn_major_tma_aligned_tensor(sfa)
+        if self.is_masked:
+            sfb = masked_sfb(sfb)
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), sfa.data_ptr(), *sfa.stride(),
                d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, sfa, d)
@@ -273,3 +276,19 @@ class _GroupedPlan(Plan):
 
 
 _grouped_plans = PlanCache(max_plans=1024)
+
+
+def masked_sfb(sfb: torch.Tensor) -> torch.Tensor:
+    """The B scales ``[G, ceil(N/128), ceil(K/128)]`` (contiguous) as the masked kernel reads them: rows
+    of ``masked_sfb_row_floats`` floats from a 16-byte-aligned start, so that its producer copies each
+    tile's rows with bulk copies (`TileScalesB::load_by_producer`). ``sfb`` itself where it already is
+    so (the DeepSeek-V3 K values: 7168, 2048, 4096 are multiples of 512), else a copy padded with zeros
+    the kernel never reads: a small device copy on the stream, no host sync, captured by a CUDA graph
+    like the call (it reads ``sfb`` at each replay)."""
+    num_k_blocks = sfb.shape[-1]
+    pad = masked_sfb_row_floats(num_k_blocks) - num_k_blocks
+    if pad:
+        return torch.nn.functional.pad(sfb, (0, pad))
+    if sfb.data_ptr() % 16:
+        return sfb.clone(memory_format=torch.contiguous_format)
+    return sfb

@@ -44,7 +44,8 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kWaveM = 64 * kNumMathWarpgroups;
     static constexpr uint32_t kNumWaves = BLOCK_M / kWaveM;
     static constexpr uint32_t kNumKBlocks = ceil_div(SHAPE_K, BLOCK_K);
-    using ScalesB = TileScalesB<SHAPE_N, SHAPE_K, BLOCK_N>;
+    // The producer's bulk copy (masked kind) reads B scales whose rows are padded to 16 bytes.
+    using ScalesB = TileScalesB<SHAPE_N, SHAPE_K, BLOCK_N, KindTraits<kKind>::kProducerLoadsScalesB>;
     // One consumer warpgroup with registers for a second accumulator set runs the two-set k-loop
     // (Fp8MmaPromote::two_set_k_loop), whose WGMMAs of one k-block overlap the promotion of the
     // previous one. With 128-row tiles the other warpgroup already fills that gap.
@@ -58,7 +59,8 @@ struct Fp8GemmLayout {
     static constexpr uint32_t kSmemABytes = BLOCK_M * BLOCK_K;
     static constexpr uint32_t kSmemBBytes = BLOCK_N * BLOCK_K;
     static constexpr uint32_t kSmemSFABytes = align_up(BLOCK_M * 4u, 128u);
-    // A tile's B scales: one per k-block, two when the tile straddles a 128-column block.
+    // A tile's B scales: one row of one per k-block, two rows when the tile straddles a 128-column
+    // block (rows padded to 16 bytes in the masked kind, see TileScalesB).
     static constexpr uint32_t kNumScalesB = ScalesB::kNumScales;
     // Who copies them to shared memory (KindTraits::kProducerLoadsScalesB): the producer, with the
     // tile's first stage, into buffers taken in turn per tile; or each consumer warpgroup into its
@@ -66,9 +68,13 @@ struct Fp8GemmLayout {
     // k-blocks ahead, never overwrites those of a tile the consumers are still in (they read a
     // k-block's scales until just after freeing its stage).
     static constexpr uint32_t kNumTileSFBBuffers = 1 + ceil_div(kNumStages, kNumKBlocks);
-    // Sized for either use, so the host's mirror of the layout need not know the kind.
+    // Sized for either use, and in every grouped kind for rows padded as the masked kind's are, so the
+    // host's mirror of the layout need not know the kind beyond dense or grouped.
+    static constexpr uint32_t kSFBBufferFloats =
+        align_up(kNumKBlocks, KindTraits<kKind>::kIsGrouped ? 4u : 1u) * ScalesB::kNumRows;
+    static_assert(kNumScalesB <= kSFBBufferFloats, "a tile's B scales fit their buffer");
     static constexpr uint32_t kSmemSFBBytes =
-        align_up(max_of(kNumMathWarpgroups, kNumTileSFBBuffers) * kNumScalesB * 4u, 8u);
+        align_up(max_of(kNumMathWarpgroups, kNumTileSFBBuffers) * kSFBBufferFloats * 4u, 8u);
     static constexpr uint32_t kSmemStageBytes = kSmemABytes + kSmemBBytes + kSmemSFABytes;
     // The tile slots of kinds that hand off tiles (pipeline/stages.cuh).
     static constexpr uint32_t kSmemTileBytes = KindTraits<kKind>::kHandsOffTiles ? kNumStages * sizeof(Tile) : 0;
@@ -97,6 +103,10 @@ template <typename Layout, uint32_t SHAPE_N, uint32_t BLOCK_N, uint32_t kNumTMAM
 struct Fp8StageLoader {
     using Traits = KindTraits<kKind>;
     static constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
+    // The B scales a tile's first stage also brings where the producer copies them (produce_tiles
+    // arms the stage's barrier for them).
+    static constexpr uint32_t kFirstStageExtraTxBytes =
+        Traits::kProducerLoadsScalesB ? Layout::ScalesB::kProducerTxBytes : 0;
 
     const TmaDescriptor& tmap_a;
     const TmaDescriptor& tmap_b;
@@ -114,8 +124,11 @@ struct Fp8StageLoader {
         uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
         uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
         uint8_t* dst_sfa = smem_sfa + stage * Layout::kSmemSFABytes;
-        if (Traits::kProducerLoadsScalesB && k_block == 0)
-            Layout::ScalesB::load_by_producer(sfb, tile, Layout::next_tile_sfb(smem_sfb, num_tiles), bar);
+        // Compiled for the masked kind only: the bulk copy needs its padded rows.
+        if constexpr (Traits::kProducerLoadsScalesB) {
+            if (k_block == 0)
+                Layout::ScalesB::load_by_producer(sfb, tile, Layout::next_tile_sfb(smem_sfb, num_tiles), bar);
+        }
         const int32_t k = k_block * Layout::BLOCK_K, m = tile.row, n = tile.n_block * BLOCK_N, g = tile.group;
         // With a 2-CTA cluster both CTAs share one operand tile: rank 0 loads it into both.
         if constexpr (kNumTMAMulticast > 1 && kIsMulticastOnA) {

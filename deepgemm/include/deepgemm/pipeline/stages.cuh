@@ -53,11 +53,25 @@ __device__ __forceinline__ void start_pipeline(uint32_t thread, uint64_t* full_b
                                                                        empty_barriers);
 }
 
+// Transaction bytes a loader's first k-block of each tile brings on top of the stage's own (the FP8
+// masked kind's B scales): its static member kFirstStageExtraTxBytes where it has one, else none.
+// `produce_tiles` arms them with the stage's in its one arrival, so every copy a phase waits for is
+// counted before the phase can complete.
+template <typename StageLoader, typename = void>
+struct FirstStageExtraTxBytes {
+    static constexpr uint32_t kValue = 0;
+};
+template <typename StageLoader>
+struct FirstStageExtraTxBytes<StageLoader, decltype(void(StageLoader::kFirstStageExtraTxBytes))> {
+    static constexpr uint32_t kValue = StageLoader::kFirstStageExtraTxBytes;
+};
+
 // The producer thread's loop: for every tile of `scheduler` and every k-block, waits for a free
-// stage, arms its full barrier for `stage_tx_bytes` and calls `loader.load_stage(tile, k_block, stage,
-// full_barrier)` to issue the TMA loads. Kinds that hand off tiles publish each tile in its first
-// stage's slot (the barrier's release makes it visible to the consumers' acquiring wait) and end the
-// stream with a kNoMoreTiles slot completed by a plain arrival.
+// stage, arms its full barrier for `stage_tx_bytes` (a tile's first k-block for the loader's
+// FirstStageExtraTxBytes too) and calls `loader.load_stage(tile, k_block, stage, full_barrier)` to
+// issue the TMA loads. Kinds that hand off tiles publish each tile in its first stage's slot (the
+// barrier's release makes it visible to the consumers' acquiring wait) and end the stream with a
+// kNoMoreTiles slot completed by a plain arrival.
 //
 // With kLoadBatch > 1 the loads go out in batches of that many consecutive k-blocks: the producer
 // waits until the whole batch of stages is free, then issues it back to back. Each row of a tile is
@@ -69,6 +83,7 @@ template <GemmKind kKind, uint32_t kNumStages, uint32_t kNumKBlocks, uint32_t kL
 __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* full_barriers, uint64_t* empty_barriers,
                                               Tile* stage_tiles, uint32_t stage_tx_bytes, StageLoader& loader) {
     constexpr bool kHandsOffTiles = KindTraits<kKind>::kHandsOffTiles;
+    constexpr uint32_t kFirstStageExtraTxBytes = FirstStageExtraTxBytes<StageLoader>::kValue;
     // While waiting for a stage the consumers may still hold the one before it (its WGMMAs in
     // flight): a batch of all kNumStages stages would wait for a stage they cannot free yet.
     static_assert(kLoadBatch >= 1 && kLoadBatch < kNumStages, "a load batch must leave the consumers a stage");
@@ -85,7 +100,10 @@ __device__ __forceinline__ void produce_tiles(Scheduler& scheduler, uint64_t* fu
                 if (kHandsOffTiles && k_block == 0)
                     stage_tiles[stage] = tile;
                 uint64_t* bar = &full_barriers[stage];
-                ptx::mbarrier_arrive_expect_tx(bar, stage_tx_bytes);
+                if (kFirstStageExtraTxBytes > 0 && k_block == 0)
+                    ptx::mbarrier_arrive_expect_tx(bar, stage_tx_bytes + kFirstStageExtraTxBytes);
+                else
+                    ptx::mbarrier_arrive_expect_tx(bar, stage_tx_bytes);
                 loader.load_stage(tile, k_block, stage, bar);
             }
         }
