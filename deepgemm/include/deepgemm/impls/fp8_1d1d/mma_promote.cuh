@@ -46,16 +46,11 @@ struct WgradMmaPromote {
             ptx::mbarrier_wait(&full_barriers[stage], phase);
             const float* stage_sfa = sfa_base + stage * (Layout::kSmemSFABytes / 4);
             const float* stage_sfb = sfb_base + stage * (Layout::kSmemSFBBytes / 4);
-            Float2 scale_b[kNumGroups];
-            #pragma unroll
-            for (uint32_t i = 0; i < kNumGroups; ++i)
-                scale_b[i] = *reinterpret_cast<const Float2*>(stage_sfb + i * 8);
             const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
             const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
+            Float2 scale_b[kNumGroups];
             #pragma unroll
             for (uint32_t w = 0; w < kNumWaves; ++w) {
-                const float scale_a0 = stage_sfa[w * Layout::kWaveM];
-                const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
                 // Each 32-wide K step moves 32 bytes (2 descriptor units) along the swizzled row.
                 const uint64_t wave_desc_a = desc_a + (w * Layout::kWaveM * BLOCK_K >> 4);
                 ptx::wgmma_fence();
@@ -63,6 +58,17 @@ struct WgradMmaPromote {
                 for (uint32_t k = 0; k < BLOCK_K / 32; ++k)
                     MMA::mma(wave_desc_a + k * 2, desc_b + k * 2, accum, k > 0);
                 ptx::wgmma_commit_group();
+
+                // The scales are read while the WGMMAs run (the stage stays ours until it is released
+                // below), so neither the loads' latency nor the scale products that ptxas computes
+                // before the wait delay the WGMMAs' issue.
+                const float scale_a0 = stage_sfa[w * Layout::kWaveM];
+                const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
+                if (w == 0) {
+                    #pragma unroll
+                    for (uint32_t i = 0; i < kNumGroups; ++i)
+                        scale_b[i] = *reinterpret_cast<const Float2*>(stage_sfb + i * 8);
+                }
                 ptx::wgmma_wait_group<0>();
                 #pragma unroll
                 for (uint32_t i = 0; i < kNumAccum; ++i)
