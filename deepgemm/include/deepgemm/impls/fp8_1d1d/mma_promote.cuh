@@ -10,15 +10,15 @@
 namespace deepgemm {
 
 // One consumer warpgroup's mainloop over a tile of the 1D1D kernel: per 128-K block it waits for the
-// stage, reads its rows' A scales and its columns' B scales from the stage into registers, issues the
-// block's WGMMAs into `accum`, frees the stage once they retired (the scales are in registers by then,
-// so the next load overlaps the promotion), and promotes the partial sum into `final_accum`:
-// final[r][c] += (sa[r] * sb[c]) * accum[r][c], every element its own scale product.
+// stage, issues the block's WGMMAs into `accum`, reads its rows' A scales and its columns' B scales from
+// the stage into registers while they run, frees the stage once they retired (the scales are in
+// registers by then, so the next load overlaps the promotion), and promotes the partial sum into
+// `final_accum`: final[r][c] += (sa[r] * sb[c]) * accum[r][c], every element its own scale product.
 //
 // The B scales of a thread's columns: the WGMMA fragment gives thread t the columns 8 * i + 2 * (t % 4)
 // and the next, for every 8-column group i, so one 8-byte shared load per group fetches both (the 8
-// rows of a quad-column share it: a broadcast). They are read once the k-block's WGMMAs are issued, so
-// their latency passes under the tensor cores'.
+// rows of a quad-column share it: a broadcast). Reading them before the WGMMAs made every k-block's
+// WGMMAs wait for the loads and for the scale products ptxas placed ahead of them.
 //
 // Two consumer warpgroups take turns issuing (`kTakeTurns`): warpgroup 0 issues a wave's WGMMAs, then
 // warpgroup 1 its own, then warpgroup 0 the next wave's, and so on, handing the turn over through two
@@ -93,9 +93,8 @@ struct WgradMmaPromote {
                 if constexpr (kTakeTurns)
                     ptx::named_barrier_arrive(turn_barrier(warpgroup ^ 1), kNumMathThreads);
 
-                // The scales are read while the WGMMAs run (the stage stays ours until it is released
-                // below), so neither the loads' latency nor the scale products that ptxas computes
-                // before the wait delay the WGMMAs' issue.
+                // The scales are read while the WGMMAs run: the stage stays ours until it is released
+                // below.
                 const float scale_a0 = stage_sfa[w * Layout::kWaveM];
                 const float scale_a1 = stage_sfa[w * Layout::kWaveM + 8];
                 if (w == 0) {
