@@ -1,7 +1,7 @@
 """The 1D1D FP8 kernel compiles for sm_90a, with nvcc and with NVRTC, with no local memory (stack frame or
 spills) and no serialised WGMMAs, for every distinct config the heuristic selects on the wgrad suites
-(dense FP32 and BF16 out, accumulating or not; k-grouped), the GPU tests' edge shapes, and a few
-multicast configs; the host's mirror of its shared-memory layout matches the kernel's constants.
+(dense FP32 and BF16 out, accumulating or not; k-grouped), the GPU tests' edge shapes and tiles, and a
+few multicast configs; the host's mirror of its shared-memory layout matches the kernel's constants.
 
 No GPU is needed. Builds run in parallel threads into a fresh cache directory."""
 
@@ -76,9 +76,17 @@ def multicast_cases() -> list[Case]:
                                                                 (64, 128, False, False, False))]
 
 
+def determinism_cases() -> list[Case]:
+    """The tiles of the GPU test `test_dense_tiles_are_deterministic_over_many_k_blocks`: two waves per
+    warpgroup, two warpgroups taking turns, one warpgroup."""
+    shape = GemmShape(2048, 2 * 1216, 8192, 4, family=FP8_1D1D)
+    return [Case(shape.n, shape.k, make_config(shape, NUM_SMS, block_m, block_n), False)
+            for block_m, block_n in ((256, 104), (128, 152), (64, 152))]
+
+
 def distinct_cases() -> list[Case]:
     cases: dict[tuple, Case] = {}
-    for case in selected_cases() + multicast_cases():
+    for case in selected_cases() + multicast_cases() + determinism_cases():
         cases.setdefault(case.template_args[2:], case)
     return list(cases.values())
 
@@ -132,7 +140,7 @@ def builds(tmp_path_factory):
 
 
 def test_cases_cover_every_variant():
-    assert {case.cfg.block_m for case in CASES} >= {64, 128}
+    assert {case.cfg.block_m for case in CASES} == {64, 128, 256}
     assert {case.cfg.out_bytes for case in CASES} == {2, 4}
     assert {case.cfg.num_tma_multicast for case in CASES} == {1, 2}
     assert {case.k_grouped for case in CASES} == {False, True}

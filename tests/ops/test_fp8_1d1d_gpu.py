@@ -166,6 +166,25 @@ def test_dense_multicast_configs(block_m, block_n, on_a, accumulate):
     assert calc_diff(d, expected) < 1e-5
 
 
+@pytest.mark.parametrize("block_m, block_n", [(256, 104), (128, 152), (64, 152)])
+def test_dense_tiles_are_deterministic_over_many_k_blocks(block_m, block_n):
+    """Two consumer warpgroups take turns issuing WGMMAs (one warpgroup at 64 rows; two waves each at
+    256): many tiles per SM over 64 k-blocks give the same bits run after run."""
+    m, n, k = 2048, 2 * 1216, 8192
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    shape = GemmShape(m, n, k, 4, family=FP8_1D1D)
+    cfg = make_config(shape, num_sms, block_m, block_n)
+    assert not config_errors(cfg, shape)
+    a, b = operand(m, k, 12), operand(n, k, 13)
+    d = torch.empty(m, n, device="cuda")
+    wgrad_kernel.launch_fp8_gemm_nt_1d1d(*a, *b, d, None, 0, config=cfg)
+    assert calc_diff(d, fp64_product(a, b)) < 1e-5
+    for _ in range(3):
+        again = torch.full_like(d, float("nan"))
+        wgrad_kernel.launch_fp8_gemm_nt_1d1d(*a, *b, again, None, 0, config=cfg)
+        assert torch.equal(again, d)
+
+
 # ---- k-grouped -----------------------------------------------------------------------------------------
 
 
