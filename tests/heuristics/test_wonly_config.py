@@ -32,28 +32,44 @@ def test_every_selection_fits_and_follows_the_kernel_rules(n, k, bits):
         assert cfg.block_m in (8, 16, 32, 64, 128, 256) and cfg.block_m >= min(m, 64)
         assert 1 <= cfg.num_splits <= num_k_blocks
         tiles = ceil_div(m, cfg.block_m) * ceil_div(n, cfg.block_n)
-        assert cfg.grid == tiles * cfg.num_splits
+        # Persistent: one CTA per SM at most, none without a unit.
+        assert cfg.grid == min(tiles * cfg.num_splits, NUM_SMS)
         if cfg.num_splits > 1:
-            assert cfg.grid <= NUM_SMS  # one wave: the split CTAs of a tile run together
+            assert ceil_div(num_k_blocks, cfg.num_splits) >= 4 or num_k_blocks < 8
             assert cfg.workspace_floats(tiles) == tiles * cfg.num_splits * cfg.block_n * cfg.block_m
 
 
-def test_kernel_block_decomposition_covers_every_tile_and_k_block_once():
-    """The kernel's blockIdx split (split fastest, then n-block, then m-block) and its K ranges."""
-    m, n, k = 5, 2112, 7168
+@pytest.mark.parametrize("m, n, k", [(5, 2112, 7168), (1, 28672, 8192), (16, 7168, 16384), (64, 24576, 1536)])
+def test_kernel_unit_walk_covers_every_tile_and_k_block_once(m, n, k):
+    """The kernel's persistent walk (impls/wonly/schedule.cuh): CTA b takes units b, b + grid, ...; a
+    unit's index splits into split (fastest), n-block, m-block, and a split into its K range."""
     cfg = select_wonly_config(m, n, k, 4, NUM_SMS)
-    assert cfg.num_splits > 1
     num_k_blocks, num_n_blocks = ceil_div(k, 64), ceil_div(n, cfg.block_n)
-    seen = {}
-    for block in range(cfg.grid):
-        split, rest = block % cfg.num_splits, block // cfg.num_splits
-        n_block, m_block = rest % num_n_blocks, rest // num_n_blocks
-        begin = split * num_k_blocks // cfg.num_splits
-        end = (split + 1) * num_k_blocks // cfg.num_splits
-        assert end > begin
-        seen.setdefault((m_block, n_block), []).extend(range(begin, end))
+    num_units = ceil_div(m, cfg.block_m) * num_n_blocks * cfg.num_splits
+    assert cfg.grid == min(num_units, NUM_SMS)
+    seen, per_cta = {}, []
+    for cta in range(cfg.grid):
+        units = range(cta, num_units, cfg.grid)
+        per_cta.append(sum((s + 1) * num_k_blocks // cfg.num_splits - s * num_k_blocks // cfg.num_splits
+                           for s in (u % cfg.num_splits for u in units)))
+        for unit in units:
+            split, rest = unit % cfg.num_splits, unit // cfg.num_splits
+            n_block, m_block = rest % num_n_blocks, rest // num_n_blocks
+            begin = split * num_k_blocks // cfg.num_splits
+            end = (split + 1) * num_k_blocks // cfg.num_splits
+            assert end > begin
+            seen.setdefault((m_block, n_block), []).extend(range(begin, end))
     assert len(seen) == ceil_div(m, cfg.block_m) * num_n_blocks
     assert all(sorted(blocks) == list(range(num_k_blocks)) for blocks in seen.values())
+    # The walk balances the k-blocks: the busiest CTA has at most one unit more than the least busy.
+    assert max(per_cta) - min(per_cta) <= ceil_div(num_k_blocks, cfg.num_splits)
+
+
+def test_decode_cuts_few_large_tiles_into_balanced_units():
+    """28672 x 8192 at M = 1: 224 tiles are 1.7 waves of 132 SMs; four K ranges per tile make 896 units,
+    6.8 per SM, which the persistent grid runs without a pipeline fill per unit."""
+    cfg = select_wonly_config(1, 28672, 8192, 4, NUM_SMS)
+    assert (cfg.block_n, cfg.num_splits, cfg.grid) == (128, 4, NUM_SMS)
 
 
 def test_masked_selection_never_splits_and_covers_the_groups():

@@ -38,9 +38,17 @@ struct GroupParams {
 
 // One consumer warpgroup's mainloop over k-blocks [k_begin, k_end) of its tile: per k-block the
 // warpgroup's 64 weight rows are dequantised from the stage into A fragments (registers), then four
-// register-A WGMMAs (m64 x BLOCK_M x k16) multiply them with the stage's activation tile. The next
-// k-block's dequantisation runs while this one's WGMMAs do: the fragments are double-buffered, and a
-// stage is freed once the WGMMAs that read its activations retired. `stage` and `phase` (the ring
+// register-A WGMMAs (m64 x BLOCK_M x k16) multiply them with the stage's activation tile.
+//
+// At decode sizes a k-block's WGMMAs are tiny (m64n8k16 is a few cycles of tensor-core work) and
+// their time is latency, so the loop keeps latency off its critical path in two ways:
+// - kDepth k-blocks' WGMMA groups stay in flight (kDepth fragment buffers; the wait before
+//   dequantising the next k-block leaves kDepth - 1 groups pending), so a group's issue-to-retire
+//   latency overlaps the dequantisation of the next kDepth - 1 k-blocks rather than one;
+// - kNumSets independent accumulator sets: k16 step s accumulates into set s % kNumSets, so
+//   consecutive WGMMAs do not wait for each other's accumulators (one chain through every WGMMA of
+//   the tile otherwise). The sets are added (in set order) into the first after the last k-block.
+// A stage is freed once the WGMMAs that read its activations retired. `stage` and `phase` (the ring
 // position) advance here and carry over from one tile to the next.
 template <typename Layout, bool kIsFP16, bool kHasZeros>
 struct WonlyMma {
@@ -48,6 +56,12 @@ struct WonlyMma {
     using Dequant = SlabDequant<Layout::kWeightBits, kIsFP16>;
     static constexpr uint32_t kNumAccum = MMA::kNumAccum;
     static constexpr uint32_t kNumStages = Layout::kNumStages;
+    // Extra accumulator sets cost kNumAccum registers each: four for tiles of up to 32 tokens, two for
+    // 64; prefill tiles are tensor-core bound and keep one chain.
+    static constexpr uint32_t kNumSets = Layout::BLOCK_M <= 32 ? 4 : (Layout::BLOCK_M <= 64 ? 2 : 1);
+    static constexpr uint32_t kDepth = Layout::BLOCK_M <= 64 ? 4 : 2;
+    static_assert(kNumStages > kDepth, "the consumers hold kDepth stages at once, the producer needs one more");
+    static_assert(4 % kNumSets == 0, "each set takes the same k16 steps of every k-block");
 
     uint64_t* full_barriers;
     uint64_t* empty_barriers;
@@ -55,11 +69,12 @@ struct WonlyMma {
     uint64_t desc_a_base;      // the activation tile of stage 0 (the WGMMA's B operand)
     uint32_t lane;
     GroupParams<Layout, kHasZeros>& params;
-    float (&accum)[kNumAccum];
+    float (&accum)[kNumAccum];  // set 0, and the sum of all sets after k_loop
 
     uint32_t stage = 0, phase = 0;
     RowDequant rows;
     bool rows_ready = false;
+    float extra[kNumSets > 1 ? kNumSets - 1 : 1][kNumAccum];  // sets 1.. (unused with one set)
 
     __device__ __forceinline__ void dequant(uint32_t k_block, uint32_t (&frag)[4][4]) {
         ptx::mbarrier_wait(&full_barriers[stage], phase);
@@ -71,12 +86,17 @@ struct WonlyMma {
         Dequant::convert(smem_slab + stage * Layout::kSmemBBytes, lane, rows, frag);
     }
 
+    __device__ __forceinline__ float* set_accum(uint32_t set) {
+        return set == 0 ? accum : extra[set - 1];
+    }
+
+    // The first k-block's first WGMMA into each set overwrites it (no zeroing).
     __device__ __forceinline__ void issue(uint32_t (&frag)[4][4], bool first) {
         const uint64_t desc = desc_a_base + stage * (Layout::kSmemABytes >> 4);
         ptx::wgmma_fence();
         #pragma unroll
         for (uint32_t s = 0; s < 4; ++s)
-            MMA::template mma<kIsFP16>(frag[s], desc + s * 2, accum, !first || s > 0);
+            MMA::template mma<kIsFP16>(frag[s], desc + s * 2, set_accum(s % kNumSets), !first || s >= kNumSets);
         ptx::wgmma_commit_group();
     }
 
@@ -85,43 +105,56 @@ struct WonlyMma {
             stage = 0, phase ^= 1;
     }
 
-    __device__ __forceinline__ uint32_t previous_stage() const {
-        return stage == 0 ? kNumStages - 1 : stage - 1;
+    // The stage `back` k-blocks before the current one.
+    __device__ __forceinline__ uint32_t stage_back(uint32_t back) const {
+        return stage >= back ? stage - back : stage + kNumStages - back;
     }
 
-    // One k-block: issue its WGMMAs with `cur`, then (when another follows) wait for the previous
-    // k-block's WGMMAs, free their stage, and dequantise the next k-block into `next`.
+    // One k-block: issue its WGMMAs with `cur`; when another follows, wait until at most kDepth - 1
+    // groups are pending (the group of k_block - (kDepth - 1) and older retired: free that one's stage;
+    // `next` was last read by k_block + 1 - kDepth's group), and dequantise the next k-block into `next`.
     __device__ __forceinline__ void step(uint32_t k_block, uint32_t k_begin, uint32_t k_end, uint32_t (&cur)[4][4],
                                          uint32_t (&next)[4][4]) {
         issue(cur, k_block == k_begin);
         if (k_block + 1 < k_end) {
-            ptx::wgmma_wait_group<1>();
-            if (k_block > k_begin)
-                release_stage<1>(&empty_barriers[previous_stage()], lane);
+            ptx::wgmma_wait_group<kDepth - 1>();
+            if (k_block >= k_begin + (kDepth - 1))
+                release_stage<1>(&empty_barriers[stage_back(kDepth - 1)], lane);
             advance();
             dequant(k_block + 1, next);
         }
     }
 
     __device__ __forceinline__ void k_loop(uint32_t k_begin, uint32_t k_end) {
-        uint32_t frag[2][4][4];
+        uint32_t frag[kDepth][4][4];
         params.load(k_begin / Layout::kGroupKBlocks);
         rows_ready = false;
         dequant(k_begin, frag[0]);
-        // Unrolled by two so that each fragment buffer is a fixed set of registers.
-        for (uint32_t k_block = k_begin; k_block < k_end; k_block += 2) {
-            step(k_block, k_begin, k_end, frag[0], frag[1]);
-            if (k_block + 1 < k_end)
-                step(k_block + 1, k_begin, k_end, frag[1], frag[0]);
+        // Unrolled by kDepth so that each fragment buffer is a fixed set of registers.
+        for (uint32_t k_block = k_begin; k_block < k_end; k_block += kDepth) {
+            #pragma unroll
+            for (uint32_t b = 0; b < kDepth; ++b) {
+                if (k_block + b < k_end)
+                    step(k_block + b, k_begin, k_end, frag[b], frag[(b + 1) % kDepth]);
+            }
         }
         ptx::wgmma_wait_group<0>();
-        if (k_end - k_begin > 1)
-            release_stage<1>(&empty_barriers[previous_stage()], lane);
-        release_stage<1>(&empty_barriers[stage], lane);
+        // The last min(k-blocks, kDepth) stages are still held: the current one and those before it.
+        const uint32_t held = min_of(k_end - k_begin, kDepth);
+        for (uint32_t back = 0; back < held; ++back)
+            release_stage<1>(&empty_barriers[stage_back(back)], lane);
         advance();
         #pragma unroll
         for (uint32_t i = 0; i < kNumAccum; ++i)
             ptx::fence_operand(accum[i]);
+        #pragma unroll
+        for (uint32_t set = 1; set < kNumSets; ++set) {
+            #pragma unroll
+            for (uint32_t i = 0; i < kNumAccum; ++i) {
+                ptx::fence_operand(extra[set - 1][i]);
+                accum[i] += extra[set - 1][i];
+            }
+        }
     }
 };
 
