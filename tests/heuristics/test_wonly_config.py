@@ -83,3 +83,66 @@ def test_decode_fills_the_sms_and_prefill_takes_tall_tiles():
     assert decode.block_m == 16 and decode.grid >= 0.9 * NUM_SMS
     prefill = select_wonly_config(4096, 7168, 16384, 8, NUM_SMS)
     assert prefill.block_m == 256 and prefill.block_n == 128 and prefill.num_splits == 1
+
+
+class _MmaRing:
+    """impls/wonly/mainloop.cuh's WonlyMma stage bookkeeping, step for step: which stage each k-block
+    reads, when each is freed, and which WGMMA groups the frees wait for."""
+
+    def __init__(self, num_stages: int, depth: int) -> None:
+        self.num_stages, self.depth = num_stages, depth
+        self.stage = 0
+        self.filled: list[int] = []    # stage of each k-block consumed, in order
+        self.freed: list[int] = []     # stages freed, in order
+        self.groups_issued = 0
+        self.log: list[tuple[int, int]] = []  # (stage freed, groups that must have retired)
+
+    def stage_back(self, back: int) -> int:
+        return self.stage - back if self.stage >= back else self.stage + self.num_stages - back
+
+    def advance(self) -> None:
+        self.stage = (self.stage + 1) % self.num_stages
+
+    def free(self, stage: int, pending: int) -> None:
+        held = len(self.filled) - len(self.freed)
+        assert held <= self.depth < self.num_stages
+        self.freed.append(stage)
+        self.log.append((stage, self.groups_issued - pending))
+
+    def k_loop(self, k_begin: int, k_end: int) -> None:
+        self.filled.append(self.stage)  # dequant(k_begin)
+        for k_block in range(k_begin, k_end):
+            self.groups_issued += 1  # issue(k_block)
+            if k_block + 1 < k_end:
+                if k_block >= k_begin + self.depth - 1:
+                    self.free(self.stage_back(self.depth - 1), pending=self.depth - 1)
+                self.advance()
+                self.filled.append(self.stage)  # dequant(k_block + 1)
+        for back in range(min(k_end - k_begin, self.depth)):
+            self.free(self.stage_back(back), pending=0)
+        self.advance()
+
+
+@pytest.mark.parametrize("num_stages, depth", [(5, 4), (32, 4), (14, 4), (3, 2), (9, 2)])
+def test_mainloop_frees_each_stage_once_after_its_wgmmas_retired(num_stages, depth):
+    """The ring stays in step with the producer (which fills stages 0, 1, ... in turn) over units of any
+    length, every consumed stage is freed exactly once, and only once the WGMMA group that read it has
+    retired (a free waits for all but the newest `pending` groups)."""
+    ring = _MmaRing(num_stages, depth)
+    lengths = [1, 2, 3, 4, 5, 7, 18, 1, 1, 32, 6]
+    for length in lengths:
+        before = len(ring.filled)
+        ring.k_loop(100, 100 + length)
+        consumed = ring.filled[before:]
+        assert consumed == [(before + i) % num_stages for i in range(length)]
+    assert ring.freed and sorted(ring.freed) == sorted(ring.filled)
+    # k-block j (0-based over the whole run) is group j + 1: freeing its stage needs groups <= j + 1 retired.
+    frees_by_stage: dict[int, list[int]] = {}
+    for stage, retired in ring.log:
+        frees_by_stage.setdefault(stage, []).append(retired)
+    uses_by_stage: dict[int, list[int]] = {}
+    for j, stage in enumerate(ring.filled):
+        uses_by_stage.setdefault(stage, []).append(j + 1)
+    for stage, uses in uses_by_stage.items():
+        assert len(frees_by_stage[stage]) == len(uses)
+        assert all(retired >= group for retired, group in zip(frees_by_stage[stage], uses, strict=True))

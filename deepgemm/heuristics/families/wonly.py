@@ -1,8 +1,8 @@
 """The weight-only (W8A16 / W4A16) kernel's configs: `WonlyConfig` and `select_wonly_config`.
 
 The kernel (impls/sm90_wonly_gemm.cuh) puts the weights on the WGMMA's 64-row side and the tokens on
-its N side, runs one CTA per tile (no persistent loop) and, where the tiles are fewer than the SMs,
-splits K over several CTAs per tile. Its choices are not the other families' (no BLOCK_N candidates,
+its N side and, for the dense kind, runs a persistent grid over units of one K range (split) of one
+tile. Its choices are not the other families' (no BLOCK_N candidates,
 no multicast; tokens per tile and the split count instead), so it has its own small selection rather
 than a `KernelFamily` record for `select_config`. Stdlib only; `wonly_smem_bytes` mirrors the kernel's
 `WonlyLayout::kSmemBytes`.
@@ -108,9 +108,11 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
 
     Tokens per tile: the smallest decode tile that holds `m` (up to 64); past that the tile of 128 or
     256 tokens with the least tile time over its waves (ties: 256), always 128 weight rows. At decode
-    sizes the weight rows per tile and the K split (dense only) keep as many SMs streaming weights as
-    possible: a pair that keeps GOOD_SM_USE of the SMs' slots busy, then the taller tile (two warpgroups
-    share the dequantisation work of a CTA), then the better use of the slots, then the fewer splits."""
+    sizes, dense: the weight rows per tile and the K split that give the busiest SM of the persistent grid
+    the least work (`_efficiency`, one-warpgroup CTAs at ONE_WARPGROUP_RATE; ties: two warpgroups, then
+    fewer splits). Masked (no split, one CTA per expert and n-block): a tile that keeps GOOD_SM_USE of the
+    SMs' slots busy, then the taller tile (two warpgroups share the dequantisation work of a CTA), then
+    the better use of the slots. Dense grids have at most one CTA per SM."""
     num_k_blocks = ceil_div(k, BLOCK_K)
     m_groups = num_groups if masked else 1
     if m > DECODE_BLOCK_M[-1]:
