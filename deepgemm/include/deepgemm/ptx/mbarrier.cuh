@@ -36,6 +36,12 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_addr(bar)) : "memory");
 }
 
+// The same, by the threads where `pred` holds, as one predicated instruction (no branch around it).
+__device__ __forceinline__ void mbarrier_arrive_if(uint64_t* bar, bool pred) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}"
+                 :: "r"(smem_addr(bar)), "r"(static_cast<uint32_t>(pred)) : "memory");
+}
+
 // Arrives on the barrier at the same shared-memory offset in CTA `cta_rank` of this cluster.
 // CTA-scope release on purpose: the only thing signalled is that this thread's reads of a stage
 // are done (WGMMA reads already retired), and a cluster-scope release compiles to a MEMBAR.GPU per

@@ -105,6 +105,11 @@ struct WonlyMma {
             stage = 0, phase ^= 1;
     }
 
+    // Lane 0 of each warp arrives (the empty barriers count one arrival per consumer warp).
+    __device__ __forceinline__ void free_stage(uint32_t s) {
+        ptx::mbarrier_arrive_if(&empty_barriers[s], lane == 0);
+    }
+
     // The stage `back` k-blocks before the current one.
     __device__ __forceinline__ uint32_t stage_back(uint32_t back) const {
         return stage >= back ? stage - back : stage + kNumStages - back;
@@ -119,7 +124,7 @@ struct WonlyMma {
         if (k_block + 1 < k_end) {
             ptx::wgmma_wait_group<kDepth - 1>();
             if (k_block >= k_begin + (kDepth - 1))
-                release_stage<1>(&empty_barriers[stage_back(kDepth - 1)], lane);
+                free_stage(stage_back(kDepth - 1));
             advance();
             dequant(k_block + 1, next);
         }
@@ -142,7 +147,7 @@ struct WonlyMma {
         // The last min(k-blocks, kDepth) stages are still held: the current one and those before it.
         const uint32_t held = min_of(k_end - k_begin, kDepth);
         for (uint32_t back = 0; back < held; ++back)
-            release_stage<1>(&empty_barriers[stage_back(back)], lane);
+            free_stage(stage_back(back));
         advance();
         #pragma unroll
         for (uint32_t i = 0; i < kNumAccum; ++i)
