@@ -140,7 +140,8 @@ sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const ui
 
         GroupParams<Layout, kHasZeros> params{};
         float accum[kNumAccum];
-        Mma mainloop{full_barriers, empty_barriers, smem_b + warp * WeightSlab<kWeightBits>::kBytes,
+        Mma mainloop{ptx::smem_addr(full_barriers), ptx::smem_addr(empty_barriers),
+                     ptx::smem_addr(smem_b + warp * WeightSlab<kWeightBits>::kBytes),
                      ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum};
         for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
             const Unit unit(index, shape_m, masked_m);

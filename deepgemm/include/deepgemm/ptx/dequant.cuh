@@ -81,10 +81,14 @@ __device__ __forceinline__ uint32_t mul_x2(uint32_t a, uint32_t b) {
 
 // 16 bytes of shared memory (16-byte aligned) into four registers; ordered after the barrier wait
 // that makes them valid (the memory clobber).
-__device__ __forceinline__ void ld_shared_x4(const void* ptr, uint32_t (&words)[4]) {
+__device__ __forceinline__ void ld_shared_x4(uint32_t addr, uint32_t (&words)[4]) {
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(words[0]), "=r"(words[1]), "=r"(words[2]), "=r"(words[3])
-                 : "r"(smem_addr(ptr)) : "memory");
+                 : "r"(addr) : "memory");
+}
+
+__device__ __forceinline__ void ld_shared_x4(const void* ptr, uint32_t (&words)[4]) {
+    ld_shared_x4(smem_addr(ptr), words);
 }
 
 // A 16-bit value from global memory (read-only for the kernel's lifetime).

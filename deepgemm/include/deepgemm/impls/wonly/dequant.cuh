@@ -58,7 +58,8 @@ struct SlabDequant {
         }
     }
 
-    __device__ __forceinline__ static void convert(const uint8_t* slab, uint32_t lane, const RowDequant& rows,
+    // `slab`: the slab's shared-space address.
+    __device__ __forceinline__ static void convert(uint32_t slab, uint32_t lane, const RowDequant& rows,
                                                    uint32_t (&frag)[4][4]) {
         if constexpr (kWeightBits == 4) {
             uint32_t words[4];

@@ -63,9 +63,9 @@ struct WonlyMma {
     static_assert(kNumStages > kDepth, "the consumers hold kDepth stages at once, the producer needs one more");
     static_assert(4 % kNumSets == 0, "each set takes the same k16 steps of every k-block");
 
-    uint64_t* full_barriers;
-    uint64_t* empty_barriers;
-    const uint8_t* smem_slab;  // stage 0's slab of this warp
+    uint32_t full_barriers;   // shared-space addresses: stage 0's full and empty barriers,
+    uint32_t empty_barriers;  // (8 bytes a stage)
+    uint32_t smem_slab;       // and stage 0's slab of this warp
     uint64_t desc_a_base;      // the activation tile of stage 0 (the WGMMA's B operand)
     uint32_t lane;
     GroupParams<Layout, kHasZeros>& params;
@@ -77,7 +77,7 @@ struct WonlyMma {
     float extra[kNumSets > 1 ? kNumSets - 1 : 1][kNumAccum];  // sets 1.. (unused with one set)
 
     __device__ __forceinline__ void dequant(uint32_t k_block, uint32_t (&frag)[4][4]) {
-        ptx::mbarrier_wait(&full_barriers[stage], phase);
+        ptx::mbarrier_wait(full_barriers + stage * 8, phase);
         if (k_block % Layout::kGroupKBlocks == 0 || !rows_ready) {
             Dequant::set_rows(rows, params.next_scale, params.next_zero);
             rows_ready = true;
@@ -107,7 +107,7 @@ struct WonlyMma {
 
     // Lane 0 of each warp arrives (the empty barriers count one arrival per consumer warp).
     __device__ __forceinline__ void free_stage(uint32_t s) {
-        ptx::mbarrier_arrive_if(&empty_barriers[s], lane == 0);
+        ptx::mbarrier_arrive_if(empty_barriers + s * 8, lane == 0);
     }
 
     // The stage `back` k-blocks before the current one.
