@@ -1,8 +1,8 @@
 """The weight-only (W8A16 / W4A16) kernel's configs: `WonlyConfig` and `select_wonly_config`.
 
 The kernel (impls/sm90_wonly_gemm.cuh) puts the weights on the WGMMA's 64-row side and the tokens on
-its N side and, for the dense kind, runs a persistent grid over units of one K range (split) of one
-tile. Its choices are not the other families' (no BLOCK_N candidates,
+its N side and runs a persistent grid over units: one K range (split) of one tile, or (masked) one
+expert's n-block. Its choices are not the other families' (no BLOCK_N candidates,
 no multicast; tokens per tile and the split count instead), so it has its own small selection rather
 than a `KernelFamily` record for `select_config`. Stdlib only; `wonly_smem_bytes` mirrors the kernel's
 `WonlyLayout::kSmemBytes`.
@@ -110,9 +110,9 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
     256 tokens with the least tile time over its waves (ties: 256), always 128 weight rows. At decode
     sizes, dense: the weight rows per tile and the K split that give the busiest SM of the persistent grid
     the least work (`_efficiency`, one-warpgroup CTAs at ONE_WARPGROUP_RATE; ties: two warpgroups, then
-    fewer splits). Masked (no split, one CTA per expert and n-block): a tile that keeps GOOD_SM_USE of the
+    fewer splits). Masked (no split; units of one expert's n-block): a tile that keeps GOOD_SM_USE of the
     SMs' slots busy, then the taller tile (two warpgroups share the dequantisation work of a CTA), then
-    the better use of the slots. Dense grids have at most one CTA per SM."""
+    the better use of the slots. Grids are persistent: at most one CTA per SM."""
     num_k_blocks = ceil_div(k, BLOCK_K)
     m_groups = num_groups if masked else 1
     if m > DECODE_BLOCK_M[-1]:
@@ -120,7 +120,7 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
             ceil_div(ceil_div(m, size) * m_groups * ceil_div(n, 128), num_sms) * size, -size))
         m_blocks = ceil_div(m, block_m) * m_groups
         tiles = m_blocks * ceil_div(n, 128)
-        grid = num_groups * ceil_div(n, 128) if masked else min(tiles, num_sms)
+        grid = min(num_groups * ceil_div(n, 128) if masked else tiles, num_sms)
         return WonlyConfig(block_m, 2, max_stages(block_m, 2, weight_bits), 1, grid, weight_bits)
     block_m = next(size for size in DECODE_BLOCK_M if size >= m)
     m_blocks = ceil_div(m, block_m) * m_groups
@@ -144,6 +144,6 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
             if best is None or key > best[0]:
                 best = (key, warpgroups, splits, tiles)
     _, warpgroups, splits, tiles = best
-    grid = num_groups * ceil_div(n, 64 * warpgroups) if masked else min(tiles * splits, num_sms)
+    grid = min(num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits, num_sms)
     stages = max_stages(block_m, warpgroups, weight_bits)
     return WonlyConfig(block_m, warpgroups, stages, splits, grid, weight_bits)

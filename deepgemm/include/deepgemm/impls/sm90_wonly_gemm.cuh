@@ -68,7 +68,7 @@ template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t kNumMat
 __global__ void __launch_bounds__(
     (WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
                  kNumSplits>::kNumThreads), 1)
-sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const uint8_t* __restrict__ scales,
+sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ masked_m, const uint8_t* __restrict__ scales,
                 const uint8_t* __restrict__ zeros, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
                 float* workspace, uint32_t* tile_counters, const __grid_constant__ TmaDescriptor tmap_a,
                 const __grid_constant__ TmaDescriptor tmap_b) {
@@ -82,16 +82,11 @@ sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const ui
 
     constexpr bool kIsMasked = kKind == GemmKind::Masked;
     using Unit = WonlyUnit<Layout, kNumSplits, kIsMasked>;
-    // The CTA's units (impls/wonly/schedule.cuh): dense, a persistent walk over tile K ranges; masked,
-    // one expert's n-block. The whole CTA leaves at once when it has none (a masked expert with no rows).
-    const uint32_t num_units = Unit::count(shape_m);
+    // The CTA's units (impls/wonly/schedule.cuh), a persistent walk: dense, tile K ranges; masked,
+    // experts' n-blocks. The whole CTA leaves at once when it has none.
+    const uint32_t num_units = Unit::count(shape_m, num_groups);
     if (blockIdx.x >= num_units)
         return;
-    if constexpr (kIsMasked) {
-        const Unit unit(blockIdx.x, shape_m, masked_m);
-        if (unit.m_first >= unit.m_end)
-            return;
-    }
 
     // Shared memory: [A stages][B stages][full | empty barriers][split-K flag].
     extern __shared__ __align__(1024) uint8_t smem[];

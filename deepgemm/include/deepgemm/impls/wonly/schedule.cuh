@@ -14,15 +14,17 @@ namespace deepgemm {
 // several units per SM (wave quantisation) without paying a pipeline fill for each.
 //
 // Masked kind: a unit is one expert's n-block, every m-block of its valid rows in turn (their count
-// is known only here, so a grid over m-blocks would mostly exit); the grid has one CTA per unit.
+// is known only here, so a grid over m-blocks would mostly exit), unit = group * n-blocks + n_block,
+// walked by a persistent grid the same way; a unit of an expert without rows has no m-block.
 template <typename Layout, uint32_t kNumSplits, bool kIsMasked>
 struct WonlyUnit {
     static_assert(!kIsMasked || kNumSplits == 1, "the masked kind does not split K");
 
     uint32_t group, n_block, split, m_first, m_end, num_tokens, k_begin, k_end;
 
-    __device__ __forceinline__ static uint32_t count(uint32_t shape_m) {
-        return kIsMasked ? gridDim.x : ceil_div(shape_m, Layout::BLOCK_M) * Layout::kNumNBlocks * kNumSplits;
+    __device__ __forceinline__ static uint32_t count(uint32_t shape_m, uint32_t num_groups) {
+        return kIsMasked ? num_groups * Layout::kNumNBlocks
+                         : ceil_div(shape_m, Layout::BLOCK_M) * Layout::kNumNBlocks * kNumSplits;
     }
 
     __device__ __forceinline__ WonlyUnit(uint32_t unit, uint32_t shape_m, const int32_t* masked_m) {
