@@ -68,8 +68,9 @@ template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t kNumMat
 __global__ void __launch_bounds__(
     (WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
                  kNumSplits>::kNumThreads), 1)
-sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ masked_m, const uint8_t* __restrict__ scales,
-                const uint8_t* __restrict__ zeros, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
+sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ masked_m,
+                const uint8_t* __restrict__ scales, const uint8_t* __restrict__ zeros, uint8_t* d,
+                uint64_t d_row_bytes, uint64_t d_group_bytes,
                 float* workspace, uint32_t* tile_counters, const __grid_constant__ TmaDescriptor tmap_a,
                 const __grid_constant__ TmaDescriptor tmap_b) {
     using Layout = WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
@@ -107,7 +108,8 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
             uint32_t stage = 0, phase = 0;
             for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
                 const Unit unit(index, shape_m, masked_m);
-                const int32_t first_slab = unit.group * Layout::kNumSlabsPerExpert + unit.n_block * Layout::kNumSlabs;
+                const int32_t first_slab =
+                    unit.group * Layout::kNumSlabsPerExpert + unit.n_block * Layout::kNumSlabs;
                 for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
                     for (uint32_t k_block = unit.k_begin; k_block < unit.k_end; ++k_block) {
                         ptx::mbarrier_wait(&empty_barriers[stage], phase ^ 1);
