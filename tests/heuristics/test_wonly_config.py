@@ -146,3 +146,35 @@ def test_mainloop_frees_each_stage_once_after_its_wgmmas_retired(num_stages, dep
     for stage, uses in uses_by_stage.items():
         assert len(frees_by_stage[stage]) == len(uses)
         assert all(retired >= group for retired, group in zip(frees_by_stage[stage], uses, strict=True))
+
+
+@pytest.mark.parametrize("group_k_blocks", (1, 2, 3, 4, 7, 112))
+def test_scale_queue_hands_each_k_block_its_groups_values(group_k_blocks):
+    """impls/wonly/mainloop.cuh's GroupParams queue (kAhead = ceil(4 / group k-blocks) groups ahead) and
+    WonlyMma::dequant's use of it, over K ranges that start and end mid-group, across units (the next
+    unit's first group read while the unit before runs) and repeated m-blocks (primed again): every
+    k-block dequantises with its own group's values, and a group's read goes out kAhead groups before
+    its first use or when its unit (m-block) starts."""
+    ahead = ceil_div(4, group_k_blocks)
+    ranges = [(0, 112), (5, 33), (33, 61), (61, 112), (3, 4), (111, 112), (0, 1)]
+    preloaded = None  # (group) read during the previous unit, as the kernel's ahead_params
+    for index, (k_begin, k_end) in enumerate(ranges):
+        first = k_begin // group_k_blocks
+        for m_block in range(2):
+            # prime: the front from the preloaded read on the unit's first m-block, else fetched.
+            front = preloaded if m_block == 0 and preloaded is not None else first
+            queue = [front] + [first + a for a in range(1, ahead)]
+            if m_block == 0:  # the next unit's first group is read right after priming
+                preloaded = ranges[index + 1][0] // group_k_blocks if index + 1 < len(ranges) else None
+            issued_at = {group: k_begin for group in queue}
+            ready = False
+            for k_block in range(k_begin, k_end):
+                if k_block % group_k_blocks == 0 or not ready:
+                    current = queue.pop(0)
+                    ready = True
+                    queue.append(k_block // group_k_blocks + ahead)
+                    issued_at.setdefault(queue[-1], k_block)
+                    # Read at the unit's start (the primed groups), or a full lead before its use.
+                    lead = k_block - issued_at[current]
+                    assert issued_at[current] == k_begin or lead >= ahead * group_k_blocks
+                assert current == k_block // group_k_blocks

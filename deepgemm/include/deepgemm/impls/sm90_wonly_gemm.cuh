@@ -140,16 +140,35 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
         Mma mainloop{ptx::smem_addr(full_barriers), ptx::smem_addr(empty_barriers),
                      ptx::smem_addr(smem_b + warp * WeightSlab<kWeightBits>::kBytes),
                      ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum};
+        // A unit's expert scales and zero points, and this thread's weight rows: n_row and n_row + 8
+        // (the A fragment's rows r and r + 8).
+        const auto point = [&](GroupParams<Layout, kHasZeros>& target, const Unit& unit) {
+            target.point(scales + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * 2,
+                         zeros + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0),
+                         unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4);
+        };
+        // The next unit's first group of scales is read, and the rest of its primed groups brought into
+        // L2, while this unit runs, so a unit starts without waiting for memory.
+        uint32_t ahead_params[2] = {0, 0};
+        bool ahead = false;
         for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
             const Unit unit(index, shape_m, masked_m);
-            // This thread's weight rows: n_row and n_row + 8 (the A fragment's rows r and r + 8).
-            const uint32_t n_row = unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4;
-            params = GroupParams<Layout, kHasZeros>{
-                scales + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * 2,
-                zeros + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0),
-                {n_row, n_row + 8}, {n_row < SHAPE_N, n_row + 8 < SHAPE_N}, {0, 0}, {0, 0}};
+            const uint32_t first_group = unit.k_begin / kGroupKBlocks;
+            point(params, unit);
+            const uint32_t n_row = params.row[0];
+            params.prime(first_group, ahead_params, ahead);
+            ahead = index + gridDim.x < num_units;
+            if (ahead) {
+                const Unit next(index + gridDim.x, shape_m, masked_m);
+                GroupParams<Layout, kHasZeros> next_params;
+                point(next_params, next);
+                next_params.fetch(next.k_begin / kGroupKBlocks, ahead_params);
+                next_params.prefetch(next.k_begin / kGroupKBlocks + 1);
+            }
             uint8_t* d_group = d + uint64_t{unit.group} * d_group_bytes;
             for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
+                if (m_block != unit.m_first)
+                    params.prime(first_group, ahead_params, false);
                 mainloop.k_loop(unit.k_begin, unit.k_end);
                 if constexpr (kNumSplits > 1) {
                     const uint32_t tile_index = m_block * Layout::kNumNBlocks + unit.n_block;

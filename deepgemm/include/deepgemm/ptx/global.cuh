@@ -11,6 +11,11 @@ __device__ __forceinline__ void prefetch_l1(const void* ptr) {
     asm volatile("prefetch.global.L1 [%0];" :: "l"(ptr));
 }
 
+// The same into L2 only (no register, no wait): a later load of the line misses L1 but hits L2.
+__device__ __forceinline__ void prefetch_l2(const void* ptr) {
+    asm volatile("prefetch.global.L2 [%0];" :: "l"(ptr));
+}
+
 // Starts copying 4 bytes from global to shared memory without waiting for them (LDGSTS).
 __device__ __forceinline__ void cp_async_4(void* smem_dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(smem_addr(smem_dst)), "l"(src) : "memory");

@@ -49,12 +49,12 @@ struct SlabDequant {
             return kMagicX2 + zero * 0x00010001u;
     }
 
-    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&scale_bits)[2],
-                                                    const uint32_t (&zeros)[2]) {
+    // `params[r]`: row r's scale bits in the low half, its zero point in the high half.
+    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&params)[2]) {
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
-            rows.scale_x2[r] = scale_bits[r] * 0x00010001u;
-            rows.bias_x2[r] = bias_pair(zeros[r]);
+            rows.scale_x2[r] = (params[r] & 0xFFFFu) * 0x00010001u;
+            rows.bias_x2[r] = bias_pair(params[r] >> 16);
         }
     }
 

@@ -5,34 +5,84 @@
 #include <deepgemm/impls/wonly/dequant.cuh>
 #include <deepgemm/pipeline/stages.cuh>
 #include <deepgemm/ptx/dequant.cuh>
+#include <deepgemm/ptx/global.cuh>
 #include <deepgemm/ptx/mbarrier.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
 #include <deepgemm/ptx/wgmma_16bit_rs.cuh>
 
 namespace deepgemm {
 
-// A thread's per-K-group scale (and zero point) reads for its two weight rows, one group ahead of
-// use: a group's values are loaded as the previous group starts, so their latency passes while that
-// group's k-blocks run. Scales are [G][groups along K][N] of the activation dtype, zero points
-// [G][groups along K][N] bytes (both written by deepgemm/quant/wonly.py); rows past N read as 0.
+// A thread's per-K-group scale (and zero point) reads for its two weight rows, kAhead groups ahead of
+// use: a queue whose front is the next group to use; as a group starts, its values leave the front
+// and the group kAhead on is loaded into the back. At decode speed a K group of one or two k-blocks
+// is over in less time than a scale read that misses L2 takes, hence a lead of at least four
+// k-blocks. Scales are [G][groups along K][N] of the activation dtype, zero points [G][groups along
+// K][N] bytes (both written by deepgemm/quant/wonly.py); rows past N and groups past K read as 0.
 template <typename Layout, bool kHasZeros>
 struct GroupParams {
     static constexpr uint32_t kSymmetricZero = Layout::kWeightBits == 4 ? 8 : 128;
+    static constexpr uint32_t kAhead = ceil_div(4u, Layout::kGroupKBlocks);
 
-    const uint8_t* scales;  // this expert's [groups along K][N]
+    const uint8_t* scales;  // this unit's expert's [groups along K][N]
     const uint8_t* zeros;
     uint32_t row[2];
     bool row_valid[2];
-    uint32_t next_scale[2], next_zero[2];
+    // Per group and row: the scale's bits in the low half, the zero point in the high half.
+    uint32_t queue[kAhead][2];
 
-    __device__ __forceinline__ void load(uint32_t k_group) {
+    // Points the reads at a unit's expert and rows (n_row and n_row + 8).
+    __device__ __forceinline__ void point(const uint8_t* expert_scales, const uint8_t* expert_zeros, uint32_t n_row) {
+        scales = expert_scales;
+        zeros = expert_zeros;
+        row[0] = n_row, row[1] = n_row + 8;
+        row_valid[0] = n_row < Layout::SHAPE_N, row_valid[1] = n_row + 8 < Layout::SHAPE_N;
+    }
+
+    __device__ __forceinline__ void fetch(uint32_t k_group, uint32_t (&params)[2]) const {
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
             const bool ok = row_valid[r] && k_group < Layout::kNumGroupsK;
             const uint64_t index = uint64_t{k_group} * Layout::SHAPE_N + row[r];
-            next_scale[r] = ok ? ptx::ld_global_nc_u16(scales + index * 2) : 0u;
-            next_zero[r] = kHasZeros ? (ok ? ptx::ld_global_nc_u8(zeros + index) : 0u) : kSymmetricZero;
+            const uint32_t scale = ok ? ptx::ld_global_nc_u16(scales + index * 2) : 0u;
+            const uint32_t zero = kHasZeros ? (ok ? ptx::ld_global_nc_u8(zeros + index) : 0u) : kSymmetricZero;
+            params[r] = scale | zero << 16;
         }
+    }
+
+    // Brings the lines of groups [first, first + kAhead) into L2: the reads that prime a unit's queue
+    // then hit L2 (used for the next unit while this one runs).
+    __device__ __forceinline__ void prefetch(uint32_t first) const {
+        #pragma unroll
+        for (uint32_t a = 0; a < kAhead; ++a) {
+            #pragma unroll
+            for (uint32_t r = 0; r < 2; ++r) {
+                const uint64_t index = uint64_t{first + a} * Layout::SHAPE_N + row[r];
+                if (row_valid[r] && first + a < Layout::kNumGroupsK) {
+                    ptx::prefetch_l2(scales + index * 2);
+                    if constexpr (kHasZeros)
+                        ptx::prefetch_l2(zeros + index);
+                }
+            }
+        }
+    }
+
+    // Fills the queue from group `first` on; `first`'s values may already be loaded (`preloaded`).
+    __device__ __forceinline__ void prime(uint32_t first, const uint32_t (&first_params)[2], bool preloaded) {
+        if (preloaded)
+            queue[0][0] = first_params[0], queue[0][1] = first_params[1];
+        else
+            fetch(first, queue[0]);
+        #pragma unroll
+        for (uint32_t a = 1; a < kAhead; ++a)
+            fetch(first + a, queue[a]);
+    }
+
+    // The front leaves (the caller took it); group `k_group` is loaded into the back.
+    __device__ __forceinline__ void advance(uint32_t k_group) {
+        #pragma unroll
+        for (uint32_t a = 0; a + 1 < kAhead; ++a)
+            queue[a][0] = queue[a + 1][0], queue[a][1] = queue[a + 1][1];
+        fetch(k_group, queue[kAhead - 1]);
     }
 };
 
@@ -79,9 +129,9 @@ struct WonlyMma {
     __device__ __forceinline__ void dequant(uint32_t k_block, uint32_t (&frag)[4][4]) {
         ptx::mbarrier_wait(full_barriers + stage * 8, phase);
         if (k_block % Layout::kGroupKBlocks == 0 || !rows_ready) {
-            Dequant::set_rows(rows, params.next_scale, params.next_zero);
+            Dequant::set_rows(rows, params.queue[0]);
             rows_ready = true;
-            params.load(k_block / Layout::kGroupKBlocks + 1);
+            params.advance(k_block / Layout::kGroupKBlocks + GroupParams<Layout, kHasZeros>::kAhead);
         }
         Dequant::convert(smem_slab + stage * Layout::kSmemBBytes, lane, rows, frag);
     }
@@ -130,9 +180,9 @@ struct WonlyMma {
         }
     }
 
+    // `params` comes primed from k_begin's group (GroupParams::prime).
     __device__ __forceinline__ void k_loop(uint32_t k_begin, uint32_t k_end) {
         uint32_t frag[kDepth][4][4];
-        params.load(k_begin / Layout::kGroupKBlocks);
         rows_ready = false;
         dequant(k_begin, frag[0]);
         // Unrolled by kDepth so that each fragment buffer is a fixed set of registers.
