@@ -74,11 +74,12 @@ def selected_cases() -> list[Case]:
 
 
 def distinct_cases() -> list[Case]:
-    """One case per distinct instantiation up to N, K and the K group (loop trip counts)."""
+    """One case per distinct instantiation up to N, K and the K group (loop trip counts), but for how
+    many groups the scale queue reads ahead (GroupParams::kAhead = ceil(4 / group k-blocks): registers)."""
     cases: dict[tuple, Case] = {}
     for case in selected_cases():
         args = case.template_args
-        cases.setdefault((*args[2:6], *args[7:]), case)
+        cases.setdefault((*args[2:6], -(-4 // args[6]), *args[7:]), case)
     return list(cases.values())
 
 
