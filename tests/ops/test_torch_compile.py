@@ -101,6 +101,12 @@ def _int8_cases(device: torch.device) -> dict:
         "m_grouped_int8_gemm_nt_contiguous": (
             lambda d: deepgemm.m_grouped_int8_gemm_nt_contiguous(contiguous_a, grouped_b_q, d, m_indices),
             (rows, N), torch.float32),
+        # The index tensor by keyword: the custom op's arguments come from the op's own signature.
+        "m_grouped_int8_gemm_nt_contiguous_offsets (group_ends=)": (
+            lambda d: deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets(
+                contiguous_a, grouped_b_q, d, group_ends=torch.tensor([100, 128, 316], dtype=torch.int32,
+                                                                      device=device)),
+            (rows, N), torch.bfloat16),
         "m_grouped_int8_gemm_nt_masked": (
             lambda d: deepgemm.m_grouped_int8_gemm_nt_masked(masked_a, grouped_b, d, masked_m, 64),
             (g, MAX_M, N), torch.int32),

@@ -15,6 +15,8 @@ Each op validates its arguments, then runs the CPU path (exact integer sums in f
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,16 +99,59 @@ class Checked:
     cuda_index: int | None
 
 
-# --- the custom ops (torch.compile): each unpacks its arguments into the public op's ---------------------
-# Optional tensors travel as `Tensor | None`; a bare operand has `None` for its scales.
+# --- the custom ops (torch.compile) ------------------------------------------------------------------------
+# Each op's custom op takes the operands split into tensors and scales, ``d``, the epilogue's tensors, and
+# then the op's own index arguments; optional tensors travel as `Tensor | None` (a bare operand has `None`
+# for its scales).
+
+_CUSTOM_OP_PARAMS = (("a", Tensor), ("sa", Tensor | None), ("b", Tensor), ("sb", Tensor | None),
+                     ("d", Tensor), ("bias", Tensor | None), ("zp", Tensor | None), ("b_sums", Tensor | None))
 
 
-def _operand_parts(x: object) -> tuple[object, object]:
-    return (x[0], x[1]) if isinstance(x, tuple | list) and len(x) == 2 else (x, None)
+def _traceable(*index_params: tuple[str, type]):
+    """``traced.traceable`` for an INT8 op whose arguments are ``a, b, d``, then ``index_params`` (the
+    grouped ops' index tensor and ``int`` counts), then ``bias`` and ``azp``. Its custom op's schema is the
+    signature built here: ``_CUSTOM_OP_PARAMS``, then ``index_params``."""
+    schema = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
+         for name, annotation in (*_CUSTOM_OP_PARAMS, *index_params)],
+        return_annotation=None,
+    )
+
+    def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        name, public = fn.__name__, inspect.signature(fn)
+
+        def custom_op(*args: object, **kwargs: object) -> None:
+            a, sa, b, sb, d, bias, zp, b_sums, *index = schema.bind(*args, **kwargs).args
+            a_op, b_op = (a if sa is None else (a, sa)), (b if sb is None else (b, sb))
+            eager(name)(a_op, b_op, d, *index, bias, None if zp is None else (zp, b_sums))
+
+        custom_op.__signature__ = schema
+        custom_op.__name__ = custom_op.__qualname__ = f"_{name}_op"
+
+        def op_args(*args: object, **kwargs: object) -> tuple[tuple, Tensor] | None:
+            try:
+                given = public.bind(*args, **kwargs)
+            except TypeError:
+                return None
+            given.apply_defaults()
+            given = given.arguments
+            index = [given[param] for param, _ in index_params]
+            if not all(tensors(value) if kind is Tensor else integer(value)
+                       for value, (_, kind) in zip(index, index_params, strict=True)):
+                return None
+            index = [value if kind is Tensor else int(value)
+                     for value, (_, kind) in zip(index, index_params, strict=True)]
+            leading = _leading_args(given["a"], given["b"], given["d"], given["bias"], given["azp"])
+            return None if leading is None else ((*leading, *index), given["d"])
+
+        return traceable(op_args, custom_op)(fn)
+
+    return decorate
 
 
-def _op_args(a: object, b: object, d: object, bias: object, azp: object, *rest: object) -> tuple | None:
-    """The custom ops' leading arguments (see ``traced.traceable``), or ``None`` when they do not fit."""
+def _leading_args(a: object, b: object, d: object, bias: object, azp: object) -> tuple | None:
+    """The custom op's arguments for ``_CUSTOM_OP_PARAMS``, or ``None`` when they do not fit its schema."""
     (A, sa), (B, sb) = _operand_parts(a), _operand_parts(b)
     zp, b_sums = _operand_parts(azp) if azp is not None else (None, None)
     optional = (sa, sb, bias, zp, b_sums)
@@ -114,89 +159,11 @@ def _op_args(a: object, b: object, d: object, bias: object, azp: object, *rest: 
         return None
     if azp is not None and (zp is None or b_sums is None):
         return None
-    return (A, sa, B, sb, d, bias, zp, b_sums, *rest)
+    return (A, sa, B, sb, d, bias, zp, b_sums)
 
 
-def _rebuild(
-    A: Tensor, sa: Tensor | None, B: Tensor, sb: Tensor | None, zp: Tensor | None, b_sums: Tensor | None
-) -> tuple[Int8Operand, Int8Operand, tuple[Tensor, Tensor] | None]:
-    return (A if sa is None else (A, sa), B if sb is None else (B, sb), None if zp is None else (zp, b_sums))
-
-
-def _int8_gemm_nt_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("int8_gemm_nt")(a_op, b_op, d, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_contiguous_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    m_indices: Tensor,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_contiguous")(a_op, b_op, d, m_indices, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_contiguous_offsets_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    group_ends: Tensor,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_contiguous_offsets")(a_op, b_op, d, group_ends, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_masked_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    masked_m: Tensor,
-    expected_m: int,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_masked")(a_op, b_op, d, masked_m, expected_m, bias, azp)
-
-
-def _dense_op_args(a, b, d, bias=None, azp=None):
-    args = _op_args(a, b, d, bias, azp)
-    return None if args is None else (args, d)
-
-
-def _contiguous_op_args(a, b, d, m_indices, bias=None, azp=None):
-    args = _op_args(a, b, d, bias, azp, m_indices) if isinstance(m_indices, Tensor) else None
-    return None if args is None else (args, d)
-
-
-def _masked_op_args(a, b, d, masked_m, expected_m, bias=None, azp=None):
-    ok = isinstance(masked_m, Tensor) and integer(expected_m)
-    args = _op_args(a, b, d, bias, azp, masked_m, int(expected_m)) if ok else None
-    return None if args is None else (args, d)
+def _operand_parts(x: object) -> tuple[object, object]:
+    return (x[0], x[1]) if isinstance(x, tuple | list) and len(x) == 2 else (x, None)
 
 
 # --- the ops -----------------------------------------------------------------------------------------------
@@ -236,7 +203,7 @@ def _documented(**fields: str):
     return decorate
 
 
-@traceable(_dense_op_args, _int8_gemm_nt_op)
+@_traceable()
 @_documented(
     sa_rows="``[M]`` or ``[M, 1]``",
     sa_tensor="tensor",
@@ -270,7 +237,7 @@ def int8_gemm_nt(
     return d
 
 
-@traceable(_contiguous_op_args, _m_grouped_int8_gemm_nt_contiguous_op)
+@_traceable(("m_indices", Tensor))
 @_documented(
     sa_rows="``[M_sum]`` or ``[M_sum, 1]``",
     sa_tensor="tensor",
@@ -321,7 +288,7 @@ def m_grouped_int8_gemm_nt_contiguous(
     return d
 
 
-@traceable(_contiguous_op_args, _m_grouped_int8_gemm_nt_contiguous_offsets_op)
+@_traceable(("group_ends", Tensor))
 def m_grouped_int8_gemm_nt_contiguous_offsets(
     a: Int8Operand,
     b: Int8Operand,
@@ -355,7 +322,7 @@ def m_grouped_int8_gemm_nt_contiguous_offsets(
     return d
 
 
-@traceable(_masked_op_args, _m_grouped_int8_gemm_nt_masked_op)
+@_traceable(("masked_m", Tensor), ("expected_m", int))
 @_documented(
     sa_rows="``[G, max_m]`` or ``[G, max_m, 1]``",
     sa_tensor="expert",
