@@ -22,9 +22,10 @@ from ..common.group_indices import (
     write_rows,
 )
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
+from ..common.settings import hopper_index
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
+    check_d_row_bytes,
     check_dtype,
     check_fp8_operand,
     check_grouped_kernel_dims,
@@ -274,7 +275,7 @@ def _check_sizes_devices_layouts(
     """The rules all grouped ops share once the shapes agree (the same as ``fp8_gemm_nt``'s); returns
     the CUDA device index, or ``None`` for the CPU."""
     check_multiple("K", A.shape[-1], 16, "TMA needs 16-byte rows of FP8 in A and B")
-    check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_d_row_bytes(B.shape[1], d)
     # The masked kernel reads B scales whose rows are padded to 16 bytes (`kernel.masked_sfb`).
     num_scales = (sfb.numel() if A.dim() == 2
                   else sfb.shape[0] * sfb.shape[1] * masked_sfb_row_floats(sfb.shape[2]))
@@ -287,7 +288,4 @@ def _check_sizes_devices_layouts(
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("G", "ceil(N/128)", "ceil(K/128)"))
     check_no_overlap("d", d, inputs)
-    if device.type != "cuda":
-        return None
-    require_hopper(device.index)
-    return device.index
+    return hopper_index(device)

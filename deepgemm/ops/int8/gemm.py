@@ -36,13 +36,14 @@ from ..common.group_indices import (
     write_rows,
 )
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
+from ..common.settings import hopper_index
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
+    check_d_row_bytes,
+    check_dense_kernel_dims,
     check_dtype,
     check_grouped_kernel_dims,
     check_index_vector,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_packed_groups,
@@ -51,7 +52,6 @@ from ..common.validation import (
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
 )
 
@@ -455,8 +455,7 @@ def _check(
         raise ValueError(f"A must have G = {num_groups} groups (B's first dim), found shape {tuple(A.shape)}")
     check_shape("d", d, d_dims, (*a_lead, rows, n))
     if num_groups is None:
-        check_kernel_dims({"M": rows, "N": n, "K": k})
-        check_tile_count("M", rows, n)
+        check_dense_kernel_dims(rows, n, k)
     else:
         check_grouped_kernel_dims(A, B)
     if d.dtype == torch.int32 and (
@@ -491,7 +490,7 @@ def _check(
             raise ValueError(f"{name} must start at an 8-byte-aligned address (the kernel reads it a column "
                              f"pair at a time), found it {vector.tensor.data_ptr() % 8} bytes past one")
     check_multiple("K", k, K_ALIGNMENT, "TMA needs 16-byte rows of int8 in A and B")
-    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_d_row_bytes(n, d)
     device = check_same_device(named)
     check_tma_operand("A", A)
     check_tma_operand("B", B)
@@ -499,11 +498,7 @@ def _check(
         check_packed_groups("B", B, b_dims)
     check_tma_operand("d", d)
     check_no_overlap("d", d, {name: tensor for name, tensor in named.items() if name != "d"})
-    cuda_index = None
-    if device.type == "cuda":
-        require_hopper(device.index)
-        cuda_index = device.index
-    return Checked(A, B, sa, sb, bias_vector, zp, b_sums, cuda_index)
+    return Checked(A, B, sa, sb, bias_vector, zp, b_sums, hopper_index(device))
 
 
 def _operand(

@@ -22,18 +22,17 @@ import torch
 from torch import Tensor
 
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
+from ..common.settings import hopper_index
 from ..common.traced import eager, tensors, traceable
 from ..common.validation import (
+    check_dense_kernel_dims,
     check_dtype,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
 )
 
@@ -195,15 +194,11 @@ def _checked(layout: str, a: object, b: object, d: object,
         check_shape("c", c, ("M", "N"), (m, n))
         outputs["c"] = c
     check_multiple("N", n, 4, "TMA needs 16-byte rows of float32 in d")
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_dense_kernel_dims(m, n, k)
     device = check_same_device({"a": A, "b": B, **outputs})
     for name, tensor in outputs.items():
         check_tma_operand(name, tensor)
     # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
     same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
     check_no_overlap("d", d, {"a": A, "b": B, "c": None if same_as_d else c})
-    if device.type != "cuda":
-        return A, B, m, n, k, None
-    require_hopper(device.index)
-    return A, B, m, n, k, device.index
+    return A, B, m, n, k, hopper_index(device)
