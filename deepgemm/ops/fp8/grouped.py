@@ -12,11 +12,8 @@ from torch import Tensor
 from ...heuristics.families.fp8_1d2d import masked_sfb_row_floats
 from ..common.cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_nt_masked_fp32
 from ..common.group_indices import (
-    M_ALIGNMENT_CONTIGUOUS,
-    check_group_ends,
-    check_index_values_now,
-    group_ends_to_m_indices,
     masked_rows,
+    offsets_m_indices,
     settled_contiguous,
     settled_masked,
     write_rows,
@@ -161,10 +158,8 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
     num_groups, n = B.shape[:2]
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if check_index_values_now(cuda_index):
-        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0 or cuda_index is None:
-        m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    m_indices = offsets_m_indices(group_ends, m_sum, k, cuda_index)
+    if m_indices is not None:
         if k == 0:
             return d.masked_fill_((m_indices >= 0)[:, None], 0)
         warn_if_slow_cpu("m_grouped_fp8_gemm_nt_contiguous_offsets", m_sum, n, k)

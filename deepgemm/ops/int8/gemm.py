@@ -26,11 +26,8 @@ from torch import Tensor
 from ...quant.int8 import per_channel_cast_to_int8, per_token_cast_to_int8
 from ...quant.layout import align
 from ..common.group_indices import (
-    M_ALIGNMENT_CONTIGUOUS,
-    check_group_ends,
-    check_index_values_now,
-    group_ends_to_m_indices,
     masked_rows,
+    offsets_m_indices,
     settled_contiguous,
     settled_masked,
     write_rows,
@@ -313,10 +310,8 @@ def m_grouped_int8_gemm_nt_contiguous_offsets(
     check_no_overlap("d", d, {"group_ends": group_ends})
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if check_index_values_now(c.cuda_index):
-        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0 or c.cuda_index is None:
-        m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    m_indices = offsets_m_indices(group_ends, m_sum, k, c.cuda_index)
+    if m_indices is not None:
         return m_grouped_int8_gemm_nt_contiguous(a, b, d, m_indices, bias, azp)
     _kernel().launch_m_grouped_int8_contiguous_offsets(c, d, group_ends)
     return d
