@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.ops.bf16 import gemm as bf16_gemm
 from deepgemm.ops.common import traced
 from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_fp32_inputs, make_grouped_inputs
 
@@ -180,7 +179,7 @@ def test_arguments_outside_the_schema_run_the_eager_op_and_its_checks():
     with pytest.raises(Exception, match="a must be"):
         torch.compile(lambda d: deepgemm.fp8_gemm_nt(a, (a, a), d), fullgraph=True, backend="eager")(
             torch.empty(M, N, dtype=torch.bfloat16))
-    assert bf16_gemm._dense_op_args(a, a, a, c="not a tensor") is None
+    assert traced.dense_op_args(a, a, a, c="not a tensor") is None
     assert traced.integer(3) and not traced.integer(True) and not traced.integer(3.0)
 
 

@@ -7,7 +7,6 @@ accumulate in FP32 (no promotion step), rounded once to ``d``'s dtype. Each op v
 arguments, then runs the CPU path (FP32 torch math) or the GPU kernel (``kernel``).
 """
 
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -17,7 +16,7 @@ from ..common import settings as settings_module
 from ..common.group_indices import masked_rows, settled_contiguous, settled_masked, write_rows
 from ..common.lazy import lazy_import
 from ..common.settings import hopper_index
-from ..common.traced import eager, integer, tensors, traceable
+from ..common.traced import eager, integer, tensors, traceable, traceable_dense
 from ..common.validation import (
     check_d_row_bytes,
     check_dense_kernel_dims,
@@ -85,21 +84,6 @@ _kernel = lazy_import("deepgemm.ops.bf16.kernel")
 # --- the custom ops (torch.compile): each unpacks its arguments into the public op's ----------------------
 
 
-def _dense_op(layout: str) -> Callable[..., None]:
-    # C may be d itself; a schema input cannot alias the mutated d, so that case is a flag.
-    def gemm(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
-        eager(f"bf16_gemm_{layout}")(a, b, d, d if c_is_d else c)
-
-    return gemm
-
-
-def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    """``traceable``'s ``op_args`` for the dense 16-bit ops."""
-    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
-        return None
-    return (a, b, d, None if c is d else c, c is d), d
-
-
 def _m_grouped_bf16_gemm_nt_contiguous_op(a: Tensor, b: Tensor, d: Tensor, m_indices: Tensor) -> None:
     eager("m_grouped_bf16_gemm_nt_contiguous")(a, b, d, m_indices)
 
@@ -112,7 +96,7 @@ def _m_grouped_bf16_gemm_nt_masked_op(a: Tensor, b: Tensor, d: Tensor, masked_m:
 # --- dense ------------------------------------------------------------------------------------------------
 
 
-@traceable(_dense_op_args, _dense_op("nt"))
+@traceable_dense
 @_documented("nt")
 def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,7 +106,7 @@ def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("nn"))
+@traceable_dense
 @_documented("nn")
 def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,7 +116,7 @@ def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tn"))
+@traceable_dense
 @_documented("tn")
 def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,7 +126,7 @@ def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tt"))
+@traceable_dense
 @_documented("tt")
 def bf16_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ from ..common import settings as settings_module
 from ..common.cpu_path import fp8_gemm_nt_fp32
 from ..common.lazy import lazy_import
 from ..common.settings import require_hopper
-from ..common.traced import eager, tensors, traceable
+from ..common.traced import eager, scaled_pairs, tensors, traceable
 from ..common.validation import (
     check_d_row_bytes,
     check_dense_kernel_dims,
@@ -31,16 +31,11 @@ OUT_DTYPES = (torch.bfloat16, torch.float32)
 FP8Operand = tuple[torch.Tensor, torch.Tensor]
 
 
-def fp8_operands(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` are FP8 operands ``(tensor, scales)`` (for the custom ops' schemas)."""
-    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in (a, b))
-
-
 def _fp8_gemm_nt_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor) -> None:
     eager("fp8_gemm_nt")((a, sfa), (b, sfb), d)
 
 
-@traceable(lambda a, b, d: ((*a, *b, d), d) if fp8_operands(a, b) and tensors(d) else None, _fp8_gemm_nt_op)
+@traceable(lambda a, b, d: ((*a, *b, d), d) if scaled_pairs(a, b) and tensors(d) else None, _fp8_gemm_nt_op)
 def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     """``D = A · Bᵀ`` with 1x128 scales on A and 128x128 scales on B, written into ``d``; returns ``d``.
 

@@ -20,7 +20,7 @@ from ..common.group_indices import (
 )
 from ..common.lazy import lazy_import
 from ..common.settings import hopper_index
-from ..common.traced import eager, integer, tensors, traceable
+from ..common.traced import eager, integer, scaled_pairs, tensors, traceable
 from ..common.validation import (
     check_d_row_bytes,
     check_dtype,
@@ -38,7 +38,7 @@ from ..common.validation import (
     check_tma_operand,
     warn_if_slow_cpu,
 )
-from .dense import OUT_DTYPES, FP8Operand, fp8_operands
+from .dense import OUT_DTYPES, FP8Operand
 
 # `kernel`, imported on the first GPU call: CPU use never loads the CUDA driver modules.
 _kernel = lazy_import("deepgemm.ops.fp8.kernel")
@@ -64,14 +64,14 @@ def _m_grouped_fp8_gemm_nt_masked_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Ten
 
 def _contiguous_op_args(a: object, b: object, d: object, index: object) -> tuple[tuple, torch.Tensor] | None:
     """The contiguous custom ops' arguments (see ``traced.traceable``)."""
-    return ((*a, *b, d, index), d) if fp8_operands(a, b) and tensors(d, index) else None
+    return ((*a, *b, d, index), d) if scaled_pairs(a, b) and tensors(d, index) else None
 
 
 def _masked_op_args(
     a: object, b: object, d: object, masked_m: object, expected_m: object
 ) -> tuple[tuple, torch.Tensor] | None:
     """The masked custom op's arguments (see ``traced.traceable``)."""
-    if not (fp8_operands(a, b) and tensors(d, masked_m) and integer(expected_m)):
+    if not (scaled_pairs(a, b) and tensors(d, masked_m) and integer(expected_m)):
         return None
     return (*a, *b, d, masked_m, int(expected_m)), d
 

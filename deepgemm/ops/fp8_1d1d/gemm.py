@@ -19,7 +19,7 @@ from ..common.cpu_path import fp8_gemm_nt_1d1d_fp32, k_grouped_fp8_gemm_nt_1d1d_
 from ..common.group_indices import check_index_values_now
 from ..common.lazy import lazy_import
 from ..common.settings import hopper_index
-from ..common.traced import eager, tensors, traceable
+from ..common.traced import eager, scaled_pairs, tensors, traceable
 from ..common.validation import (
     check_dense_kernel_dims,
     check_dtype,
@@ -60,19 +60,15 @@ def _k_grouped_fp8_gemm_nt_1d1d_op(a: Tensor, sa: Tensor, b: Tensor, sb: Tensor,
     eager("k_grouped_fp8_gemm_nt_1d1d")((a, sa), (b, sb), d, ks, ks_host, d if c_is_d else c)
 
 
-def _operands(a: object, b: object) -> bool:
-    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in (a, b))
-
-
 def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    if not (_operands(a, b) and tensors(d) and (c is None or isinstance(c, Tensor))):
+    if not (scaled_pairs(a, b) and tensors(d) and (c is None or isinstance(c, Tensor))):
         return None
     return (*a, *b, d, None if c is d else c, c is d), d
 
 
 def _k_grouped_op_args(a: object, b: object, d: object, ks: object, ks_host: object = None,
                        c: object = None) -> tuple[tuple, Tensor] | None:
-    if not (_operands(a, b) and tensors(d, ks) and (c is None or isinstance(c, Tensor))):
+    if not (scaled_pairs(a, b) and tensors(d, ks) and (c is None or isinstance(c, Tensor))):
         return None
     if ks_host is not None and not (isinstance(ks_host, list | tuple) and all(_is_int(x) for x in ks_host)):
         return None

@@ -16,14 +16,12 @@ CPU path: TF32 emulated exactly on the inputs (the low 13 mantissa bits cleared)
 and sums, rounded once to FP32; the 3xTF32 op computes the FP64 product of the FP32 inputs.
 """
 
-from collections.abc import Callable
 
 import torch
-from torch import Tensor
 
 from ..common.lazy import lazy_import
 from ..common.settings import hopper_index
-from ..common.traced import eager, tensors, traceable
+from ..common.traced import traceable_dense
 from ..common.validation import (
     check_dense_kernel_dims,
     check_dtype,
@@ -78,22 +76,7 @@ def _documented(layout: str):
 _kernel = lazy_import("deepgemm.ops.tf32.kernel")
 
 
-def _dense_op(name: str) -> Callable[..., None]:
-    # C may be d itself; a schema input cannot alias the mutated d, so that case is a flag.
-    def gemm(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
-        eager(name)(a, b, d, d if c_is_d else c)
-
-    return gemm
-
-
-def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    """``traceable``'s ``op_args`` for the dense TF32 ops."""
-    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
-        return None
-    return (a, b, d, None if c is d else c, c is d), d
-
-
-@traceable(_dense_op_args, _dense_op("tf32_gemm_nt"))
+@traceable_dense
 @_documented("nt")
 def tf32_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -103,7 +86,7 @@ def tf32_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_nn"))
+@traceable_dense
 @_documented("nn")
 def tf32_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,7 +96,7 @@ def tf32_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_tn"))
+@traceable_dense
 @_documented("tn")
 def tf32_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,7 +106,7 @@ def tf32_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_tt"))
+@traceable_dense
 @_documented("tt")
 def tf32_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,7 +116,7 @@ def tf32_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32x3_gemm_nt"))
+@traceable_dense
 @_documented("nt")
 def tf32x3_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                    c: torch.Tensor | None = None) -> torch.Tensor:
