@@ -128,17 +128,17 @@ def _traceable(*index_params: tuple[str, type]):
 
         def op_args(*args: object, **kwargs: object) -> tuple[tuple, Tensor] | None:
             try:
-                given = public.bind(*args, **kwargs)
+                bound = public.bind(*args, **kwargs)
             except TypeError:
                 return None
-            given.apply_defaults()
-            given = given.arguments
-            index = [given[param] for param, _ in index_params]
-            if not all(tensors(value) if kind is Tensor else integer(value)
-                       for value, (_, kind) in zip(index, index_params, strict=True)):
-                return None
-            index = [value if kind is Tensor else int(value)
-                     for value, (_, kind) in zip(index, index_params, strict=True)]
+            bound.apply_defaults()
+            given = bound.arguments
+            index = []
+            for param, kind in index_params:
+                value = given[param]
+                if not (tensors(value) if kind is Tensor else integer(value)):
+                    return None
+                index.append(value if kind is Tensor else int(value))
             leading = _leading_args(given["a"], given["b"], given["d"], given["bias"], given["azp"])
             return None if leading is None else ((*leading, *index), given["d"])
 
