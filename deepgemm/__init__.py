@@ -1,40 +1,9 @@
 """deepgemm: fine-grained-scaled FP8 GEMM kernels for NVIDIA Hopper, JIT-compiled at run time."""
 
-from . import nn
+from . import nn, ops
 from ._version import __version__
 from .nn import Fp8GroupedLinear, Fp8Linear, fp8_grouped_linear, fp8_linear
-from .ops import (
-    bf16_gemm_nn,
-    bf16_gemm_nt,
-    bf16_gemm_tn,
-    bf16_gemm_tt,
-    fp8_gemm_nt,
-    fp8_gemm_nt_1d1d,
-    get_m_alignment_for_contiguous_layout,
-    get_num_sms,
-    int8_gemm_nt,
-    int8_matmul_quantized,
-    k_grouped_fp8_gemm_nt_1d1d,
-    m_grouped_bf16_gemm_nt_contiguous,
-    m_grouped_bf16_gemm_nt_masked,
-    m_grouped_fp8_gemm_nt_contiguous,
-    m_grouped_fp8_gemm_nt_contiguous_offsets,
-    m_grouped_fp8_gemm_nt_masked,
-    m_grouped_int8_gemm_nt_contiguous,
-    m_grouped_int8_gemm_nt_contiguous_offsets,
-    m_grouped_int8_gemm_nt_masked,
-    m_grouped_w4a16_gemm_nt_masked,
-    m_grouped_w8a16_gemm_nt_masked,
-    matmul,
-    set_num_sms,
-    tf32_gemm_nn,
-    tf32_gemm_nt,
-    tf32_gemm_tn,
-    tf32_gemm_tt,
-    tf32x3_gemm_nt,
-    w4a16_gemm_nt,
-    w8a16_gemm_nt,
-)
+from .ops import *  # noqa: F403 (the GEMM ops and settings, listed once: in `ops.__all__`)
 from .quant import (
     align,
     ceil_div,
@@ -55,30 +24,10 @@ from .quant import (
 __all__ = [
     "__version__",
     "align",
-    "bf16_gemm_nn",
-    "bf16_gemm_nt",
-    "bf16_gemm_tn",
-    "bf16_gemm_tt",
     "ceil_div",
-    "fp8_gemm_nt",
-    "fp8_gemm_nt_1d1d",
     "get_col_major_tma_aligned_tensor",
-    "get_m_alignment_for_contiguous_layout",
     "get_mn_major_tma_aligned_tensor",
-    "get_num_sms",
     "get_tma_aligned_size",
-    "k_grouped_fp8_gemm_nt_1d1d",
-    "int8_gemm_nt",
-    "int8_matmul_quantized",
-    "m_grouped_bf16_gemm_nt_contiguous",
-    "m_grouped_bf16_gemm_nt_masked",
-    "m_grouped_fp8_gemm_nt_contiguous",
-    "m_grouped_fp8_gemm_nt_contiguous_offsets",
-    "m_grouped_fp8_gemm_nt_masked",
-    "m_grouped_int8_gemm_nt_contiguous",
-    "m_grouped_int8_gemm_nt_contiguous_offsets",
-    "m_grouped_int8_gemm_nt_masked",
-    "matmul",
     "per_block_cast_to_fp8",
     "per_channel_cast_to_int8",
     "per_token_cast_to_fp8",
@@ -90,20 +39,11 @@ __all__ = [
     "fp8_grouped_linear",
     "fp8_linear",
     "nn",
-    "set_num_sms",
     "transpose_fp8_block_scaled",
-    "m_grouped_w4a16_gemm_nt_masked",
-    "m_grouped_w8a16_gemm_nt_masked",
-    "w4a16_gemm_nt",
-    "w8a16_gemm_nt",
     "quantize_w4a16",
     "quantize_w8a16",
-    "tf32_gemm_nn",
-    "tf32_gemm_nt",
-    "tf32_gemm_tn",
-    "tf32_gemm_tt",
-    "tf32x3_gemm_nt",
 ]
+__all__ += ops.__all__
 
 
 def __getattr__(name: str):

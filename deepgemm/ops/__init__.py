@@ -1,69 +1,30 @@
 """Public GEMM ops and device settings: one folder per kernel family (`fp8/`, `bf16/`, `fp8_1d1d/`), what
-they share in `common/`, and `matmul` over all of them."""
+they share in `common/`, and `matmul` over all of them. Each family lists its public ops once, in its own
+`__all__`; this package's `__all__` (and through it the top-level `deepgemm`'s) is made of those lists."""
 
-from . import cast  # noqa: F401 (registers the fused FP8 casts with deepgemm.quant)
-from .bf16 import (
-    bf16_gemm_nn,
-    bf16_gemm_nt,
-    bf16_gemm_tn,
-    bf16_gemm_tt,
-    m_grouped_bf16_gemm_nt_contiguous,
-    m_grouped_bf16_gemm_nt_masked,
+from . import (
+    bf16,
+    cast,  # noqa: F401 (registers the fused FP8 casts with deepgemm.quant)
+    fp8,
+    fp8_1d1d,
+    int8,
+    tf32,
+    wonly,
 )
+from .bf16 import *  # noqa: F403
 from .common.group_indices import get_m_alignment_for_contiguous_layout
 from .common.settings import get_num_sms, set_num_sms
-from .fp8 import (
-    fp8_gemm_nt,
-    m_grouped_fp8_gemm_nt_contiguous,
-    m_grouped_fp8_gemm_nt_contiguous_offsets,
-    m_grouped_fp8_gemm_nt_masked,
-)
-from .fp8_1d1d import fp8_gemm_nt_1d1d, k_grouped_fp8_gemm_nt_1d1d
-from .int8 import (
-    int8_gemm_nt,
-    int8_matmul_quantized,
-    m_grouped_int8_gemm_nt_contiguous,
-    m_grouped_int8_gemm_nt_contiguous_offsets,
-    m_grouped_int8_gemm_nt_masked,
-)
+from .fp8 import *  # noqa: F403
+from .fp8_1d1d import *  # noqa: F403
+from .int8 import *  # noqa: F403
 from .matmul import matmul
-from .tf32 import tf32_gemm_nn, tf32_gemm_nt, tf32_gemm_tn, tf32_gemm_tt, tf32x3_gemm_nt
-from .wonly import (
-    m_grouped_w4a16_gemm_nt_masked,
-    m_grouped_w8a16_gemm_nt_masked,
-    w4a16_gemm_nt,
-    w8a16_gemm_nt,
-)
+from .tf32 import *  # noqa: F403
+from .wonly import *  # noqa: F403
 
-__all__ = [
-    "bf16_gemm_nn",
-    "bf16_gemm_nt",
-    "bf16_gemm_tn",
-    "bf16_gemm_tt",
-    "fp8_gemm_nt",
-    "fp8_gemm_nt_1d1d",
-    "get_m_alignment_for_contiguous_layout",
-    "get_num_sms",
-    "k_grouped_fp8_gemm_nt_1d1d",
-    "int8_gemm_nt",
-    "int8_matmul_quantized",
-    "m_grouped_bf16_gemm_nt_contiguous",
-    "m_grouped_bf16_gemm_nt_masked",
-    "m_grouped_fp8_gemm_nt_contiguous",
-    "m_grouped_fp8_gemm_nt_contiguous_offsets",
-    "m_grouped_fp8_gemm_nt_masked",
-    "m_grouped_int8_gemm_nt_contiguous",
-    "m_grouped_int8_gemm_nt_contiguous_offsets",
-    "m_grouped_int8_gemm_nt_masked",
-    "matmul",
-    "set_num_sms",
-    "m_grouped_w4a16_gemm_nt_masked",
-    "m_grouped_w8a16_gemm_nt_masked",
-    "w4a16_gemm_nt",
-    "w8a16_gemm_nt",
-    "tf32_gemm_nn",
-    "tf32_gemm_nt",
-    "tf32_gemm_tn",
-    "tf32_gemm_tt",
-    "tf32x3_gemm_nt",
-]
+__all__ = ["get_m_alignment_for_contiguous_layout", "get_num_sms", "matmul", "set_num_sms"]
+__all__ += bf16.__all__
+__all__ += fp8.__all__
+__all__ += fp8_1d1d.__all__
+__all__ += int8.__all__
+__all__ += tf32.__all__
+__all__ += wonly.__all__

@@ -14,7 +14,7 @@ from deepgemm.ops import (
     m_grouped_fp8_gemm_nt_contiguous_offsets,
     m_grouped_fp8_gemm_nt_masked,
 )
-from deepgemm.ops.common import group_indices
+from deepgemm.ops.common import group_indices, settings
 from deepgemm.ops.fp8 import grouped as grouped_fp8_gemm
 from deepgemm.quant import get_mn_major_tma_aligned_tensor, per_block_cast_to_fp8, per_token_cast_to_fp8
 from deepgemm.testing import calc_diff, ref_m_grouped_fp8_gemm_nt_contiguous, ref_m_grouped_fp8_gemm_nt_masked
@@ -305,7 +305,7 @@ def fake_gpu(monkeypatch):
     stub = SimpleNamespace(**{name: recorder(name) for name in (
         "launch_m_grouped_contiguous", "launch_m_grouped_contiguous_offsets", "launch_m_grouped_masked")})
     monkeypatch.setattr(grouped_fp8_gemm, "check_same_device", lambda tensors: torch.device("cuda", 0))
-    monkeypatch.setattr(grouped_fp8_gemm, "require_hopper", lambda index: launches.append(("hopper", index)))
+    monkeypatch.setattr(settings, "require_hopper", lambda index: launches.append(("hopper", index)))
     monkeypatch.setattr(grouped_fp8_gemm, "_kernel", lambda: stub)
     monkeypatch.delenv("DG_DEBUG_CHECK_INDICES", raising=False)
     return launches

@@ -86,3 +86,42 @@ def test_fp8_masked_kernel_gets_b_scales_with_16_byte_rows(stubbed, k, copied):
     assert contiguous_launch[sfb_arg] == sfb.data_ptr()
     assert (masked_launch[sfb_arg] != sfb.data_ptr()) == copied
     assert masked_launch[sfb_arg] % 16 == 0
+
+
+def test_grouped_config_is_the_heuristics_or_a_grouped_tuning_config():
+    from deepgemm.heuristics import BF16, FP8_1D2D, GemmShape, select_config
+    from deepgemm.ops.common import launch
+
+    grouped_config = launch.grouped_config
+    masked = grouped_config(None, FP8_1D2D, launch.GEMM_KIND_MASKED, 64, N, K, G, 2, 132)
+    assert masked == select_config(GemmShape(64, N, K, 2, G, "masked", family=FP8_1D2D), 132)
+    contiguous = grouped_config(None, BF16, launch.GEMM_KIND_CONTIGUOUS_ENDS, G * ROWS, N, K, G, 4, 132)
+    assert contiguous == select_config(GemmShape(G * ROWS, N, K, 4, G, "contiguous", family=BF16), 132)
+    assert grouped_config(masked, BF16, launch.GEMM_KIND_CONTIGUOUS_INDICES, 1, 1, 1, 1, 2, 1) is masked
+    dense = select_config(GemmShape(64, N, K, family=FP8_1D2D), 132)
+    with pytest.raises(ValueError, match=r"config must be made for a grouped shape \(GemmConfig.grouped\)"):
+        grouped_config(dense, FP8_1D2D, launch.GEMM_KIND_MASKED, 64, N, K, G, 2, 132)
+
+
+def test_split_k_run_launches_the_kernel_into_the_workspace_then_the_reduction(monkeypatch):
+    from deepgemm.ops.common import split_k
+
+    calls = []
+
+    class Kernel:
+        def launcher(self, param_types, **launch_shape):
+            return lambda *args: calls.append(("reduce", args))
+
+    workspace = torch.zeros(4, 64, 256)
+    monkeypatch.setattr(split_k, "get_kernel", lambda *args, **kwargs: Kernel())
+    monkeypatch.setattr(split_k.SplitK, "workspace", lambda self: workspace)
+    split_k.reduce_launcher.cache_clear()
+    split = split_k.SplitK(4, 64, 256, torch.bfloat16, True, 132, 0)
+    def gemm(*args):
+        calls.append(("gemm", args))
+
+    split.run(gemm, (64, 1, 0, "sfb"), ("tmap a", "tmap b"), 111, 512, 222, 1024)
+    split_k.reduce_launcher.cache_clear()
+    ws = workspace.data_ptr()
+    assert calls == [("gemm", (64, 1, 0, "sfb", ws, 256 * 4, 64 * 256 * 4, "tmap a", "tmap b")),
+                     ("reduce", (64, 256, ws, 111, 512, 222, 1024))]

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import deepgemm
-from deepgemm.ops.bf16 import gemm as bf16_gemm
 from deepgemm.ops.common import traced
 from deepgemm.testing import make_bf16_inputs, make_dense_inputs, make_fp32_inputs, make_grouped_inputs
 
@@ -101,6 +100,12 @@ def _int8_cases(device: torch.device) -> dict:
         "m_grouped_int8_gemm_nt_contiguous": (
             lambda d: deepgemm.m_grouped_int8_gemm_nt_contiguous(contiguous_a, grouped_b_q, d, m_indices),
             (rows, N), torch.float32),
+        # The index tensor by keyword: the custom op's arguments come from the op's own signature.
+        "m_grouped_int8_gemm_nt_contiguous_offsets (group_ends=)": (
+            lambda d: deepgemm.m_grouped_int8_gemm_nt_contiguous_offsets(
+                contiguous_a, grouped_b_q, d, group_ends=torch.tensor([100, 128, 316], dtype=torch.int32,
+                                                                      device=device)),
+            (rows, N), torch.bfloat16),
         "m_grouped_int8_gemm_nt_masked": (
             lambda d: deepgemm.m_grouped_int8_gemm_nt_masked(masked_a, grouped_b, d, masked_m, 64),
             (g, MAX_M, N), torch.int32),
@@ -174,7 +179,7 @@ def test_arguments_outside_the_schema_run_the_eager_op_and_its_checks():
     with pytest.raises(Exception, match="a must be"):
         torch.compile(lambda d: deepgemm.fp8_gemm_nt(a, (a, a), d), fullgraph=True, backend="eager")(
             torch.empty(M, N, dtype=torch.bfloat16))
-    assert bf16_gemm._dense_op_args(a, a, a, c="not a tensor") is None
+    assert traced.dense_op_args(a, a, a, c="not a tensor") is None
     assert traced.integer(3) and not traced.integer(True) and not traced.integer(3.0)
 
 

@@ -7,7 +7,6 @@ accumulate in FP32 (no promotion step), rounded once to ``d``'s dtype. Each op v
 arguments, then runs the CPU path (FP32 torch math) or the GPU kernel (``kernel``).
 """
 
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -16,13 +15,14 @@ from ...quant.layout import TMA_ALIGNMENT_BYTES
 from ..common import settings as settings_module
 from ..common.group_indices import masked_rows, settled_contiguous, settled_masked, write_rows
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
-from ..common.traced import eager, integer, tensors, traceable
+from ..common.settings import hopper_index
+from ..common.traced import eager, integer, tensors, traceable, traceable_dense
 from ..common.validation import (
+    check_d_row_bytes,
+    check_dense_kernel_dims,
     check_dtype,
     check_grouped_kernel_dims,
     check_index_vector,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_packed_groups,
@@ -31,7 +31,6 @@ from ..common.validation import (
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
     may_overlap,
     tma_rows_ok,
@@ -85,21 +84,6 @@ _kernel = lazy_import("deepgemm.ops.bf16.kernel")
 # --- the custom ops (torch.compile): each unpacks its arguments into the public op's ----------------------
 
 
-def _dense_op(layout: str) -> Callable[..., None]:
-    # C may be d itself; a schema input cannot alias the mutated d, so that case is a flag.
-    def gemm(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
-        eager(f"bf16_gemm_{layout}")(a, b, d, d if c_is_d else c)
-
-    return gemm
-
-
-def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    """``traceable``'s ``op_args`` for the dense 16-bit ops."""
-    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
-        return None
-    return (a, b, d, None if c is d else c, c is d), d
-
-
 def _m_grouped_bf16_gemm_nt_contiguous_op(a: Tensor, b: Tensor, d: Tensor, m_indices: Tensor) -> None:
     eager("m_grouped_bf16_gemm_nt_contiguous")(a, b, d, m_indices)
 
@@ -112,7 +96,7 @@ def _m_grouped_bf16_gemm_nt_masked_op(a: Tensor, b: Tensor, d: Tensor, masked_m:
 # --- dense ------------------------------------------------------------------------------------------------
 
 
-@traceable(_dense_op_args, _dense_op("nt"))
+@traceable_dense
 @_documented("nt")
 def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -122,7 +106,7 @@ def bf16_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("nn"))
+@traceable_dense
 @_documented("nn")
 def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,7 +116,7 @@ def bf16_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tn"))
+@traceable_dense
 @_documented("tn")
 def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,7 +126,7 @@ def bf16_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tt"))
+@traceable_dense
 @_documented("tt")
 def bf16_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,7 +160,7 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
 # and b, dtypes, whether it adds C, device, SM setting) is checked and launched in one pass, each tensor
 # attribute read once; what follows from those alone (d's and c's shapes, the size rules, the Hopper
 # check, the plan) was settled by the first call, which ran `_checked`. Anything else falls through to
-# the full path. The size rules (`check_kernel_dims`, `check_tile_count`) depend on M, N and K only, which
+# the full path. The size rules (`check_dense_kernel_dims`) depend on M, N and K only, which
 # the key's stored shapes fix (d's and c's shapes must match), so a remembered entry has passed them.
 # Whether d overlaps a, b or c depends on the pointers, so it is checked on every call: byte ranges first,
 # and only where they meet the exact `may_overlap` of `check_no_overlap` (c may be d itself, not part of
@@ -289,9 +273,8 @@ def _checked(layout: str, a: object, b: object, d: object,
         tensors["c"] = c
     check_multiple(a_dims[1], A.shape[1], 8, "TMA needs 16-byte rows of a")
     check_multiple(b_dims[1], B.shape[1], 8, "TMA needs 16-byte rows of b")
-    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_d_row_bytes(n, d)
+    check_dense_kernel_dims(m, n, k)
     cuda_index = _check_devices_and_strides(tensors, tensors)
     # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
     same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
@@ -315,10 +298,7 @@ def _check_devices_and_strides(tensors: dict[str, torch.Tensor],
     device = check_same_device(tensors)
     for name, tensor in tma_tensors.items():
         check_tma_operand(name, tensor)
-    if device.type != "cuda":
-        return None
-    require_hopper(device.index)
-    return device.index
+    return hopper_index(device)
 
 
 # --- grouped ---------------------------------------------------------------------------------------------
@@ -401,7 +381,7 @@ def _check_grouped(A: torch.Tensor, B: torch.Tensor, d: object, d_dims: tuple[st
     check_dtype("d", check_tensor("d", d), OUT_DTYPES)
     check_shape("d", d, d_dims, d_shape)
     check_multiple("K", k, 8, "TMA needs 16-byte rows of a and b")
-    check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_d_row_bytes(B.shape[1], d)
     check_packed_groups("b", B, ("G", "N", "K"))
     check_grouped_kernel_dims(A, B)
     tma_tensors = {"a": A, "b": B, "d": d}

@@ -20,7 +20,6 @@ from ..common.launch import (
     GEMM_KIND_CONTIGUOUS_INDICES,
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
-    GROUPED_KIND_LAYOUTS,
     KernelRequest,
     KernelSpec,
     Plan,
@@ -29,6 +28,7 @@ from ..common.launch import (
     d_stride_args,
     d_tensor_map,
     group_stride_bytes,
+    grouped_config,
 )
 from ..common.settings import num_sms_for
 from ..common.split_k import SplitK, reduce_kernel_spec
@@ -73,9 +73,9 @@ def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
         # As `launch_bf16_gemm`: a split kernel leaves C to the reduction, which its plan loads too.
         return [kernel_spec(n, k, cfg, a_mn_major, b_mn_major, is_fp16, out_dtype, False),
                 reduce_kernel_spec(cfg.split_k, out_dtype, request.has_c, request.m, n, cfg.num_sms)]
-    shape = GemmShape(request.m, n, k, out_dtype.itemsize, request.num_groups, request.layout, family=BF16)
     kind = GEMM_KIND_MASKED if request.layout == MASKED else GEMM_KIND_CONTIGUOUS_INDICES
-    return [kernel_spec(n, k, choose_config(shape, num_sms), False, False, is_fp16, out_dtype, False, kind)]
+    cfg = grouped_config(None, BF16, kind, request.m, n, k, request.num_groups, out_dtype.itemsize, num_sms)
+    return [kernel_spec(n, k, cfg, False, False, is_fp16, out_dtype, False, kind)]
 
 
 def launch_bf16_gemm(layout: str, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,
@@ -125,12 +125,7 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, B: torch.Tensor, 
     key = (kind, config_m, rows, n, k, num_groups, A.dtype, d.dtype, config, num_sms, device_index)
     plan = _plans.get(key)
     if plan is None:
-        layout = GROUPED_KIND_LAYOUTS[kind]
-        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, family=BF16)
-        cfg = config or choose_config(shape, num_sms)
-        if not cfg.grouped:
-            raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
-                             "kernels keep a tile slot per stage in shared memory")
+        cfg = grouped_config(config, BF16, kind, config_m, n, k, num_groups, d.element_size(), num_sms)
         spec = kernel_spec(n, k, cfg, False, False, A.dtype == torch.float16, d.dtype, False, kind)
         plan = _plans.remember(key, _Plan(spec, device_index, kind, rows, n, k, num_groups, False, False))
     plan.run(A, B, d, grouped_layout.data_ptr(), 0, 0)
@@ -151,14 +146,12 @@ class _Plan(Plan):
             c_row_bytes: int) -> None:
         key = (A.data_ptr(), *A.stride(), B.data_ptr(), *B.stride(), d.data_ptr(), *d.stride())
         tmaps = self.tensor_maps(key, A, B, d)
-        split = self.split
-        if split is None:
+        if self.split is None:
             self.launch(self.rows, self.num_groups, grouped_layout_ptr, c_ptr, c_row_bytes, d.data_ptr(),
                         *d_stride_args(d, self.is_masked), *tmaps)
-            return
-        workspace = split.workspace()
-        self.launch(self.rows, 1, 0, 0, 0, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
-        split.reduce(workspace, c_ptr, c_row_bytes, d.data_ptr(), d.stride(0) * d.element_size())
+        else:
+            self.split.run(self.launch, (self.rows, 1, 0, 0, 0), tmaps, c_ptr, c_row_bytes, d.data_ptr(),
+                           d.stride(0) * d.element_size())
 
     def run_dense(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, a_ptr: int, a_strides: tuple,
                   b_ptr: int, b_strides: tuple, d_ptr: int, d_strides: tuple, d_row_bytes: int, c_ptr: int,
@@ -167,13 +160,11 @@ class _Plan(Plan):
         caller has read (the cached path of the ops: each tensor attribute once per call)."""
         key = (a_ptr, *a_strides, b_ptr, *b_strides, d_ptr, *d_strides)
         tmaps = self.tensor_maps(key, A, B, d)
-        split = self.split
-        if split is None:
+        if self.split is None:
             self.launch(self.rows, 1, 0, c_ptr, c_row_bytes, d_ptr, d_row_bytes, 0, *tmaps)
-            return
-        workspace = split.workspace()
-        self.launch(self.rows, 1, 0, 0, 0, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
-        split.reduce(workspace, c_ptr, c_row_bytes, d_ptr, d_row_bytes)
+        else:
+            self.split.run(self.launch, (self.rows, 1, 0, 0, 0), tmaps, c_ptr, c_row_bytes, d_ptr,
+                           d_row_bytes)
 
     def encode(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor) -> tuple[TmaDescriptor, ...]:
         cfg, rows, n, k = self.cfg, self.rows, self.n, self.k

@@ -152,6 +152,18 @@ def settled_masked(d: torch.Tensor, masked_m: torch.Tensor, max_m: int, n: int, 
     return d.masked_fill_(masked_rows(masked_m, max_m)[..., None], 0) if k == 0 else None
 
 
+def offsets_m_indices(group_ends: torch.Tensor, m_sum: int, k: int,
+                      cuda_index: int | None) -> torch.Tensor | None:
+    """For a contiguous grouped op given ``group_ends``, once no size is 0: checks the values where
+    ``check_index_values_now`` says so; returns the per-row ``m_indices`` that the CPU path and an empty K
+    sum (``K == 0``) run on, or ``None`` where the kernel reads ``group_ends`` itself."""
+    if check_index_values_now(cuda_index):
+        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    if k == 0 or cuda_index is None:
+        return group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    return None
+
+
 def write_rows(d: torch.Tensor, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Copy the ``rows`` (a bool mask over ``d``'s leading dims) of the FP32 ``out`` into ``d``, leaving
     the other rows of ``d`` as they are, as the kernels do; returns ``d``."""

@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
-from ...heuristics import GemmConfig, GemmShape, select_config
+from ...heuristics import GemmConfig, GemmShape, KernelFamily, select_config
 from ...heuristics.config import CONTIGUOUS, DENSE, MASKED
 from ...jit import ParamType, get_kernel, knobs
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
@@ -106,6 +106,19 @@ def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
         print(f"deepgemm: {shape.family.name} gemm{layout} m={shape.m} n={shape.n} k={shape.k} -> {cfg}",
               flush=True)
     return cfg
+
+
+def grouped_config(config: GemmConfig | None, family: KernelFamily, kind: str, config_m: int, n: int, k: int,
+                   num_groups: int, out_bytes: int, num_sms: int) -> GemmConfig:
+    """The config a grouped launch of `kind` runs: the heuristic's for its shape (`config_m`: the rows it is
+    chosen by, M_sum or expected_m), or `config` (tuning tools), which must be made for a grouped shape."""
+    if config is None:
+        shape = GemmShape(config_m, n, k, out_bytes, num_groups, GROUPED_KIND_LAYOUTS[kind], family=family)
+        return choose_config(shape, num_sms)
+    if not config.grouped:
+        raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
+                         "kernels keep a tile slot per stage in shared memory")
+    return config
 
 
 class Plan:

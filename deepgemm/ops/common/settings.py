@@ -96,3 +96,12 @@ def require_hopper(index: int) -> None:
     if index not in _hopper_devices:
         check_hopper(torch.device("cuda", index))
         _hopper_devices.add(index)
+
+
+def hopper_index(device: torch.device) -> int | None:
+    """The index of the CUDA ``device`` after ``require_hopper``; ``None`` for the CPU (the ops' checks have
+    refused any other device type)."""
+    if device.type != "cuda":
+        return None
+    require_hopper(device.index)
+    return device.index

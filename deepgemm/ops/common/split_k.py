@@ -16,6 +16,7 @@ that reads it is enqueued; under CUDA-graph capture it comes from the graph's po
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -98,3 +99,12 @@ class SplitK:
                d_row_bytes: int) -> None:
         """Enqueues D = sum of the workspace's slices (+ C where the launcher adds it)."""
         self.launch_reduce(self.m, self.n, workspace.data_ptr(), c_ptr, c_row_bytes, d_ptr, d_row_bytes)
+
+    def run(self, launch: Callable[..., None], leading_args: tuple, tmaps: tuple, c_ptr: int,
+            c_row_bytes: int, d_ptr: int, d_row_bytes: int) -> None:
+        """Enqueues the split GEMM kernel (`launch`), whose parameters are `leading_args`, then (d,
+        d_row_bytes, d_group_bytes), then the tensor maps `tmaps`: the workspace takes D's place, its
+        slices its groups'. Then the reduction of the slices (+ C) into D."""
+        workspace = self.workspace()
+        launch(*leading_args, workspace.data_ptr(), self.row_bytes, self.slice_bytes, *tmaps)
+        self.reduce(workspace, c_ptr, c_row_bytes, d_ptr, d_row_bytes)

@@ -53,6 +53,25 @@ def traceable(op_args: Callable[..., tuple[tuple, Tensor] | None], custom_op: Ca
     return decorate
 
 
+def traceable_dense(fn: Callable) -> Callable:
+    """``traceable`` for a dense op ``fn(a, b, d, c=None)`` of plain tensors (``D = C + A·B``, the 16-bit
+    and TF32 ops). C may be d itself, but a schema input cannot alias the mutated d: the custom op takes
+    ``(a, b, d, c, c_is_d)``, with C = d as the flag."""
+    name = fn.__name__
+
+    def custom_op(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
+        eager(name)(a, b, d, d if c_is_d else c)
+
+    return traceable(dense_op_args, custom_op)(fn)
+
+
+def dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
+    """``traceable_dense``'s ``op_args``."""
+    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
+        return None
+    return (a, b, d, None if c is d else c, c is d), d
+
+
 def eager(name: str) -> Callable:
     """The undecorated public op ``name``: what its custom op runs."""
     return _EAGER[name]
@@ -66,6 +85,12 @@ def _writes_d_only(*args: object) -> None:
 def tensors(*values: object) -> bool:
     """Whether every value is a tensor (the custom ops' schemas take nothing else in those places)."""
     return all(isinstance(value, Tensor) for value in values)
+
+
+def scaled_pairs(*values: object) -> bool:
+    """Whether every value is a ``(tensor, scales)`` pair of tensors, as the FP8 ops take their operands
+    (their custom ops take the four tensors)."""
+    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in values)
 
 
 def integer(value: object) -> bool:

@@ -227,6 +227,17 @@ def check_tile_count(rows_name: str, rows: int, n: int) -> None:
                          f"kernels count them in 32 bits (at most {MAX_TILES - 1}); split the GEMM")
 
 
+def check_dense_kernel_dims(m: int, n: int, k: int) -> None:
+    """``check_kernel_dims`` and ``check_tile_count`` for a dense GEMM of A ``[M, K]`` and B ``[N, K]``."""
+    check_kernel_dims({"M": m, "N": n, "K": k})
+    check_tile_count("M", m, n)
+
+
+def check_d_row_bytes(n: int, d: torch.Tensor) -> None:
+    """N makes 16-byte rows of ``d`` (TMA stores D by rows)."""
+    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+
+
 def check_grouped_kernel_dims(A: torch.Tensor, B: torch.Tensor, scales_name: str | None = None,
                               num_scales: int = 0) -> None:
     """``check_kernel_dims`` and ``check_tile_count`` for a grouped GEMM of A ``[M_sum, K]`` or

@@ -9,18 +9,18 @@ from ..common import settings as settings_module
 from ..common.cpu_path import fp8_gemm_nt_fp32
 from ..common.lazy import lazy_import
 from ..common.settings import require_hopper
-from ..common.traced import eager, tensors, traceable
+from ..common.traced import eager, scaled_pairs, tensors, traceable
 from ..common.validation import (
+    check_d_row_bytes,
+    check_dense_kernel_dims,
     check_dtype,
     check_fp8_operand,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_row_major,
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
     tma_rows_ok,
     warn_if_slow_cpu,
@@ -31,16 +31,11 @@ OUT_DTYPES = (torch.bfloat16, torch.float32)
 FP8Operand = tuple[torch.Tensor, torch.Tensor]
 
 
-def fp8_operands(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` are FP8 operands ``(tensor, scales)`` (for the custom ops' schemas)."""
-    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in (a, b))
-
-
 def _fp8_gemm_nt_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Tensor, d: Tensor) -> None:
     eager("fp8_gemm_nt")((a, sfa), (b, sfb), d)
 
 
-@traceable(lambda a, b, d: ((*a, *b, d), d) if fp8_operands(a, b) and tensors(d) else None, _fp8_gemm_nt_op)
+@traceable(lambda a, b, d: ((*a, *b, d), d) if scaled_pairs(a, b) and tensors(d) else None, _fp8_gemm_nt_op)
 def fp8_gemm_nt(a: FP8Operand, b: FP8Operand, d: torch.Tensor) -> torch.Tensor:
     """``D = A · Bᵀ`` with 1x128 scales on A and 128x128 scales on B, written into ``d``; returns ``d``.
 
@@ -106,9 +101,8 @@ def _checked(a: object, b: object, d: object) -> Checked:
     check_shape("B (b[0])", B, ("N", "K"), (n, k))
     check_shape("d", d, ("M", "N"), (m, n))
     check_multiple("K", k, 16, "TMA needs 16-byte rows of FP8 in A and B")
-    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_d_row_bytes(n, d)
+    check_dense_kernel_dims(m, n, k)
     inputs = {"A (a[0])": A, "sfa (a[1])": sfa, "B (b[0])": B, "sfb (b[1])": sfb}
     device = check_same_device({**inputs, "d": d})
     check_tma_operand("A (a[0])", A)
@@ -218,7 +212,7 @@ def _d_misses_inputs(A: Tensor, a_ptr: int, sfa: Tensor, B: Tensor, b_ptr: int, 
 # the sizes alone (the other shapes, the size rules, the Hopper check, the plan) was settled by the first
 # call of those sizes, which ran the full path. It accepts exactly what `_fast_checked` accepts for such
 # sizes (tests/ops/test_cached_call_path.py holds it to that); anything else falls through to the full path.
-# The size rules (`check_kernel_dims`, `check_tile_count`) need no check here: they depend on M, N and K
+# The size rules (`check_dense_kernel_dims`) need no check here: they depend on M, N and K
 # only, the key's A and B shapes fix those (and d's shape must match), and an entry is only made after a
 # call of those sizes passed `_fast_checked` or `_checked`. Whether d overlaps an input depends on the
 # pointers, so that is checked on every call, as `_fast_checked` does it (byte ranges).

@@ -12,19 +12,17 @@ from torch import Tensor
 from ...heuristics.families.fp8_1d2d import masked_sfb_row_floats
 from ..common.cpu_path import m_grouped_fp8_gemm_nt_contiguous_fp32, m_grouped_fp8_gemm_nt_masked_fp32
 from ..common.group_indices import (
-    M_ALIGNMENT_CONTIGUOUS,
-    check_group_ends,
-    check_index_values_now,
-    group_ends_to_m_indices,
     masked_rows,
+    offsets_m_indices,
     settled_contiguous,
     settled_masked,
     write_rows,
 )
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
-from ..common.traced import eager, integer, tensors, traceable
+from ..common.settings import hopper_index
+from ..common.traced import eager, integer, scaled_pairs, tensors, traceable
 from ..common.validation import (
+    check_d_row_bytes,
     check_dtype,
     check_fp8_operand,
     check_grouped_kernel_dims,
@@ -40,7 +38,7 @@ from ..common.validation import (
     check_tma_operand,
     warn_if_slow_cpu,
 )
-from .dense import OUT_DTYPES, FP8Operand, fp8_operands
+from .dense import OUT_DTYPES, FP8Operand
 
 # `kernel`, imported on the first GPU call: CPU use never loads the CUDA driver modules.
 _kernel = lazy_import("deepgemm.ops.fp8.kernel")
@@ -66,14 +64,14 @@ def _m_grouped_fp8_gemm_nt_masked_op(a: Tensor, sfa: Tensor, b: Tensor, sfb: Ten
 
 def _contiguous_op_args(a: object, b: object, d: object, index: object) -> tuple[tuple, torch.Tensor] | None:
     """The contiguous custom ops' arguments (see ``traced.traceable``)."""
-    return ((*a, *b, d, index), d) if fp8_operands(a, b) and tensors(d, index) else None
+    return ((*a, *b, d, index), d) if scaled_pairs(a, b) and tensors(d, index) else None
 
 
 def _masked_op_args(
     a: object, b: object, d: object, masked_m: object, expected_m: object
 ) -> tuple[tuple, torch.Tensor] | None:
     """The masked custom op's arguments (see ``traced.traceable``)."""
-    if not (fp8_operands(a, b) and tensors(d, masked_m) and integer(expected_m)):
+    if not (scaled_pairs(a, b) and tensors(d, masked_m) and integer(expected_m)):
         return None
     return (*a, *b, d, masked_m, int(expected_m)), d
 
@@ -160,10 +158,8 @@ def m_grouped_fp8_gemm_nt_contiguous_offsets(
     num_groups, n = B.shape[:2]
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if check_index_values_now(cuda_index):
-        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0 or cuda_index is None:
-        m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    m_indices = offsets_m_indices(group_ends, m_sum, k, cuda_index)
+    if m_indices is not None:
         if k == 0:
             return d.masked_fill_((m_indices >= 0)[:, None], 0)
         warn_if_slow_cpu("m_grouped_fp8_gemm_nt_contiguous_offsets", m_sum, n, k)
@@ -274,7 +270,7 @@ def _check_sizes_devices_layouts(
     """The rules all grouped ops share once the shapes agree (the same as ``fp8_gemm_nt``'s); returns
     the CUDA device index, or ``None`` for the CPU."""
     check_multiple("K", A.shape[-1], 16, "TMA needs 16-byte rows of FP8 in A and B")
-    check_multiple("N", B.shape[1], 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_d_row_bytes(B.shape[1], d)
     # The masked kernel reads B scales whose rows are padded to 16 bytes (`kernel.masked_sfb`).
     num_scales = (sfb.numel() if A.dim() == 2
                   else sfb.shape[0] * sfb.shape[1] * masked_sfb_row_floats(sfb.shape[2]))
@@ -287,7 +283,4 @@ def _check_sizes_devices_layouts(
     check_tma_operand("d", d)
     check_row_major("sfb (b[1])", sfb, ("G", "ceil(N/128)", "ceil(K/128)"))
     check_no_overlap("d", d, inputs)
-    if device.type != "cuda":
-        return None
-    require_hopper(device.index)
-    return device.index
+    return hopper_index(device)

@@ -43,6 +43,7 @@ from ..common.launch import (
     d_stride_args,
     d_tensor_map,
     group_stride_bytes,
+    grouped_config,
 )
 from ..common.settings import num_sms_for
 from ..common.split_k import SplitK, reduce_kernel_spec
@@ -79,11 +80,13 @@ def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
             specs.append(reduce_kernel_spec(cfg.split_k, request.out_dtype, False, request.m, request.n,
                                             cfg.num_sms))
         return specs
-    shape = GemmShape(request.m, request.n, request.k, out_bytes, request.num_groups, request.layout,
-                      family=FP8_1D2D)
-    cfg = choose_config(shape, num_sms)
-    kinds = [kind for kind, layout in GROUPED_KIND_LAYOUTS.items() if layout == request.layout]
-    return [kernel_spec(request.n, request.k, cfg, kind) for kind in kinds]
+    specs = []
+    for kind, layout in GROUPED_KIND_LAYOUTS.items():
+        if layout == request.layout:
+            cfg = grouped_config(None, FP8_1D2D, kind, request.m, request.n, request.k, request.num_groups,
+                                 out_bytes, num_sms)
+            specs.append(kernel_spec(request.n, request.k, cfg, kind))
+    return specs
 
 
 # --- dense -------------------------------------------------------------------------------------------------
@@ -166,13 +169,11 @@ def run_plan(plan: _DensePlan, a_ptr: int, a_stride: int, b_ptr: int, b_stride: 
         sfa_ptr = sfa.data_ptr()
     key = (a_ptr, a_stride, b_ptr, b_stride, sfa_ptr, d_ptr, d_stride)
     tmaps = plan.tensor_maps(key, *key)
-    split = plan.split
-    if split is None:
+    if plan.split is None:
         plan.launch(plan.m, 1, 0, sfb_ptr, d_ptr, 0, 0, *tmaps)
     else:
-        workspace = split.workspace()
-        plan.launch(plan.m, 1, 0, sfb_ptr, workspace.data_ptr(), split.row_bytes, split.slice_bytes, *tmaps)
-        split.reduce(workspace, 0, 0, d_ptr, d_stride * plan.d_dtype.itemsize)
+        plan.split.run(plan.launch, (plan.m, 1, 0, sfb_ptr), tmaps, 0, 0, d_ptr,
+                       d_stride * plan.d_dtype.itemsize)
 
 
 # --- grouped (MoE) -----------------------------------------------------------------------------------------
@@ -207,20 +208,16 @@ def _launch_grouped(kind: str, config_m: int, A: torch.Tensor, sfa: torch.Tensor
                     config: GemmConfig | None) -> None:
     num_groups, n, k = B.shape
     rows = A.shape[-2]
+    num_sms = num_sms_for(device_index)
     if config is not None:
-        if not config.grouped:
-            raise ValueError("config must be made for a grouped shape (GemmConfig.grouped): the grouped "
-                             "kernels keep a tile slot per stage in shared memory")
-        _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, config, device_index).run(
+        cfg = grouped_config(config, FP8_1D2D, kind, config_m, n, k, num_groups, d.element_size(), num_sms)
+        _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, cfg, device_index).run(
             A, sfa, B, sfb, d, grouped_layout)
         return
-    num_sms = num_sms_for(device_index)
     key = (kind, config_m, rows, n, k, num_groups, d.dtype, num_sms, device_index)
     plan = _grouped_plans.get(key)
     if plan is None:
-        layout = GROUPED_KIND_LAYOUTS[kind]
-        shape = GemmShape(config_m, n, k, d.element_size(), num_groups, layout, family=FP8_1D2D)
-        cfg = choose_config(shape, num_sms)
+        cfg = grouped_config(None, FP8_1D2D, kind, config_m, n, k, num_groups, d.element_size(), num_sms)
         plan = _GroupedPlan(kind, rows, n, k, num_groups, d.dtype, cfg, device_index)
         _grouped_plans.remember(key, plan)
     plan.run(A, sfa, B, sfb, d, grouped_layout)

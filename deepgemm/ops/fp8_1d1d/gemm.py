@@ -18,9 +18,10 @@ from ...quant.cast import BLOCK_K
 from ..common.cpu_path import fp8_gemm_nt_1d1d_fp32, k_grouped_fp8_gemm_nt_1d1d_fp32
 from ..common.group_indices import check_index_values_now
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
-from ..common.traced import eager, tensors, traceable
+from ..common.settings import hopper_index
+from ..common.traced import eager, scaled_pairs, tensors, traceable
 from ..common.validation import (
+    check_dense_kernel_dims,
     check_dtype,
     check_fp8_operand,
     check_index_vector,
@@ -59,19 +60,15 @@ def _k_grouped_fp8_gemm_nt_1d1d_op(a: Tensor, sa: Tensor, b: Tensor, sb: Tensor,
     eager("k_grouped_fp8_gemm_nt_1d1d")((a, sa), (b, sb), d, ks, ks_host, d if c_is_d else c)
 
 
-def _operands(a: object, b: object) -> bool:
-    return all(isinstance(x, tuple | list) and len(x) == 2 and tensors(*x) for x in (a, b))
-
-
 def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    if not (_operands(a, b) and tensors(d) and (c is None or isinstance(c, Tensor))):
+    if not (scaled_pairs(a, b) and tensors(d) and (c is None or isinstance(c, Tensor))):
         return None
     return (*a, *b, d, None if c is d else c, c is d), d
 
 
 def _k_grouped_op_args(a: object, b: object, d: object, ks: object, ks_host: object = None,
                        c: object = None) -> tuple[tuple, Tensor] | None:
-    if not (_operands(a, b) and tensors(d, ks) and (c is None or isinstance(c, Tensor))):
+    if not (scaled_pairs(a, b) and tensors(d, ks) and (c is None or isinstance(c, Tensor))):
         return None
     if ks_host is not None and not (isinstance(ks_host, list | tuple) and all(_is_int(x) for x in ks_host)):
         return None
@@ -200,8 +197,7 @@ def _checked_dense(a: object, b: object, d: object,
     check_shape("B (b[0])", B, ("N", "K"), (n, k))
     check_shape("d", d, ("M", "N"), (m, n))
     check_multiple("K", k, BLOCK_K, K_RULE)
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_dense_kernel_dims(m, n, k)
     return A, sa, B, sb, _check_rest(A, sa, B, sb, d, c, ("M", "N"), {})
 
 
@@ -249,14 +245,7 @@ def _check_rest(A: Tensor, sa: Tensor, B: Tensor, sb: Tensor, d: Tensor, c: obje
     if c is not None and not same_as_d and _overlap(c, d):
         raise ValueError("c must be d itself (in-place accumulation) or not overlap d in memory")
     check_no_overlap("d", d, {name: tensor for name, tensor in named.items() if name not in ("d", "c")})
-    return _device_index(device)
-
-
-def _device_index(device: torch.device) -> int | None:
-    if device.type != "cuda":
-        return None
-    require_hopper(device.index)
-    return device.index
+    return hopper_index(device)
 
 
 def check_output_rows(name: str, tensor: Tensor) -> None:

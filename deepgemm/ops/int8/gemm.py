@@ -15,6 +15,8 @@ Each op validates its arguments, then runs the CPU path (exact integer sums in f
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,23 +26,21 @@ from torch import Tensor
 from ...quant.int8 import per_channel_cast_to_int8, per_token_cast_to_int8
 from ...quant.layout import align
 from ..common.group_indices import (
-    M_ALIGNMENT_CONTIGUOUS,
-    check_group_ends,
-    check_index_values_now,
-    group_ends_to_m_indices,
     masked_rows,
+    offsets_m_indices,
     settled_contiguous,
     settled_masked,
     write_rows,
 )
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
+from ..common.settings import hopper_index
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
+    check_d_row_bytes,
+    check_dense_kernel_dims,
     check_dtype,
     check_grouped_kernel_dims,
     check_index_vector,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_packed_groups,
@@ -49,7 +49,6 @@ from ..common.validation import (
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
 )
 
@@ -97,16 +96,59 @@ class Checked:
     cuda_index: int | None
 
 
-# --- the custom ops (torch.compile): each unpacks its arguments into the public op's ---------------------
-# Optional tensors travel as `Tensor | None`; a bare operand has `None` for its scales.
+# --- the custom ops (torch.compile) ------------------------------------------------------------------------
+# Each op's custom op takes the operands split into tensors and scales, ``d``, the epilogue's tensors, and
+# then the op's own index arguments; optional tensors travel as `Tensor | None` (a bare operand has `None`
+# for its scales).
+
+_CUSTOM_OP_PARAMS = (("a", Tensor), ("sa", Tensor | None), ("b", Tensor), ("sb", Tensor | None),
+                     ("d", Tensor), ("bias", Tensor | None), ("zp", Tensor | None), ("b_sums", Tensor | None))
 
 
-def _operand_parts(x: object) -> tuple[object, object]:
-    return (x[0], x[1]) if isinstance(x, tuple | list) and len(x) == 2 else (x, None)
+def _traceable(*index_params: tuple[str, type]):
+    """``traced.traceable`` for an INT8 op whose arguments are ``a, b, d``, then ``index_params`` (the
+    grouped ops' index tensor and ``int`` counts), then ``bias`` and ``azp``. Its custom op's schema is the
+    signature built here: ``_CUSTOM_OP_PARAMS``, then ``index_params``."""
+    schema = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation)
+         for name, annotation in (*_CUSTOM_OP_PARAMS, *index_params)],
+        return_annotation=None,
+    )
+
+    def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        name, public = fn.__name__, inspect.signature(fn)
+
+        def custom_op(*args: object, **kwargs: object) -> None:
+            a, sa, b, sb, d, bias, zp, b_sums, *index = schema.bind(*args, **kwargs).args
+            a_op, b_op = (a if sa is None else (a, sa)), (b if sb is None else (b, sb))
+            eager(name)(a_op, b_op, d, *index, bias, None if zp is None else (zp, b_sums))
+
+        custom_op.__signature__ = schema
+        custom_op.__name__ = custom_op.__qualname__ = f"_{name}_op"
+
+        def op_args(*args: object, **kwargs: object) -> tuple[tuple, Tensor] | None:
+            try:
+                bound = public.bind(*args, **kwargs)
+            except TypeError:
+                return None
+            bound.apply_defaults()
+            given = bound.arguments
+            index = []
+            for param, kind in index_params:
+                value = given[param]
+                if not (tensors(value) if kind is Tensor else integer(value)):
+                    return None
+                index.append(value if kind is Tensor else int(value))
+            leading = _leading_args(given["a"], given["b"], given["d"], given["bias"], given["azp"])
+            return None if leading is None else ((*leading, *index), given["d"])
+
+        return traceable(op_args, custom_op)(fn)
+
+    return decorate
 
 
-def _op_args(a: object, b: object, d: object, bias: object, azp: object, *rest: object) -> tuple | None:
-    """The custom ops' leading arguments (see ``traced.traceable``), or ``None`` when they do not fit."""
+def _leading_args(a: object, b: object, d: object, bias: object, azp: object) -> tuple | None:
+    """The custom op's arguments for ``_CUSTOM_OP_PARAMS``, or ``None`` when they do not fit its schema."""
     (A, sa), (B, sb) = _operand_parts(a), _operand_parts(b)
     zp, b_sums = _operand_parts(azp) if azp is not None else (None, None)
     optional = (sa, sb, bias, zp, b_sums)
@@ -114,89 +156,11 @@ def _op_args(a: object, b: object, d: object, bias: object, azp: object, *rest: 
         return None
     if azp is not None and (zp is None or b_sums is None):
         return None
-    return (A, sa, B, sb, d, bias, zp, b_sums, *rest)
+    return (A, sa, B, sb, d, bias, zp, b_sums)
 
 
-def _rebuild(
-    A: Tensor, sa: Tensor | None, B: Tensor, sb: Tensor | None, zp: Tensor | None, b_sums: Tensor | None
-) -> tuple[Int8Operand, Int8Operand, tuple[Tensor, Tensor] | None]:
-    return (A if sa is None else (A, sa), B if sb is None else (B, sb), None if zp is None else (zp, b_sums))
-
-
-def _int8_gemm_nt_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("int8_gemm_nt")(a_op, b_op, d, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_contiguous_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    m_indices: Tensor,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_contiguous")(a_op, b_op, d, m_indices, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_contiguous_offsets_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    group_ends: Tensor,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_contiguous_offsets")(a_op, b_op, d, group_ends, bias, azp)
-
-
-def _m_grouped_int8_gemm_nt_masked_op(
-    a: Tensor,
-    sa: Tensor | None,
-    b: Tensor,
-    sb: Tensor | None,
-    d: Tensor,
-    bias: Tensor | None,
-    zp: Tensor | None,
-    b_sums: Tensor | None,
-    masked_m: Tensor,
-    expected_m: int,
-) -> None:
-    a_op, b_op, azp = _rebuild(a, sa, b, sb, zp, b_sums)
-    eager("m_grouped_int8_gemm_nt_masked")(a_op, b_op, d, masked_m, expected_m, bias, azp)
-
-
-def _dense_op_args(a, b, d, bias=None, azp=None):
-    args = _op_args(a, b, d, bias, azp)
-    return None if args is None else (args, d)
-
-
-def _contiguous_op_args(a, b, d, m_indices, bias=None, azp=None):
-    args = _op_args(a, b, d, bias, azp, m_indices) if isinstance(m_indices, Tensor) else None
-    return None if args is None else (args, d)
-
-
-def _masked_op_args(a, b, d, masked_m, expected_m, bias=None, azp=None):
-    ok = isinstance(masked_m, Tensor) and integer(expected_m)
-    args = _op_args(a, b, d, bias, azp, masked_m, int(expected_m)) if ok else None
-    return None if args is None else (args, d)
+def _operand_parts(x: object) -> tuple[object, object]:
+    return (x[0], x[1]) if isinstance(x, tuple | list) and len(x) == 2 else (x, None)
 
 
 # --- the ops -----------------------------------------------------------------------------------------------
@@ -236,7 +200,7 @@ def _documented(**fields: str):
     return decorate
 
 
-@traceable(_dense_op_args, _int8_gemm_nt_op)
+@_traceable()
 @_documented(
     sa_rows="``[M]`` or ``[M, 1]``",
     sa_tensor="tensor",
@@ -270,7 +234,7 @@ def int8_gemm_nt(
     return d
 
 
-@traceable(_contiguous_op_args, _m_grouped_int8_gemm_nt_contiguous_op)
+@_traceable(("m_indices", Tensor))
 @_documented(
     sa_rows="``[M_sum]`` or ``[M_sum, 1]``",
     sa_tensor="tensor",
@@ -321,7 +285,7 @@ def m_grouped_int8_gemm_nt_contiguous(
     return d
 
 
-@traceable(_contiguous_op_args, _m_grouped_int8_gemm_nt_contiguous_offsets_op)
+@_traceable(("group_ends", Tensor))
 def m_grouped_int8_gemm_nt_contiguous_offsets(
     a: Int8Operand,
     b: Int8Operand,
@@ -346,16 +310,14 @@ def m_grouped_int8_gemm_nt_contiguous_offsets(
     check_no_overlap("d", d, {"group_ends": group_ends})
     if m_sum == 0 or n == 0 or num_groups == 0:
         return d
-    if check_index_values_now(c.cuda_index):
-        check_group_ends(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
-    if k == 0 or c.cuda_index is None:
-        m_indices = group_ends_to_m_indices(group_ends, m_sum, M_ALIGNMENT_CONTIGUOUS)
+    m_indices = offsets_m_indices(group_ends, m_sum, k, c.cuda_index)
+    if m_indices is not None:
         return m_grouped_int8_gemm_nt_contiguous(a, b, d, m_indices, bias, azp)
     _kernel().launch_m_grouped_int8_contiguous_offsets(c, d, group_ends)
     return d
 
 
-@traceable(_masked_op_args, _m_grouped_int8_gemm_nt_masked_op)
+@_traceable(("masked_m", Tensor), ("expected_m", int))
 @_documented(
     sa_rows="``[G, max_m]`` or ``[G, max_m, 1]``",
     sa_tensor="expert",
@@ -488,8 +450,7 @@ def _check(
         raise ValueError(f"A must have G = {num_groups} groups (B's first dim), found shape {tuple(A.shape)}")
     check_shape("d", d, d_dims, (*a_lead, rows, n))
     if num_groups is None:
-        check_kernel_dims({"M": rows, "N": n, "K": k})
-        check_tile_count("M", rows, n)
+        check_dense_kernel_dims(rows, n, k)
     else:
         check_grouped_kernel_dims(A, B)
     if d.dtype == torch.int32 and (
@@ -524,7 +485,7 @@ def _check(
             raise ValueError(f"{name} must start at an 8-byte-aligned address (the kernel reads it a column "
                              f"pair at a time), found it {vector.tensor.data_ptr() % 8} bytes past one")
     check_multiple("K", k, K_ALIGNMENT, "TMA needs 16-byte rows of int8 in A and B")
-    check_multiple("N", n, 16 // d.element_size(), f"TMA needs 16-byte rows of {d.dtype} in d")
+    check_d_row_bytes(n, d)
     device = check_same_device(named)
     check_tma_operand("A", A)
     check_tma_operand("B", B)
@@ -532,11 +493,7 @@ def _check(
         check_packed_groups("B", B, b_dims)
     check_tma_operand("d", d)
     check_no_overlap("d", d, {name: tensor for name, tensor in named.items() if name != "d"})
-    cuda_index = None
-    if device.type == "cuda":
-        require_hopper(device.index)
-        cuda_index = device.index
-    return Checked(A, B, sa, sb, bias_vector, zp, b_sums, cuda_index)
+    return Checked(A, B, sa, sb, bias_vector, zp, b_sums, hopper_index(device))
 
 
 def _operand(

@@ -16,24 +16,21 @@ CPU path: TF32 emulated exactly on the inputs (the low 13 mantissa bits cleared)
 and sums, rounded once to FP32; the 3xTF32 op computes the FP64 product of the FP32 inputs.
 """
 
-from collections.abc import Callable
 
 import torch
-from torch import Tensor
 
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
-from ..common.traced import eager, tensors, traceable
+from ..common.settings import hopper_index
+from ..common.traced import traceable_dense
 from ..common.validation import (
+    check_dense_kernel_dims,
     check_dtype,
-    check_kernel_dims,
     check_multiple,
     check_no_overlap,
     check_rank,
     check_same_device,
     check_shape,
     check_tensor,
-    check_tile_count,
     check_tma_operand,
 )
 
@@ -79,22 +76,7 @@ def _documented(layout: str):
 _kernel = lazy_import("deepgemm.ops.tf32.kernel")
 
 
-def _dense_op(name: str) -> Callable[..., None]:
-    # C may be d itself; a schema input cannot alias the mutated d, so that case is a flag.
-    def gemm(a: Tensor, b: Tensor, d: Tensor, c: Tensor | None, c_is_d: bool) -> None:
-        eager(name)(a, b, d, d if c_is_d else c)
-
-    return gemm
-
-
-def _dense_op_args(a: object, b: object, d: object, c: object = None) -> tuple[tuple, Tensor] | None:
-    """``traceable``'s ``op_args`` for the dense TF32 ops."""
-    if not tensors(a, b, d) or not (c is None or isinstance(c, Tensor)):
-        return None
-    return (a, b, d, None if c is d else c, c is d), d
-
-
-@traceable(_dense_op_args, _dense_op("tf32_gemm_nt"))
+@traceable_dense
 @_documented("nt")
 def tf32_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,7 +86,7 @@ def tf32_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_nn"))
+@traceable_dense
 @_documented("nn")
 def tf32_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,7 +96,7 @@ def tf32_gemm_nn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("nn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_tn"))
+@traceable_dense
 @_documented("tn")
 def tf32_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -124,7 +106,7 @@ def tf32_gemm_tn(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tn", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32_gemm_tt"))
+@traceable_dense
 @_documented("tt")
 def tf32_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                  c: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,7 +116,7 @@ def tf32_gemm_tt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
     return _gemm("tt", a, b, d, c)
 
 
-@traceable(_dense_op_args, _dense_op("tf32x3_gemm_nt"))
+@traceable_dense
 @_documented("nt")
 def tf32x3_gemm_nt(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                    c: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,15 +177,11 @@ def _checked(layout: str, a: object, b: object, d: object,
         check_shape("c", c, ("M", "N"), (m, n))
         outputs["c"] = c
     check_multiple("N", n, 4, "TMA needs 16-byte rows of float32 in d")
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_dense_kernel_dims(m, n, k)
     device = check_same_device({"a": A, "b": B, **outputs})
     for name, tensor in outputs.items():
         check_tma_operand(name, tensor)
     # c may be d itself (accumulating in place: each element is read before it is written), not a part of it.
     same_as_d = c is not None and (c.data_ptr(), c.stride()) == (d.data_ptr(), d.stride())
     check_no_overlap("d", d, {"a": A, "b": B, "c": None if same_as_d else c})
-    if device.type != "cuda":
-        return A, B, m, n, k, None
-    require_hopper(device.index)
-    return A, B, m, n, k, device.index
+    return A, B, m, n, k, hopper_index(device)

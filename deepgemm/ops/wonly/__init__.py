@@ -6,7 +6,7 @@ from .gemm import (
     m_grouped_w8a16_gemm_nt_masked,
     w4a16_gemm_nt,
     w8a16_gemm_nt,
-    weight_only_matmul,
+    weight_only_matmul,  # noqa: F401 (`matmul`'s weight-only path, not one of the public ops)
 )
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "m_grouped_w8a16_gemm_nt_masked",
     "w4a16_gemm_nt",
     "w8a16_gemm_nt",
-    "weight_only_matmul",
 ]

@@ -26,9 +26,10 @@ from ...quant.wonly import (
 )
 from ..common.group_indices import masked_rows, settled_masked, write_rows
 from ..common.lazy import lazy_import
-from ..common.settings import require_hopper
+from ..common.settings import hopper_index
 from ..common.traced import eager, integer, tensors, traceable
 from ..common.validation import (
+    check_dense_kernel_dims,
     check_dtype,
     check_index_vector,
     check_kernel_dims,
@@ -247,10 +248,7 @@ def _devices(named: dict[str, torch.Tensor | None]) -> int | None:
     device = check_same_device(present)
     check_tma_operand("a", present["a"])
     check_no_overlap("d", present["d"], {name: tensor for name, tensor in present.items() if name != "d"})
-    if device.type != "cuda":
-        return None
-    require_hopper(device.index)
-    return device.index
+    return hopper_index(device)
 
 
 def _dense(bits: int, a: object, b: object, d: object, group_size: object) -> torch.Tensor:
@@ -258,8 +256,7 @@ def _dense(bits: int, a: object, b: object, d: object, group_size: object) -> to
     A, d = _check_a_d(a, d, ("M",))
     m, k = A.shape
     n = d.shape[1]
-    check_kernel_dims({"M": m, "N": n, "K": k})
-    check_tile_count("M", m, n)
+    check_dense_kernel_dims(m, n, k)
     packed, sb, zeros = _check_b(bits, b, (), (), n, k, A.dtype, group_size)
     cuda_index = _devices({"a": A, "b_packed": packed, "sb": sb, "zeros": zeros, "d": d})
     if m == 0 or n == 0:
