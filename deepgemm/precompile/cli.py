@@ -38,15 +38,15 @@ DEFAULT = "default"
 @dataclass(frozen=True)
 class FamilyOptions:
     """The request fields a family takes: its layouts, its out / in dtypes (the first is the default;
-    none: the family takes no such dtype), whether it takes a storage layout (``major``), C (dense
-    layout), the INT8 epilogue's bias and zero points, weight-only scale groups (and their default) and
+    none: the family takes no such dtype), whether it takes a storage layout (``major``), the layouts it
+    takes C in, the INT8 epilogue's bias and zero points, weight-only scale groups (and their default) and
     zero points."""
 
     layouts: tuple[str, ...] = (DENSE,)
     out_dtypes: tuple[str, ...] = ()
     in_dtypes: tuple[str, ...] = ()
     majors: bool = False
-    has_c: bool = False
+    has_c: tuple[str, ...] = ()
     int8_epilogue: bool = False
     weight_only: bool = False
     default_group_size: int | None = None
@@ -57,16 +57,16 @@ _16BIT_OUT = ("bf16", "fp16", "fp32")
 _GROUPED = (DENSE, CONTIGUOUS, MASKED)
 FAMILY_OPTIONS = {
     "fp8_1d2d": FamilyOptions(_GROUPED, ("bf16", "fp32")),
-    "bf16": FamilyOptions(_GROUPED, _16BIT_OUT, ("bf16", "fp16"), majors=True, has_c=True),
-    "fp8_1d1d": FamilyOptions((DENSE, K_GROUPED), ("fp32", "bf16"), has_c=True),
+    "bf16": FamilyOptions(_GROUPED, _16BIT_OUT, ("bf16", "fp16"), majors=True, has_c=(DENSE,)),
+    "fp8_1d1d": FamilyOptions((DENSE, K_GROUPED), ("fp32", "bf16"), has_c=(DENSE, K_GROUPED)),
     "int8": FamilyOptions(_GROUPED, ("bf16", "fp16", "fp32", "int32"), int8_epilogue=True),
-    "tf32": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=True),
-    "tf32x3": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=True),
+    "tf32": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=(DENSE,)),
+    "tf32x3": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=(DENSE,)),
     "w8a16": FamilyOptions((DENSE, MASKED), _16BIT_OUT, ("bf16", "fp16"), weight_only=True),
     "w4a16": FamilyOptions((DENSE, MASKED), _16BIT_OUT, ("bf16", "fp16"), weight_only=True,
                            default_group_size=128, zeros=True),
     "cast": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32")),
-    "fp8_linear": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32"), has_c=True),
+    "fp8_linear": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32"), has_c=(DENSE,)),
 }
 
 
@@ -134,7 +134,7 @@ def shape_requests(m: str, n: int, k: int, family: str = "fp8_1d2d", layout: str
         raise ValueError(f"major must be one of {', '.join(MAJORS)}, got {major!r}")
     if major != "nt" and not (options.majors and layout == DENSE):
         raise ValueError(f"major {major!r} does not apply to family {family} with layout {layout} (nt only)")
-    with_c = _flag("has_c", has_c, options.has_c and layout == DENSE, family, f" with layout {layout}")
+    with_c = _flag("has_c", has_c, layout in options.has_c, family, f" with layout {layout}")
     if family == "fp8_1d1d" and (with_c or layout == K_GROUPED) and out_dtype != "fp32":
         raise ValueError(f"family fp8_1d1d accumulates (has_c) and k-groups into an fp32 d only, got "
                          f"out_dtype {out_dtype!r}")
