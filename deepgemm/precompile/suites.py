@@ -154,13 +154,19 @@ def suite_requests(name: str) -> list[KernelRequest]:
     from ..bench.runner import HOST_OVERHEAD_PROBLEM
     from ..bench.suites import SUITES
 
-    suite = SUITES[name]
+    problems = SUITES[name].problems
+    return problem_requests(name, (*problems, HOST_OVERHEAD_PROBLEM) if name == "dense" else problems)
+
+
+def problem_requests(name: str, problems) -> list[KernelRequest]:
+    """The requests of suite ``name``'s deepgemm providers on ``problems``."""
+    from ..bench.suites import SUITES
+
     if name not in SUITE_REQUESTS:
         raise ValueError(f"suite {name!r} has no precompile entry (deepgemm/precompile/suites.py)")
     entries = SUITE_REQUESTS[name]
-    problems = (*suite.problems, HOST_OVERHEAD_PROBLEM) if name == "dense" else suite.problems
-    return [request for problem in problems for provider in suite.providers
+    return [request for problem in problems for provider in SUITES[name].providers
             if provider.name in entries for request in entries[provider.name](problem)]
 
 
-__all__ = ["SUITE_REQUESTS", "suite_requests"]
+__all__ = ["SUITE_REQUESTS", "problem_requests", "suite_requests"]
