@@ -16,6 +16,7 @@ import torch
 from deepgemm.bench import training
 from deepgemm.bench.providers import ProviderUnavailable
 from deepgemm.bench.suites import SUITES
+from deepgemm.nn import fp8_linear
 from deepgemm.ops.cast import kernel as cast
 from deepgemm.ops.common.launch import KernelRequest
 from deepgemm.precompile import FAMILY_KERNEL_SPECS, _imported, _spec_key, family_kernel_specs
@@ -170,3 +171,16 @@ def test_a_suites_calls_load_only_precompiled_kernels(recorded, name):
     assert recorded <= precompiled, sorted(recorded - precompiled)
     gemms = {key for key in precompiled if not key[0].startswith("deepgemm::fp8_cast")}
     assert gemms <= recorded, sorted(gemms - recorded)
+
+
+@pytest.mark.parametrize("dtype, main_grad", [(torch.bfloat16, True), (torch.float16, False),
+                                              (torch.float32, False)])
+def test_fp8_linear_specs_are_what_a_training_step_calls(recorded, dtype, main_grad):
+    tokens, n, k = 200, 256, 384
+    x = torch.randn(tokens, k, dtype=dtype, requires_grad=True)
+    weight = torch.randn(n, k, dtype=dtype, requires_grad=True)
+    if main_grad:
+        weight.main_grad = torch.zeros(n, k)
+    fp8_linear(x, weight).backward(torch.randn(tokens, n, dtype=dtype))
+    request = KernelRequest("fp8_linear", tokens, n, k, in_dtype=dtype, has_c=main_grad)
+    assert recorded == {_spec_key(spec) for spec in family_kernel_specs("fp8_linear")(request, NUM_SMS)}
