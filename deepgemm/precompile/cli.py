@@ -1,8 +1,9 @@
 """``python -m deepgemm.precompile``: build the kernels of a model's GEMM shapes into the JIT cache.
 
 Shapes come from ``--shape M,N,K`` (M may be a range ``LO-HI``: every M in it, so any batch size in the
-range runs without compiling), ``--json FILE`` and ``--preset NAME`` (the benchmark's suites, and
-``deepseek-v3``: the DeepSeek-V3 dense and grouped suites). No GPU is needed: the kernels are chosen for
+range runs without compiling) of a kernel family (``--family`` and the options it takes: ``FAMILY_OPTIONS``),
+``--json FILE`` and ``--preset NAME`` (the benchmark's suites, and ``deepseek-v3``: the DeepSeek-V3 dense and
+grouped suites). No GPU is needed: the kernels are chosen for
 ``--num-sms`` SMs of an sm_90a GPU and compiled with the JIT's compiler (``DG_JIT_COMPILER``).
 """
 
