@@ -116,14 +116,12 @@ def kernel_spec(
 def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
     """The kernels `_launch` loads for `request` on `num_sms` SMs (ahead-of-time compilation): the
     contiguous layout has two ops (per-row indices, group ends), hence two kinds."""
-    kinds = [kind for kind, layout in GROUPED_KIND_LAYOUTS.items() if layout == request.layout]
-    num_groups = 1 if request.layout == "dense" else request.num_groups
-    shape = GemmShape(request.m, request.n, request.k, request.out_dtype.itemsize, num_groups, request.layout,
-                      family=INT8)
-    cfg = choose_config(shape, num_sms)
     r = request
-    return [kernel_spec(r.n, r.k, cfg, r.out_dtype, r.bias_dtype, r.has_azp, kind)
-            for kind in kinds or [GEMM_KIND_DENSE]]
+    kinds = [kind for kind, layout in GROUPED_KIND_LAYOUTS.items() if layout == r.layout] or [GEMM_KIND_DENSE]
+    num_groups = 1 if kinds == [GEMM_KIND_DENSE] else r.num_groups
+    shape = GemmShape(r.m, r.n, r.k, r.out_dtype.itemsize, num_groups, r.layout, family=INT8)
+    cfg = choose_config(shape, num_sms)
+    return [kernel_spec(r.n, r.k, cfg, r.out_dtype, r.bias_dtype, r.has_azp, kind) for kind in kinds]
 
 
 def launch_int8_gemm_nt(c: Checked, d: torch.Tensor, config: GemmConfig | None = None) -> None:
