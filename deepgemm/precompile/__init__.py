@@ -22,8 +22,8 @@ from ..ops.common.launch import KernelRequest, KernelSpec
 
 # Each kernel family's `kernel_specs(request, num_sms)`, as "module:function", imported on use. A new
 # family adds its line here. "tf32x3" is the TF32 family's 3xTF32 GEMM, "w8a16" / "w4a16" the weight-only
-# family's two weight widths, "cast" the fused FP8 casts, and "fp8_linear" every kernel of a training step
-# of `deepgemm.fp8_linear` (its casts, 1D2D and 1D1D GEMMs).
+# family's two weight widths, "cast" the fused FP8 casts, and "fp8_linear" / "fp8_grouped_linear" every
+# kernel of a training step of `deepgemm.fp8_linear` / `fp8_grouped_linear` (their casts and GEMMs).
 FAMILY_KERNEL_SPECS = {
     "fp8_1d2d": "deepgemm.ops.fp8.kernel:kernel_specs",
     "bf16": "deepgemm.ops.bf16.kernel:kernel_specs",
@@ -35,6 +35,7 @@ FAMILY_KERNEL_SPECS = {
     "w4a16": "deepgemm.ops.wonly.kernel:kernel_specs",
     "cast": "deepgemm.ops.cast.kernel:cast_specs",
     "fp8_linear": "deepgemm.nn.linear:kernel_specs",
+    "fp8_grouped_linear": "deepgemm.nn.grouped:kernel_specs",
 }
 # Kernels a family's callers load beside its GEMMs, built with them: the FP8 GEMMs' operands are
 # quantised by the fused cast kernels.

@@ -68,6 +68,8 @@ FAMILY_OPTIONS = {
                            default_group_size=128, zeros=True),
     "cast": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32")),
     "fp8_linear": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32"), has_c=(DENSE,)),
+    "fp8_grouped_linear": FamilyOptions((CONTIGUOUS,), in_dtypes=("bf16", "fp16", "fp32"),
+                                        has_c=(CONTIGUOUS,)),
 }
 
 
@@ -116,14 +118,14 @@ def _flag(what: str, value: object, allowed: bool, family: str, rule: str = "") 
     return value
 
 
-def shape_requests(m: str, n: int, k: int, family: str = "fp8_1d2d", layout: str = DENSE,
+def shape_requests(m: str, n: int, k: int, family: str = "fp8_1d2d", layout: str | None = None,
                    num_groups: int = 1, out_dtype: str | None = None, major: str | None = None,
                    in_dtype: str | None = None, has_c: bool = False, bias: str | None = None,
                    azp: bool = False, group_size: int | str | None = DEFAULT,
                    zeros: bool = False) -> Iterator[KernelRequest]:
     """One request per M of ``m`` (see ``m_values``) for ``family`` (``FAMILY_OPTIONS`` says which fields
-    it takes; a dtype left None is the family's default, ``group_size`` ``"default"`` the op's); raises
-    ``ValueError`` naming a bad field."""
+    it takes; a layout or dtype left None is the family's first, ``group_size`` ``"default"`` the op's);
+    raises ``ValueError`` naming a bad field."""
     if family not in FAMILY_OPTIONS:
         raise ValueError(f"family must be one of {', '.join(FAMILY_OPTIONS)}, got {family!r}")
     options = FAMILY_OPTIONS[family]
@@ -216,9 +218,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="shapes of a preset: deepseek-v3 or a benchmark suite name (repeatable)")
     parser.add_argument("--family", default="fp8_1d2d", choices=tuple(FAMILY_OPTIONS),
                         help="the kernel family (the options below apply where the family takes them)")
-    parser.add_argument("--layout", default=DENSE, choices=LAYOUTS,
-                        help="for grouped layouts M is M_sum (contiguous) or expected_m (masked); k_grouped "
-                             "(fp8_1d1d): K is K_sum")
+    parser.add_argument("--layout", choices=LAYOUTS,
+                        help="default: the family's first (dense but for fp8_grouped_linear); for grouped "
+                             "layouts M is M_sum (contiguous) or expected_m (masked); k_grouped (fp8_1d1d): "
+                             "K is K_sum")
     parser.add_argument("--groups", type=int, default=1, help="experts of the grouped layouts")
     parser.add_argument("--out-dtype", choices=tuple(DTYPES), help="d's dtype (default: the family's first)")
     parser.add_argument("--major", choices=MAJORS, help="storage layout of A and B (bf16, tf32, tf32x3)")

@@ -173,6 +173,27 @@ def _fp8_linear(r: KernelRequest) -> None:
     fp8_1d1d.launch_fp8_gemm_nt_1d1d(dyt, sdyt, xt, sxt, dw, dw if r.has_c else None, 0)
 
 
+def _fp8_grouped_linear(r: KernelRequest) -> None:
+    """A training step of ``fp8_grouped_linear`` as ``deepgemm/nn/grouped.py`` runs it on the GPU: x
+    [M_sum, K], G experts' weight [G, N, K], dY [M_sum, N]."""
+    from deepgemm.ops.cast import kernel as cast
+    from deepgemm.ops.fp8 import kernel as fp8
+    from deepgemm.ops.fp8_1d1d import kernel as fp8_1d1d
+
+    rows, n, k, g, dtype = r.m, r.n, r.k, r.num_groups, r.in_dtype
+    out = dtype if dtype in (torch.bfloat16, F32) else F32
+    x, weight, dy = meta(rows, k, dtype=dtype), meta(g, n, k, dtype=dtype), meta(rows, n, dtype=dtype)
+    m_indices = meta(rows, dtype=I32)
+    (w, sw), (wt, swt) = cast.per_block_cast_and_transpose(weight)
+    y, dx = meta(rows, n, dtype=out), meta(rows, k, dtype=out)
+    fp8.launch_m_grouped_contiguous(*cast.per_token_cast(x, True), w, sw, y, m_indices, 0)
+    fp8.launch_m_grouped_contiguous(*cast.per_token_cast(dy, True), wt, swt, dx, m_indices, 0)
+    dw = meta(g, n, k, dtype=F32)
+    fp8_1d1d.launch_k_grouped_fp8_gemm_nt_1d1d(*cast.per_token_cast_transposed(dy, rows, True),
+                                               *cast.per_token_cast_transposed(x, rows, True), dw,
+                                               meta(g, dtype=I32), None, dw if r.has_c else None, 0)
+
+
 LAUNCH_PATHS = {"fp8_1d2d": _fp8_1d2d, "bf16": _bf16, "fp8_1d1d": _fp8_1d1d, "int8": _int8, "tf32": _tf32,
                 "tf32x3": _tf32, "w8a16": _weight_only, "w4a16": _weight_only, "cast": _cast,
-                "fp8_linear": _fp8_linear}
+                "fp8_linear": _fp8_linear, "fp8_grouped_linear": _fp8_grouped_linear}

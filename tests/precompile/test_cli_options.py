@@ -24,6 +24,8 @@ def test_family_defaults():
     assert cast.in_dtype == torch.float32
     (int8,) = shape_requests("16", 256, 512, "int8", out_dtype="fp16", bias="fp16", azp=True)
     assert (int8.out_dtype, int8.bias_dtype, int8.has_azp) == (torch.float16, torch.float16, True)
+    (grouped,) = shape_requests("1024", 256, 512, "fp8_grouped_linear", num_groups=4)
+    assert (grouped.layout, grouped.num_groups) == ("contiguous", 4)
     (none,) = shape_requests("16", 256, 512, "w4a16", group_size="none", zeros=True)
     assert (none.group_size, none.has_zeros) == (None, True)
 
@@ -50,6 +52,7 @@ SHAPE = ["--shape", "64,256,256"]
     (["--family", "bf16", "--layout", "masked", "--has-c"], "has_c does not apply to family bf16 with"),
     (["--layout", "k_grouped"], "layout must be one of dense, contiguous, masked for family fp8_1d2d"),
     (["--family", "w8a16", "--layout", "contiguous"], "layout must be one of dense, masked for family w8a16"),
+    (["--family", "fp8_grouped_linear", "--layout", "dense"], "layout must be one of contiguous for family"),
 ])
 def test_family_option_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

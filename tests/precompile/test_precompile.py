@@ -42,7 +42,7 @@ EVERY_KIND = [
 # K_sum); INT8 in each layout, output and epilogue; TF32 and 3xTF32 in each storage layout (the staging
 # kernels of MN-major operands and of K not a multiple of 4), with C; weight-only W8/W4, dense and
 # masked, per-channel and grouped scales, zero points, FP16; the casts of each source dtype, vectorised
-# or not; a training step of fp8_linear, with main_grad accumulation.
+# or not; a training step of fp8_linear and of fp8_grouped_linear, with main_grad accumulation.
 EVERY_OTHER_KIND = [
     *shape_requests("1-200", 2112, 4096, "fp8_1d1d", out_dtype="bf16"),
     *shape_requests("7168", 4096, 8192, "fp8_1d1d", has_c=True),
@@ -69,6 +69,8 @@ EVERY_OTHER_KIND = [
     *shape_requests("4096", 18432, 7168, "fp8_linear"),
     *shape_requests("100", 2048, 512, "fp8_linear", has_c=True),
     *shape_requests("100", 2048, 512, "fp8_linear", in_dtype="fp16"),
+    *shape_requests("8192", 4096, 7168, "fp8_grouped_linear", num_groups=8),
+    *shape_requests("1024", 512, 256, "fp8_grouped_linear", num_groups=4, in_dtype="fp32", has_c=True),
 ]
 PRESETS = ["deepseek-v3", *SUITES]
 

@@ -16,9 +16,9 @@ import torch
 from deepgemm.bench import training
 from deepgemm.bench.providers import ProviderUnavailable
 from deepgemm.bench.suites import SUITES
-from deepgemm.nn import fp8_linear
+from deepgemm.nn import fp8_grouped_linear, fp8_linear
 from deepgemm.ops.cast import kernel as cast
-from deepgemm.ops.common.launch import KernelRequest
+from deepgemm.ops.common.launch import GEMM_KIND_CONTIGUOUS_ENDS, GEMM_KIND_CONTIGUOUS_INDICES, KernelRequest
 from deepgemm.precompile import FAMILY_KERNEL_SPECS, _imported, _spec_key, family_kernel_specs
 from deepgemm.precompile.suites import SUITE_REQUESTS, problem_requests
 
@@ -39,7 +39,7 @@ _GEMMS = ("fp8_gemm_nt", "m_grouped_fp8_gemm_nt_contiguous", "m_grouped_fp8_gemm
           "m_grouped_w8a16_gemm_nt_masked", "m_grouped_w4a16_gemm_nt_masked")
 # Where the providers and the ops they call look the recorded functions up.
 _NAMESPACES = ("deepgemm", "deepgemm.ops.matmul", "deepgemm.ops.bf16.gemm", "deepgemm.ops.tf32.gemm",
-               "deepgemm.nn.linear")
+               "deepgemm.nn.linear", "deepgemm.nn.grouped")
 
 
 def _stored_major(x: torch.Tensor, k_major_letter: str, mn_major_letter: str) -> str:
@@ -91,7 +91,11 @@ def _gemm_kernels(name: str, bound: inspect.BoundArguments) -> list[tuple]:
         family = "fp8_1d1d" if name.endswith("1d1d") else "fp8_1d2d"
         request = KernelRequest(family, A.shape[0], B.shape[0], A.shape[1], out_dtype=d.dtype,
                                 has_c=c is not None)
-    return [_spec_key(spec) for spec in _imported(FAMILY_KERNEL_SPECS[request.family])(request, NUM_SMS)]
+    specs = _imported(FAMILY_KERNEL_SPECS[request.family])(request, NUM_SMS)
+    # A contiguous request names both contiguous ops; this call is one of them.
+    other_kind = {"_contiguous": GEMM_KIND_CONTIGUOUS_ENDS, "_offsets": GEMM_KIND_CONTIGUOUS_INDICES}.get(
+        name[name.rfind("_"):])
+    return [_spec_key(spec) for spec in specs if other_kind not in spec.template_args]
 
 
 def _cast_kernels(name: str, x: torch.Tensor) -> list[tuple]:
@@ -184,3 +188,21 @@ def test_fp8_linear_specs_are_what_a_training_step_calls(recorded, dtype, main_g
     fp8_linear(x, weight).backward(torch.randn(tokens, n, dtype=dtype))
     request = KernelRequest("fp8_linear", tokens, n, k, in_dtype=dtype, has_c=main_grad)
     assert recorded == {_spec_key(spec) for spec in family_kernel_specs("fp8_linear")(request, NUM_SMS)}
+
+
+@pytest.mark.parametrize("dtype, main_grad", [(torch.bfloat16, True), (torch.float16, False)])
+def test_fp8_grouped_linear_specs_are_what_a_training_step_calls(recorded, dtype, main_grad):
+    num_groups, n, k = 3, 256, 384
+    counts = [100, 0, 200]
+    m_indices = torch.cat([torch.cat([torch.full((count,), group), torch.full((-count % 128,), -1)])
+                           for group, count in enumerate(counts)]).int()
+    rows = m_indices.numel()
+    x = torch.randn(rows, k, dtype=dtype, requires_grad=True)
+    weight = torch.randn(num_groups, n, k, dtype=dtype, requires_grad=True)
+    if main_grad:
+        weight.main_grad = torch.zeros(num_groups, n, k)
+    fp8_grouped_linear(x, weight, m_indices).backward(torch.randn(rows, n, dtype=dtype))
+    request = KernelRequest("fp8_grouped_linear", rows, n, k, "contiguous", num_groups, in_dtype=dtype,
+                            has_c=main_grad)
+    specs = family_kernel_specs("fp8_grouped_linear")(request, NUM_SMS)
+    assert recorded == {_spec_key(spec) for spec in specs}
