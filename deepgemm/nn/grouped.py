@@ -268,3 +268,42 @@ class Fp8GroupedLinear(torch.nn.Module):
             f"num_experts={self.num_experts}, in_features={self.in_features}, "
             f"out_features={self.out_features}"
         )
+
+
+# --- ahead-of-time compilation ---------------------------------------------------------------------------
+
+
+def kernel_specs(request, num_sms: int) -> list:
+    """The kernels a training step of ``fp8_grouped_linear`` loads (``deepgemm.precompile``, family
+    ``"fp8_grouped_linear"``), for ``request.m`` rows (``M_sum``, every expert's segment padded to 128),
+    ``request.num_groups`` experts of ``request.k`` in and ``request.n`` out features, ``x`` and the weight
+    of ``request.in_dtype``, ``has_c``: the weight carries a ``main_grad``; made by the kernel modules' own
+    spec functions, on ``num_sms`` SMs: the forward's casts and grouped GEMM (the per-row-index kind), the
+    data gradient's cast of dY and grouped GEMM, the weight gradient's transposed casts and k-grouped 1D1D
+    GEMM (into FP32)."""
+    from ..ops.cast import kernel as cast
+    from ..ops.common.launch import GEMM_KIND_CONTIGUOUS_ENDS, KernelRequest
+    from ..ops.fp8 import kernel as fp8
+    from ..ops.fp8_1d1d import kernel as fp8_1d1d
+
+    rows, n, k, groups, dtype = request.m, request.n, request.k, request.num_groups, request.in_dtype
+
+    def casts(name: str, cols: int, transposed: bool = False) -> list:
+        return [cast.kernel_spec(name, dtype, cols % cast.VEC_ELEMS == 0, num_sms, transposed)]
+
+    def grouped_gemm(gemm_n: int, gemm_k: int) -> list:
+        specs = fp8.kernel_specs(KernelRequest("fp8_1d2d", rows, gemm_n, gemm_k, "contiguous", groups,
+                                               _gemm_dtype(dtype)), num_sms)
+        return [spec for spec in specs if GEMM_KIND_CONTIGUOUS_ENDS not in spec.template_args]
+
+    return [
+        *casts("per_block", k, transposed=True),
+        *casts("per_token", k),
+        *grouped_gemm(n, k),
+        *casts("per_token", n),
+        *grouped_gemm(k, n),
+        *casts("per_token_transposed", n),
+        *casts("per_token_transposed", k),
+        *fp8_1d1d.kernel_specs(KernelRequest("fp8_1d1d", n, k, rows, "k_grouped", groups, torch.float32,
+                                             has_c=request.has_c), num_sms),
+    ]

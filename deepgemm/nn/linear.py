@@ -330,3 +330,37 @@ class Fp8Linear(torch.nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
         )
+
+
+# --- ahead-of-time compilation ---------------------------------------------------------------------------
+
+
+def kernel_specs(request, num_sms: int) -> list:
+    """The kernels a training step of ``fp8_linear`` loads (``deepgemm.precompile``, family
+    ``"fp8_linear"``), for ``request.m`` tokens, ``request.k`` in and ``request.n`` out features, ``x`` and
+    the weight of ``request.in_dtype`` (contiguous), ``has_c``: the weight carries a ``main_grad``; made by
+    the kernel modules' own spec functions, on ``num_sms`` SMs: the forward's casts and GEMM, the data
+    gradient's cast of dY and GEMM, the weight gradient's transposed casts and 1D1D GEMM."""
+    from ..ops.cast import kernel as cast
+    from ..ops.common.launch import KernelRequest
+    from ..ops.fp8 import kernel as fp8
+    from ..ops.fp8_1d1d import kernel as fp8_1d1d
+
+    tokens, n, k, dtype = request.m, request.n, request.k, request.in_dtype
+    out = dtype if dtype in _GEMM_OUT_DTYPES else torch.float32
+    weight_grad_out = torch.float32 if request.has_c else out
+
+    def casts(name: str, cols: int, transposed: bool = False) -> list:
+        return [cast.kernel_spec(name, dtype, cols % cast.VEC_ELEMS == 0, num_sms, transposed)]
+
+    return [
+        *casts("per_block", k, transposed=True),
+        *casts("per_token", k),
+        *fp8.kernel_specs(KernelRequest("fp8_1d2d", tokens, n, k, out_dtype=out), num_sms),
+        *casts("per_token", n),
+        *fp8.kernel_specs(KernelRequest("fp8_1d2d", tokens, k, n, out_dtype=out), num_sms),
+        *casts("per_token_transposed", n),
+        *casts("per_token_transposed", k),
+        *fp8_1d1d.kernel_specs(KernelRequest("fp8_1d1d", n, k, _ceil_div(tokens, 128) * 128,
+                                             out_dtype=weight_grad_out, has_c=request.has_c), num_sms),
+    ]

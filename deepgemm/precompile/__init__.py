@@ -21,15 +21,27 @@ from dataclasses import dataclass, field
 from ..ops.common.launch import KernelRequest, KernelSpec
 
 # Each kernel family's `kernel_specs(request, num_sms)`, as "module:function", imported on use. A new
-# family adds its line here.
+# family adds its line here. "tf32x3" is the TF32 family's 3xTF32 GEMM, "w8a16" / "w4a16" the weight-only
+# family's two weight widths, "cast" the fused FP8 casts, and "fp8_linear" / "fp8_grouped_linear" every
+# kernel of a training step of `deepgemm.fp8_linear` / `fp8_grouped_linear` (their casts and GEMMs).
 FAMILY_KERNEL_SPECS = {
     "fp8_1d2d": "deepgemm.ops.fp8.kernel:kernel_specs",
     "bf16": "deepgemm.ops.bf16.kernel:kernel_specs",
+    "fp8_1d1d": "deepgemm.ops.fp8_1d1d.kernel:kernel_specs",
+    "int8": "deepgemm.ops.int8.kernel:kernel_specs",
+    "tf32": "deepgemm.ops.tf32.kernel:kernel_specs",
+    "tf32x3": "deepgemm.ops.tf32.kernel:kernel_specs",
+    "w8a16": "deepgemm.ops.wonly.kernel:kernel_specs",
+    "w4a16": "deepgemm.ops.wonly.kernel:kernel_specs",
+    "cast": "deepgemm.ops.cast.kernel:cast_specs",
+    "fp8_linear": "deepgemm.nn.linear:kernel_specs",
+    "fp8_grouped_linear": "deepgemm.nn.grouped:kernel_specs",
 }
 # Kernels a family's callers load beside its GEMMs, built with them: the FP8 GEMMs' operands are
 # quantised by the fused cast kernels.
 COMPANION_KERNEL_SPECS = {
     "fp8_1d2d": "deepgemm.ops.cast.kernel:operand_cast_specs",
+    "fp8_1d1d": "deepgemm.ops.cast.kernel:token_cast_specs",
 }
 # The Hopper parts' SM counts: H100 SXM and H200 have 132, H100 PCIe 114.
 DEFAULT_NUM_SMS = 132

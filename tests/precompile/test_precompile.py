@@ -1,11 +1,11 @@
 """deepgemm.precompile: the kernels it builds are the ones the launch path then finds in the cache.
 
-The compiles use a stand-in compiler (a fake cubin per stub), so the whole DeepSeek-V3 preset builds in
+The compiles use a stand-in compiler (a fake cubin per stub, ``conftest.py``), so whole presets build in
 seconds; then the real launch path of every op runs on meta tensors with the GPU stubbed out (SM count,
-tensor maps, module loading), and every kernel it asks the JIT for must be a disk-cache hit.
+tensor maps, module loading: ``launch_paths.py``), and every kernel it asks the JIT for must be a
+disk-cache hit.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,115 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
+from deepgemm.bench.suites import SUITES
 from deepgemm.jit import build as jit_build
-from deepgemm.jit import runtime
-from deepgemm.jit.compiler import CompileOutput
-from deepgemm.ops.common import launch, settings, split_k
-from deepgemm.ops.common.launch import KernelRequest
+from deepgemm.ops.common import split_k
 from deepgemm.precompile import build_all, kernel_specs
 from deepgemm.precompile.cli import main, preset_requests, shape_requests
 
-FP8 = torch.float8_e4m3fn
+from .launch_paths import run_launch_path
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stand_in_compiler(monkeypatch, tmp_path):
-    """A compiler that writes a fake cubin per source, into a cache under tmp_path."""
-    monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("DG_JIT_DISABLE_CACHE", raising=False)
-
-    def compile_cubin(compiler, source, include_dirs, flags):
-        return CompileOutput(b"\x7fELF" + hashlib.sha256(source.read_bytes()).digest(), "", "stand-in", 0.0)
-
-    monkeypatch.setattr(jit_build, "compile_cubin", compile_cubin)
-    monkeypatch.setattr(jit_build, "single_kernel_name", lambda cubin: "_Z6kernelv")
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def gpu_stub(monkeypatch):
-    """A fake H100 (132 SMs): the JIT's real get_kernel (memory -> disk cache -> compile), the loaded
-    binaries recorded instead of loaded, tensor maps not encoded, fresh plans."""
-    from deepgemm.ops.bf16 import kernel as bf16_kernel
-    from deepgemm.ops.fp8 import kernel as fp8_kernel
-
-    loaded = []
-
-    class Kernel:
-        def __init__(self, binary):
-            loaded.append(binary)
-
-        def launcher(self, param_types, **launch_shape):
-            return lambda *args: None
-
-    props = type("Props", (), {"major": 9, "minor": 0, "name": "H100", "multi_processor_count": 132})
-    monkeypatch.setattr(settings, "_device_properties", lambda index: props)
-    monkeypatch.setattr(settings, "_num_sms", None)
-    monkeypatch.setattr(runtime, "Kernel", Kernel)
-    monkeypatch.setattr(runtime, "_kernels", {})
-    monkeypatch.setattr(runtime, "_kernels_by_key", {})
-    for module in (launch, fp8_kernel, bf16_kernel):
-        monkeypatch.setattr(module, "make_tma_descriptor", lambda *args, **kwargs: b"map")
-    monkeypatch.setattr(fp8_kernel, "_dense_plans", launch.PlanCache(4096))
-    monkeypatch.setattr(fp8_kernel, "_grouped_plans", launch.PlanCache(4096))
-    monkeypatch.setattr(bf16_kernel, "_plans", launch.PlanCache(4096))
-    # Split-K plans: the workspace on the meta device (no CUDA here), the reduction's launcher loaded
-    # afresh through get_kernel (so that it is recorded like the GEMM kernels).
-    monkeypatch.setattr(split_k.SplitK, "workspace",
-                        lambda self: torch.empty(self.shape, dtype=torch.float32, device="meta"))
-    launch.kernel_launcher.cache_clear()
-    split_k.reduce_launcher.cache_clear()
-    yield loaded
-    launch.kernel_launcher.cache_clear()
-    split_k.reduce_launcher.cache_clear()
-
-
-def meta(*shape, dtype=FP8):
-    return torch.empty(*shape, dtype=dtype, device="meta")
-
-
-def run_launch_path(request: KernelRequest) -> None:
-    """Every op of `request` through its family's launch functions, on meta tensors."""
-    from deepgemm.ops.bf16 import kernel as bf16
-    from deepgemm.ops.fp8 import kernel as fp8
-
-    r, kb, g, out, x = request, -(-request.k // 128), request.num_groups, request.out_dtype, request.in_dtype
-    max_m = 4 * r.m  # masked: expected_m rows of max_m
-    f32, i32 = torch.float32, torch.int32
-    if r.family == "fp8_1d2d":
-        sfb = meta(g, -(-r.n // 128), kb, dtype=f32)
-        if r.layout == "dense":
-            fp8.launch_checked(meta(r.m, r.k), meta(r.m, kb, dtype=f32), meta(r.n, r.k), sfb[0],
-                               meta(r.m, r.n, dtype=out), r.m, r.n, r.k, 0)
-        elif r.layout == "contiguous":
-            d = meta(r.m, r.n, dtype=out)
-            args = (meta(r.m, r.k), meta(r.m, kb, dtype=f32), meta(g, r.n, r.k), sfb, d)
-            fp8.launch_m_grouped_contiguous(*args, meta(r.m, dtype=i32), 0)
-            fp8.launch_m_grouped_contiguous_offsets(*args, meta(g, dtype=i32), 0)
-        else:
-            fp8.launch_m_grouped_masked(meta(g, max_m, r.k), meta(g, max_m, kb, dtype=f32), meta(g, r.n, r.k),
-                                        sfb, meta(g, max_m, r.n, dtype=out), meta(g, dtype=i32), r.m, 0)
-        # The fused casts that quantise the operands (per-token A, per-block B) from BF16 or FP32, loaded
-        # as quant/cast.py's CUDA path loads them.
-        from deepgemm.ops.cast import kernel as cast
-
-        for source in (torch.bfloat16, torch.float32):
-            for name in ("per_token", "per_block"):
-                cast.kernel_launcher(cast.kernel_spec(name, source, r.k % cast.VEC_ELEMS == 0, 132), 0)
-    elif r.layout == "dense":
-        a = meta(r.m, r.k, dtype=x) if r.major[0] == "n" else meta(r.k, r.m, dtype=x)
-        b = meta(r.n, r.k, dtype=x) if r.major[1] == "t" else meta(r.k, r.n, dtype=x)
-        c = meta(r.m, r.n, dtype=out) if r.has_c else None
-        bf16.launch_bf16_gemm(r.major, a, b, meta(r.m, r.n, dtype=out), c, r.m, r.n, r.k, 0)
-    elif r.layout == "contiguous":
-        bf16.launch_m_grouped_bf16_contiguous(meta(r.m, r.k, dtype=x), meta(g, r.n, r.k, dtype=x),
-                                              meta(r.m, r.n, dtype=out), meta(r.m, dtype=i32), 0)
-    else:
-        bf16.launch_m_grouped_bf16_masked(meta(g, max_m, r.k, dtype=x), meta(g, r.n, r.k, dtype=x),
-                                          meta(g, max_m, r.n, dtype=out), meta(g, dtype=i32), r.m, 0)
 
 
 EVERY_KIND = [
@@ -137,11 +38,45 @@ EVERY_KIND = [
     *shape_requests("8192", 7168, 2048, "bf16", layout="contiguous", num_groups=4),
     *shape_requests("256", 7168, 2048, "bf16", layout="masked", num_groups=4),
 ]
+# The other families, each kind and option: 1D1D dense (BF16 out, FP32 accumulation) and k-grouped (K is
+# K_sum); INT8 in each layout, output and epilogue; TF32 and 3xTF32 in each storage layout (the staging
+# kernels of MN-major operands and of K not a multiple of 4), with C; weight-only W8/W4, dense and
+# masked, per-channel and grouped scales, zero points, FP16; the casts of each source dtype, vectorised
+# or not; a training step of fp8_linear and of fp8_grouped_linear, with main_grad accumulation.
+EVERY_OTHER_KIND = [
+    *shape_requests("1-200", 2112, 4096, "fp8_1d1d", out_dtype="bf16"),
+    *shape_requests("7168", 4096, 8192, "fp8_1d1d", has_c=True),
+    *shape_requests("2048", 7168, 4 * 4096, "fp8_1d1d", layout="k_grouped", num_groups=4, has_c=True),
+    *shape_requests("2048", 7168, 8 * 4096, "fp8_1d1d", layout="k_grouped", num_groups=8),
+    *shape_requests("1-130", 7168, 2048, "int8"),
+    *shape_requests("4096", 2112, 7168, "int8", out_dtype="int32"),
+    *shape_requests("512", 4096, 7168, "int8", out_dtype="fp16", bias="fp16", azp=True),
+    *shape_requests("512", 4096, 7168, "int8", out_dtype="fp32", bias="fp32"),
+    *shape_requests("8192", 4096, 7168, "int8", layout="contiguous", num_groups=4),
+    *shape_requests("64", 7168, 2048, "int8", layout="masked", num_groups=8, bias="fp32", azp=True),
+    *(r for family in ("tf32", "tf32x3") for major in ("nt", "nn", "tn", "tt")
+      for r in shape_requests("4096", 2048, 7168, family, major=major)),
+    *shape_requests("64", 4096, 7170, "tf32", has_c=True),  # K % 4: staged though K-major
+    *shape_requests("1-80", 7168, 2048, "w8a16"),
+    *shape_requests("4096", 4096, 7168, "w8a16", group_size=128, out_dtype="fp32"),
+    *shape_requests("1-80", 7168, 2048, "w4a16"),
+    *shape_requests("16", 4096, 7168, "w4a16", group_size="none", in_dtype="fp16", out_dtype="fp16"),
+    *shape_requests("8", 28672, 8192, "w4a16", zeros=True, group_size=64),
+    *shape_requests("32", 7168, 2048, "w4a16", layout="masked", num_groups=8, zeros=True),
+    *shape_requests("48", 4096, 7168, "w8a16", layout="masked", num_groups=8),
+    *(r for dtype in ("bf16", "fp16", "fp32") for k in (7168, 7170)
+      for r in shape_requests("300", k, k, "cast", in_dtype=dtype)),
+    *shape_requests("4096", 18432, 7168, "fp8_linear"),
+    *shape_requests("100", 2048, 512, "fp8_linear", has_c=True),
+    *shape_requests("100", 2048, 512, "fp8_linear", in_dtype="fp16"),
+    *shape_requests("8192", 4096, 7168, "fp8_grouped_linear", num_groups=8),
+    *shape_requests("1024", 512, 256, "fp8_grouped_linear", num_groups=4, in_dtype="fp32", has_c=True),
+]
+PRESETS = ["deepseek-v3", *SUITES]
 
 
-@pytest.mark.parametrize("requests", [EVERY_KIND, preset_requests("deepseek-v3"), preset_requests("bf16"),
-                                      preset_requests("bf16_grouped"), preset_requests("matmul_fp8")],
-                         ids=["every-kind", "deepseek-v3", "bf16", "bf16_grouped", "matmul_fp8"])
+@pytest.mark.parametrize("requests", [EVERY_KIND, EVERY_OTHER_KIND, *map(preset_requests, PRESETS)],
+                         ids=["every-kind", "every-other-kind", *PRESETS])
 def test_the_launch_path_finds_every_precompiled_kernel(stand_in_compiler, gpu_stub, requests):
     specs = kernel_specs(requests, 132)
     summary = build_all(specs)

@@ -76,6 +76,25 @@ def operand_cast_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]
             for dtype in (torch.bfloat16, torch.float32) for name in ("per_token", "per_block")]
 
 
+def token_cast_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The casts that quantise a 1D1D FP8 GEMM's operands of K = ``request.k`` (1x128 scales on both):
+    ``per_token_cast_to_fp8`` from BF16 or FP32 sources (ahead-of-time compilation)."""
+    vectorized = request.k % VEC_ELEMS == 0
+    return [kernel_spec("per_token", dtype, vectorized, num_sms) for dtype in (torch.bfloat16, torch.float32)]
+
+
+def cast_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """Every fused cast of a dense ``[rows, K]`` source of ``request.in_dtype`` with K = ``request.k``
+    (ahead-of-time compilation): per-token, per-block (with and without the transposed copy) and the
+    transposed per-token cast (which reads the same rows of K elements)."""
+    vectorized = request.k % VEC_ELEMS == 0
+    dtype = request.in_dtype
+    return [kernel_spec("per_token", dtype, vectorized, num_sms),
+            kernel_spec("per_block", dtype, vectorized, num_sms),
+            kernel_spec("per_block", dtype, vectorized, num_sms, transposed=True),
+            kernel_spec("per_token_transposed", dtype, vectorized, num_sms)]
+
+
 @lru_cache(maxsize=64)
 def _launcher(name: str, dtype: torch.dtype, vectorized: bool, device_index: int, transposed: bool = False):
     spec = kernel_spec(name, dtype, vectorized, num_sms_for(device_index), transposed)

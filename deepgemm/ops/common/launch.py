@@ -71,9 +71,12 @@ class KernelRequest:
     family's ``kernel_specs(request, num_sms)`` returns the kernels its launch path would load for it.
 
     ``m``: the M the config is chosen by: M (dense), M_sum, the rows of A (contiguous), or expected_m
-    (masked). ``layout``: ``"dense"``, ``"contiguous"`` or ``"masked"``. ``major``: the storage layout
-    letters of the 16-bit ops (``"nt"``, ``"nn"``, ``"tn"``, ``"tt"``). ``in_dtype`` / ``out_dtype``: the
-    operands' (16-bit families) and d's dtype; ``has_c``: a 16-bit dense call with ``c``.
+    (masked). ``layout``: ``"dense"``, ``"contiguous"``, ``"masked"`` or ``"k_grouped"`` (FP8 1D1D: then
+    ``k`` is K_sum, all groups' K). ``major``: the storage layout letters of the 16-bit and TF32 ops
+    (``"nt"``, ``"nn"``, ``"tn"``, ``"tt"``). ``in_dtype`` / ``out_dtype``: the operands' (16-bit and
+    weight-only activations, the casts' inputs) and d's dtype; ``has_c``: a call with ``c`` (16-bit dense,
+    TF32, FP8 1D1D accumulation). INT8: ``bias_dtype`` (None: no bias) and ``has_azp`` (zero points).
+    Weight-only: ``group_size`` (None: per-channel scales) and ``has_zeros`` (INT4 zero points).
     """
 
     family: str
@@ -86,6 +89,10 @@ class KernelRequest:
     major: str = "nt"
     in_dtype: torch.dtype = torch.bfloat16
     has_c: bool = False
+    bias_dtype: torch.dtype | None = None
+    has_azp: bool = False
+    group_size: int | None = None
+    has_zeros: bool = False
 
 
 @lru_cache(maxsize=1024)

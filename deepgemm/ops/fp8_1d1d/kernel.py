@@ -24,7 +24,7 @@ from ...heuristics.config import MASKED, config_errors
 from ...heuristics.families.fp8_1d1d import BLOCK_K
 from ...jit import ParamType
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align, get_mn_major_tma_aligned_tensor
-from ..common.launch import KernelSpec, Plan, PlanCache, choose_config, d_tensor_map
+from ..common.launch import KernelRequest, KernelSpec, Plan, PlanCache, choose_config, d_tensor_map
 from ..common.settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d1d"
@@ -34,6 +34,8 @@ HEADER = "deepgemm/impls/sm90_fp8_gemm_1d1d.cuh"
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.U32, ParamType.TMA, ParamType.TMA,
                ParamType.TMA, ParamType.TMA, ParamType.TMA)
 _FP8 = torch.float8_e4m3fn
+# `KernelRequest.layout` of the k-grouped op.
+K_GROUPED = "k_grouped"
 
 
 def kernel_spec(n: int, k: int, cfg: GemmConfig, accumulate: bool, k_grouped: bool) -> KernelSpec:
@@ -62,6 +64,17 @@ def k_grouped_config(num_groups: int, m: int, n: int, k_sum: int, num_sms: int) 
     k_mean = max(BLOCK_K, k_sum // num_groups // BLOCK_K * BLOCK_K)
     cfg = choose_config(GemmShape(m, n, k_mean, 4, num_groups, MASKED, family=FP8_1D1D), num_sms)
     return dataclasses.replace(cfg, grouped=False)
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernel the launches below load for `request` on `num_sms` SMs (ahead-of-time compilation):
+    dense, or with the ``"k_grouped"`` layout the k-grouped kind of ``request.num_groups`` groups whose K
+    sum to ``request.k``; ``has_c`` accumulates."""
+    if request.layout == K_GROUPED:
+        cfg = k_grouped_config(request.num_groups, request.m, request.n, request.k, num_sms)
+        return [kernel_spec(request.n, request.k, cfg, request.has_c, True)]
+    cfg = dense_config(request.m, request.n, request.k, request.out_dtype.itemsize, num_sms)
+    return [kernel_spec(request.n, request.k, cfg, request.has_c, False)]
 
 
 # --- dense -------------------------------------------------------------------------------------------------

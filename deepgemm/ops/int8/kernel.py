@@ -22,6 +22,7 @@ from ..common.launch import (
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
     GROUPED_KIND_LAYOUTS,
+    KernelRequest,
     KernelSpec,
     Plan,
     PlanCache,
@@ -110,6 +111,17 @@ def kernel_spec(
         f"{cfg.kernel_repr()}"
     )
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernels `_launch` loads for `request` on `num_sms` SMs (ahead-of-time compilation): the
+    contiguous layout has two ops (per-row indices, group ends), hence two kinds."""
+    r = request
+    kinds = [kind for kind, layout in GROUPED_KIND_LAYOUTS.items() if layout == r.layout] or [GEMM_KIND_DENSE]
+    num_groups = 1 if kinds == [GEMM_KIND_DENSE] else r.num_groups
+    shape = GemmShape(r.m, r.n, r.k, r.out_dtype.itemsize, num_groups, r.layout, family=INT8)
+    cfg = choose_config(shape, num_sms)
+    return [kernel_spec(r.n, r.k, cfg, r.out_dtype, r.bias_dtype, r.has_azp, kind) for kind in kinds]
 
 
 def launch_int8_gemm_nt(c: Checked, d: torch.Tensor, config: GemmConfig | None = None) -> None:

@@ -14,6 +14,7 @@ a part's K tail is zero-filled; a plain operand has one part.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -21,9 +22,18 @@ import torch
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics import TF32, TF32X3, GemmConfig, GemmShape
 from ...heuristics.families.tf32 import BLOCK_K
-from ...jit import ParamType, get_kernel
+from ...jit import ParamType
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
-from ..common.launch import KernelSpec, Plan, PlanCache, choose_config, d_tensor_map
+from ..common.launch import (
+    KernelRequest,
+    KernelSpec,
+    LaunchShape,
+    Plan,
+    PlanCache,
+    choose_config,
+    d_tensor_map,
+    kernel_launcher,
+)
 from ..common.settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_tf32_gemm"
@@ -60,6 +70,32 @@ def gemm_shape(m: int, n: int, k: int, num_terms: int) -> GemmShape:
     return GemmShape(m, n, k * num_terms, 4, family=TF32X3 if num_terms == 3 else TF32)
 
 
+def stage_kernel_spec(k_contiguous: bool, split: bool, num_sms: int) -> KernelSpec:
+    """`tf32_stage_operand` for an operand whose K stride is 1 (`k_contiguous`), copied K-major or, with
+    `split`, split into its TF32 high and low parts; a grid-stride loop over `num_sms` SMs."""
+    shape = LaunchShape(num_sms=num_sms * STAGE_CTAS_PER_SM, num_threads=STAGE_THREADS)
+    return KernelSpec(STAGE_KERNEL, STAGE_HEADER, (k_contiguous, split), STAGE_PARAM_TYPES, shape, 0,
+                      f"tf32 operand staging, k_contiguous={k_contiguous}, split={split}")
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernels `launch_tf32_gemm` loads for `request` on `num_sms` SMs (ahead-of-time compilation):
+    the GEMM (family ``"tf32x3"``: the 3xTF32 one) and the staging of each operand that is not read in
+    place, for operands stored densely as ``request.major`` says (A ``[M, K]`` or ``[K, M]``, B ``[N, K]``
+    or ``[K, N]``) from 16-byte-aligned starts."""
+    m, n, k = request.m, request.n, request.k
+    num_terms = 3 if request.family == "tf32x3" else 1
+    cfg = choose_config(gemm_shape(m, n, k, num_terms), num_sms)
+    specs = [kernel_spec(n, k, cfg, num_terms, request.has_c)]
+    # The [rows, K] views the op passes: a K-major store is (K, 1)-strided, an MN-major one (1, rows).
+    for rows, k_major in ((m, request.major[0] == "n"), (n, request.major[1] == "t")):
+        strides = (k, 1) if k_major else (1, rows)
+        variant = stage_variant((rows, k), strides, True, num_terms == 3)
+        if variant is not None:
+            specs.append(stage_kernel_spec(*variant, num_sms))
+    return specs
+
+
 def launch_tf32_gemm(a_mk: torch.Tensor, b_nk: torch.Tensor, d: torch.Tensor, c: torch.Tensor | None,
                      num_terms: int, device_index: int, config: GemmConfig | None = None) -> None:
     """Enqueues D = C + A·Bᵀ for FP32 views a_mk [M, K] and b_nk [N, K] (any strides): one TF32 product,
@@ -79,8 +115,21 @@ def launch_tf32_gemm(a_mk: torch.Tensor, b_nk: torch.Tensor, d: torch.Tensor, c:
 
 def reads_in_place(x: torch.Tensor) -> bool:
     """Whether TMA reads the [rows, K] view `x` as it is: K contiguous, 16-byte rows, strides and start."""
-    return (x.stride(1) == 1 and x.shape[1] % _PER_16_BYTES == 0 and x.stride(0) % _PER_16_BYTES == 0
-            and x.stride(0) >= x.shape[1] and x.data_ptr() % TMA_ALIGNMENT_BYTES == 0)
+    return _reads_in_place(x.shape, x.stride(), x.data_ptr() % TMA_ALIGNMENT_BYTES == 0)
+
+
+def _reads_in_place(shape: Sequence[int], strides: Sequence[int], aligned: bool) -> bool:
+    return (strides[1] == 1 and shape[1] % _PER_16_BYTES == 0 and strides[0] % _PER_16_BYTES == 0
+            and strides[0] >= shape[1] and aligned)
+
+
+def stage_variant(shape: Sequence[int], strides: Sequence[int], aligned: bool,
+                  split: bool) -> tuple[bool, bool] | None:
+    """The staging kernel's (k_contiguous, split) for a [rows, K] view of these strides (`aligned`: a
+    16-byte-aligned start), as `staged` runs it; None when the view is read in place."""
+    if not split and _reads_in_place(shape, strides, aligned):
+        return None
+    return strides[1] == 1 or shape[1] == 1, split
 
 
 def staged(x: torch.Tensor, split: bool, device_index: int) -> torch.Tensor:
@@ -88,22 +137,19 @@ def staged(x: torch.Tensor, split: bool, device_index: int) -> torch.Tensor:
     the kernel never reads): `x` viewed with one part when TMA can read it in place, else a K-major
     copy, or with `split` its TF32 high part and low remainder."""
     rows, k = x.shape
-    if not split and reads_in_place(x):
+    variant = stage_variant(x.shape, x.stride(), x.data_ptr() % TMA_ALIGNMENT_BYTES == 0, split)
+    if variant is None:
         return x.as_strided((rows, 1, k), (x.stride(0), x.stride(0), 1))
     parts = 2 if split else 1
     out = torch.empty(rows, parts, align(k, _PER_16_BYTES), dtype=torch.float32, device=x.device)
-    k_contiguous = x.stride(1) == 1 or k == 1
-    launch = _stage_launcher(k_contiguous, split, device_index)
+    launch = _stage_launcher(*variant, device_index)
     launch(x.data_ptr(), rows, k, x.stride(0), x.stride(1), out.data_ptr(), out.stride(0), out.stride(1))
     return out
 
 
 @lru_cache(maxsize=16)
 def _stage_launcher(k_contiguous: bool, split: bool, device_index: int):
-    kernel = get_kernel(STAGE_KERNEL, STAGE_HEADER, (k_contiguous, split),
-                        comment=f"tf32 operand staging, k_contiguous={k_contiguous}, split={split}")
-    grid = num_sms_for(device_index) * STAGE_CTAS_PER_SM
-    return kernel.launcher(STAGE_PARAM_TYPES, grid=grid, block=STAGE_THREADS, device=device_index)
+    return kernel_launcher(stage_kernel_spec(k_contiguous, split, num_sms_for(device_index)), device_index)
 
 
 class _Plan(Plan):

@@ -15,7 +15,14 @@ from ...cuda.tma import TmaDescriptor, make_tma_descriptor
 from ...heuristics.families.wonly import BLOCK_K, SLAB_ROWS, WonlyConfig, select_wonly_config
 from ...jit import ParamType, get_kernel, knobs
 from ...quant.wonly import packed_shape
-from ..common.launch import GEMM_KIND_DENSE, GEMM_KIND_MASKED, KernelSpec, PlanCache, group_stride_bytes
+from ..common.launch import (
+    GEMM_KIND_DENSE,
+    GEMM_KIND_MASKED,
+    KernelRequest,
+    KernelSpec,
+    PlanCache,
+    group_stride_bytes,
+)
 from ..common.settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_wonly_gemm"
@@ -54,6 +61,21 @@ def choose(m: int, n: int, k: int, bits: int, num_sms: int, num_groups: int = 1,
         print(f"deepgemm: w{bits}a16 gemm{' masked groups=' + str(num_groups) if masked else ''} m={m} n={n} "
               f"k={k} -> {cfg.kernel_repr()}", flush=True)
     return cfg
+
+
+# Weight bits by `KernelRequest.family`.
+FAMILY_BITS = {"w8a16": 8, "w4a16": 4}
+
+
+def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
+    """The kernel the launches below load for `request` (family ``"w8a16"`` or ``"w4a16"``, layout
+    ``"dense"`` or ``"masked"`` with ``m`` the expected_m) on `num_sms` SMs (ahead-of-time compilation)."""
+    bits, masked = FAMILY_BITS[request.family], request.layout == "masked"
+    num_groups = request.num_groups if masked else 1
+    cfg = choose(request.m, request.n, request.k, bits, num_sms, num_groups, masked)
+    return [kernel_spec(request.n, request.k, cfg, request.group_size, request.has_zeros,
+                        request.in_dtype == torch.float16, request.out_dtype,
+                        GEMM_KIND_MASKED if masked else GEMM_KIND_DENSE)]
 
 
 class _Workspace:
