@@ -20,6 +20,8 @@ import torch
 MODULES = ("deepgemm.ops.common.launch", "deepgemm.ops.common.split_k", "deepgemm.ops.fp8.kernel",
            "deepgemm.ops.bf16.kernel", "deepgemm.ops.int8.kernel", "deepgemm.ops.tf32.kernel")
 NUM_SMS = 132
+# `CompiledKernel.launcher`'s defaults (deepgemm/jit/runtime.py).
+LAUNCHER_DEFAULTS = {"smem": 0, "cluster": 1}
 
 
 def _plain(value: object) -> object:
@@ -54,8 +56,9 @@ class Recorder:
 
         class Kernel:
             def launcher(self, param_types, **launch_shape):
-                recorder.events.append(["launcher", _plain(param_types),
-                                        _plain(sorted(launch_shape.items()))])
+                # The launcher's own defaults filled in: passing them explicitly is the same launch.
+                shape = {**LAUNCHER_DEFAULTS, **launch_shape}
+                recorder.events.append(["launcher", _plain(param_types), _plain(sorted(shape.items()))])
                 return recorder.launch
 
         return Kernel()
