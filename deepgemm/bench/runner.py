@@ -127,7 +127,8 @@ def prepare_provider(
 def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
     """The ``GemmShape`` the launcher builds for ``problem``: grouped layouts carry the groups
     (contiguous: ``m`` = every group's rows with their padding; masked: ``m`` = the expected rows of
-    one group), the 16-bit family whether B is stored ``[K, N]``."""
+    one group), the 16-bit family whether B is stored ``[K, N]``, and K as the family's kernel runs it
+    (``GemmShape.of_problem``: a 3xTF32 product runs the k-blocks of three TF32 products)."""
     rows, extra = problem.m, {"family": heuristics.FAMILIES[family]}
     if problem.layout != "dense":
         if problem.layout == "contiguous":
@@ -137,9 +138,7 @@ def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
         extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True
-    # A 3xTF32 product runs the k-blocks of three TF32 products (ops/tf32/kernel.py: gemm_shape).
-    k = 3 * problem.k if family == "tf32x3" else problem.k
-    return heuristics.GemmShape(rows, problem.n, k, **extra)
+    return heuristics.GemmShape.of_problem(rows, problem.n, problem.k, **extra)
 
 
 def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") -> dict:

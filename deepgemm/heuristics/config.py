@@ -39,6 +39,13 @@ class GemmShape:
     family: KernelFamily = FP8_1D2D
     b_mn_major: bool = False
 
+    @classmethod
+    def of_problem(cls, m: int, n: int, k: int, *args, family: KernelFamily = FP8_1D2D,
+                   **fields) -> GemmShape:
+        """The shape a config is chosen for, for a problem of `k` elements of K (the other arguments as the
+        constructor's): a GEMM of the K its kernel runs, `family.k_terms` times the problem's."""
+        return cls(m, n, k * family.k_terms, *args, family=family, **fields)
+
     @property
     def num_k_blocks(self) -> int:
         """Stages of 128 bytes of K per tile."""

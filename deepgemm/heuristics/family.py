@@ -81,6 +81,9 @@ class KernelFamily:
     # widest tile of the grouped layouts: beyond them the kernel's epilogue spills.
     max_accumulator_registers: int = 192
     grouped_max_block_n: int = 256
+    # The kernel runs the k-blocks of this many products per problem (3xTF32: three TF32 products over
+    # the same K), so a problem of K is chosen a config as a GEMM of k_terms * K (`GemmShape.of_problem`).
+    k_terms: int = 1
 
     def __repr__(self) -> str:
         return f"KernelFamily({self.name!r})"
