@@ -528,7 +528,7 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
         faster=PROVIDER_FASTER,
         pairs=(("deepgemm", "deepgemm_fp8_masked"),),
         cpu_problems=(Problem(16, 200, 384), Problem(24, 256, 512, 3, "masked", 64)),
-        family="wonly",
+        family=f"w{bits}a16",
     )
 
 

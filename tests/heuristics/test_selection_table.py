@@ -16,8 +16,18 @@ import json
 import sys
 from pathlib import Path
 
-from deepgemm.heuristics import BF16, FP8_1D1D, FP8_1D2D, INT8, TF32, TF32X3, GemmShape, select_config
-from deepgemm.heuristics.families.wonly import select_wonly_config
+from deepgemm.heuristics import (
+    BF16,
+    FP8_1D1D,
+    FP8_1D2D,
+    INT8,
+    TF32,
+    TF32X3,
+    W4A16,
+    W8A16,
+    GemmShape,
+    select_config,
+)
 
 # A header naming the fields of each config type, then one JSON array per row: family, shape fields,
 # num_sms, the config's field values. Gzipped: it is large.
@@ -61,8 +71,8 @@ VARIANTS = (
     (TF32, {"out_bytes": 4}),
     (TF32X3, {"out_bytes": 4}),
 )
-# The weight-only families: (name, weight bits) over the dense and masked layouts.
-WEIGHT_ONLY = (("w4a16", 4), ("w8a16", 8))
+# The weight-only families, over the dense and masked layouts.
+WEIGHT_ONLY = (W4A16, W8A16)
 
 
 def _grid():
@@ -78,26 +88,21 @@ def _grid():
             for m in ms:
                 for n, k in NKS:
                     yield family.name, {"m": m, "n": n, "k": k, **fields}, num_sms
-    for name, _ in WEIGHT_ONLY:
+    for family in WEIGHT_ONLY:
         for layout in ("dense", "masked"):
             for num_sms in NUM_SMS:
                 for m in MS:
                     for n, k in NKS:
                         groups = {"layout": layout, "num_groups": NUM_GROUPS} if layout == "masked" else {}
-                        yield name, {"m": m, "n": n, "k": k, **groups}, num_sms
+                        yield family.name, {"m": m, "n": n, "k": k, **groups}, num_sms
 
 
-_FAMILIES = {family.name: family for family, _ in VARIANTS}
-_BITS = dict(WEIGHT_ONLY)
+_FAMILIES = {family.name: family for family in (*(family for family, _ in VARIANTS), *WEIGHT_ONLY)}
 
 
 def _selected(family: str, fields: dict, num_sms: int) -> list:
     """The selected config's field names and values, the kernel family by name."""
-    if family in _BITS:
-        cfg = select_wonly_config(fields["m"], fields["n"], fields["k"], _BITS[family], num_sms,
-                                  fields.get("num_groups", 1), fields.get("layout") == "masked")
-    else:
-        cfg = select_config(GemmShape(**fields, family=_FAMILIES[family]), num_sms)
+    cfg = select_config(GemmShape(**fields, family=_FAMILIES[family]), num_sms)
     return [[name, getattr(value, "name", value)] for name, value in vars(cfg).items()]
 
 
@@ -106,7 +111,8 @@ def _rows() -> list[str]:
     rows, field_names = [], {}
     for family, fields, num_sms in _grid():
         selected = _selected(family, fields, num_sms)
-        field_names.setdefault("weight_only" if family in _BITS else "gemm", [name for name, _ in selected])
+        kind = "weight_only" if _FAMILIES[family] in WEIGHT_ONLY else "gemm"
+        field_names.setdefault(kind, [name for name, _ in selected])
         values = [value for _, value in selected]
         rows.append(json.dumps([family, fields, num_sms, values], separators=(",", ":")))
     return [json.dumps(field_names), *rows]

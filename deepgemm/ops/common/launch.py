@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
-from ...heuristics import GemmConfig, GemmShape, KernelFamily, select_config
+from ...heuristics import GemmConfig, GemmShape, KernelFamily, WonlyConfig, select_config
 from ...heuristics.config import CONTIGUOUS, DENSE, MASKED
 from ...jit import ParamType, get_kernel, knobs
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
@@ -60,7 +60,7 @@ class KernelSpec:
     header: str
     template_args: tuple[int | bool | str, ...]
     param_types: tuple[ParamType, ...]
-    config: GemmConfig | LaunchShape
+    config: GemmConfig | WonlyConfig | LaunchShape
     smem_bytes: int
     comment: str
 
@@ -105,7 +105,7 @@ def kernel_launcher(spec: KernelSpec, device: int):
 
 
 @lru_cache(maxsize=4096)
-def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig | WonlyConfig:
     """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
     cfg = select_config(shape, num_sms)
     if knobs.print_configs():
