@@ -89,7 +89,7 @@ class KernelFamily:
     max_accumulator_registers: int = 192
     grouped_max_block_n: int = 256
     # The kernel runs the k-blocks of this many products per problem (3xTF32: three TF32 products over
-    # the same K), so a problem of K is chosen a config as a GEMM of k_terms * K (`GemmShape.of_problem`).
+    # the same K), so a problem of K gets the config of a GEMM of k_terms * K (`GemmShape.of_problem`).
     k_terms: int = 1
     # A family whose configs the tile model above does not describe (the weight-only kernel: tokens per
     # tile and a K split over a persistent grid, no multicast or D staging) selects them itself:
