@@ -29,6 +29,13 @@ GEMM_KIND_DENSE = "deepgemm::GemmKind::Dense"
 GEMM_KIND_CONTIGUOUS_INDICES = "deepgemm::GemmKind::ContiguousIndices"
 GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
 GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
+# `deepgemm::OutType` enumerators (include/deepgemm/common/types.cuh) by D's dtype, for the kernels that
+# write BF16, FP16 or FP32.
+OUT_TYPES = {
+    torch.bfloat16: "deepgemm::OutType::BF16",
+    torch.float16: "deepgemm::OutType::FP16",
+    torch.float32: "deepgemm::OutType::FP32",
+}
 # The GemmShape layout of each grouped kind, for the config choice.
 GROUPED_KIND_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
                         GEMM_KIND_MASKED: MASKED}

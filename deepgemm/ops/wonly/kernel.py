@@ -20,6 +20,7 @@ from ...quant.wonly import packed_shape
 from ..common.launch import (
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
+    OUT_TYPES,
     KernelRequest,
     KernelSpec,
     Plan,
@@ -35,11 +36,6 @@ HEADER = "deepgemm/impls/sm90_wonly_gemm.cuh"
 # tmap_b), as in the kernel's signature.
 PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
                ParamType.U64, ParamType.PTR, ParamType.PTR, ParamType.TMA, ParamType.TMA)
-OUT_TYPES = {
-    torch.bfloat16: "deepgemm::OutType::BF16",
-    torch.float16: "deepgemm::OutType::FP16",
-    torch.float32: "deepgemm::OutType::FP32",
-}
 
 
 def group_k_blocks(k: int, group_size: int | None) -> int:
