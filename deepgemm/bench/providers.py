@@ -38,6 +38,10 @@ class ProviderUnavailable(Exception):
     """This provider cannot run here (op missing, torch too old, wrong device); the message says why."""
 
 
+# What a provider prepares from a problem's inputs: the closure the timer calls.
+Prepare = Callable[[Any], Callable[[], object]]
+
+
 @dataclass(frozen=True)
 class Provider:
     """A named implementation: ``calls`` says exactly what the timed closure runs (kept in the JSON);
@@ -51,14 +55,21 @@ class Provider:
 
     name: str
     calls: str
-    prepare: Callable[[Any], Callable[[], object]]
+    prepare: Prepare
     reference: str
-    max_diff: float
+    # The bound of a provider whose only error against its reference is the output's rounding.
+    max_diff: float = 1e-5
     adapt: Callable[[Any], Any] | None = None
     has_cpu_path: bool = False
     # The nominal bytes of a problem for this provider's GB/s, where they differ from the suite's
     # (`Suite.bytes_moved`): a 16-bit provider in a suite of FP8 problems reads twice the operand bytes.
     bytes_moved: Callable[[Any], int] | None = None
+
+
+def _deepgemm(name: str, calls: str, prepare: Prepare, reference: str, **fields) -> Provider:
+    """A provider of deepgemm's ops, which run on CPU tensors too (their CPU path): the CPU smoke run
+    includes it."""
+    return Provider(name, calls, prepare, reference, has_cpu_path=True, **fields)
 
 
 def _require_cuda(inputs: DenseInputs | Bf16Inputs | GroupedInputs) -> None:
@@ -102,7 +113,15 @@ def _blockwise_b_scale_candidates(sfb: torch.Tensor) -> list[torch.Tensor]:
     return candidates[:1] if kb % 4 == 0 else candidates
 
 
-def _prepare_cublas_blockwise(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+def _blockwise_scaled_mm(inputs: DenseInputs | WgradInputs, sa: torch.Tensor, b_scaling: str,
+                         b_scale_candidates: list[torch.Tensor], what: str,
+                         reference: torch.Tensor | None = None) -> Callable[[], torch.Tensor]:
+    """cuBLAS's blockwise FP8 GEMM, ``torch.nn.functional.scaled_mm``, on ``inputs.a`` and ``inputs.b``:
+    A with its 1x128 scales ``sa [M, KB]``, B with ``ScalingType.<b_scaling>`` scales in the first of
+    ``b_scale_candidates`` (the layouts of its ``what``) that torch takes and, given ``reference``, that
+    reproduces it. Each layout is tried once, untimed: torch raises on a layout it does not take, and one
+    it takes with another meaning than ours gives other values (kept out: only a layout that reproduces
+    the reference is timed)."""
     _require_cuda(inputs)
     try:
         from torch.nn.functional import ScalingType, scaled_mm
@@ -111,40 +130,42 @@ def _prepare_cublas_blockwise(inputs: DenseInputs) -> Callable[[], torch.Tensor]
             f"torch {torch.__version__} has no torch.nn.functional.scaled_mm"
         ) from error
     # 1x128 scales of A must be M-major: shape [M, KB], strides (1, M).
-    scale_a = inputs.sfa.t().contiguous().t()
+    scale_a = sa.t().contiguous().t()
 
     def call_with(scale_b: torch.Tensor) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
-            return scaled_mm(
-                inputs.a,
-                inputs.b.t(),
-                scale_a,
-                ScalingType.BlockWise1x128,
-                scale_b,
-                ScalingType.BlockWise128x128,
-                output_dtype=torch.bfloat16,
-            )
+            return scaled_mm(inputs.a, inputs.b.t(), scale_a, ScalingType.BlockWise1x128, scale_b,
+                             getattr(ScalingType, b_scaling), output_dtype=torch.bfloat16)
 
         return run
 
-    # Try each layout once, untimed; torch raises on a layout it does not accept.
-    rejections: list[tuple[torch.Tensor, Exception]] = []
-    for scale_b in _blockwise_b_scale_candidates(inputs.sfb):
-        run = call_with(scale_b)
-        try:
-            run()
-        except (RuntimeError, ValueError, NotImplementedError) as error:
-            rejections.append((scale_b, error))
-            continue
-        return run
-    message = "scaled_mm rejected every B scale layout: " + " | ".join(
-        f"shape {tuple(scale_b.shape)} strides {scale_b.stride()}: {error}" for scale_b, error in rejections
-    )
+    rejections: list[tuple[torch.Tensor, str]] = []
     # NotImplementedError is torch saying "not on this GPU/build" (e.g. not SM90); anything else
     # means these arguments are wrong, which must show up as a failure, not as "unavailable".
-    if all(isinstance(error, NotImplementedError) for _, error in rejections):
+    not_implemented = True
+    for scale_b in b_scale_candidates:
+        run = call_with(scale_b)
+        try:
+            out = run()
+        except (RuntimeError, ValueError, NotImplementedError) as error:
+            not_implemented &= isinstance(error, NotImplementedError)
+            rejections.append((scale_b, str(error)))
+            continue
+        if reference is None or calc_diff(out, reference) <= 1e-4:
+            return run
+        not_implemented = False
+        rejections.append((scale_b, "accepted, but its values do not match the 1x128 reference"))
+    message = f"scaled_mm rejected every {what}: " + " | ".join(
+        f"shape {tuple(scale_b.shape)} strides {scale_b.stride()}: {why}" for scale_b, why in rejections
+    )
+    if not_implemented:
         raise ProviderUnavailable(message)
     raise RuntimeError(message)
+
+
+def _prepare_cublas_blockwise(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
+    candidates = _blockwise_b_scale_candidates(inputs.sfb)
+    return _blockwise_scaled_mm(inputs, inputs.sfa, "BlockWise128x128", candidates, "B scale layout")
 
 
 def _per_tensor_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,14 +351,12 @@ def _prepare_matmul_fp8(inputs: DenseInputs) -> Callable[[], torch.Tensor]:
 
 # calc_diff bounds (DESIGN.md §1): a fine-grained FP8 GEMM matches the dequantised FP8 reference to
 # about 1e-6 (BF16 output rounding); quantisation alone costs up to 1e-3 against BF16 inputs.
-DEEPGEMM = Provider(
+DEEPGEMM = _deepgemm(
     "deepgemm",
     "deepgemm.fp8_gemm_nt((a, get_mn_major_tma_aligned_tensor(sfa)), (b, sfb), d) into a preallocated BF16 d;"
     " the sfa conversion is done once, untimed",
     _prepare_deepgemm,
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 CUBLAS_BLOCKWISE = Provider(
     "cublas_blockwise",
@@ -346,7 +365,6 @@ CUBLAS_BLOCKWISE = Provider(
     " output_dtype=torch.bfloat16)",
     _prepare_cublas_blockwise,
     reference="fp8",
-    max_diff=1e-5,
 )
 CUBLAS_PER_TENSOR = Provider(
     "cublas_per_tensor",
@@ -361,78 +379,74 @@ CUBLAS_BF16 = Provider(
     "a_bf16 @ b_bf16.t() on the unquantised BF16 inputs",
     _prepare_cublas_bf16,
     reference="bf16",
-    max_diff=1e-5,
 )
 
 # deepgemm's 16-bit GEMM on the unquantised operands of an FP8 problem, beside cublas_bf16 (decode suite).
-DEEPGEMM_BF16_NT = Provider(
+DEEPGEMM_BF16_NT = _deepgemm(
     "deepgemm_bf16",
     "deepgemm.bf16_gemm_nt(a_bf16, b_bf16, d) on the unquantised BF16 inputs, into a preallocated BF16 d",
     _prepare_deepgemm_bf16_nt,
     reference="bf16",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 
 # The grouped suites' providers. Each output is checked on the valid rows only.
 _SFA_ONCE = "the sfa conversion to get_mn_major_tma_aligned_tensor's layout is done once, untimed"
-DEEPGEMM_CONTIGUOUS = Provider(
-    "deepgemm",
-    "deepgemm.m_grouped_fp8_gemm_nt_contiguous((a, sfa), (b, sfb), d, m_indices) into a preallocated"
-    f" BF16 d [M_sum, N]; {_SFA_ONCE}",
-    functools.partial(_prepare_deepgemm_contiguous, by_offsets=False),
-    reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
-)
-DEEPGEMM_CONTIGUOUS_OFFSETS = Provider(
-    "deepgemm_offsets",
-    "deepgemm.m_grouped_fp8_gemm_nt_contiguous_offsets((a, sfa), (b, sfb), d, group_ends) into a"
-    f" preallocated BF16 d [M_sum, N]; {_SFA_ONCE}",
-    functools.partial(_prepare_deepgemm_contiguous, by_offsets=True),
-    reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
-)
-DEEPGEMM_MASKED = Provider(
+
+
+def _deepgemm_contiguous(by_offsets: bool) -> Provider:
+    """The contiguous grouped FP8 GEMM, its experts' rows named by per-row indices or by group ends."""
+    op, rows = ("_offsets", "group_ends") if by_offsets else ("", "m_indices")
+    return _deepgemm(
+        "deepgemm_offsets" if by_offsets else "deepgemm",
+        f"deepgemm.m_grouped_fp8_gemm_nt_contiguous{op}((a, sfa), (b, sfb), d, {rows}) into a preallocated"
+        f" BF16 d [M_sum, N]; {_SFA_ONCE}",
+        functools.partial(_prepare_deepgemm_contiguous, by_offsets=by_offsets),
+        reference="fp8",
+    )
+
+
+DEEPGEMM_CONTIGUOUS = _deepgemm_contiguous(by_offsets=False)
+DEEPGEMM_CONTIGUOUS_OFFSETS = _deepgemm_contiguous(by_offsets=True)
+DEEPGEMM_MASKED = _deepgemm(
     "deepgemm",
     "deepgemm.m_grouped_fp8_gemm_nt_masked((a, sfa), (b, sfb), d, masked_m, expected_m) into a"
     f" preallocated BF16 d [G, max_m, N]; {_SFA_ONCE}",
     _prepare_deepgemm_masked,
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-CUBLAS_BLOCKWISE_LOOP = Provider(
+
+
+def _group_loop(name: str, call: str, prepare: Prepare, reference: str) -> Provider:
+    """A grouped problem as a Python loop of `call` over its non-empty groups."""
+    return Provider(name, f"a Python loop over the non-empty groups g: {call}, one BF16 output per group; the"
+                    " profiler timer sums the G kernels, not the host gaps between them", prepare, reference)
+
+
+def _dense_equivalent(op: str, b: str, prepare: Prepare, reference: str) -> Provider:
+    """deepgemm's dense `op` on the dense GEMM of a grouped problem's total size (`b`: what of group 0's
+    weight it reads)."""
+    return _deepgemm("deepgemm_dense", f"deepgemm.{op} on the dense GEMM of the same total M, N, K: all valid"
+                     f" rows of a (gathered once, untimed) times group 0's {b}, into a preallocated BF16 d"
+                     " [sum of valid rows, N]", prepare, reference, adapt=GroupedInputs.dense_equivalent)
+
+
+CUBLAS_BLOCKWISE_LOOP = _group_loop(
     "cublas_blockwise_loop",
-    "a Python loop over the non-empty groups g: the cublas_blockwise call (torch.nn.functional.scaled_mm,"
-    " BlockWise1x128 / BlockWise128x128) on group g's valid rows of a and b[g], one BF16 output per"
-    " group; the profiler timer sums the G kernels, not the host gaps between them",
+    "the cublas_blockwise call (torch.nn.functional.scaled_mm, BlockWise1x128 / BlockWise128x128) on group"
+    " g's valid rows of a and b[g]",
     _prepare_cublas_blockwise_loop,
-    reference="fp8",
-    max_diff=1e-5,
+    "fp8",
 )
-DEEPGEMM_DENSE = Provider(
-    "deepgemm_dense",
-    "deepgemm.fp8_gemm_nt on the dense GEMM of the same total M, N, K: all valid rows of a (gathered"
-    " once, untimed) times group 0's b and sfb, into a preallocated BF16 d [sum of valid rows, N]",
-    _prepare_deepgemm,
-    reference="fp8",
-    max_diff=1e-5,
-    adapt=GroupedInputs.dense_equivalent,
-    has_cpu_path=True,
-)
+DEEPGEMM_DENSE = _dense_equivalent("fp8_gemm_nt", "b and sfb", _prepare_deepgemm, "fp8")
 
 # The 16-bit suites' providers: BF16 operands, BF16 output, checked against the FP32 product of the
 # BF16 operands (the output's BF16 rounding costs about 1e-6).
-DEEPGEMM_BF16 = Provider(
+DEEPGEMM_BF16 = _deepgemm(
     "deepgemm",
     "deepgemm.bf16_gemm_<major>(a, b, d) on a and b stored as the problem's major says, into a"
     " preallocated BF16 d [M, N]",
     _prepare_deepgemm_bf16,
     reference="bf16",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 CUBLAS_BF16_LAYOUT = Provider(
     "cublas_bf16",
@@ -440,56 +454,35 @@ CUBLAS_BF16_LAYOUT = Provider(
     " nn: a @ b, tn: a.t() @ b, tt: a.t() @ b.t()); cuBLAS reads either major-ness, nothing is copied",
     _prepare_cublas_bf16_layout,
     reference="bf16",
-    max_diff=1e-5,
 )
-DEEPGEMM_BF16_GROUPED = Provider(
+DEEPGEMM_BF16_GROUPED = _deepgemm(
     "deepgemm",
     "deepgemm.m_grouped_bf16_gemm_nt_contiguous(a, b, d, m_indices) or"
     " deepgemm.m_grouped_bf16_gemm_nt_masked(a, b, d, masked_m, expected_m), as the problem's layout"
     " says, into a preallocated BF16 d laid out like a",
     _prepare_deepgemm_bf16_grouped,
     reference="bf16",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-CUBLAS_BF16_LOOP = Provider(
-    "cublas_bf16_loop",
-    "a Python loop over the non-empty groups g: torch.matmul(a's valid rows of g, b[g].t()), one BF16"
-    " output per group; the profiler timer sums the G kernels, not the host gaps between them",
-    _prepare_cublas_bf16_loop,
-    reference="bf16",
-    max_diff=1e-5,
-)
-DEEPGEMM_BF16_DENSE = Provider(
-    "deepgemm_dense",
-    "deepgemm.bf16_gemm_nt on the dense GEMM of the same total M, N, K: all valid rows of a (gathered"
-    " once, untimed) times group 0's b, into a preallocated BF16 d [sum of valid rows, N]",
-    _prepare_deepgemm_bf16,
-    reference="bf16",
-    max_diff=1e-5,
-    adapt=GroupedInputs.dense_equivalent,
-    has_cpu_path=True,
-)
+CUBLAS_BF16_LOOP = _group_loop("cublas_bf16_loop", "torch.matmul(a's valid rows of g, b[g].t())",
+                               _prepare_cublas_bf16_loop, "bf16")
+DEEPGEMM_BF16_DENSE = _dense_equivalent("bf16_gemm_nt", "b", _prepare_deepgemm_bf16, "bf16")
 
 # The matmul_fp8 suite's providers, on BF16 a [M, K] and a row-major BF16 b [K, N]. The by-hand
 # calls quantise exactly as the FP8 reference does; matmul quantises inside, so it is held to the
 # recipe's accuracy against the unquantised product (its diff against the FP8 reference is recorded).
-FP8_BY_HAND = Provider(
+FP8_BY_HAND = _deepgemm(
     "by_hand",
     "deepgemm.fp8_gemm_nt(deepgemm.per_token_cast_to_fp8(a), deepgemm.per_block_cast_to_fp8(b.T), d),"
     " d a fresh BF16 [M, N]; every kernel of the casts and the GEMM is timed",
     _prepare_fp8_by_hand,
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-DEEPGEMM_MATMUL_FP8 = Provider(
+DEEPGEMM_MATMUL_FP8 = _deepgemm(
     "matmul",
     'deepgemm.matmul(a, b, precision="fp8"); every kernel of the call (quantisation and GEMM) is timed',
     _prepare_matmul_fp8,
     reference="bf16",
     max_diff=1e-3,
-    has_cpu_path=True,
 )
 
 
@@ -535,14 +528,12 @@ def _prepare_torch_int_mm(inputs: Int8Inputs) -> Callable[[], torch.Tensor]:
     return run
 
 
-DEEPGEMM_INT8 = Provider(
+DEEPGEMM_INT8 = _deepgemm(
     "deepgemm",
     "deepgemm.int8_gemm_nt((a, sa), (b, sb), d): int8 a [M, K], b [N, K], per-token sa [M] and"
     " per-channel sb [N] FP32 scales applied in the epilogue, into a preallocated BF16 d [M, N]",
     _prepare_deepgemm_int8,
     reference="int8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 TORCH_INT_MM_SCALED = Provider(
     "torch_int_mm_scaled",
@@ -550,7 +541,6 @@ TORCH_INT_MM_SCALED = Provider(
     " (cuBLASLt INT8 GEMM, then the scaling and the BF16 cast, every kernel timed)",
     _prepare_torch_int_mm_scaled,
     reference="int8",
-    max_diff=1e-5,
 )
 TORCH_INT_MM = Provider(
     "torch_int_mm",
@@ -628,68 +618,26 @@ def _blockwise_1x128_b_scale_candidates(sb: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _prepare_cublas_blockwise_1d1d(inputs: WgradInputs) -> Callable[[], torch.Tensor]:
-    _require_cuda(inputs)
-    try:
-        from torch.nn.functional import ScalingType, scaled_mm
-    except ImportError as error:
-        raise ProviderUnavailable(
-            f"torch {torch.__version__} has no torch.nn.functional.scaled_mm"
-        ) from error
-    # 1x128 scales of A must be M-major: shape [M, KB], strides (1, M).
-    scale_a = inputs.sa.t().contiguous().t()
-    reference = inputs.reference("fp8")
-
-    def call_with(scale_b: torch.Tensor) -> Callable[[], torch.Tensor]:
-        def run() -> torch.Tensor:
-            return scaled_mm(inputs.a, inputs.b.t(), scale_a, ScalingType.BlockWise1x128, scale_b,
-                             ScalingType.BlockWise1x128, output_dtype=torch.bfloat16)
-
-        return run
-
-    # Try each layout once, untimed: torch raises on a layout it does not take, and one it takes with
-    # another meaning than ours gives other values (kept out: only a layout that reproduces the
-    # reference is timed).
-    rejections: list[tuple[torch.Tensor, str]] = []
-    not_implemented = True
-    for scale_b in _blockwise_1x128_b_scale_candidates(inputs.sb):
-        run = call_with(scale_b)
-        try:
-            out = run()
-        except (RuntimeError, ValueError, NotImplementedError) as error:
-            not_implemented &= isinstance(error, NotImplementedError)
-            rejections.append((scale_b, str(error)))
-            continue
-        if calc_diff(out, reference) <= 1e-4:
-            return run
-        not_implemented = False
-        rejections.append((scale_b, "accepted, but its values do not match the 1x128 reference"))
-    message = "scaled_mm rejected every 1x128 B scale layout: " + " | ".join(
-        f"shape {tuple(scale_b.shape)} strides {scale_b.stride()}: {why}" for scale_b, why in rejections
-    )
-    if not_implemented:
-        raise ProviderUnavailable(message)
-    raise RuntimeError(message)
+    candidates = _blockwise_1x128_b_scale_candidates(inputs.sb)
+    return _blockwise_scaled_mm(inputs, inputs.sa, "BlockWise1x128", candidates, "1x128 B scale layout",
+                                reference=inputs.reference("fp8"))
 
 
 _WGRAD_SCALES_ONCE = (
     "both operands' scales converted to get_mn_major_tma_aligned_tensor's layout once, untimed"
 )
-DEEPGEMM_WGRAD = Provider(
+DEEPGEMM_WGRAD = _deepgemm(
     "deepgemm",
     "deepgemm.fp8_gemm_nt_1d1d((a, sa), (b, sb), d, c=d): accumulation into a preallocated FP32 d [M, N]"
     f" (zero before the checked first call); {_WGRAD_SCALES_ONCE}",
     functools.partial(_prepare_deepgemm_wgrad, out_dtype=torch.float32),
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-DEEPGEMM_WGRAD_BF16 = Provider(
+DEEPGEMM_WGRAD_BF16 = _deepgemm(
     "deepgemm_bf16",
     f"deepgemm.fp8_gemm_nt_1d1d((a, sa), (b, sb), d) into a preallocated BF16 d [M, N]; {_WGRAD_SCALES_ONCE}",
     functools.partial(_prepare_deepgemm_wgrad, out_dtype=torch.bfloat16),
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 CUBLAS_BLOCKWISE_1D1D = Provider(
     "cublas_blockwise",
@@ -698,36 +646,29 @@ CUBLAS_BLOCKWISE_1D1D = Provider(
     " transposes), ScalingType.BlockWise1x128, output_dtype=torch.bfloat16)",
     _prepare_cublas_blockwise_1d1d,
     reference="fp8",
-    max_diff=1e-5,
 )
-DEEPGEMM_WGRAD_LOOP = Provider(
+DEEPGEMM_WGRAD_LOOP = _deepgemm(
     "deepgemm_loop",
     "a Python loop over the non-empty groups g: deepgemm.fp8_gemm_nt_1d1d on group g's K columns of a and b"
     " (views) accumulating into d[g] of a preallocated FP32 d [G, M, N]; the profiler timer sums the"
     f" kernels, not the host gaps; {_WGRAD_SCALES_ONCE}",
     _prepare_deepgemm_wgrad_loop,
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-DEEPGEMM_K_GROUPED = Provider(
+DEEPGEMM_K_GROUPED = _deepgemm(
     "deepgemm",
     "deepgemm.k_grouped_fp8_gemm_nt_1d1d((a, sa), (b, sb), d, ks, ks_host, c=d): accumulation into a"
     f" preallocated FP32 d [G, M, N]; {_WGRAD_SCALES_ONCE}",
     _prepare_deepgemm_k_grouped,
     reference="fp8",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
-DEEPGEMM_WGRAD_DENSE = Provider(
+DEEPGEMM_WGRAD_DENSE = _deepgemm(
     "deepgemm_dense",
     "deepgemm.fp8_gemm_nt_1d1d on the dense GEMM of the same total work (A [M, K_sum] x B [N, K_sum]^T, all"
     " groups' K in one), accumulating into a preallocated FP32 d [M, N]",
     functools.partial(_prepare_deepgemm_wgrad, out_dtype=torch.float32),
     reference="fp8",
-    max_diff=1e-5,
     adapt=WgradInputs.dense_equivalent,
-    has_cpu_path=True,
 )
 
 
@@ -786,15 +727,13 @@ def _fp8_masked_twin(inputs: WeightOnlyInputs) -> GroupedInputs:
                                inputs.a.device, seed=0)
 
 
-DEEPGEMM_WONLY = Provider(
+DEEPGEMM_WONLY = _deepgemm(
     "deepgemm",
     "deepgemm.w<bits>a16_gemm_nt(a, (b_packed, sb), d, group_size) (masked problems:"
     " m_grouped_w<bits>a16_gemm_nt_masked(a, b, d, masked_m, expected_m=max rows, group_size)) into a"
     " preallocated BF16 d; the weight packed once, untimed",
     _prepare_deepgemm_wonly,
     reference="wq",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 CUBLAS_BF16_DEQUANTISED = Provider(
     "cublas_bf16",
@@ -802,17 +741,14 @@ CUBLAS_BF16_DEQUANTISED = Provider(
     " problems: one call per non-empty group on its valid rows (the profiler sums the kernels)",
     _prepare_cublas_bf16_dequantised,
     reference="wq",
-    max_diff=1e-5,
 )
-DEEPGEMM_FP8_MASKED_TWIN = Provider(
+DEEPGEMM_FP8_MASKED_TWIN = _deepgemm(
     "deepgemm_fp8_masked",
     "deepgemm.m_grouped_fp8_gemm_nt_masked on FP8 operands of the same masked problem (1x128 / 128x128"
     " FP32 scales, the A scales converted once, untimed); masked problems only",
     _prepare_deepgemm_masked,
     reference="fp8",
-    max_diff=1e-5,
     adapt=_fp8_masked_twin,
-    has_cpu_path=True,
 )
 
 
@@ -917,14 +853,12 @@ def _require_cuda_tensor(x: torch.Tensor) -> None:
 # The TF32 suites' providers on FP32 operands. TF32 GEMMs are checked against the FP64 product of the
 # operands as TF32 tensor cores read them; FP32-accurate ones against the FP64 product of the FP32
 # operands (an FP32 GEMM lands between 1e-12 and 1e-9 there as K grows, a TF32 one near 5e-7).
-DEEPGEMM_TF32 = Provider(
+DEEPGEMM_TF32 = _deepgemm(
     "deepgemm",
     "deepgemm.tf32_gemm_<major>(a, b, d) on a and b stored as the problem's major says (an MN-major"
     " operand is copied K-major inside the call, timed), into a preallocated FP32 d [M, N]",
     _prepare_deepgemm_tf32,
     reference="tf32",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 CUBLAS_TF32 = Provider(
     "cublas_tf32",
@@ -932,9 +866,8 @@ CUBLAS_TF32 = Provider(
     " torch.backends.cuda.matmul.allow_tf32 = True",
     _prepare_cublas_tf32,
     reference="tf32",
-    max_diff=1e-5,
 )
-DEEPGEMM_3XTF32 = Provider(
+DEEPGEMM_3XTF32 = _deepgemm(
     "deepgemm_3xtf32",
     "deepgemm.tf32x3_gemm_nt(a [M, K], b [N, K], d): both operands split into TF32 hi/lo parts by a"
     " copy kernel and three TF32 products summed in one FP32 accumulator, every kernel timed; into a"
@@ -942,7 +875,6 @@ DEEPGEMM_3XTF32 = Provider(
     _prepare_deepgemm_3xtf32,
     reference="fp64",
     max_diff=1e-8,
-    has_cpu_path=True,
 )
 CUBLAS_FP32 = Provider(
     "cublas_fp32",
@@ -953,20 +885,17 @@ CUBLAS_FP32 = Provider(
 )
 # The seed's table: FP16 operands, FP16 results, checked against their FP32 product (FP16 output
 # rounding costs about 1e-7).
-DEEPGEMM_MATMUL_FP16 = Provider(
+DEEPGEMM_MATMUL_FP16 = _deepgemm(
     "matmul",
     'deepgemm.matmul(a, b, dtype="float16") on row-major FP16 a [M, K], b [K, N] (a sequence: one call'
     " per GEMM; its untimed first pass runs on a fresh JIT cache: compiles and seconds in 'extra'),"
     " every kernel of a call (padding copies included) timed",
     _prepare_matmul_fp16,
     reference="bf16",
-    max_diff=1e-5,
-    has_cpu_path=True,
 )
 TORCH_MATMUL_FP16 = Provider(
     "cublas",
     "torch.matmul(a, b) on the same FP16 a and b (a sequence: one call per GEMM)",
     _prepare_torch_matmul,
     reference="bf16",
-    max_diff=1e-5,
 )

@@ -124,11 +124,12 @@ def prepare_provider(
     return result, run
 
 
-def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
+def _gemm_shape(problem: Problem, family: str, out_bytes: int) -> heuristics.GemmShape:
     """The ``GemmShape`` the launcher builds for ``problem``: grouped layouts carry the groups
     (contiguous: ``m`` = every group's rows with their padding; masked: ``m`` = the expected rows of
-    one group), the 16-bit family whether B is stored ``[K, N]``."""
-    rows, extra = problem.m, {"family": heuristics.FAMILIES[family]}
+    one group), the 16-bit family whether B is stored ``[K, N]``, and K as the family's kernel runs it
+    (``GemmShape.of_problem``: a 3xTF32 product runs the k-blocks of three TF32 products)."""
+    rows, extra = problem.m, {"family": heuristics.FAMILIES[family], "out_bytes": out_bytes}
     if problem.layout != "dense":
         if problem.layout == "contiguous":
             rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
@@ -137,17 +138,15 @@ def _gemm_shape(problem: Problem, family: str) -> heuristics.GemmShape:
         extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True
-    # A 3xTF32 product runs the k-blocks of three TF32 products (ops/tf32/kernel.py: gemm_shape).
-    k = 3 * problem.k if family == "tf32x3" else problem.k
-    return heuristics.GemmShape(rows, problem.n, k, **extra)
+    return heuristics.GemmShape.of_problem(rows, problem.n, problem.k, **extra)
 
 
-def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d") -> dict:
-    """The kernel config deepgemm's heuristics pick for ``problem`` on the kernel ``family``, as
-    JSON-ready data (the family by name); ``{"error": ...}`` when the selection fails (metadata never
-    fails a benchmark)."""
+def deepgemm_config(problem: Problem, num_sms: int, family: str = "fp8_1d2d", out_bytes: int = 2) -> dict:
+    """The kernel config deepgemm's heuristics pick for ``problem`` on the kernel ``family`` writing
+    ``out_bytes``-byte output, as JSON-ready data (the family by name); ``{"error": ...}`` when the
+    selection fails (metadata never fails a benchmark)."""
     try:
-        config = heuristics.select_config(_gemm_shape(problem, family), num_sms)
+        config = heuristics.select_config(_gemm_shape(problem, family, out_bytes), num_sms)
     except Exception as error:
         return {"error": f"{type(error).__name__}: {error}"}
     return config.as_dict()
@@ -158,7 +157,7 @@ def _config_on(device: torch.device, suite: Suite, problem: Problem) -> dict | N
     if device.type != "cuda" or suite.family not in heuristics.FAMILIES:
         return None
     num_sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return deepgemm_config(problem, num_sms, suite.family)
+    return deepgemm_config(problem, num_sms, suite.family, suite.out_bytes)
 
 
 def measure_problem(

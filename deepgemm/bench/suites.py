@@ -135,7 +135,8 @@ class Suite:
     runs the problem than its twin. A twin must come before its problems in ``problems``.
     ``cpu_problems``: small problems for the CPU smoke run; with none the suite does not run there.
     ``family``: the name of the kernel family the suite measures (``deepgemm.heuristics.FAMILIES``), for
-    the kernel config the problem records carry.
+    the kernel config the problem records carry; ``out_bytes``: the element size of the output the suite's
+    ``deepgemm`` provider writes, which that config is chosen for.
     """
 
     name: str
@@ -150,6 +151,7 @@ class Suite:
     twin: Callable[[Problem], Problem | None] | None = None
     cpu_problems: tuple[Problem, ...] = ()
     family: str = "fp8_1d2d"
+    out_bytes: int = 2
     # Each result also reports its GB/s as a fraction of the GPU's HBM bandwidth.
     reports_hbm: bool = False
     # The work a problem counts for TFLOPS, where it is not one GEMM's ``Problem.flops`` (0: no FLOPs).
@@ -248,6 +250,7 @@ def grouped_suite(
     bytes_moved: Callable[[Problem], int] = fp8_gemm_bytes,
     splits: tuple[Split, ...] = (Split("all", lambda p: True),),
     family: str = "fp8_1d2d",
+    out_bytes: int = 2,
 ) -> Suite:
     """A grouped suite. Its baseline is the yardstick: cuBLAS has no grouped GEMM, so the first
     provider is a loop of per-group cuBLAS calls, and ratios say how much faster each provider runs;
@@ -265,6 +268,7 @@ def grouped_suite(
         pairs=(("deepgemm", "deepgemm_dense"),),
         cpu_problems=cpu_problems,
         family=family,
+        out_bytes=out_bytes,
     )
 
 
@@ -455,6 +459,7 @@ WGRAD = Suite(
     pairs=(("deepgemm_bf16", "cublas_blockwise"), ("deepgemm", "cublas_blockwise")),
     cpu_problems=(Problem(64, 256, 384), Problem(130, 200, 256)),
     family="fp8_1d1d",
+    out_bytes=4,
 )
 WGRAD_K_GROUPED = grouped_suite(
     "wgrad_k_grouped",
@@ -467,6 +472,7 @@ WGRAD_K_GROUPED = grouped_suite(
     make_inputs=_wgrad_inputs,
     bytes_moved=wgrad_gemm_bytes,
     family="fp8_1d1d",
+    out_bytes=4,
 )
 # The weight-only suites: BF16 activations times INT4 (``wonly``, symmetric, group-128 BF16 scales) or INT8
 # (``wonly_w8``, per-channel scales) weights, against cuBLAS BF16 on the dequantised weight. Decode sizes on
@@ -528,7 +534,7 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
         faster=PROVIDER_FASTER,
         pairs=(("deepgemm", "deepgemm_fp8_masked"),),
         cpu_problems=(Problem(16, 200, 384), Problem(24, 256, 512, 3, "masked", 64)),
-        family="wonly",
+        family=f"w{bits}a16",
     )
 
 
@@ -573,6 +579,7 @@ TF32 = Suite(
     twin=nt_twin,
     cpu_problems=(Problem(64, 256, 384), Problem(192, 256, 384), Problem(192, 256, 384, major="tn")),
     family="tf32",
+    out_bytes=4,
 )
 
 FP32 = Suite(
@@ -587,6 +594,7 @@ FP32 = Suite(
     splits=(Split("M=4096", lambda p: True),),
     cpu_problems=(Problem(64, 256, 384),),
     family="tf32x3",
+    out_bytes=4,
 )
 
 

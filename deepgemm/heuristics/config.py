@@ -12,13 +12,10 @@ from dataclasses import dataclass
 from math import gcd
 
 from .families import FP8_1D2D
-from .family import BLOCK_K_BYTES, MAX_SMEM_BYTES, KernelFamily, ceil_div
+from .family import BLOCK_K_BYTES, CONTIGUOUS, DENSE, MASKED, MAX_SMEM_BYTES, KernelFamily, ceil_div
 
 # An MN-major (16-bit) operand tile is loaded in chunks of this many rows (one 128-byte TMA box).
 MN_MAJOR_CHUNK = 64
-# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (each expert's rows named
-# by per-row indices or by row offsets: the kernels run the same tiles either way) or the masked layout.
-DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,13 @@ class GemmShape:
     layout: str = DENSE
     family: KernelFamily = FP8_1D2D
     b_mn_major: bool = False
+
+    @classmethod
+    def of_problem(cls, m: int, n: int, k: int, *args, family: KernelFamily = FP8_1D2D,
+                   **fields) -> GemmShape:
+        """The shape a config is chosen for, for a problem of `k` elements of K (the other arguments as the
+        constructor's): a GEMM of the K its kernel runs, `family.k_terms` times the problem's."""
+        return cls(m, n, k * family.k_terms, *args, family=family, **fields)
 
     @property
     def num_k_blocks(self) -> int:

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import GemmShape
 
 # Every kernel moves one 128-byte line of K per operand row and stage (128 FP8 or 64 16-bit elements).
 BLOCK_K_BYTES = 128
 # Largest dynamic shared memory one block may opt into on sm_90 (227 KB).
 MAX_SMEM_BYTES = 232448
+# Layouts of a GemmShape: one GEMM, or MoE experts in the contiguous layout (each expert's rows named
+# by per-row indices or by row offsets: the kernels run the same tiles either way) or the masked layout.
+DENSE, CONTIGUOUS, MASKED = "dense", "contiguous", "masked"
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -81,6 +88,14 @@ class KernelFamily:
     # widest tile of the grouped layouts: beyond them the kernel's epilogue spills.
     max_accumulator_registers: int = 192
     grouped_max_block_n: int = 256
+    # The kernel runs the k-blocks of this many products per problem (3xTF32: three TF32 products over
+    # the same K), so a problem of K gets the config of a GEMM of k_terms * K (`GemmShape.of_problem`).
+    k_terms: int = 1
+    # A family whose configs the tile model above does not describe (the weight-only kernel: tokens per
+    # tile and a K split over a persistent grid, no multicast or D staging) selects them itself:
+    # `select_config(shape, num_sms)` returns `select(shape, num_sms)`, and the record's other fields
+    # describe its kernel for that selection. None: the tile model selects a `GemmConfig`.
+    select: Callable[[GemmShape, int], object] | None = None
 
     def __repr__(self) -> str:
         return f"KernelFamily({self.name!r})"

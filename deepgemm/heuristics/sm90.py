@@ -270,7 +270,10 @@ def select_config(shape: GemmShape, num_sms: int) -> GemmConfig:
 
     The best unsplit config (`select_unsplit_config`), unless its tiles leave SMs idle (`few_tiles`)
     and a split-K config is estimated SPLIT_K_MIN_GAIN of its time or less (`split_k_cycles`): shapes
-    whose tiles fill the GPU keep the unsplit selection."""
+    whose tiles fill the GPU keep the unsplit selection. A family with its own selection
+    (`KernelFamily.select`) gets that."""
+    if shape.family.select is not None:
+        return shape.family.select(shape, num_sms)
     unsplit = select_unsplit_config(shape, num_sms)
     if (shape.layout != DENSE or not shape.family.split_k_candidates
             or shape.num_tiles(unsplit.block_m, unsplit.block_n) >= num_sms):
@@ -328,6 +331,8 @@ def few_tiles(shape: GemmShape, num_sms: int) -> bool:
 @lru_cache(maxsize=4096)
 def select_unsplit_config(shape: GemmShape, num_sms: int) -> GemmConfig:
     """The best config that runs each tile's whole K loop in one CTA (deterministic, cached)."""
+    if shape.family.select is not None:
+        raise ValueError(f"the {shape.family.name} family selects its own configs (select_config), not tiles")
     best, best_key = None, None
     for cfg in candidate_configs(shape, num_sms):
         # Remaining ties go to the larger tile (fewer bytes per FLOP), then to the fewer bytes pulled

@@ -137,3 +137,24 @@ def test_deepgemm_config_of_grouped_problems():
         assert config == select_config(shape, 132).as_dict() and config["family"] == family, problem
         assert json.loads(json.dumps(config)) == config
     assert "error" in deepgemm_config(Problem(1, 1, 1), 132, "no_such_family")
+
+
+def test_deepgemm_config_is_the_launchers():
+    """The config a record carries is the one the family's launcher picks: FP32 output where the suite's
+    deepgemm provider writes it, a 3xTF32 product's three TF32 products of K, the weight-only records."""
+    from deepgemm.bench.suites import SUITES
+    from deepgemm.heuristics import W4A16, GemmShape, select_config
+    from deepgemm.ops.fp8_1d1d.kernel import dense_config
+    from deepgemm.ops.tf32.kernel import gemm_shape
+
+    for suite, launcher in ((SUITES["tf32"], lambda p: select_config(gemm_shape(p.m, p.n, p.k, 1), 132)),
+                            (SUITES["fp32"], lambda p: select_config(gemm_shape(p.m, p.n, p.k, 3), 132)),
+                            (SUITES["wgrad"], lambda p: dense_config(p.m, p.n, p.k, 4, 132))):
+        for problem in suite.problems:
+            if problem.major == "nt":
+                config = deepgemm_config(problem, 132, suite.family, suite.out_bytes)
+                assert config == launcher(problem).as_dict(), (suite.name, problem)
+    problem = Problem(16, 4096, 7168, 8, "masked", 64)
+    config = deepgemm_config(problem, 132, SUITES["wonly"].family)
+    shape = GemmShape(16, 4096, 7168, num_groups=8, layout="masked", family=W4A16)
+    assert config == select_config(shape, 132).as_dict() and config["family"] == "w4a16"

@@ -26,7 +26,7 @@ from deepgemm.heuristics.config import (
     config_errors,
     swizzle_d_bytes,
 )
-from deepgemm.heuristics.families import bf16, fp8_1d2d
+from deepgemm.heuristics.families import fp8_1d2d
 from deepgemm.heuristics.families.fp8_1d2d import uniform_scale_b
 from deepgemm.heuristics.sm90 import candidate_configs, select_config
 
@@ -452,8 +452,8 @@ def test_16bit_tiles_stage_d_in_two_chunks_only_for_a_fourth_stage(shape):
 def test_16bit_smem_with_d_in_two_chunks_hand_computed():
     # 128x256 BF16 tile: half of the 64 KB D tile, four stages of (128 + 256) x 128 bytes and two
     # 8-byte barriers each.
-    assert bf16.smem_bytes(128, 256, 4, 7168, 2, num_d_chunks=2) == 32768 + 4 * (49152 + 16)
-    assert bf16.smem_bytes(128, 256, 3, 7168, 2) == 65536 + 3 * (49152 + 16)
+    assert BF16.smem_bytes(128, 256, 4, 7168, 2, False, 2) == 32768 + 4 * (49152 + 16)
+    assert BF16.smem_bytes(128, 256, 3, 7168, 2, False, 1) == 65536 + 3 * (49152 + 16)
 
 
 @pytest.mark.parametrize("family, block_n, num_d_chunks, fragment", [

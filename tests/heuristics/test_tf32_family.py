@@ -27,7 +27,7 @@ def test_record_is_registered_with_fp32_operands():
     (256, 128, 3, 1, 131072 + 3 * (384 * 128 + 16)),
 ])
 def test_smem_bytes_hand_computed(block_m, block_n, stages, chunks, expected):
-    assert tf32.smem_bytes(block_m, block_n, stages, 7168, 4, num_d_chunks=chunks) == expected
+    assert TF32.smem_bytes(block_m, block_n, stages, 7168, 4, False, chunks) == expected
 
 
 @pytest.mark.parametrize("num_terms", [1, 3])

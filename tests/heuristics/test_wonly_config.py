@@ -67,3 +67,17 @@ def test_decode_fills_the_sms_and_prefill_takes_tall_tiles():
     assert decode.block_m == 16 and decode.grid >= 0.9 * NUM_SMS
     prefill = select_wonly_config(4096, 7168, 16384, 8, NUM_SMS)
     assert prefill.block_m == 256 and prefill.block_n == 128 and prefill.num_splits == 1
+
+
+def test_records_describe_the_selected_configs():
+    from deepgemm.heuristics import FAMILIES, W4A16, W8A16
+
+    assert FAMILIES["w4a16"] is W4A16 and FAMILIES["w8a16"] is W8A16
+    for bits, family in ((4, W4A16), (8, W8A16)):
+        for m in MS:
+            cfg = select_wonly_config(m, 7168, 2048, bits, NUM_SMS)
+            assert cfg.block_n in family.block_n_candidates
+            assert family.min_stages <= cfg.num_stages <= family.max_stages
+            smem = family.smem_bytes(cfg.block_m, cfg.block_n, cfg.num_stages, 2048, 2, False, 1)
+            assert smem == cfg.smem_bytes
+            assert cfg.as_dict()["family"] == family.name

@@ -1,19 +1,26 @@
-"""The weight-only (W8A16 / W4A16) kernel's configs: `WonlyConfig` and `select_wonly_config`.
+"""The weight-only (W8A16 / W4A16) kernel family: its records `W8A16` and `W4A16`, `WonlyConfig` and
+its selection `select_wonly_config`.
 
 The kernel (impls/sm90_wonly_gemm.cuh) puts the weights on the WGMMA's 64-row side and the tokens on
 its N side, runs one CTA per tile (no persistent loop) and, where the tiles are fewer than the SMs,
-splits K over several CTAs per tile. Its choices are not the other families' (no BLOCK_N candidates,
-no multicast; tokens per tile and the split count instead), so it has its own small selection rather
-than a `KernelFamily` record for `select_config`. Stdlib only; `wonly_smem_bytes` mirrors the kernel's
-`WonlyLayout::kSmemBytes`.
+splits K over several CTAs per tile. Its choices are not the tile model's (no BLOCK_N candidates beyond
+one or two warpgroups of weight rows, no multicast or D staging; tokens per tile and the split count
+instead), so its records select through `KernelFamily.select`: `select_config(GemmShape(m, n, k,
+num_groups=..., layout=..., family=W4A16), num_sms)` returns a `WonlyConfig`. Stdlib only;
+`wonly_smem_bytes` mirrors the kernel's `WonlyLayout::kSmemBytes`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from ..family import MAX_SMEM_BYTES, ceil_div
+from ..family import DENSE, MASKED, MAX_SMEM_BYTES, KernelFamily, ceil_div
+
+if TYPE_CHECKING:
+    from ..config import GemmShape
 
 BLOCK_K = 64
 # Tokens per tile (the WGMMA's N): the decode sizes, then the tall tiles for prefill.
@@ -69,9 +76,26 @@ class WonlyConfig:
             return 0
         return num_tiles * self.num_splits * self.block_n * self.block_m
 
+    # The launch core (ops/common/launch.py) reads a config's grid, block and cluster by these names.
+    @property
+    def num_sms(self) -> int:
+        return self.grid
+
+    @property
+    def num_tma_multicast(self) -> int:
+        return 1
+
     def kernel_repr(self) -> str:
         return (f"block_m={self.block_m} block_n={self.block_n} stages={self.num_stages} "
                 f"splits={self.num_splits} grid={self.grid} int{self.weight_bits}")
+
+    def as_dict(self) -> dict[str, object]:
+        """Every field and the family's name: JSON-ready, as `GemmConfig.as_dict`."""
+        return dataclasses.asdict(self) | {"family": family_name(self.weight_bits)}
+
+
+def family_name(weight_bits: int) -> str:
+    return f"w{weight_bits}a16"
 
 
 def max_stages(block_m: int, num_math_warpgroups: int, weight_bits: int) -> int:
@@ -120,3 +144,46 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
     grid = num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits
     stages = max_stages(block_m, warpgroups, weight_bits)
     return WonlyConfig(block_m, warpgroups, stages, splits, grid, weight_bits)
+
+
+def _weight_only_family(weight_bits: int) -> KernelFamily:
+    """The record of the kernel on `weight_bits`-bit weights: what describes the kernel, and its own
+    selection (`select_wonly_config`) in place of the tile model's."""
+
+    def smem_bytes(block_m: int, block_n: int, num_stages: int, k: int, out_bytes: int, grouped: bool = False,
+                   num_d_chunks: int = 1) -> int:
+        """`wonly_smem_bytes` in the tile model's terms (`block_n`: the tile's weight rows)."""
+        return wonly_smem_bytes(block_m, block_n // 64, num_stages, weight_bits)
+
+    def accumulator_registers(block_m: int, block_n: int) -> int:
+        """The WGMMA accumulator of the tile's tokens (its N) per consumer thread."""
+        return block_m // 2
+
+    def select(shape: GemmShape, num_sms: int) -> WonlyConfig:
+        if shape.layout not in (DENSE, MASKED):
+            raise ValueError(f"the weight-only kernel runs the dense and masked layouts, not {shape.layout}")
+        return select_wonly_config(shape.m, shape.n, shape.k, weight_bits, num_sms, shape.num_groups,
+                                   shape.layout == MASKED)
+
+    return KernelFamily(
+        name=family_name(weight_bits),
+        # The 16-bit activations: a 128-byte k-block is the kernel's BLOCK_K of 64 elements.
+        operand_bytes=2,
+        # Weight rows per tile: one or two consumer warpgroups of 64.
+        block_n_candidates=(64, 128),
+        block_n_step=64,
+        # The consumers hold two stages at once (`WonlyLayout`'s static_assert).
+        min_stages=2,
+        max_stages=MAX_STAGES,
+        smem_bytes=smem_bytes,
+        accumulator_registers=accumulator_registers,
+        # The tile model's L2 term; this family's selection has none (each weight byte is read once).
+        l2_bytes_per_cycle_per_sm=0.0,
+        select=select,
+    )
+
+
+W8A16 = _weight_only_family(8)
+W4A16 = _weight_only_family(4)
+# The records by weight bits, as the ops are named.
+WEIGHT_ONLY_FAMILIES = {8: W8A16, 4: W4A16}

@@ -20,6 +20,7 @@ from ..common.launch import (
     GEMM_KIND_CONTIGUOUS_INDICES,
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
+    OUT_TYPES,
     KernelRequest,
     KernelSpec,
     Plan,
@@ -40,11 +41,6 @@ HEADER = "deepgemm/impls/sm90_bf16_gemm.cuh"
 # the reduction instead.
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.U64, ParamType.PTR,
                ParamType.U64, ParamType.U64, ParamType.TMA, ParamType.TMA, ParamType.TMA)
-OUT_TYPES = {
-    torch.bfloat16: "deepgemm::OutType::BF16",
-    torch.float16: "deepgemm::OutType::FP16",
-    torch.float32: "deepgemm::OutType::FP32",
-}
 
 
 def kernel_spec(n: int, k: int, cfg: GemmConfig, a_mn_major: bool, b_mn_major: bool, is_fp16: bool,

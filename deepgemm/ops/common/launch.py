@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
-from ...heuristics import GemmConfig, GemmShape, KernelFamily, select_config
+from ...heuristics import GemmConfig, GemmShape, KernelFamily, WonlyConfig, select_config
 from ...heuristics.config import CONTIGUOUS, DENSE, MASKED
 from ...jit import ParamType, get_kernel, knobs
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align
@@ -29,6 +29,13 @@ GEMM_KIND_DENSE = "deepgemm::GemmKind::Dense"
 GEMM_KIND_CONTIGUOUS_INDICES = "deepgemm::GemmKind::ContiguousIndices"
 GEMM_KIND_CONTIGUOUS_ENDS = "deepgemm::GemmKind::ContiguousEnds"
 GEMM_KIND_MASKED = "deepgemm::GemmKind::Masked"
+# `deepgemm::OutType` enumerators (include/deepgemm/common/types.cuh) by D's dtype, for the kernels that
+# write BF16, FP16 or FP32.
+OUT_TYPES = {
+    torch.bfloat16: "deepgemm::OutType::BF16",
+    torch.float16: "deepgemm::OutType::FP16",
+    torch.float32: "deepgemm::OutType::FP32",
+}
 # The GemmShape layout of each grouped kind, for the config choice.
 GROUPED_KIND_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
                         GEMM_KIND_MASKED: MASKED}
@@ -60,7 +67,7 @@ class KernelSpec:
     header: str
     template_args: tuple[int | bool | str, ...]
     param_types: tuple[ParamType, ...]
-    config: GemmConfig | LaunchShape
+    config: GemmConfig | WonlyConfig | LaunchShape
     smem_bytes: int
     comment: str
 
@@ -105,7 +112,7 @@ def kernel_launcher(spec: KernelSpec, device: int):
 
 
 @lru_cache(maxsize=4096)
-def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig:
+def choose_config(shape: GemmShape, num_sms: int) -> GemmConfig | WonlyConfig:
     """`select_config`, printed once per new shape when `DG_PRINT_CONFIGS=1`."""
     cfg = select_config(shape, num_sms)
     if knobs.print_configs():

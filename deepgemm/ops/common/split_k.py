@@ -23,7 +23,7 @@ import torch
 
 from ...jit import ParamType, get_kernel
 from ...quant.layout import ceil_div
-from .launch import KernelSpec, LaunchShape
+from .launch import OUT_TYPES, KernelSpec, LaunchShape
 
 REDUCE_KERNEL = "deepgemm::sm90_split_k_reduce"
 REDUCE_HEADER = "deepgemm/impls/sm90_split_k_reduce.cuh"
@@ -35,11 +35,6 @@ REDUCE_BLOCKS_PER_SM = 8
 # (shape_m, shape_n, workspace, c, c_row_bytes, d, d_row_bytes), as in the kernel's signature.
 REDUCE_PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.U64,
                       ParamType.PTR, ParamType.U64)
-OUT_TYPES = {
-    torch.bfloat16: "deepgemm::OutType::BF16",
-    torch.float16: "deepgemm::OutType::FP16",
-    torch.float32: "deepgemm::OutType::FP32",
-}
 _FP32_BYTES = 4
 
 

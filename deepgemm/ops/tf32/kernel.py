@@ -65,9 +65,9 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, num_terms: int, has_c: bool) ->
 
 
 def gemm_shape(m: int, n: int, k: int, num_terms: int) -> GemmShape:
-    """The shape the config is chosen for: a 3xTF32 product runs the k-blocks of a GEMM of 3 K, with
-    the promoted sum's registers (`TF32X3`)."""
-    return GemmShape(m, n, k * num_terms, 4, family=TF32X3 if num_terms == 3 else TF32)
+    """The shape the config is chosen for: a 3xTF32 product's from `TF32X3` (the k-blocks of its three
+    TF32 products, the promoted sum's registers), a TF32 one's from `TF32`."""
+    return GemmShape.of_problem(m, n, k, 4, family=TF32X3 if num_terms == 3 else TF32)
 
 
 def stage_kernel_spec(k_contiguous: bool, split: bool, num_sms: int) -> KernelSpec:

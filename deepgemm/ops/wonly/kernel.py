@@ -12,15 +12,20 @@ from __future__ import annotations
 import torch
 
 from ...cuda.tma import TmaDescriptor, make_tma_descriptor
-from ...heuristics.families.wonly import BLOCK_K, SLAB_ROWS, WonlyConfig, select_wonly_config
-from ...jit import ParamType, get_kernel, knobs
+from ...heuristics import GemmShape
+from ...heuristics.config import MASKED
+from ...heuristics.families.wonly import BLOCK_K, SLAB_ROWS, WEIGHT_ONLY_FAMILIES, WonlyConfig
+from ...jit import ParamType
 from ...quant.wonly import packed_shape
 from ..common.launch import (
     GEMM_KIND_DENSE,
     GEMM_KIND_MASKED,
+    OUT_TYPES,
     KernelRequest,
     KernelSpec,
+    Plan,
     PlanCache,
+    choose_config,
     group_stride_bytes,
 )
 from ..common.settings import num_sms_for
@@ -31,11 +36,6 @@ HEADER = "deepgemm/impls/sm90_wonly_gemm.cuh"
 # tmap_b), as in the kernel's signature.
 PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
                ParamType.U64, ParamType.PTR, ParamType.PTR, ParamType.TMA, ParamType.TMA)
-OUT_TYPES = {
-    torch.bfloat16: "deepgemm::OutType::BF16",
-    torch.float16: "deepgemm::OutType::FP16",
-    torch.float32: "deepgemm::OutType::FP32",
-}
 
 
 def group_k_blocks(k: int, group_size: int | None) -> int:
@@ -56,15 +56,13 @@ def kernel_spec(n: int, k: int, cfg: WonlyConfig, group_size: int | None, has_ze
 
 def choose(m: int, n: int, k: int, bits: int, num_sms: int, num_groups: int = 1, masked: bool = False
            ) -> WonlyConfig:
-    cfg = select_wonly_config(m, n, k, bits, num_sms, num_groups, masked)
-    if knobs.print_configs():
-        print(f"deepgemm: w{bits}a16 gemm{' masked groups=' + str(num_groups) if masked else ''} m={m} n={n} "
-              f"k={k} -> {cfg.kernel_repr()}", flush=True)
-    return cfg
+    """The config of the `bits`-bit family's record for `m` tokens (masked: expected per group)."""
+    layout = {"num_groups": num_groups, "layout": MASKED} if masked else {}
+    return choose_config(GemmShape(m, n, k, **layout, family=WEIGHT_ONLY_FAMILIES[bits]), num_sms)
 
 
-# Weight bits by `KernelRequest.family`.
-FAMILY_BITS = {"w8a16": 8, "w4a16": 4}
+# Weight bits by `KernelRequest.family` (the records' names).
+FAMILY_BITS = {family.name: bits for bits, family in WEIGHT_ONLY_FAMILIES.items()}
 
 
 def kernel_specs(request: KernelRequest, num_sms: int) -> list[KernelSpec]:
@@ -101,30 +99,21 @@ class _Workspace:
 _workspace = _Workspace()
 
 
-class _Plan:
+class _Plan(Plan):
     """One problem's config, launcher and tensor maps (memoised by the tensors' addresses and strides)."""
 
-    __slots__ = ("cfg", "launch", "tmaps", "m", "n", "k", "num_groups", "masked", "num_tiles", "device_index")
+    __slots__ = ("m", "n", "k", "num_groups", "masked", "num_tiles", "device_index")
 
     def __init__(self, spec: KernelSpec, device_index: int, m: int, n: int, k: int, num_groups: int,
                  masked: bool) -> None:
-        cfg = self.cfg = spec.config
-        kernel = get_kernel(spec.name, spec.header, spec.template_args, comment=spec.comment)
-        self.launch = kernel.launcher(PARAM_TYPES, grid=cfg.grid, block=cfg.num_threads, smem=cfg.smem_bytes,
-                                      device=device_index)
-        self.tmaps: dict[tuple, tuple[TmaDescriptor, TmaDescriptor]] = {}
+        super().__init__(spec, device_index)
         self.m, self.n, self.k, self.num_groups, self.masked = m, n, k, num_groups, masked
-        self.num_tiles = -(-m // cfg.block_m) * -(-n // cfg.block_n)
+        self.num_tiles = -(-m // self.cfg.block_m) * -(-n // self.cfg.block_n)
         self.device_index = device_index
 
     def run(self, A: torch.Tensor, packed: torch.Tensor, sb: torch.Tensor, zeros: torch.Tensor | None,
             d: torch.Tensor, masked_m_ptr: int) -> None:
-        key = (A.data_ptr(), *A.stride(), packed.data_ptr())
-        tmaps = self.tmaps.get(key)
-        if tmaps is None:
-            if len(self.tmaps) >= 64:
-                self.tmaps.clear()
-            tmaps = self.tmaps[key] = self.encode(A, packed)
+        tmaps = self.tensor_maps((A.data_ptr(), *A.stride(), packed.data_ptr()), A, packed)
         workspace, counters = 0, 0
         if self.cfg.num_splits > 1:
             workspace, counters = _workspace.get(self.device_index, self.cfg.workspace_floats(self.num_tiles),
