@@ -538,8 +538,10 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
     )
 
 
-WONLY = weight_only_suite("wonly", 4, 128, "W4A16 (INT4, symmetric, group-128 scales)")
-WONLY_W8 = weight_only_suite("wonly_w8", 8, None, "W8A16 (INT8, per-channel scales)")
+# The weight scales' group size of each weight-only suite (None: per channel); precompile reads it too.
+WONLY_GROUP_SIZES: dict[str, int | None] = {"wonly": 128, "wonly_w8": None}
+WONLY = weight_only_suite("wonly", 4, WONLY_GROUP_SIZES["wonly"], "W4A16 (INT4, symmetric, group-128 scales)")
+WONLY_W8 = weight_only_suite("wonly_w8", 8, WONLY_GROUP_SIZES["wonly_w8"], "W8A16 (INT8, per-channel scales)")
 
 
 # ---- TF32, FP32 and the seed's table ----------------------------------------------------------------

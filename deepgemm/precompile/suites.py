@@ -93,9 +93,13 @@ def _wgrad_dense(p) -> list[KernelRequest]:
     return [KernelRequest("fp8_1d1d", p.m, p.n, sum(_k_sizes(p)), out_dtype=_FP32, has_c=True)]
 
 
-def _weight_only(family: str, group_size: int | None) -> Requests:
-    """The dense op, or the masked one with ``expected_m`` the rows of each group (the suites' counts)."""
+def _weight_only(family: str, suite: str) -> Requests:
+    """The dense op, or the masked one with ``expected_m`` the rows of each group (the suites' counts), with
+    the suite's weight-scale group size."""
     def requests(p) -> list[KernelRequest]:
+        from ..bench.suites import WONLY_GROUP_SIZES
+
+        group_size = WONLY_GROUP_SIZES[suite]
         groups = p.num_groups if p.layout == MASKED else 1
         return [KernelRequest(family, p.m, p.n, p.k, p.layout, groups, group_size=group_size)]
 
@@ -138,8 +142,8 @@ SUITE_REQUESTS: dict[str, dict[str, Requests]] = {
     "matmul_fp8": {"by_hand": _matmul_fp8, "matmul": _matmul_fp8},
     "wgrad": {"deepgemm": _wgrad(_FP32), "deepgemm_bf16": _wgrad(_BF16)},
     "wgrad_k_grouped": {"deepgemm_loop": _wgrad_loop, "deepgemm": _k_grouped, "deepgemm_dense": _wgrad_dense},
-    "wonly": {"deepgemm": _weight_only("w4a16", 128), "deepgemm_fp8_masked": _fp8_masked_twin},
-    "wonly_w8": {"deepgemm": _weight_only("w8a16", None), "deepgemm_fp8_masked": _fp8_masked_twin},
+    "wonly": {"deepgemm": _weight_only("w4a16", "wonly"), "deepgemm_fp8_masked": _fp8_masked_twin},
+    "wonly_w8": {"deepgemm": _weight_only("w8a16", "wonly_w8"), "deepgemm_fp8_masked": _fp8_masked_twin},
     "cast": {"deepgemm": _casts},
     "train_step": {"deepgemm_fp8": _train_step},
     "tf32": {"deepgemm": _tf32("tf32")},
