@@ -22,31 +22,20 @@ struct Tf32Terms {
     }
 };
 
-// The producer's role: issues the loads of k-block `k_block` of `tile` into stage `stage`, both
-// completing on its full barrier `bar`. Both operands are K-major 3-D maps (K, part, rows) read in
-// boxes of BLOCK_K x 1 x rows, so each term's K tail is zero-filled by TMA and never reads the next
-// part. K-blocks run term after term: k-block j of term t is k_block = t * kKBlocksPerTerm + j.
-// With multicast, rank 0 loads the shared operand into both CTAs of the pair.
-template <typename Layout, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumTMAMulticast, bool kIsMulticastOnA,
-          uint32_t kNumTerms>
-struct Tf32StageLoader {
-    static constexpr uint16_t kClusterMask = (1u << kNumTMAMulticast) - 1;
-    static constexpr bool kMulticastA = kNumTMAMulticast > 1 && kIsMulticastOnA;
-    static constexpr bool kMulticastB = kNumTMAMulticast > 1 && !kIsMulticastOnA;
-
-    const TmaDescriptor& tmap_a;
-    const TmaDescriptor& tmap_b;
-    uint8_t* const& smem_a;
-    uint8_t* const& smem_b;
-    const uint32_t& cta_rank;
-
-    __device__ __forceinline__ void load_stage(const Tile& tile, uint32_t k_block, uint32_t stage, uint64_t* bar) {
-        uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
-        uint8_t* dst_b = smem_b + stage * Layout::kSmemBBytes;
+// The operands of the TF32 kernel: the loads of k-block `k_block` of `tile`. Both operands are
+// K-major 3-D maps (K, part, rows) read in boxes of BLOCK_K x 1 x rows, so each term's K tail is
+// zero-filled by TMA and never reads the next part. K-blocks run term after term: k-block j of term t
+// is k_block = t * kKBlocksPerTerm + j.
+template <typename Layout, uint32_t kNumTerms>
+struct Tf32SplitOperands {
+    template <bool kMulticastA, bool kMulticastB, uint16_t kClusterMask>
+    __device__ __forceinline__ static void load(const TmaDescriptor& tmap_a, const TmaDescriptor& tmap_b,
+                                                uint64_t* bar, uint8_t* dst_a, uint8_t* dst_b, const Tile& tile,
+                                                uint32_t k_block, uint32_t cta_rank) {
         const uint32_t term = k_block / Layout::kKBlocksPerTerm;
         const int32_t k = (k_block % Layout::kKBlocksPerTerm) * Layout::BLOCK_K;
         const int32_t part_a = Tf32Terms<kNumTerms>::part_a(term), part_b = Tf32Terms<kNumTerms>::part_b(term);
-        const int32_t m = tile.row, n = tile.n_block * BLOCK_N;
+        const int32_t m = tile.row, n = tile.n_block * Layout::BLOCK_N;
         if constexpr (kMulticastA) {
             if (cta_rank == 0)
                 ptx::tma_load_3d_multicast(&tmap_a, bar, dst_a, k, part_a, m, kClusterMask);
