@@ -11,7 +11,8 @@ The instantiations are not written by hand: they are the distinct template argum
 tests (tests/include/test_<family>_kernel_compile.py) and the precompile presets (every preset's requests
 of the family, through ``deepgemm.precompile.kernel_specs``) instantiate. From those, ``dump`` keeps a set
 that covers every value of every template argument other than N and K (which change trip counts and
-immediates only), topped up to ``--per-family`` instantiations with an even spread of the rest. The
+immediates only) and every pair of such values that occur together, topped up to ``--per-family``
+instantiations with an even spread of the rest (``--per-family 1000``: all of them). The
 selection depends on the host code only, so a header-only change dumps the same set twice. ``--include``
 compiles against another include directory (say, a copy of the headers before the change).
 
@@ -26,6 +27,7 @@ import argparse
 import difflib
 import hashlib
 import importlib
+import itertools
 import json
 import os
 import re
@@ -67,21 +69,28 @@ def _preset_specs(family: str) -> list[tuple[str, str, tuple]]:
     return [(s.name, s.header, tuple(s.template_args)) for s in kernel_specs(requests) if s.name == kernel]
 
 
+def _features(template_args: tuple) -> set:
+    """The values of the template arguments other than N and K, alone and in pairs."""
+    values = [(i, arg) for i, arg in enumerate(template_args) if i >= NUM_SIZE_ARGS]
+    return set(values) | set(itertools.combinations(values, 2))
+
+
 def select(family: str, per_family: int) -> list[tuple[str, str, tuple]]:
-    """Distinct instantiations of the family (up to N and K) covering every template-argument value."""
+    """Distinct instantiations of the family (up to N and K) that cover every value of every template
+    argument and every pair of values that occur together (say, each storage layout in each kind)."""
     distinct: dict[tuple, tuple[str, str, tuple]] = {}
     for spec in _test_specs(family) + _preset_specs(family):
         distinct.setdefault(spec[2][NUM_SIZE_ARGS:], spec)
     specs = list(distinct.values())
     chosen: list[int] = []
-    uncovered = {(i, arg) for spec in specs for i, arg in enumerate(spec[2]) if i >= NUM_SIZE_ARGS}
+    uncovered = set().union(*(_features(spec[2]) for spec in specs))
     while uncovered:
-        best = max(range(len(specs)), key=lambda j: len(uncovered & set(enumerate(specs[j][2]))))
+        best = max(range(len(specs)), key=lambda j: len(uncovered & _features(specs[j][2])))
         chosen.append(best)
-        uncovered -= set(enumerate(specs[best][2]))
+        uncovered -= _features(specs[best][2])
     rest = [j for j in range(len(specs)) if j not in chosen]
-    extra = max(0, per_family - len(chosen))
-    chosen += [rest[round(i * len(rest) / extra)] for i in range(extra)] if extra and rest else []
+    extra = min(len(rest), max(0, per_family - len(chosen)))
+    chosen += [rest[i * len(rest) // extra] for i in range(extra)] if extra else []
     return [specs[j] for j in sorted(set(chosen))]
 
 
@@ -174,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     dump_parser.add_argument("--include", type=Path, default=ROOT / "deepgemm" / "include",
                              help="the include directory to compile against (default: this checkout's)")
     dump_parser.add_argument("--families", default=",".join(FAMILIES))
-    dump_parser.add_argument("--per-family", type=int, default=16,
-                             help="instantiations per family, at least those that cover every value")
+    dump_parser.add_argument("--per-family", type=int, default=0,
+                             help="instantiations per family, at least those that cover every value pair")
     dump_parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     diff_parser = sub.add_parser("diff", help="compare two dumps; exit 1 if any instantiation differs")
     diff_parser.add_argument("base", type=Path)
