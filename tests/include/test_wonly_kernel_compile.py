@@ -58,6 +58,11 @@ def selected_cases() -> list[Case]:
     cfg8 = select_wonly_config(16, 4096, 7168, 8, NUM_SMS)
     cfg4 = select_wonly_config(16, 4096, 7168, 4, NUM_SMS)
     big4 = select_wonly_config(4096, 4096, 7168, 4, NUM_SMS)
+    # Groups of one k-block keep the longest queue of scale reads (GroupParams::kAhead = 4): with the
+    # widest decode tile (64 tokens: two accumulator sets) it is the most registers.
+    wide4 = select_wonly_config(64, 4096, 7168, 4, NUM_SMS)
+    cases += [Case(4096, 7168, wide4, 64, has_zeros=True), Case(4096, 7168, cfg4, 64),
+              Case(4096, 7168, select_wonly_config(64, 4096, 7168, 8, NUM_SMS), 64)]
     cases += [Case(4096, 7168, cfg4, 128, has_zeros=True), Case(4096, 7168, big4, 128, has_zeros=True),
               Case(4096, 7168, cfg4, 128, is_fp16=True), Case(4096, 7168, cfg8, None, is_fp16=True),
               Case(4096, 7168, cfg8, 128, out_dtype=torch.float32), Case(4096, 7168, cfg4, None)]
@@ -69,11 +74,12 @@ def selected_cases() -> list[Case]:
 
 
 def distinct_cases() -> list[Case]:
-    """One case per distinct instantiation up to N, K and the K group (loop trip counts)."""
+    """One case per distinct instantiation up to N, K and the K group (loop trip counts), but for how
+    many groups the scale queue reads ahead (GroupParams::kAhead = ceil(4 / group k-blocks): registers)."""
     cases: dict[tuple, Case] = {}
     for case in selected_cases():
         args = case.template_args
-        cases.setdefault((*args[2:6], *args[7:]), case)
+        cases.setdefault((*args[2:6], -(-4 // args[6]), *args[7:]), case)
     return list(cases.values())
 
 
