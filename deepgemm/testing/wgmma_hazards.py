@@ -16,7 +16,7 @@ be pending (most recent first) and of the group being built; an HGMMA with ``gsb
 DEPBAR keeps the N most recent. It returns one line per instruction that writes a pending A register or
 reads or writes a pending accumulator (HGMMAs chaining on an accumulator are ordered by the hardware
 and not counted). ``find_cuobjdump()`` locates the disassembler (the ``nvidia-cuda-cuobjdump`` wheel, a
-CUDA toolkit, or ``DG_CUOBJDUMP``; it runs the ``nvdisasm`` beside it, the ``nvidia-cuda-nvdisasm`` wheel)."""
+CUDA toolkit or PATH; it runs the ``nvdisasm`` beside it, the ``nvidia-cuda-nvdisasm`` wheel)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..jit import knobs
 
 _LINE = re.compile(r"^\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 _REG = re.compile(r"(?<![A-Z_])R(\d+)(\.64)?\b")
@@ -188,12 +190,12 @@ def wgmma_hazards(sass: str) -> list[str]:
 
 
 def find_cuobjdump() -> str | None:
-    """``cuobjdump``: ``DG_CUOBJDUMP``, then PATH, ``CUDA_HOME``/``CUDA_PATH``, then the
-    ``nvidia-cuda-cuobjdump`` wheel in this interpreter's site-packages."""
-    candidates = [os.environ.get("DG_CUOBJDUMP"), shutil.which("cuobjdump")]
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            candidates.append(str(Path(os.environ[var]) / "bin" / "cuobjdump"))
+    """``cuobjdump``: on PATH, then in the CUDA toolkit (``CUDA_HOME``, read through deepgemm.jit.knobs),
+    then from the ``nvidia-cuda-cuobjdump`` wheel in this interpreter's site-packages."""
+    candidates = [shutil.which("cuobjdump")]
+    home = knobs.cuda_home()
+    if home is not None:
+        candidates.append(str(home / "bin" / "cuobjdump"))
     for entry in sys.path:
         root = Path(entry) / "nvidia"
         if root.is_dir():

@@ -132,7 +132,7 @@ def test_kernel_compiles_without_local_memory(builds, case):
 def test_no_instruction_touches_the_registers_of_a_pending_wgmma(builds, case):
     """Every fragment buffer keeps its registers until the wait that retires the group reading it
     (WonlyMma::keep): no write to a pending group's A fragment, no access to its accumulators."""
-    assert CUOBJDUMP, "no cuobjdump: install the dev extras (nvidia-cuda-cuobjdump) or set DG_CUOBJDUMP"
+    assert CUOBJDUMP, "no cuobjdump: install the dev extras (nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)"
     assert builds[case].error is None, builds[case].error
     hazards = builds[case].hazards
     assert not hazards, f"{len(hazards)} hazards, the first: " + "; ".join(hazards[:5])
