@@ -100,8 +100,9 @@ def test_records_describe_the_selected_configs():
 
 
 class _MmaRing:
-    """impls/wonly/mainloop.cuh's WonlyMma stage bookkeeping, step for step: which stage each k-block
-    reads, when each is freed, and which WGMMA groups the frees wait for."""
+    """impls/wonly/mainloop.cuh's WonlyMma k-loop, step for step (k_loop, steps, step): which stage each
+    k-block reads, when each is freed and which WGMMA groups the frees wait for, and which fragment buffer
+    each k-block is dequantised into, issued from, and kept (`keep`) after the wait that retired it."""
 
     def __init__(self, num_stages: int, depth: int) -> None:
         self.num_stages, self.depth = num_stages, depth
@@ -109,7 +110,10 @@ class _MmaRing:
         self.filled: list[int] = []    # stage of each k-block consumed, in order
         self.freed: list[int] = []     # stages freed, in order
         self.groups_issued = 0
+        self.retired = 0               # groups known retired (by the waits so far)
         self.log: list[tuple[int, int]] = []  # (stage freed, groups that must have retired)
+        self.buffer_group: dict[int, int] = {}  # buffer -> the group that last read it
+        self.kept: list[tuple[int, int]] = []   # (buffer, its group) read again after a wait
 
     def stage_back(self, back: int) -> int:
         return self.stage - back if self.stage >= back else self.stage + self.num_stages - back
@@ -117,23 +121,54 @@ class _MmaRing:
     def advance(self) -> None:
         self.stage = (self.stage + 1) % self.num_stages
 
-    def free(self, stage: int, pending: int) -> None:
+    def wait(self, pending: int) -> None:  # wgmma.wait_group: all but the newest `pending` retire
+        self.retired = max(self.retired, self.groups_issued - pending)
+
+    def free(self, stage: int) -> None:
         held = len(self.filled) - len(self.freed)
         assert held <= self.depth < self.num_stages
         self.freed.append(stage)
-        self.log.append((stage, self.groups_issued - pending))
+        self.log.append((stage, self.retired))
+
+    def dequant(self, buffer: int) -> None:
+        self.filled.append(self.stage)
+        # The conversion writes the buffer: the group that read it last must have retired, and `keep`
+        # must have read it after that (what holds its registers until then).
+        if buffer in self.buffer_group:
+            assert self.buffer_group[buffer] <= self.retired
+            assert self.kept[-1] == (buffer, self.buffer_group[buffer])
+
+    def issue(self, buffer: int) -> None:
+        self.groups_issued += 1
+        self.buffer_group[buffer] = self.groups_issued
+
+    def step(self, b: int, k_block: int, k_begin: int, k_end: int) -> bool:
+        self.issue(b)
+        if k_block + 1 == k_end:
+            return False
+        self.wait(self.depth - 1)
+        nxt = (b + 1) % self.depth
+        if nxt in self.buffer_group:
+            self.kept.append((nxt, self.buffer_group[nxt]))
+        if k_block >= k_begin + self.depth - 1:
+            self.free(self.stage_back(self.depth - 1))
+        self.advance()
+        self.dequant(nxt)
+        return True
 
     def k_loop(self, k_begin: int, k_end: int) -> None:
-        self.filled.append(self.stage)  # dequant(k_begin)
-        for k_block in range(k_begin, k_end):
-            self.groups_issued += 1  # issue(k_block)
-            if k_block + 1 < k_end:
-                if k_block >= k_begin + self.depth - 1:
-                    self.free(self.stage_back(self.depth - 1), pending=self.depth - 1)
-                self.advance()
-                self.filled.append(self.stage)  # dequant(k_block + 1)
+        self.buffer_group.clear()  # a new k_loop's buffers (the last one drained with a wait for all)
+        self.dequant(0)
+        k_block, running = k_begin, True
+        while running:
+            for b in range(self.depth):
+                running = self.step(b, k_block, k_begin, k_end)
+                if not running:
+                    break
+                k_block += 1
+        self.wait(0)
         for back in range(min(k_end - k_begin, self.depth)):
-            self.free(self.stage_back(back), pending=0)
+            self.free(self.stage_back(back))
         self.advance()
 
 
@@ -141,15 +176,19 @@ class _MmaRing:
 def test_mainloop_frees_each_stage_once_after_its_wgmmas_retired(num_stages, depth):
     """The ring stays in step with the producer (which fills stages 0, 1, ... in turn) over units of any
     length, every consumed stage is freed exactly once, and only once the WGMMA group that read it has
-    retired (a free waits for all but the newest `pending` groups)."""
+    retired; a fragment buffer is rewritten only after the group that read it retired and `keep` read it
+    (the registers' lifetime the assembler sees; tests/include/test_wonly_kernel_compile.py checks the
+    SASS)."""
     ring = _MmaRing(num_stages, depth)
-    lengths = [1, 2, 3, 4, 5, 7, 18, 1, 1, 32, 6]
+    lengths = [1, 2, 3, 4, 5, 7, 18, 1, 1, 32, 6, 8, 9]
     for length in lengths:
         before = len(ring.filled)
         ring.k_loop(100, 100 + length)
         consumed = ring.filled[before:]
         assert consumed == [(before + i) % num_stages for i in range(length)]
+        assert ring.retired == ring.groups_issued
     assert ring.freed and sorted(ring.freed) == sorted(ring.filled)
+    assert len(ring.kept) == sum(max(0, length - depth) for length in lengths)
     # k-block j (0-based over the whole run) is group j + 1: freeing its stage needs groups <= j + 1 retired.
     frees_by_stage: dict[int, list[int]] = {}
     for stage, retired in ring.log:

@@ -139,7 +139,8 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
         float accum[kNumAccum];
         Mma mainloop{ptx::smem_addr(full_barriers), ptx::smem_addr(empty_barriers),
                      ptx::smem_addr(smem_b + warp * WeightSlab<kWeightBits>::kBytes),
-                     ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum};
+                     ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum,
+                     ptx::dynamic_smem_size() < Layout::kSmemBytes};
         // A unit's expert scales and zero points, and this thread's weight rows: n_row and n_row + 8
         // (the A fragment's rows r and r + 8).
         const auto point = [&](GroupParams<Layout, kHasZeros>& target, const Unit& unit) {

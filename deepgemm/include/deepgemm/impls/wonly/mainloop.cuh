@@ -7,6 +7,7 @@
 #include <deepgemm/ptx/dequant.cuh>
 #include <deepgemm/ptx/global.cuh>
 #include <deepgemm/ptx/mbarrier.cuh>
+#include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
 #include <deepgemm/ptx/wgmma_16bit_rs.cuh>
 
@@ -120,6 +121,7 @@ struct WonlyMma {
     uint32_t lane;
     GroupParams<Layout, kHasZeros>& params;
     float (&accum)[kNumAccum];  // set 0, and the sum of all sets after k_loop
+    bool never;                 // false at run time, unknown to the compiler (see `keep`)
 
     uint32_t stage = 0, phase = 0;
     RowDequant rows;
@@ -165,35 +167,65 @@ struct WonlyMma {
         return stage >= back ? stage - back : stage + kNumStages - back;
     }
 
-    // One k-block: issue its WGMMAs with `cur`; when another follows, wait until at most kDepth - 1
-    // groups are pending (the group of k_block - (kDepth - 1) and older retired: free that one's stage;
-    // `next` was last read by k_block + 1 - kDepth's group), and dequantise the next k-block into `next`.
-    __device__ __forceinline__ void step(uint32_t k_block, uint32_t k_begin, uint32_t k_end, uint32_t (&cur)[4][4],
-                                         uint32_t (&next)[4][4]) {
-        issue(cur, k_block == k_begin);
-        if (k_block + 1 < k_end) {
-            ptx::wgmma_wait_group<kDepth - 1>();
-            if (k_block >= k_begin + (kDepth - 1))
-                free_stage(stage_back(kDepth - 1));
-            advance();
-            dequant(k_block + 1, next);
-        }
+    // A buffer's fragments read again where the assembler sees it, after the wait that retired their
+    // group; called in a branch that is never taken (`never`). ptxas (13.0 to 13.5) treats a
+    // register-A WGMMA's fragment registers as free once the instruction issued, though the tensor
+    // cores read them until the group retires: with several groups in flight it gave the next
+    // k-block's conversion the registers of a group still pending (wrong values, depending on timing).
+    // A read after the retiring wait keeps each buffer's registers its own until then; of it only the
+    // branch runs.
+    __device__ __forceinline__ void keep(const uint32_t (&frag)[4][4]) const {
+        #pragma unroll
+        for (uint32_t s = 0; s < 4; ++s)
+            ptx::st_shared_x4(smem_slab + s * 16, frag[s]);  // apart: none overwrites another
+    }
+
+    // One k-block, with fragment buffer b: issue its WGMMAs; unless it is the last (false), wait until
+    // at most kDepth - 1 groups are pending (the group of k_block - (kDepth - 1) and older retired:
+    // free that one's stage; buffer b + 1 was last read by that group) and dequantise the next k-block
+    // into buffer b + 1.
+    template <uint32_t b>
+    __device__ __forceinline__ bool step(uint32_t& k_block, uint32_t k_begin, uint32_t k_end,
+                                         uint32_t (&frag)[kDepth][4][4]) {
+        issue(frag[b], k_block == k_begin);
+        if (k_block + 1 == k_end)
+            return false;
+        ptx::wgmma_wait_group<kDepth - 1>();
+        if (never)
+            keep(frag[(b + 1) % kDepth]);
+        if (k_block >= k_begin + (kDepth - 1))
+            free_stage(stage_back(kDepth - 1));
+        advance();
+        dequant(++k_block, frag[(b + 1) % kDepth]);
+        return true;
+    }
+
+    // Steps b.. kDepth - 1 of a pass; false once the last k-block is issued.
+    template <uint32_t b = 0>
+    __device__ __forceinline__ bool steps(uint32_t& k_block, uint32_t k_begin, uint32_t k_end,
+                                          uint32_t (&frag)[kDepth][4][4]) {
+        if (!step<b>(k_block, k_begin, k_end, frag))
+            return false;
+        if constexpr (b + 1 < kDepth)
+            return steps<b + 1>(k_block, k_begin, k_end, frag);
+        return true;
     }
 
     // `params` comes primed from k_begin's group (GroupParams::prime).
     __device__ __forceinline__ void k_loop(uint32_t k_begin, uint32_t k_end) {
         uint32_t frag[kDepth][4][4];
         rows_ready = false;
+        // Passes of kDepth k-blocks, each with its own buffer (a fixed set of registers); the last
+        // k-block leaves the loop from where it is, so no path tests a later k-block after it.
         dequant(k_begin, frag[0]);
-        // Unrolled by kDepth so that each fragment buffer is a fixed set of registers.
-        for (uint32_t k_block = k_begin; k_block < k_end; k_block += kDepth) {
-            #pragma unroll
-            for (uint32_t b = 0; b < kDepth; ++b) {
-                if (k_block + b < k_end)
-                    step(k_block + b, k_begin, k_end, frag[b], frag[(b + 1) % kDepth]);
-            }
+        for (uint32_t k_block = k_begin; steps(k_block, k_begin, k_end, frag);) {
         }
         ptx::wgmma_wait_group<0>();
+        if (never) {
+            #pragma unroll
+            for (uint32_t b = 0; b < kDepth; ++b)
+                keep(frag[b]);
+        }
         // The last min(k-blocks, kDepth) stages are still held: the current one and those before it.
         const uint32_t held = min_of(k_end - k_begin, kDepth);
         for (uint32_t back = 0; back < held; ++back)
