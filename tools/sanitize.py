@@ -19,10 +19,11 @@ in chunks) the heuristic only picks for large shapes. Families (``--family``): `
 contiguous, offsets, masked), ``bf16`` (NT/NN/TN/TT, C, contiguous, masked), ``fp8_1d1d`` (dense with C
 separate and in place, BF16 out, k-grouped), ``int8`` (dense raw and scaled with bias and zero points,
 contiguous, offsets, masked), ``tf32`` (every layout through the staging copy kernel, C, 3xTF32),
-``wonly`` (W8A16, W4A16 with zero points, split-K and one-warpgroup decode shapes, masked), ``split_k``
-(FP8 and 16-bit few-tile shapes the heuristic splits, with the reduction adding C) and ``cast`` (the
-fused FP8 casts of ``deepgemm.quant``, bit for bit against their torch implementation). Cases named for
-a heuristic's choice (split-K, one warpgroup) fail when the heuristic no longer makes it on the GPU.
+``wonly`` (W8A16, W4A16 with zero points, split-K and one-warpgroup decode shapes, more units than the
+persistent grid's CTAs, masked), ``split_k`` (FP8 and 16-bit few-tile shapes the heuristic splits, with
+the reduction adding C) and ``cast`` (the fused FP8 casts of ``deepgemm.quant``, bit for bit against
+their torch implementation). Cases named for a heuristic's choice (split-K, one warpgroup, several units
+per CTA) fail when the heuristic no longer makes it on the GPU.
 A kernel family adds its cases as a function in ``FAMILY_CASES``, one line.
 """
 
@@ -398,7 +399,12 @@ def _wonly(m: int, n: int, k: int, bits: int, group_size: int | None, zeros: boo
         from deepgemm.testing import calc_diff, make_weight_only_inputs
 
         if expect is not None:
-            _expect(expect[0], lambda sms: expect[1](select_wonly_config(m, n, k, bits, sms)))
+            if counts is None:
+                _expect(expect[0], lambda sms: expect[1](select_wonly_config(m, n, k, bits, sms)))
+            else:
+                expected_m = max(1, sum(counts) // len(counts))
+                _expect(expect[0], lambda sms: expect[1](
+                    select_wonly_config(expected_m, n, k, bits, sms, len(counts), True)))
         act = dtype or torch.bfloat16
         groups = None if counts is None else len(counts)
         inputs = make_weight_only_inputs(m, n, k, bits, torch.device(DEVICE), m + n + k,
@@ -561,13 +567,24 @@ def tf32_cases() -> list[Case]:
 def wonly_cases() -> list[Case]:
     """Weight-only: W8A16 per channel and per group, W4A16 symmetric and with zero points (group 128),
     FP16 activations, FP32 out, K not a multiple of the group; decode shapes the heuristic splits along K
-    (the cross-CTA counter reduction) and one it gives one warpgroup; the masked twins."""
+    (the cross-CTA counter reduction) and one it gives one warpgroup; shapes with more units than the
+    persistent grid's CTAs (dense split and unsplit, masked); the masked twins."""
     import torch
 
     f = "wonly"
     split = ("split-K", lambda cfg: cfg.num_splits > 1)
     one_warpgroup = ("one warpgroup with split-K",
                      lambda cfg: cfg.num_math_warpgroups == 1 and cfg.num_splits > 1)
+
+    def persistent(m: int, n: int, num_groups: int = 1, split: bool = False) -> tuple[str, Callable]:
+        """More units than CTAs: each CTA of the persistent grid walks several (dense: K ranges of tiles,
+        with `split` the K range of a tile cut over CTAs; masked: one expert's n-block each)."""
+        def ok(cfg) -> bool:
+            m_blocks = 1 if num_groups > 1 else -(-m // cfg.block_m)
+            units = m_blocks * num_groups * -(-n // cfg.block_n) * cfg.num_splits
+            return units > cfg.grid and (cfg.num_splits > 1) == split
+        return ("several units per CTA" + (" with split-K" if split else ""), ok)
+
     return [
         Case(f, "w8 channel 7x264x1000", _wonly(7, 264, 1000, 8, None)),
         Case(f, "w8 g128 65x200x512", _wonly(65, 200, 512, 8, 128)),
@@ -579,10 +596,16 @@ def wonly_cases() -> list[Case]:
         Case(f, "w4 g128 zeros 5x512x1024 split-K", _wonly(5, 512, 1024, 4, 128, True, expect=split)),
         Case(f, "w4 g128 7x520x4096 one warpgroup, split-K",
              _wonly(7, 520, 4096, 4, 128, expect=one_warpgroup)),
+        Case(f, "w4 g128 5x11264x2048 split-K, several units per CTA",
+             _wonly(5, 11264, 2048, 4, 128, expect=persistent(5, 11264, split=True))),
+        Case(f, "w8 channel 520x8192x256 several tiles per CTA",
+             _wonly(520, 8192, 256, 8, None, expect=persistent(520, 8192))),
         Case(f, "masked w8 channel [16, 48, 0, 33] of 48, n=264 k=512",
              _wonly(48, 264, 512, 8, None, counts=(16, 48, 0, 33))),
         Case(f, "masked w4 g128 zeros [0, 129, 65] of 200, n=136 k=512",
              _wonly(200, 136, 512, 4, 128, True, counts=(0, 129, 65))),
+        Case(f, "masked w4 g128 [16, 0, 7, 16, 3] of 16, n=4096 k=512, several units per CTA",
+             _wonly(16, 4096, 512, 4, 128, counts=(16, 0, 7, 16, 3), expect=persistent(16, 4096, 5))),
     ]
 
 

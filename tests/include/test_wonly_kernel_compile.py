@@ -1,9 +1,13 @@
 """The weight-only kernel compiles for sm_90a with NVRTC, with no local memory (stack frame or spills),
 for every distinct config the selection picks on the benchmark suite's and the GPU tests' shapes (INT8 and
-INT4, symmetric and with zero points, BF16 and FP16, the output dtypes, dense and masked), and the host's
-mirror of its shared-memory layout matches the kernel's constants.
+INT4, symmetric and with zero points, BF16 and FP16, the output dtypes, dense and masked); its SASS never
+writes the A fragment of a register-A WGMMA group that may still be pending, nor touches its accumulators
+(deepgemm.testing.wgmma_hazards: the assembler allocated the decode k-loop's fragment buffers over each
+other once, wrong values on the GPU that depended on timing); and the host's mirror of its shared-memory
+layout matches the kernel's constants.
 
-No GPU is needed. DG_JIT_PTXAS_CHECK=1 makes a build with local memory fail."""
+No GPU is needed. DG_JIT_PTXAS_CHECK=1 makes a build with local memory fail; the SASS comes from
+cuobjdump (the dev extras' nvidia-cuda-cuobjdump wheel, or a CUDA toolkit's)."""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import pytest
 import torch
 
 from deepgemm.heuristics.families.wonly import WonlyConfig, select_wonly_config
+from deepgemm.jit import CompileError, build_kernel
 from deepgemm.ops.common import launch
 from deepgemm.ops.wonly import kernel as wonly_kernel
+from deepgemm.testing.wgmma_hazards import disassemble, find_cuobjdump, wgmma_hazards
 
-from .harness import assert_layout_mirror, build_all, build_error, layout_type
+from .harness import assert_layout_mirror, build_all, layout_type
 
 NUM_SMS = 132
 DSV3_NK = ((2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048))
@@ -58,6 +64,11 @@ def selected_cases() -> list[Case]:
     cfg8 = select_wonly_config(16, 4096, 7168, 8, NUM_SMS)
     cfg4 = select_wonly_config(16, 4096, 7168, 4, NUM_SMS)
     big4 = select_wonly_config(4096, 4096, 7168, 4, NUM_SMS)
+    # Groups of one k-block keep the longest queue of scale reads (GroupParams::kAhead = 4): with the
+    # widest decode tile (64 tokens: two accumulator sets) it is the most registers.
+    wide4 = select_wonly_config(64, 4096, 7168, 4, NUM_SMS)
+    cases += [Case(4096, 7168, wide4, 64, has_zeros=True), Case(4096, 7168, cfg4, 64),
+              Case(4096, 7168, select_wonly_config(64, 4096, 7168, 8, NUM_SMS), 64)]
     cases += [Case(4096, 7168, cfg4, 128, has_zeros=True), Case(4096, 7168, big4, 128, has_zeros=True),
               Case(4096, 7168, cfg4, 128, is_fp16=True), Case(4096, 7168, cfg8, None, is_fp16=True),
               Case(4096, 7168, cfg8, 128, out_dtype=torch.float32), Case(4096, 7168, cfg4, None)]
@@ -69,22 +80,38 @@ def selected_cases() -> list[Case]:
 
 
 def distinct_cases() -> list[Case]:
-    """One case per distinct instantiation up to N, K and the K group (loop trip counts)."""
+    """One case per distinct instantiation up to N, K and the K group (loop trip counts), but for how
+    many groups the scale queue reads ahead (GroupParams::kAhead = ceil(4 / group k-blocks): registers)."""
     cases: dict[tuple, Case] = {}
     for case in selected_cases():
         args = case.template_args
-        cases.setdefault((*args[2:6], *args[7:]), case)
+        cases.setdefault((*args[2:6], -(-4 // args[6]), *args[7:]), case)
     return list(cases.values())
 
 
 CASES = distinct_cases()
 
 
-def _build(case: Case) -> str | None:
-    return build_error(wonly_kernel.KERNEL, wonly_kernel.HEADER, case.template_args)
+CUOBJDUMP = find_cuobjdump()
+
+
+@dataclass(frozen=True)
+class Build:
+    error: str | None          # None: compiled with no local memory
+    hazards: tuple[str, ...]   # deepgemm.testing.wgmma_hazards of its SASS (empty without cuobjdump)
+
+
+def _build(case: Case) -> Build:
+    try:
+        binary = build_kernel(wonly_kernel.KERNEL, wonly_kernel.HEADER, case.template_args)
+    except CompileError as error:  # LocalMemoryError included
+        return Build(f"{type(error).__name__}: {error}", ())
+    hazards = wgmma_hazards(disassemble(binary.cubin, CUOBJDUMP)) if CUOBJDUMP else []
+    return Build(None, tuple(hazards))
+
 
 @pytest.fixture(scope="module")
-def build_errors(tmp_path_factory):
+def builds(tmp_path_factory):
     return build_all(tmp_path_factory.mktemp("jit-cache-wonly"), CASES, _build)
 
 
@@ -97,8 +124,18 @@ def test_cases_cover_every_variant():
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_kernel_compiles_without_local_memory(build_errors, case):
-    assert build_errors[case] is None, build_errors[case]
+def test_kernel_compiles_without_local_memory(builds, case):
+    assert builds[case].error is None, builds[case].error
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_no_instruction_touches_the_registers_of_a_pending_wgmma(builds, case):
+    """Every fragment buffer keeps its registers until the wait that retires the group reading it
+    (WonlyMma::keep): no write to a pending group's A fragment, no access to its accumulators."""
+    assert CUOBJDUMP, "no cuobjdump: install the dev extras (nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm)"
+    assert builds[case].error is None, builds[case].error
+    hazards = builds[case].hazards
+    assert not hazards, f"{len(hazards)} hazards, the first: " + "; ".join(hazards[:5])
 
 
 def test_host_layout_mirror_matches_the_kernel(tmp_path, monkeypatch):

@@ -133,15 +133,18 @@ def test_other_group_sizes_and_k_not_a_multiple_of_the_group(group_size):
 
 
 @pytest.mark.parametrize("bits", (8, 4))
-def test_split_k_is_deterministic_and_resets_its_counters(bits):
-    # 2112 x 7168 at M = 8 runs 4 splits per tile (heuristics test); other shapes in between reuse the
-    # counters of the same workspace.
+@pytest.mark.parametrize("m, n, k", [(8, 2112, 7168), (1, 7168, 16384)])
+def test_split_k_is_deterministic_and_resets_its_counters(bits, m, n, k):
+    # 2112 x 7168 at M = 8 runs 7 splits per tile, one unit per CTA; 7168 x 16384 at M = 1 runs 7 splits
+    # of 56 tiles, 392 units on at most 132 persistent CTAs (about 3 each). Other shapes in between
+    # reuse the counters of the same workspace.
+    assert select_wonly_config(m, n, k, bits, 132).num_splits > 1
     group = None if bits == 8 else 128
-    inputs = make_weight_only_inputs(8, 2112, 7168, bits, CUDA, seed=5, group_size=group)
+    inputs = make_weight_only_inputs(m, n, k, bits, CUDA, seed=5, group_size=group)
     other = make_weight_only_inputs(3, 4096, 7168, bits, CUDA, seed=6, group_size=group)
     outs = []
     for _ in range(3):
-        d = torch.empty(8, 2112, dtype=torch.bfloat16, device=CUDA)
+        d = torch.empty(m, n, dtype=torch.bfloat16, device=CUDA)
         _op(bits)(inputs.a, inputs.b, d, group_size=group)
         _op(bits)(other.a, other.b, torch.empty(3, 4096, dtype=torch.bfloat16, device=CUDA), group_size=group)
         outs.append(d)

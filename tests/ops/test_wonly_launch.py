@@ -2,7 +2,7 @@
 workspace stubbed out, on CPU tensors): the config comes from the family's record through `select_config`,
 the launch core launches with the config's grid, block and shared memory (no cluster), every tensor map
 passes TMA's encoding rules with the boxes the kernel loads, the kernel gets its arguments in signature
-order, and plans and tensor maps are memoised."""
+order (the shape's M, then the number of groups: 1 when dense), and plans and tensor maps are memoised."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def test_dense_launch(stubbed, bits, m, n, k, group_size):
     workspace, counters = (1 << 20, 2 << 20) if cfg.num_splits > 1 else (0, 0)
     if cfg.num_splits > 1:
         assert record.workspace[0] == (0, cfg.workspace_floats(num_tiles), num_tiles)
-    assert record.launches[0] == (m, 0, sb.data_ptr(), 0, d.data_ptr(), n * 2, 0, workspace, counters, tmap_a,
-                                  tmap_b)
+    assert record.launches[0] == (m, 1, 0, sb.data_ptr(), 0, d.data_ptr(), n * 2, 0, workspace, counters,
+                                  tmap_a, tmap_b)
 
 
 def test_masked_launch(stubbed):
@@ -120,5 +120,5 @@ def test_masked_launch(stubbed):
     assert record.launchers[0][1]["grid"] == cfg.grid and cfg.num_splits == 1 and not record.workspace
     tmap_a, _ = record.maps
     assert tmap_a.dims == (k, max_m, groups) and tmap_a.box == (64, cfg.block_m, 1)
-    assert record.launches[0][:7] == (max_m, masked_m.data_ptr(), sb.data_ptr(), 0, d.data_ptr(), n * 2,
-                                      max_m * n * 2)
+    assert record.launches[0][:8] == (max_m, groups, masked_m.data_ptr(), sb.data_ptr(), 0, d.data_ptr(),
+                                      n * 2, max_m * n * 2)

@@ -104,10 +104,61 @@ def _bits_as(value: int, dtype: torch.dtype) -> float:
     return float(bits.view(dtype)[0])
 
 
+def _prmt(lo: int, hi: int, selector: int) -> int:
+    """PTX prmt.b32 (default mode): result byte i is byte (selector nibble i) & 7 of hi:lo."""
+    pool = (hi << 32 | lo).to_bytes(8, "little")
+    return int.from_bytes(bytes(pool[(selector >> (4 * i)) & 7] for i in range(4)), "little")
+
+
+def _lop3(a: int, b: int, c: int, lut: int) -> int:
+    """PTX lop3.b32: result bit = bit (a << 2 | b << 1 | c) of `lut` (the table of F(0xF0, 0xCC, 0xAA))."""
+    out = 0
+    for bit in range(32):
+        index = ((a >> bit) & 1) << 2 | ((b >> bit) & 1) << 1 | ((c >> bit) & 1)
+        out |= ((lut >> index) & 1) << bit
+    return out
+
+
+def test_lop3_tables_of_the_dequant_wrappers():
+    # ptx/dequant.cuh: lop3_and_or (0xEA) and lop3_and_xor (0x6A).
+    assert _lop3(0xF0, 0xCC, 0xAA, 0xEA) == (0xF0 & 0xCC) | 0xAA == 0xEA
+    assert _lop3(0xF0, 0xCC, 0xAA, 0x6A) == (0xF0 & 0xCC) ^ 0xAA == 0x6A
+    generator = np.random.default_rng(0)
+    for a, b, c in generator.integers(0, 2**32, size=(64, 3), dtype=np.uint64).tolist():
+        assert _lop3(a, b, c, 0xEA) == (a & b) | c
+        assert _lop3(a, b, c, 0x6A) == (a & b) ^ c
+
+
+def _bf16_pair(word: int) -> tuple[float, float]:
+    return _bits_as(word & 0xFFFF, torch.bfloat16), _bits_as(word >> 16, torch.bfloat16)
+
+
+@pytest.mark.parametrize("i", (0, 2))
+def test_int8_to_bf16_split_magic_is_exact_for_every_byte(i):
+    """ptx::biased_bytes_as_bf16x2<i>: bytes u = q + 128 at i and i + 1 become the BF16 pair (q, q')."""
+    for u in range(256):
+        u2 = 255 - u
+        word = (u << (8 * i)) | (u2 << (8 * (i + 1))) | (0x5A << (8 * (2 - i)))  # other bytes: noise
+        t = _prmt(word, 0, 0x4040 | i | ((i + 1) << 8))
+        assert t == u | u2 << 16
+        x = _lop3(t, 0x007F007F, 0x43004300, 0xEA)
+        y = _lop3(t, 0x00800080, 0x43804380, 0x6A)
+        xs, ys = _bf16_pair(x), _bf16_pair(y)
+        assert (xs[0] - ys[0], xs[1] - ys[1]) == (u - 128, u2 - 128)
+
+
+def test_int8_times_a_bf16_scale_rounds_once_as_the_fp32_path():
+    """q * s in BF16 (the kernel's mul.rn.bf16x2) equals the exact FP32 product rounded to BF16, which is
+    what the reference computes: q and s have 8 significant bits each, so the FP32 product is exact."""
+    q = torch.arange(-128, 128, dtype=torch.float32)
+    scales = torch.tensor([1e-3, 0.0123, 0.5, 3.1416, 7.0 / 127, 1e-30]).to(torch.bfloat16)
+    for scale in scales:
+        exact = q.double() * float(scale)
+        assert torch.equal(q * scale.float(), exact.float())  # exact in FP32
+        assert torch.equal((q.to(torch.bfloat16) * scale), exact.float().to(torch.bfloat16))
+
+
 def test_magic_number_constants_of_the_kernels_conversions():
-    # FP32 2^23 + u (prmt with 0x4B000000), minus 2^23 + 128: INT8 x BF16.
-    for u in (0, 1, 127, 128, 255):
-        assert _bits_as(0x4B000000 | u, torch.float32) - 8388736.0 == u - 128
     # BF16 0x4300 | nibble is 128 + nibble; FP16 0x6400 | u is 1024 + u.
     for u in range(16):
         assert _bits_as(0x4300 | u, torch.bfloat16) == 128 + u

@@ -2,12 +2,12 @@
 its selection `select_wonly_config`.
 
 The kernel (impls/sm90_wonly_gemm.cuh) puts the weights on the WGMMA's 64-row side and the tokens on
-its N side, runs one CTA per tile (no persistent loop) and, where the tiles are fewer than the SMs,
-splits K over several CTAs per tile. Its choices are not the tile model's (no BLOCK_N candidates beyond
-one or two warpgroups of weight rows, no multicast or D staging; tokens per tile and the split count
-instead), so its records select through `KernelFamily.select`: `select_config(GemmShape(m, n, k,
-num_groups=..., layout=..., family=W4A16), num_sms)` returns a `WonlyConfig`. Stdlib only;
-`wonly_smem_bytes` mirrors the kernel's `WonlyLayout::kSmemBytes`.
+its N side and runs a persistent grid over units: one K range (split) of one tile, or (masked) one
+expert's n-block. Its choices are not the tile model's (no BLOCK_N candidates beyond one or two
+warpgroups of weight rows, no multicast or D staging; tokens per tile and the split count instead), so
+its records select through `KernelFamily.select`: `select_config(GemmShape(m, n, k, num_groups=...,
+layout=..., family=W4A16), num_sms)` returns a `WonlyConfig`. Stdlib only; `wonly_smem_bytes` mirrors
+the kernel's `WonlyLayout::kSmemBytes`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ MAX_STAGES = 32
 # the weights it reads.
 MIN_K_BLOCKS_PER_SPLIT = 4
 MAX_SPLITS = 16
-# At decode sizes any split that keeps this share of the SMs busy is taken with two consumer warpgroups
-# (128 weight rows) rather than one: a lone warpgroup has one warp per scheduler to hide the latency of
-# its loads and conversions.
+# Masked decode: any tile count that keeps this share of the SMs busy is taken with two consumer
+# warpgroups (128 weight rows) rather than one: a lone warpgroup has one warp per scheduler to hide the
+# latency of its loads and conversions.
 GOOD_SM_USE = 0.85
+# Dense decode: a one-warpgroup CTA's weight bytes per SM per unit of time against a two-warpgroup CTA's.
+ONE_WARPGROUP_RATE = 2 / 3
 
 
 def wonly_smem_bytes(block_m: int, num_math_warpgroups: int, num_stages: int, weight_bits: int) -> int:
@@ -103,9 +105,23 @@ def max_stages(block_m: int, num_math_warpgroups: int, weight_bits: int) -> int:
     return min(MAX_STAGES, fit)
 
 
-def _efficiency(num_ctas: int, num_sms: int) -> float:
-    """Share of the SM slots busy over the waves `num_ctas` one-tile CTAs take."""
-    return num_ctas / (ceil_div(num_ctas, num_sms) * num_sms)
+def _efficiency(num_tiles: int, num_k_blocks: int, splits: int, num_sms: int, overhead: float) -> float:
+    """Share of the SMs' time spent on k-blocks when `num_tiles` tiles of `num_k_blocks` k-blocks are cut
+    into `splits` K ranges each and the units are dealt round-robin to a persistent grid of at most
+    `num_sms` CTAs: the busiest SM runs ceil(units / SMs) units of ceil(k-blocks / splits) k-blocks plus
+    `overhead` k-blocks' time each (draining the WGMMAs, the split-K round trip, the store)."""
+    units = num_tiles * splits
+    busiest = ceil_div(units, num_sms) * (ceil_div(num_k_blocks, splits) + overhead)
+    return num_tiles * num_k_blocks / (num_sms * busiest)
+
+
+def _unit_overhead(block_m: int, weight_bits: int, splits: int) -> float:
+    """A unit's fixed cost in k-blocks of its own weight stream: one for the drain and the store; a split
+    unit also writes its FP32 partial tile and the tile's last unit reads them back (through L2, about
+    twice HBM's bandwidth): block_m * 4 * 2 bytes per weight row against 64 * bits / 8 per k-block."""
+    if splits == 1:
+        return 1.0
+    return 1.0 + 1.0 + (block_m * 4 * 2) / (64 * weight_bits / 8) / 2
 
 
 @lru_cache(maxsize=4096)
@@ -116,9 +132,11 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
 
     Tokens per tile: the smallest decode tile that holds `m` (up to 64); past that the tile of 128 or
     256 tokens with the least tile time over its waves (ties: 256), always 128 weight rows. At decode
-    sizes the weight rows per tile and the K split (dense only) keep as many SMs streaming weights as
-    possible: a pair that keeps GOOD_SM_USE of the SMs' slots busy, then the taller tile (two warpgroups
-    share the dequantisation work of a CTA), then the better use of the slots, then the fewer splits."""
+    sizes, dense: the weight rows per tile and the K split that give the busiest SM of the persistent grid
+    the least work (`_efficiency`, one-warpgroup CTAs at ONE_WARPGROUP_RATE; ties: two warpgroups, then
+    fewer splits). Masked (no split; units of one expert's n-block): a tile that keeps GOOD_SM_USE of the
+    SMs' slots busy, then the taller tile (two warpgroups share the dequantisation work of a CTA), then
+    the better use of the slots. Grids are persistent: at most one CTA per SM."""
     num_k_blocks = ceil_div(k, BLOCK_K)
     m_groups = num_groups if masked else 1
     if m > DECODE_BLOCK_M[-1]:
@@ -126,22 +144,31 @@ def select_wonly_config(m: int, n: int, k: int, weight_bits: int, num_sms: int, 
             ceil_div(ceil_div(m, size) * m_groups * ceil_div(n, 128), num_sms) * size, -size))
         m_blocks = ceil_div(m, block_m) * m_groups
         tiles = m_blocks * ceil_div(n, 128)
-        grid = num_groups * ceil_div(n, 128) if masked else tiles
+        grid = min(num_groups * ceil_div(n, 128) if masked else tiles, num_sms)
         return WonlyConfig(block_m, 2, max_stages(block_m, 2, weight_bits), 1, grid, weight_bits)
     block_m = next(size for size in DECODE_BLOCK_M if size >= m)
     m_blocks = ceil_div(m, block_m) * m_groups
     best = None
     for warpgroups in (2, 1):
         tiles = m_blocks * ceil_div(n, 64 * warpgroups)
-        max_splits = 1 if masked or tiles >= num_sms else min(
-            MAX_SPLITS, max(1, num_k_blocks // MIN_K_BLOCKS_PER_SPLIT), max(1, num_sms // tiles))
+        if masked:
+            efficiency = tiles / (ceil_div(tiles, num_sms) * num_sms)
+            key = (efficiency >= GOOD_SM_USE, warpgroups, round(efficiency, 2), 0)
+            if best is None or key > best[0]:
+                best = (key, warpgroups, 1, tiles)
+            continue
+        max_splits = min(MAX_SPLITS, max(1, num_k_blocks // MIN_K_BLOCKS_PER_SPLIT))
         for splits in range(1, max_splits + 1):
-            efficiency = _efficiency(tiles * splits, num_sms)
-            key = (efficiency >= GOOD_SM_USE, warpgroups, round(efficiency, 2), -splits)
+            efficiency = _efficiency(tiles, num_k_blocks, splits, num_sms,
+                                     _unit_overhead(block_m, weight_bits, splits))
+            # A CTA of one warpgroup streams half the rows per k-block with one warp per scheduler to
+            # hide its latencies: counted at ONE_WARPGROUP_RATE of a two-warpgroup CTA's bytes per SM.
+            rate = 1.0 if warpgroups == 2 else ONE_WARPGROUP_RATE
+            key = (round(efficiency * rate, 2), warpgroups, -splits)
             if best is None or key > best[0]:
                 best = (key, warpgroups, splits, tiles)
     _, warpgroups, splits, tiles = best
-    grid = num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits
+    grid = min(num_groups * ceil_div(n, 64 * warpgroups) if masked else tiles * splits, num_sms)
     stages = max_stages(block_m, warpgroups, weight_bits)
     return WonlyConfig(block_m, warpgroups, stages, splits, grid, weight_bits)
 

@@ -32,10 +32,10 @@ from ..common.settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_wonly_gemm"
 HEADER = "deepgemm/impls/sm90_wonly_gemm.cuh"
-# (shape_m, masked_m, scales, zeros, d, d_row_bytes, d_group_bytes, workspace, tile_counters, tmap_a,
-# tmap_b), as in the kernel's signature.
-PARAM_TYPES = (ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.U64,
-               ParamType.U64, ParamType.PTR, ParamType.PTR, ParamType.TMA, ParamType.TMA)
+# (shape_m, num_groups, masked_m, scales, zeros, d, d_row_bytes, d_group_bytes, workspace, tile_counters,
+# tmap_a, tmap_b), as in the kernel's signature.
+PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.PTR, ParamType.PTR, ParamType.PTR,
+               ParamType.U64, ParamType.U64, ParamType.PTR, ParamType.PTR, ParamType.TMA, ParamType.TMA)
 
 
 def group_k_blocks(k: int, group_size: int | None) -> int:
@@ -121,8 +121,8 @@ class _Plan(Plan):
         d_row_bytes = d.stride(-2) * d.element_size()
         d_group_bytes = d.stride(0) * d.element_size() if self.masked else 0
         zeros_ptr = 0 if zeros is None else zeros.data_ptr()
-        self.launch(self.m, masked_m_ptr, sb.data_ptr(), zeros_ptr, d.data_ptr(), d_row_bytes, d_group_bytes,
-                    workspace, counters, *tmaps)
+        self.launch(self.m, self.num_groups, masked_m_ptr, sb.data_ptr(), zeros_ptr, d.data_ptr(),
+                    d_row_bytes, d_group_bytes, workspace, counters, *tmaps)
 
     def encode(self, A: torch.Tensor, packed: torch.Tensor) -> tuple[TmaDescriptor, TmaDescriptor]:
         cfg, k = self.cfg, self.k

@@ -6,6 +6,7 @@
 #include <deepgemm/impls/wonly/dequant.cuh>
 #include <deepgemm/impls/wonly/epilogue.cuh>
 #include <deepgemm/impls/wonly/mainloop.cuh>
+#include <deepgemm/impls/wonly/schedule.cuh>
 #include <deepgemm/pipeline/stages.cuh>
 #include <deepgemm/ptx/tma.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
@@ -21,9 +22,10 @@
 // (impls/wonly/dequant.cuh) and the activation tiles (128B-swizzled, K-major) through a ring of
 // stages with TMA; each consumer warpgroup dequantises its 64 weight rows of a k-block from shared
 // memory straight into A-operand registers and runs register-A WGMMAs against the activation tile,
-// overlapping the next k-block's dequantisation with this one's WGMMAs. One CTA per output tile
-// (no persistent loop): where the tiles are fewer than the SMs, kNumSplits CTAs split the tile's K
-// range and the last one to finish adds the others' partial sums (impls/wonly/epilogue.cuh).
+// overlapping the next k-blocks' dequantisation with earlier k-blocks' WGMMAs. Dense grids are
+// persistent over units of one K range (split) of one tile (impls/wonly/schedule.cuh); with
+// kNumSplits > 1 the last CTA to finish a tile's ranges adds the others' partial sums
+// (impls/wonly/epilogue.cuh).
 namespace deepgemm {
 
 template <uint32_t SHAPE_N_, uint32_t SHAPE_K, uint32_t BLOCK_M_, uint32_t kNumMathWarpgroups, uint32_t kNumStages_,
@@ -66,8 +68,9 @@ template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t kNumMat
 __global__ void __launch_bounds__(
     (WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
                  kNumSplits>::kNumThreads), 1)
-sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const uint8_t* __restrict__ scales,
-                const uint8_t* __restrict__ zeros, uint8_t* d, uint64_t d_row_bytes, uint64_t d_group_bytes,
+sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict__ masked_m,
+                const uint8_t* __restrict__ scales, const uint8_t* __restrict__ zeros, uint8_t* d,
+                uint64_t d_row_bytes, uint64_t d_group_bytes,
                 float* workspace, uint32_t* tile_counters, const __grid_constant__ TmaDescriptor tmap_a,
                 const __grid_constant__ TmaDescriptor tmap_b) {
     using Layout = WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
@@ -78,26 +81,13 @@ sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const ui
     static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Masked, "dense or masked grouped");
     static_assert(kWeightBits == 4 || !kHasZeros, "zero points are for INT4 weights");
 
-    // The CTA's work: blockIdx.x = ((m_block * n-blocks) + n_block) * splits + split for the dense
-    // kind, one tile; group * n-blocks + n_block for the masked kind, every m-block of the group's
-    // valid rows in turn (their count is known only here, so a grid over them would mostly exit).
-    uint32_t block = blockIdx.x;
-    const uint32_t split = block % kNumSplits;
-    block /= kNumSplits;
-    const uint32_t n_block = block % Layout::kNumNBlocks;
-    block /= Layout::kNumNBlocks;
     constexpr bool kIsMasked = kKind == GemmKind::Masked;
-    static_assert(!kIsMasked || kNumSplits == 1, "the masked kind does not split K");
-    const uint32_t group = kIsMasked ? block : 0;
-    const uint32_t m_first = kIsMasked ? 0 : block;
-    // Valid tokens of the group; the whole CTA leaves at once when it has no tile.
-    const uint32_t num_tokens =
-        kIsMasked ? min_of(static_cast<uint32_t>(max_of(__ldg(masked_m + group), 0)), shape_m) : shape_m;
-    const uint32_t m_end = kIsMasked ? ceil_div(num_tokens, BLOCK_M) : m_first + 1;
-    if (m_first >= m_end)
+    using Unit = WonlyUnit<Layout, kNumSplits, kIsMasked>;
+    // The CTA's units (impls/wonly/schedule.cuh), a persistent walk: dense, tile K ranges; masked,
+    // experts' n-blocks. The whole CTA leaves at once when it has none.
+    const uint32_t num_units = Unit::count(shape_m, num_groups);
+    if (blockIdx.x >= num_units)
         return;
-    const uint32_t k_begin = split * Layout::kNumKBlocks / kNumSplits;
-    const uint32_t k_end = (split + 1) * Layout::kNumKBlocks / kNumSplits;
 
     // Shared memory: [A stages][B stages][full | empty barriers][split-K flag].
     extern __shared__ __align__(1024) uint8_t smem[];
@@ -115,22 +105,27 @@ sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const ui
         // Producer: one thread issues every k-block's loads (the tile's activation rows, its slabs).
         ptx::warpgroup_reg_dealloc<40>();
         if (thread == kNumMathThreads) {
-            const int32_t first_slab = group * Layout::kNumSlabsPerExpert + n_block * Layout::kNumSlabs;
             uint32_t stage = 0, phase = 0;
-            for (uint32_t m_block = m_first; m_block < m_end; ++m_block) {
-                for (uint32_t k_block = k_begin; k_block < k_end; ++k_block) {
-                    ptx::mbarrier_wait(&empty_barriers[stage], phase ^ 1);
-                    uint64_t* bar = &full_barriers[stage];
-                    ptx::mbarrier_arrive_expect_tx(bar, Layout::kSmemABytes + Layout::kSmemBBytes);
-                    uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
-                    const int32_t k = k_block * Layout::BLOCK_K, row = m_block * BLOCK_M;
-                    if constexpr (kIsMasked)
-                        ptx::tma_load_3d(&tmap_a, bar, dst_a, k, row, group);
-                    else
-                        ptx::tma_load_2d(&tmap_a, bar, dst_a, k, row);
-                    ptx::tma_load_3d(&tmap_b, bar, smem_b + stage * Layout::kSmemBBytes, 0, k_block, first_slab);
-                    if (++stage == kNumStages)
-                        stage = 0, phase ^= 1;
+            for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
+                const Unit unit(index, shape_m, masked_m);
+                const int32_t first_slab =
+                    unit.group * Layout::kNumSlabsPerExpert + unit.n_block * Layout::kNumSlabs;
+                for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
+                    for (uint32_t k_block = unit.k_begin; k_block < unit.k_end; ++k_block) {
+                        ptx::mbarrier_wait(&empty_barriers[stage], phase ^ 1);
+                        uint64_t* bar = &full_barriers[stage];
+                        ptx::mbarrier_arrive_expect_tx(bar, Layout::kSmemABytes + Layout::kSmemBBytes);
+                        uint8_t* dst_a = smem_a + stage * Layout::kSmemABytes;
+                        const int32_t k = k_block * Layout::BLOCK_K, row = m_block * BLOCK_M;
+                        if constexpr (kIsMasked)
+                            ptx::tma_load_3d(&tmap_a, bar, dst_a, k, row, unit.group);
+                        else
+                            ptx::tma_load_2d(&tmap_a, bar, dst_a, k, row);
+                        ptx::tma_load_3d(&tmap_b, bar, smem_b + stage * Layout::kSmemBBytes, 0, k_block,
+                                         first_slab);
+                        if (++stage == kNumStages)
+                            stage = 0, phase ^= 1;
+                    }
                 }
             }
         }
@@ -139,28 +134,55 @@ sm90_wonly_gemm(uint32_t shape_m, const int32_t* __restrict__ masked_m, const ui
         ptx::warpgroup_reg_alloc<kNumMathWarpgroups == 1 ? 248 : 232>();
         const uint32_t warp = warp_uniform(thread / 32);
         const uint32_t lane = thread % 32;
-        // This thread's weight rows: n_row and n_row + 8 (the A fragment's rows r and r + 8).
-        const uint32_t n_row = n_block * Layout::BLOCK_N + warp * 16 + lane / 4;
 
-        GroupParams<Layout, kHasZeros> params{
-            scales + uint64_t{group} * Layout::kNumGroupsK * SHAPE_N * 2,
-            zeros + uint64_t{group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0),
-            {n_row, n_row + 8}, {n_row < SHAPE_N, n_row + 8 < SHAPE_N}, {0, 0}, {0, 0}};
+        GroupParams<Layout, kHasZeros> params{};
         float accum[kNumAccum];
-        Mma mainloop{full_barriers, empty_barriers, smem_b + warp * WeightSlab<kWeightBits>::kBytes,
-                     ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum};
-        uint8_t* d_group = d + uint64_t{group} * d_group_bytes;
-        for (uint32_t m_block = m_first; m_block < m_end; ++m_block) {
-            mainloop.k_loop(k_begin, k_end);
-            if constexpr (kNumSplits > 1) {
-                const uint32_t tile_index = m_block * Layout::kNumNBlocks + n_block;
-                float* tile_workspace = workspace + uint64_t{tile_index} * kNumSplits * kNumMathThreads * kNumAccum;
-                if (!reduce_split_k<kNumSplits, kNumMathThreads>(accum, tile_workspace, tile_counters + tile_index,
-                                                                split, thread, split_flag, 1))
-                    continue;
+        Mma mainloop{ptx::smem_addr(full_barriers), ptx::smem_addr(empty_barriers),
+                     ptx::smem_addr(smem_b + warp * WeightSlab<kWeightBits>::kBytes),
+                     ptx::make_smem_desc_k_major_sw128(smem_a), lane, params, accum,
+                     ptx::dynamic_smem_size() < Layout::kSmemBytes};
+        // A unit's expert scales and zero points, and this thread's weight rows: n_row and n_row + 8
+        // (the A fragment's rows r and r + 8).
+        const auto point = [&](GroupParams<Layout, kHasZeros>& target, const Unit& unit) {
+            target.point(scales + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * 2,
+                         zeros + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0),
+                         unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4);
+        };
+        // The next unit's first group of scales is read, and the rest of its primed groups brought into
+        // L2, while this unit runs, so a unit starts without waiting for memory.
+        uint32_t ahead_params[2] = {0, 0};
+        bool ahead = false;
+        for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
+            const Unit unit(index, shape_m, masked_m);
+            const uint32_t first_group = unit.k_begin / kGroupKBlocks;
+            point(params, unit);
+            const uint32_t n_row = params.row[0];
+            params.prime(first_group, ahead_params, ahead);
+            ahead = index + gridDim.x < num_units;
+            if (ahead) {
+                const Unit next(index + gridDim.x, shape_m, masked_m);
+                GroupParams<Layout, kHasZeros> next_params;
+                point(next_params, next);
+                next_params.fetch(next.k_begin / kGroupKBlocks, ahead_params);
+                next_params.prefetch(next.k_begin / kGroupKBlocks + 1);
             }
-            store_transposed<kOutType>(accum, d_group, d_row_bytes, m_block * BLOCK_M, num_tokens, n_row, SHAPE_N,
-                                       lane);
+            uint8_t* d_group = d + uint64_t{unit.group} * d_group_bytes;
+            for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
+                if (m_block != unit.m_first)
+                    params.prime(first_group, ahead_params, false);
+                mainloop.k_loop(unit.k_begin, unit.k_end);
+                if constexpr (kNumSplits > 1) {
+                    const uint32_t tile_index = m_block * Layout::kNumNBlocks + unit.n_block;
+                    float* tile_workspace =
+                        workspace + uint64_t{tile_index} * kNumSplits * kNumMathThreads * kNumAccum;
+                    if (!reduce_split_k<kNumSplits, kNumMathThreads>(accum, tile_workspace,
+                                                                    tile_counters + tile_index, unit.split, thread,
+                                                                    split_flag, 1))
+                        continue;
+                }
+                store_transposed<kOutType>(accum, d_group, d_row_bytes, m_block * BLOCK_M, unit.num_tokens, n_row,
+                                           SHAPE_N, lane);
+            }
         }
     }
 }

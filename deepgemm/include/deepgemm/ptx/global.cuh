@@ -10,4 +10,9 @@ __device__ __forceinline__ void prefetch_l1(const void* ptr) {
     asm volatile("prefetch.global.L1 [%0];" :: "l"(ptr));
 }
 
+// The same into L2 only (no register, no wait): a later load of the line misses L1 but hits L2.
+__device__ __forceinline__ void prefetch_l2(const void* ptr) {
+    asm volatile("prefetch.global.L2 [%0];" :: "l"(ptr));
+}
+
 }  // namespace deepgemm::ptx

@@ -36,6 +36,13 @@ __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(smem_addr(bar)) : "memory");
 }
 
+// The same on a barrier's shared-space address, by the threads where `pred` holds, as one predicated
+// instruction (no branch around it).
+__device__ __forceinline__ void mbarrier_arrive_if(uint32_t bar_addr, bool pred) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared::cta.b64 _, [%0];\n}"
+                 :: "r"(bar_addr), "r"(static_cast<uint32_t>(pred)) : "memory");
+}
+
 // Arrives on the barrier at the same shared-memory offset in CTA `cta_rank` of this cluster.
 // CTA-scope release on purpose: the only thing signalled is that this thread's reads of a stage
 // are done (WGMMA reads already retired), and a cluster-scope release compiles to a MEMBAR.GPU per
@@ -60,6 +67,12 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint32_t bar_addr, uint32_t ph
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t phase_parity) {
     const uint32_t addr = smem_addr(bar);
     while (!mbarrier_try_wait(addr, phase_parity)) {
+    }
+}
+
+// `mbarrier_wait` on a barrier's shared-space address (32-bit arithmetic for ring indexing).
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar_addr, uint32_t phase_parity) {
+    while (!mbarrier_try_wait(bar_addr, phase_parity)) {
     }
 }
 

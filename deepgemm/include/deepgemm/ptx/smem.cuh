@@ -27,6 +27,11 @@ __device__ __forceinline__ void st_shared_f32x2(uint32_t addr, float x, float y)
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};" :: "r"(addr), "f"(x), "f"(y) : "memory");
 }
 
+__device__ __forceinline__ void st_shared_x4(uint32_t addr, const uint32_t (&words)[4]) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};"
+                 :: "r"(addr), "r"(words[0]), "r"(words[1]), "r"(words[2]), "r"(words[3]) : "memory");
+}
+
 // Each of the warp's lanes 8 * j + r gives the address of row r of 8x8 16-bit matrix j (16 bytes,
 // 16-byte aligned); every lane holds, in register j, its two elements of matrix j: row lane / 4,
 // columns 2 * (lane % 4) and the next (the WGMMA accumulator layout of an 8x8 block). One

@@ -28,11 +28,10 @@ struct WeightSlab {
 
 // A thread's dequantisation parameters for its two rows (r and r + 8) in the current K group: each
 // row's scale, and the bias the magic-number conversion leaves plus the zero point, as packed pairs
-// of the activation dtype (FP32 scales for the INT8 x BF16 path, which converts through FP32).
+// of the activation dtype (the INT8 x BF16 path needs no bias: its conversion yields q itself).
 struct RowDequant {
     uint32_t scale_x2[2];
     uint32_t bias_x2[2];
-    float scale_f32[2];
 };
 
 // Converts one k-block of a warp's slab (`slab`: its 16 x 64 weights in shared memory) into the A
@@ -41,28 +40,26 @@ template <uint32_t kWeightBits, bool kIsFP16>
 struct SlabDequant {
     // BF16 holds 128 + u exactly for u < 128 and FP16 1024 + u for u < 1024 (a mantissa step of 1).
     static constexpr uint32_t kMagicX2 = kIsFP16 ? 0x64006400u : 0x43004300u;
-    // INT8 x BF16 goes through FP32: 2^23 + u, minus 2^23 + 128.
-    static constexpr float kInt8MagicF32 = 8388736.0f;
 
     // The bias pair of a zero point z (INT4): magic + z, exact in both dtypes.
     __device__ __forceinline__ static uint32_t bias_pair(uint32_t zero) {
         if constexpr (kWeightBits == 8)
-            return kIsFP16 ? 0x64806480u : 0u;  // 1024 + 128 (FP16); BF16 subtracts in FP32
+            return kIsFP16 ? 0x64806480u : 0u;  // 1024 + 128 (FP16); BF16 converts to q directly
         else
             return kMagicX2 + zero * 0x00010001u;
     }
 
-    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&scale_bits)[2],
-                                                    const uint32_t (&zeros)[2]) {
+    // `params[r]`: row r's scale bits in the low half, its zero point in the high half.
+    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&params)[2]) {
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
-            rows.scale_x2[r] = scale_bits[r] * 0x00010001u;
-            rows.bias_x2[r] = bias_pair(zeros[r]);
-            rows.scale_f32[r] = __uint_as_float(scale_bits[r] << 16);  // BF16 widening (unused for FP16)
+            rows.scale_x2[r] = (params[r] & 0xFFFFu) * 0x00010001u;
+            rows.bias_x2[r] = bias_pair(params[r] >> 16);
         }
     }
 
-    __device__ __forceinline__ static void convert(const uint8_t* slab, uint32_t lane, const RowDequant& rows,
+    // `slab`: the slab's shared-space address.
+    __device__ __forceinline__ static void convert(uint32_t slab, uint32_t lane, const RowDequant& rows,
                                                    uint32_t (&frag)[4][4]) {
         if constexpr (kWeightBits == 4) {
             uint32_t words[4];
@@ -105,9 +102,9 @@ struct SlabDequant {
             const uint32_t biased = ptx::bytes_as_magic_f16x2<i>(word);
             return ptx::mul_x2<true>(ptx::sub_x2<true>(biased, rows.bias_x2[r]), rows.scale_x2[r]);
         } else {
-            const float lo = (ptx::byte_as_magic_f32<i>(word) - kInt8MagicF32) * rows.scale_f32[r];
-            const float hi = (ptx::byte_as_magic_f32<i + 1>(word) - kInt8MagicF32) * rows.scale_f32[r];
-            return ptx::pack_bf16x2(lo, hi);
+            // q exact in BF16, times the scale rounded once: the same bits as q * s in FP32 rounded to
+            // BF16 (q and s have 8 significant bits each, so their FP32 product is exact).
+            return ptx::mul_x2<false>(ptx::biased_bytes_as_bf16x2<i>(word), rows.scale_x2[r]);
         }
     }
 };

@@ -5,42 +5,101 @@
 #include <deepgemm/impls/wonly/dequant.cuh>
 #include <deepgemm/pipeline/stages.cuh>
 #include <deepgemm/ptx/dequant.cuh>
+#include <deepgemm/ptx/global.cuh>
 #include <deepgemm/ptx/mbarrier.cuh>
+#include <deepgemm/ptx/smem.cuh>
 #include <deepgemm/ptx/warpgroup.cuh>
 #include <deepgemm/ptx/wgmma_16bit_rs.cuh>
 
 namespace deepgemm {
 
-// A thread's per-K-group scale (and zero point) reads for its two weight rows, one group ahead of
-// use: a group's values are loaded as the previous group starts, so their latency passes while that
-// group's k-blocks run. Scales are [G][groups along K][N] of the activation dtype, zero points
-// [G][groups along K][N] bytes (both written by deepgemm/quant/wonly.py); rows past N read as 0.
+// A thread's per-K-group scale (and zero point) reads for its two weight rows, kAhead groups ahead of
+// use: a queue whose front is the next group to use; as a group starts, its values leave the front
+// and the group kAhead on is loaded into the back. At decode speed a K group of one or two k-blocks
+// is over in less time than a scale read that misses L2 takes, hence a lead of at least four
+// k-blocks. Scales are [G][groups along K][N] of the activation dtype, zero points [G][groups along
+// K][N] bytes (both written by deepgemm/quant/wonly.py); rows past N and groups past K read as 0.
 template <typename Layout, bool kHasZeros>
 struct GroupParams {
     static constexpr uint32_t kSymmetricZero = Layout::kWeightBits == 4 ? 8 : 128;
+    static constexpr uint32_t kAhead = ceil_div(4u, Layout::kGroupKBlocks);
 
-    const uint8_t* scales;  // this expert's [groups along K][N]
+    const uint8_t* scales;  // this unit's expert's [groups along K][N]
     const uint8_t* zeros;
     uint32_t row[2];
     bool row_valid[2];
-    uint32_t next_scale[2], next_zero[2];
+    // Per group and row: the scale's bits in the low half, the zero point in the high half.
+    uint32_t queue[kAhead][2];
 
-    __device__ __forceinline__ void load(uint32_t k_group) {
+    // Points the reads at a unit's expert and rows (n_row and n_row + 8).
+    __device__ __forceinline__ void point(const uint8_t* expert_scales, const uint8_t* expert_zeros, uint32_t n_row) {
+        scales = expert_scales;
+        zeros = expert_zeros;
+        row[0] = n_row, row[1] = n_row + 8;
+        row_valid[0] = n_row < Layout::SHAPE_N, row_valid[1] = n_row + 8 < Layout::SHAPE_N;
+    }
+
+    __device__ __forceinline__ void fetch(uint32_t k_group, uint32_t (&params)[2]) const {
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
             const bool ok = row_valid[r] && k_group < Layout::kNumGroupsK;
             const uint64_t index = uint64_t{k_group} * Layout::SHAPE_N + row[r];
-            next_scale[r] = ok ? ptx::ld_global_nc_u16(scales + index * 2) : 0u;
-            next_zero[r] = kHasZeros ? (ok ? ptx::ld_global_nc_u8(zeros + index) : 0u) : kSymmetricZero;
+            const uint32_t scale = ok ? ptx::ld_global_nc_u16(scales + index * 2) : 0u;
+            const uint32_t zero = kHasZeros ? (ok ? ptx::ld_global_nc_u8(zeros + index) : 0u) : kSymmetricZero;
+            params[r] = scale | zero << 16;
         }
+    }
+
+    // Brings the lines of groups [first, first + kAhead) into L2: the reads that prime a unit's queue
+    // then hit L2 (used for the next unit while this one runs).
+    __device__ __forceinline__ void prefetch(uint32_t first) const {
+        #pragma unroll
+        for (uint32_t a = 0; a < kAhead; ++a) {
+            #pragma unroll
+            for (uint32_t r = 0; r < 2; ++r) {
+                const uint64_t index = uint64_t{first + a} * Layout::SHAPE_N + row[r];
+                if (row_valid[r] && first + a < Layout::kNumGroupsK) {
+                    ptx::prefetch_l2(scales + index * 2);
+                    if constexpr (kHasZeros)
+                        ptx::prefetch_l2(zeros + index);
+                }
+            }
+        }
+    }
+
+    // Fills the queue from group `first` on; `first`'s values may already be loaded (`preloaded`).
+    __device__ __forceinline__ void prime(uint32_t first, const uint32_t (&first_params)[2], bool preloaded) {
+        if (preloaded)
+            queue[0][0] = first_params[0], queue[0][1] = first_params[1];
+        else
+            fetch(first, queue[0]);
+        #pragma unroll
+        for (uint32_t a = 1; a < kAhead; ++a)
+            fetch(first + a, queue[a]);
+    }
+
+    // The front leaves (the caller took it); group `k_group` is loaded into the back.
+    __device__ __forceinline__ void advance(uint32_t k_group) {
+        #pragma unroll
+        for (uint32_t a = 0; a + 1 < kAhead; ++a)
+            queue[a][0] = queue[a + 1][0], queue[a][1] = queue[a + 1][1];
+        fetch(k_group, queue[kAhead - 1]);
     }
 };
 
 // One consumer warpgroup's mainloop over k-blocks [k_begin, k_end) of its tile: per k-block the
 // warpgroup's 64 weight rows are dequantised from the stage into A fragments (registers), then four
-// register-A WGMMAs (m64 x BLOCK_M x k16) multiply them with the stage's activation tile. The next
-// k-block's dequantisation runs while this one's WGMMAs do: the fragments are double-buffered, and a
-// stage is freed once the WGMMAs that read its activations retired. `stage` and `phase` (the ring
+// register-A WGMMAs (m64 x BLOCK_M x k16) multiply them with the stage's activation tile.
+//
+// At decode sizes a k-block's WGMMAs are tiny (m64n8k16 is a few cycles of tensor-core work) and
+// their time is latency, so the loop keeps latency off its critical path in two ways:
+// - kDepth k-blocks' WGMMA groups stay in flight (kDepth fragment buffers; the wait before
+//   dequantising the next k-block leaves kDepth - 1 groups pending), so a group's issue-to-retire
+//   latency overlaps the dequantisation of the next kDepth - 1 k-blocks rather than one;
+// - kNumSets independent accumulator sets: k16 step s accumulates into set s % kNumSets, so
+//   consecutive WGMMAs do not wait for each other's accumulators (one chain through every WGMMA of
+//   the tile otherwise). The sets are added (in set order) into the first after the last k-block.
+// A stage is freed once the WGMMAs that read its activations retired. `stage` and `phase` (the ring
 // position) advance here and carry over from one tile to the next.
 template <typename Layout, bool kIsFP16, bool kHasZeros>
 struct WonlyMma {
@@ -48,35 +107,48 @@ struct WonlyMma {
     using Dequant = SlabDequant<Layout::kWeightBits, kIsFP16>;
     static constexpr uint32_t kNumAccum = MMA::kNumAccum;
     static constexpr uint32_t kNumStages = Layout::kNumStages;
+    // Extra accumulator sets cost kNumAccum registers each: four for tiles of up to 32 tokens, two for
+    // 64; prefill tiles are tensor-core bound and keep one chain.
+    static constexpr uint32_t kNumSets = Layout::BLOCK_M <= 32 ? 4 : (Layout::BLOCK_M <= 64 ? 2 : 1);
+    static constexpr uint32_t kDepth = Layout::BLOCK_M <= 64 ? 4 : 2;
+    static_assert(kNumStages > kDepth, "the consumers hold kDepth stages at once, the producer needs one more");
+    static_assert(4 % kNumSets == 0, "each set takes the same k16 steps of every k-block");
 
-    uint64_t* full_barriers;
-    uint64_t* empty_barriers;
-    const uint8_t* smem_slab;  // stage 0's slab of this warp
+    uint32_t full_barriers;   // shared-space addresses: stage 0's full and empty barriers,
+    uint32_t empty_barriers;  // (8 bytes a stage)
+    uint32_t smem_slab;       // and stage 0's slab of this warp
     uint64_t desc_a_base;      // the activation tile of stage 0 (the WGMMA's B operand)
     uint32_t lane;
     GroupParams<Layout, kHasZeros>& params;
-    float (&accum)[kNumAccum];
+    float (&accum)[kNumAccum];  // set 0, and the sum of all sets after k_loop
+    bool never;                 // false at run time, unknown to the compiler (see `keep`)
 
     uint32_t stage = 0, phase = 0;
     RowDequant rows;
     bool rows_ready = false;
+    float extra[kNumSets > 1 ? kNumSets - 1 : 1][kNumAccum];  // sets 1.. (unused with one set)
 
     __device__ __forceinline__ void dequant(uint32_t k_block, uint32_t (&frag)[4][4]) {
-        ptx::mbarrier_wait(&full_barriers[stage], phase);
+        ptx::mbarrier_wait(full_barriers + stage * 8, phase);
         if (k_block % Layout::kGroupKBlocks == 0 || !rows_ready) {
-            Dequant::set_rows(rows, params.next_scale, params.next_zero);
+            Dequant::set_rows(rows, params.queue[0]);
             rows_ready = true;
-            params.load(k_block / Layout::kGroupKBlocks + 1);
+            params.advance(k_block / Layout::kGroupKBlocks + GroupParams<Layout, kHasZeros>::kAhead);
         }
         Dequant::convert(smem_slab + stage * Layout::kSmemBBytes, lane, rows, frag);
     }
 
+    __device__ __forceinline__ float* set_accum(uint32_t set) {
+        return set == 0 ? accum : extra[set - 1];
+    }
+
+    // The first k-block's first WGMMA into each set overwrites it (no zeroing).
     __device__ __forceinline__ void issue(uint32_t (&frag)[4][4], bool first) {
         const uint64_t desc = desc_a_base + stage * (Layout::kSmemABytes >> 4);
         ptx::wgmma_fence();
         #pragma unroll
         for (uint32_t s = 0; s < 4; ++s)
-            MMA::template mma<kIsFP16>(frag[s], desc + s * 2, accum, !first || s > 0);
+            MMA::template mma<kIsFP16>(frag[s], desc + s * 2, set_accum(s % kNumSets), !first || s >= kNumSets);
         ptx::wgmma_commit_group();
     }
 
@@ -85,43 +157,91 @@ struct WonlyMma {
             stage = 0, phase ^= 1;
     }
 
-    __device__ __forceinline__ uint32_t previous_stage() const {
-        return stage == 0 ? kNumStages - 1 : stage - 1;
+    // Lane 0 of each warp arrives (the empty barriers count one arrival per consumer warp).
+    __device__ __forceinline__ void free_stage(uint32_t s) {
+        ptx::mbarrier_arrive_if(empty_barriers + s * 8, lane == 0);
     }
 
-    // One k-block: issue its WGMMAs with `cur`, then (when another follows) wait for the previous
-    // k-block's WGMMAs, free their stage, and dequantise the next k-block into `next`.
-    __device__ __forceinline__ void step(uint32_t k_block, uint32_t k_begin, uint32_t k_end, uint32_t (&cur)[4][4],
-                                         uint32_t (&next)[4][4]) {
-        issue(cur, k_block == k_begin);
-        if (k_block + 1 < k_end) {
-            ptx::wgmma_wait_group<1>();
-            if (k_block > k_begin)
-                release_stage<1>(&empty_barriers[previous_stage()], lane);
-            advance();
-            dequant(k_block + 1, next);
-        }
+    // The stage `back` k-blocks before the current one.
+    __device__ __forceinline__ uint32_t stage_back(uint32_t back) const {
+        return stage >= back ? stage - back : stage + kNumStages - back;
     }
 
+    // A buffer's fragments read again where the assembler sees it, after the wait that retired their
+    // group; called in a branch that is never taken (`never`). ptxas (13.0 to 13.5) treats a
+    // register-A WGMMA's fragment registers as free once the instruction issued, though the tensor
+    // cores read them until the group retires: with several groups in flight it gave the next
+    // k-block's conversion the registers of a group still pending (wrong values, depending on timing).
+    // A read after the retiring wait keeps each buffer's registers its own until then; of it only the
+    // branch runs.
+    __device__ __forceinline__ void keep(const uint32_t (&frag)[4][4]) const {
+        #pragma unroll
+        for (uint32_t s = 0; s < 4; ++s)
+            ptx::st_shared_x4(smem_slab + s * 16, frag[s]);  // apart: none overwrites another
+    }
+
+    // One k-block, with fragment buffer b: issue its WGMMAs; unless it is the last (false), wait until
+    // at most kDepth - 1 groups are pending (the group of k_block - (kDepth - 1) and older retired:
+    // free that one's stage; buffer b + 1 was last read by that group) and dequantise the next k-block
+    // into buffer b + 1.
+    template <uint32_t b>
+    __device__ __forceinline__ bool step(uint32_t& k_block, uint32_t k_begin, uint32_t k_end,
+                                         uint32_t (&frag)[kDepth][4][4]) {
+        issue(frag[b], k_block == k_begin);
+        if (k_block + 1 == k_end)
+            return false;
+        ptx::wgmma_wait_group<kDepth - 1>();
+        if (never)
+            keep(frag[(b + 1) % kDepth]);
+        if (k_block >= k_begin + (kDepth - 1))
+            free_stage(stage_back(kDepth - 1));
+        advance();
+        dequant(++k_block, frag[(b + 1) % kDepth]);
+        return true;
+    }
+
+    // Steps b.. kDepth - 1 of a pass; false once the last k-block is issued.
+    template <uint32_t b = 0>
+    __device__ __forceinline__ bool steps(uint32_t& k_block, uint32_t k_begin, uint32_t k_end,
+                                          uint32_t (&frag)[kDepth][4][4]) {
+        if (!step<b>(k_block, k_begin, k_end, frag))
+            return false;
+        if constexpr (b + 1 < kDepth)
+            return steps<b + 1>(k_block, k_begin, k_end, frag);
+        return true;
+    }
+
+    // `params` comes primed from k_begin's group (GroupParams::prime).
     __device__ __forceinline__ void k_loop(uint32_t k_begin, uint32_t k_end) {
-        uint32_t frag[2][4][4];
-        params.load(k_begin / Layout::kGroupKBlocks);
+        uint32_t frag[kDepth][4][4];
         rows_ready = false;
+        // Passes of kDepth k-blocks, each with its own buffer (a fixed set of registers); the last
+        // k-block leaves the loop from where it is, so no path tests a later k-block after it.
         dequant(k_begin, frag[0]);
-        // Unrolled by two so that each fragment buffer is a fixed set of registers.
-        for (uint32_t k_block = k_begin; k_block < k_end; k_block += 2) {
-            step(k_block, k_begin, k_end, frag[0], frag[1]);
-            if (k_block + 1 < k_end)
-                step(k_block + 1, k_begin, k_end, frag[1], frag[0]);
+        for (uint32_t k_block = k_begin; steps(k_block, k_begin, k_end, frag);) {
         }
         ptx::wgmma_wait_group<0>();
-        if (k_end - k_begin > 1)
-            release_stage<1>(&empty_barriers[previous_stage()], lane);
-        release_stage<1>(&empty_barriers[stage], lane);
+        if (never) {
+            #pragma unroll
+            for (uint32_t b = 0; b < kDepth; ++b)
+                keep(frag[b]);
+        }
+        // The last min(k-blocks, kDepth) stages are still held: the current one and those before it.
+        const uint32_t held = min_of(k_end - k_begin, kDepth);
+        for (uint32_t back = 0; back < held; ++back)
+            free_stage(stage_back(back));
         advance();
         #pragma unroll
         for (uint32_t i = 0; i < kNumAccum; ++i)
             ptx::fence_operand(accum[i]);
+        #pragma unroll
+        for (uint32_t set = 1; set < kNumSets; ++set) {
+            #pragma unroll
+            for (uint32_t i = 0; i < kNumAccum; ++i) {
+                ptx::fence_operand(extra[set - 1][i]);
+                accum[i] += extra[set - 1][i];
+            }
+        }
     }
 };
 
