@@ -227,21 +227,20 @@ def _launch_cached(layout: str, a: object, b: object, d: object, c: object) -> b
     d_end = d_ptr + (m - 1) * d_row_bytes + n * call.out_bytes
     (a_rows, a_cols), (b_rows, b_cols) = call.a_shape, call.b_shape
     in_bytes = call.in_bytes
-    if ((_meets(d_ptr, d_end, a_ptr, ((a_rows - 1) * a_strides[0] + a_cols) * in_bytes) and may_overlap(d, a))
-            or (_meets(d_ptr, d_end, b_ptr, ((b_rows - 1) * b_strides[0] + b_cols) * in_bytes)
+    # Where d's byte range meets an operand's (two comparisons, inline: a call would cost more), the
+    # exact test decides.
+    if ((d_ptr < a_ptr + ((a_rows - 1) * a_strides[0] + a_cols) * in_bytes and a_ptr < d_end
+         and may_overlap(d, a))
+            or (d_ptr < b_ptr + ((b_rows - 1) * b_strides[0] + b_cols) * in_bytes and b_ptr < d_end
                 and may_overlap(d, b))):
         return False
-    if c is not None and (c_ptr != d_ptr or c_strides != d_strides) \
-            and _meets(d_ptr, d_end, c_ptr, (m - 1) * c_row_bytes + n * call.out_bytes) and may_overlap(d, c):
+    if (c is not None and (c_ptr != d_ptr or c_strides != d_strides)
+            and d_ptr < c_ptr + (m - 1) * c_row_bytes + n * call.out_bytes and c_ptr < d_end
+            and may_overlap(d, c)):
         return False
     call.plan.run_dense(a, b, d, a_ptr, a_strides, b_ptr, b_strides, d_ptr, d_strides, d_row_bytes, c_ptr,
                         c_row_bytes)
     return True
-
-
-def _meets(start: int, end: int, other_start: int, other_bytes: int) -> bool:
-    """Whether the byte ranges ``[start, end)`` and ``[other_start, other_start + other_bytes)`` meet."""
-    return start < other_start + other_bytes and other_start < end
 
 
 def _as_mk(layout: str, A: torch.Tensor) -> torch.Tensor:
