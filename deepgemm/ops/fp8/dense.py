@@ -11,7 +11,6 @@ from ..common.lazy import lazy_import
 from ..common.settings import require_hopper
 from ..common.traced import eager, scaled_pairs, tensors, traceable
 from ..common.validation import (
-    MAX_TMA_STRIDE_BYTES,
     check_d_row_bytes,
     check_dense_kernel_dims,
     check_dtype,
@@ -23,6 +22,7 @@ from ..common.validation import (
     check_shape,
     check_tensor,
     check_tma_operand,
+    tma_row_stride_bounds,
     tma_rows_ok,
     warn_if_slow_cpu,
 )
@@ -236,15 +236,10 @@ class _CachedCall:
         d_per_16_bytes = _D_ELEMENTS_PER_16_BYTES[d_dtype]
         # What `_launch_cached` computes with, in its order, in one tuple (one read, not one per field):
         # per operand `tma_rows_ok`'s bounds on the row stride, then what the byte ranges take.
-        self.sizes = (*_row_stride_bounds(m, k, 16), *_row_stride_bounds(n, k, 16),
-                      *_row_stride_bounds(m, n, d_per_16_bytes), d_per_16_bytes,
+        self.sizes = (*tma_row_stride_bounds(m, k, 16), *tma_row_stride_bounds(n, k, 16),
+                      *tma_row_stride_bounds(m, n, d_per_16_bytes), d_per_16_bytes,
                       m - 1, n, n - 1, k, k_blocks - 1, d_dtype.itemsize, sfb_shape[0] * sfb_shape[1] * 4)
         self.plan, self.run = plan, run
-
-
-def _row_stride_bounds(rows: int, cols: int, elements_per_16_bytes: int) -> tuple[int, int]:
-    """(lowest, one past the highest) row stride ``tma_rows_ok`` accepts for ``rows`` x ``cols``."""
-    return (cols if rows > 1 else -(2**63)), (MAX_TMA_STRIDE_BYTES >> 4) * elements_per_16_bytes
 
 
 # By (A's shape, B's shape, d's dtype, the device, the set_num_sms value); cleared once this full.
