@@ -33,7 +33,7 @@ from ..common.validation import (
     check_tensor,
     check_tma_operand,
     may_overlap,
-    tma_rows_ok,
+    tma_row_stride_bounds,
     warn_if_slow_cpu,
 )
 
@@ -169,7 +169,7 @@ def _gemm(layout: str, a: object, b: object, d: object, c: object) -> torch.Tens
 
 class _CachedCall:
     __slots__ = ("a_shape", "b_shape", "d_shape", "in_bytes", "in_per_16_bytes", "out_per_16_bytes",
-                 "out_bytes", "plan")
+                 "out_bytes", "bounds", "plan")
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, m: int, n: int,
                  plan: object) -> None:
@@ -178,6 +178,10 @@ class _CachedCall:
         self.in_per_16_bytes = 16 // self.in_bytes
         self.out_bytes = d.element_size()
         self.out_per_16_bytes = 16 // self.out_bytes
+        # `tma_rows_ok`'s row-stride bounds for a and b (stored shapes) and for d and c.
+        self.bounds = (*tma_row_stride_bounds(*self.a_shape, self.in_per_16_bytes),
+                       *tma_row_stride_bounds(*self.b_shape, self.in_per_16_bytes),
+                       *tma_row_stride_bounds(m, n, self.out_per_16_bytes))
         self.plan = plan
 
 
@@ -207,10 +211,14 @@ def _launch_cached(layout: str, a: object, b: object, d: object, c: object) -> b
     m, n = call.d_shape
     if b.dtype is not a.dtype or d.shape != call.d_shape or b.device != device or d.device != device:
         return False
+    # `tma_rows_ok` on a, b and d (and c below), inline with the entry's bounds.
     a_strides, b_strides, d_strides = a.stride(), b.stride(), d.stride()
     per_16, out_per_16 = call.in_per_16_bytes, call.out_per_16_bytes
-    if not (tma_rows_ok(a_strides, *call.a_shape, per_16) and tma_rows_ok(b_strides, *call.b_shape, per_16)
-            and tma_rows_ok(d_strides, m, n, out_per_16)):
+    a_lo, a_hi, b_lo, b_hi, d_lo, d_hi = call.bounds
+    a_stride, b_stride, d_stride = a_strides[0], b_strides[0], d_strides[0]
+    if not (a_strides[1] == 1 and b_strides[1] == 1 and d_strides[1] == 1 and a_lo <= a_stride < a_hi
+            and b_lo <= b_stride < b_hi and d_lo <= d_stride < d_hi and not a_stride % per_16
+            and not b_stride % per_16 and not d_stride % out_per_16):
         return False
     a_ptr, b_ptr, d_ptr = a.data_ptr(), b.data_ptr(), d.data_ptr()
     c_ptr = c_row_bytes = 0
@@ -218,7 +226,8 @@ def _launch_cached(layout: str, a: object, b: object, d: object, c: object) -> b
         if c.dtype is not d.dtype or c.shape != call.d_shape or c.device != device:
             return False
         c_strides = c.stride()
-        if not tma_rows_ok(c_strides, m, n, out_per_16):
+        c_stride = c_strides[0]
+        if not (c_strides[1] == 1 and d_lo <= c_stride < d_hi and not c_stride % out_per_16):
             return False
         c_ptr, c_row_bytes = c.data_ptr(), c_strides[0] * call.out_bytes
     if (a_ptr | b_ptr | d_ptr | c_ptr) % TMA_ALIGNMENT_BYTES:
@@ -227,21 +236,20 @@ def _launch_cached(layout: str, a: object, b: object, d: object, c: object) -> b
     d_end = d_ptr + (m - 1) * d_row_bytes + n * call.out_bytes
     (a_rows, a_cols), (b_rows, b_cols) = call.a_shape, call.b_shape
     in_bytes = call.in_bytes
-    if ((_meets(d_ptr, d_end, a_ptr, ((a_rows - 1) * a_strides[0] + a_cols) * in_bytes) and may_overlap(d, a))
-            or (_meets(d_ptr, d_end, b_ptr, ((b_rows - 1) * b_strides[0] + b_cols) * in_bytes)
+    # Where d's byte range meets an operand's (two comparisons, inline: a call would cost more), the
+    # exact test decides.
+    if ((d_ptr < a_ptr + ((a_rows - 1) * a_strides[0] + a_cols) * in_bytes and a_ptr < d_end
+         and may_overlap(d, a))
+            or (d_ptr < b_ptr + ((b_rows - 1) * b_strides[0] + b_cols) * in_bytes and b_ptr < d_end
                 and may_overlap(d, b))):
         return False
-    if c is not None and (c_ptr != d_ptr or c_strides != d_strides) \
-            and _meets(d_ptr, d_end, c_ptr, (m - 1) * c_row_bytes + n * call.out_bytes) and may_overlap(d, c):
+    if (c is not None and (c_ptr != d_ptr or c_strides != d_strides)
+            and d_ptr < c_ptr + (m - 1) * c_row_bytes + n * call.out_bytes and c_ptr < d_end
+            and may_overlap(d, c)):
         return False
     call.plan.run_dense(a, b, d, a_ptr, a_strides, b_ptr, b_strides, d_ptr, d_strides, d_row_bytes, c_ptr,
                         c_row_bytes)
     return True
-
-
-def _meets(start: int, end: int, other_start: int, other_bytes: int) -> bool:
-    """Whether the byte ranges ``[start, end)`` and ``[other_start, other_start + other_bytes)`` meet."""
-    return start < other_start + other_bytes and other_start < end
 
 
 def _as_mk(layout: str, A: torch.Tensor) -> torch.Tensor:

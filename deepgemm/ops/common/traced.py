@@ -20,6 +20,8 @@ from torch import Tensor
 
 # The public ops by custom-op name, undecorated: what each custom op runs.
 _EAGER: dict[str, Callable] = {}
+# Read once: every eager call asks it. Dynamo knows the function itself, whatever name it is called by.
+is_compiling = torch.compiler.is_compiling
 
 
 def traceable(op_args: Callable[..., tuple[tuple, Tensor] | None], custom_op: Callable[..., None]):
@@ -40,7 +42,7 @@ def traceable(op_args: Callable[..., tuple[tuple, Tensor] | None], custom_op: Ca
 
         @functools.wraps(fn)
         def op(*args, **kwargs):
-            if torch.compiler.is_compiling():
+            if is_compiling():
                 traced = op_args(*args, **kwargs)
                 if traced is not None:
                     custom_op_args, d = traced

@@ -208,6 +208,13 @@ def tma_rows_ok(strides: tuple[int, ...], rows: int, cols: int, elements_per_16_
             and row_stride < (MAX_TMA_STRIDE_BYTES >> 4) * elements_per_16_bytes)
 
 
+def tma_row_stride_bounds(rows: int, cols: int, elements_per_16_bytes: int) -> tuple[int, int]:
+    """``(lowest, one past the highest)`` row stride ``tma_rows_ok`` accepts for ``rows x cols``, so that a
+    path run on every call for sizes it has seen can test ``strides[1] == 1``, ``strides[0] %
+    elements_per_16_bytes == 0`` and ``lowest <= strides[0] < highest`` instead: the same rules."""
+    return (cols if rows > 1 else -(2**63)), (MAX_TMA_STRIDE_BYTES >> 4) * elements_per_16_bytes
+
+
 def check_kernel_dims(dims: Mapping[str, int]) -> None:
     """Check each size (name -> value, e.g. ``{"M": m, "N": n, "K": k, "G * N": g * n}``) is at most
     ``MAX_KERNEL_DIM`` (2^31 - 1): the kernels index it with 32-bit math and signed 32-bit TMA coordinates.

@@ -22,6 +22,7 @@ from ..common.validation import (
     check_shape,
     check_tensor,
     check_tma_operand,
+    tma_row_stride_bounds,
     tma_rows_ok,
     warn_if_slow_cpu,
 )
@@ -171,8 +172,9 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
         return None
 
     # Layouts: check_tma_operand on A, B and d (2-D, non-empty); sfb row-major.
-    if not (tma_rows_ok(A.stride(), m, k, 16) and tma_rows_ok(B.stride(), n, k, 16)
-            and tma_rows_ok(d.stride(), m, n, d_per_16_bytes)):
+    a_strides, b_strides, d_strides = A.stride(), B.stride(), d.stride()
+    if not (tma_rows_ok(a_strides, m, k, 16) and tma_rows_ok(b_strides, n, k, 16)
+            and tma_rows_ok(d_strides, m, n, d_per_16_bytes)):
         return None
     a_ptr, b_ptr, d_ptr = A.data_ptr(), B.data_ptr(), d.data_ptr()
     if (a_ptr | b_ptr | d_ptr) % TMA_ALIGNMENT_BYTES:  # all 16-byte aligned
@@ -180,7 +182,9 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
     if not sfb.is_contiguous():
         return None
     # d shares no byte with the inputs: its byte range misses theirs (else _checked decides exactly).
-    if not _d_misses_inputs(A, a_ptr, sfa, B, b_ptr, sfb, d, d_ptr, m, n, k, k_blocks):
+    d_end = d_ptr + ((m - 1) * d_strides[0] + n) * d.element_size()
+    a_bytes, b_bytes = (m - 1) * a_strides[0] + k, (n - 1) * b_strides[0] + k
+    if not _d_misses_inputs(d_ptr, d_end, a_ptr, a_bytes, b_ptr, b_bytes, sfa, sfb, m, k_blocks):
         return None
     return A, sfa, B, sfb, m, n, k, cuda_index
 
@@ -189,21 +193,18 @@ def _fast_checked(a: object, b: object, d: object) -> Checked | None:
 _kernel = lazy_import("deepgemm.ops.fp8.kernel")
 
 
-def _overlaps(start: int, end: int, other_start: int, other_bytes: int) -> bool:
-    return start < other_start + other_bytes and other_start < end
-
-
-def _d_misses_inputs(A: Tensor, a_ptr: int, sfa: Tensor, B: Tensor, b_ptr: int, sfb: Tensor, d: Tensor,
-                     d_ptr: int, m: int, n: int, k: int, k_blocks: int) -> bool:
-    """Whether d's byte range misses those of A, sfa, B and sfb (non-empty 2-D tensors of the checked
-    shapes, A, B and d with contiguous rows): sufficient for ``check_no_overlap``, not necessary (column
-    slices of one buffer interleave), so a False sends the call to ``_checked``, which decides exactly."""
-    d_end = d_ptr + ((m - 1) * d.stride(0) + n) * d.element_size()
-    sfa_bytes = ((m - 1) * sfa.stride(0) + (k_blocks - 1) * sfa.stride(1) + 1) * 4
-    return not (_overlaps(d_ptr, d_end, a_ptr, (m - 1) * A.stride(0) + k)
-                or _overlaps(d_ptr, d_end, b_ptr, (n - 1) * B.stride(0) + k)
-                or _overlaps(d_ptr, d_end, sfb.data_ptr(), sfb.numel() * 4)
-                or _overlaps(d_ptr, d_end, sfa.data_ptr(), sfa_bytes))
+def _d_misses_inputs(d_ptr: int, d_end: int, a_ptr: int, a_bytes: int, b_ptr: int, b_bytes: int, sfa: Tensor,
+                     sfb: Tensor, m: int, k_blocks: int) -> bool:
+    """Whether d's byte range ``[d_ptr, d_end)`` misses those of A and B (``a_bytes``, ``b_bytes`` from
+    their starts) and of sfa and sfb (non-empty 2-D tensors of the checked shapes, sfb contiguous):
+    sufficient for ``check_no_overlap``, not necessary (column slices of one buffer interleave), so a
+    False sends the call to ``_checked``, which decides exactly. ``_launch_cached`` inlines the same test."""
+    sfa_ptr, sfb_ptr = sfa.data_ptr(), sfb.data_ptr()
+    sfa_row, sfa_col = sfa.stride()
+    sfa_bytes = ((m - 1) * sfa_row + (k_blocks - 1) * sfa_col + 1) * 4
+    return ((d_end <= a_ptr or a_ptr + a_bytes <= d_ptr) and (d_end <= b_ptr or b_ptr + b_bytes <= d_ptr)
+            and (d_end <= sfb_ptr or sfb_ptr + sfb.numel() * 4 <= d_ptr)
+            and (d_end <= sfa_ptr or sfa_ptr + sfa_bytes <= d_ptr))
 
 
 # --- the cached call path ------------------------------------------------------------------------------
@@ -216,18 +217,28 @@ def _d_misses_inputs(A: Tensor, a_ptr: int, sfa: Tensor, B: Tensor, b_ptr: int, 
 # only, the key's A and B shapes fix those (and d's shape must match), and an entry is only made after a
 # call of those sizes passed `_fast_checked` or `_checked`. Whether d overlaps an input depends on the
 # pointers, so that is checked on every call, as `_fast_checked` does it (byte ranges).
+# It runs on every call, so the rules are inlined with their size-dependent bounds precomputed per entry
+# (a function call or a `stride(dim)` costs as much as several comparisons): the dtypes, shapes and
+# devices in one tuple comparison, `tma_rows_ok` as chained comparisons, `_d_misses_inputs` as
+# comparisons of byte ranges.
 
 
 class _CachedCall:
-    __slots__ = ("sfa_shape", "sfb_shape", "d_shape", "m", "n", "k", "d_per_16_bytes", "plan", "run")
+    __slots__ = ("expected", "sizes", "plan", "run")
 
-    def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, plan: object, run) -> None:
+    def __init__(self, m: int, n: int, k: int, d_dtype: torch.dtype, device: torch.device, plan: object,
+                 run) -> None:
         k_blocks = (k + BLOCK_K - 1) // BLOCK_K
-        self.sfa_shape = (m, k_blocks)
-        self.sfb_shape = ((n + BLOCK_MN - 1) // BLOCK_MN, k_blocks)
-        self.d_shape = (m, n)
-        self.m, self.n, self.k = m, n, k
-        self.d_per_16_bytes = _D_ELEMENTS_PER_16_BYTES[d_dtype]
+        sfb_shape = ((n + BLOCK_MN - 1) // BLOCK_MN, k_blocks)
+        # (A, B, sfa, sfb) dtypes, (sfa, sfb, d) shapes, (sfa, B, sfb, d) devices: `_launch_cached`'s order.
+        self.expected = (FP8_DTYPE, FP8_DTYPE, _FP32, _FP32, (m, k_blocks), sfb_shape, (m, n),
+                         device, device, device, device)
+        d_per_16_bytes = _D_ELEMENTS_PER_16_BYTES[d_dtype]
+        # What `_launch_cached` computes with, in its order, in one tuple (one read, not one per field):
+        # per operand `tma_rows_ok`'s bounds on the row stride, then what the byte ranges take.
+        self.sizes = (*tma_row_stride_bounds(m, k, 16), *tma_row_stride_bounds(n, k, 16),
+                      *tma_row_stride_bounds(m, n, d_per_16_bytes), d_per_16_bytes,
+                      m - 1, n, n - 1, k, k_blocks - 1, d_dtype.itemsize, sfb_shape[0] * sfb_shape[1] * 4)
         self.plan, self.run = plan, run
 
 
@@ -241,7 +252,7 @@ def _remember_call(A: torch.Tensor, B: torch.Tensor, d: torch.Tensor, m: int, n:
     if len(_cached_calls) >= _MAX_CACHED_CALLS:
         _cached_calls.clear()
     key = (A.shape, B.shape, d.dtype, A.device, settings_module._num_sms)
-    _cached_calls[key] = _CachedCall(m, n, k, d.dtype, plan, _kernel().run_plan)
+    _cached_calls[key] = _CachedCall(m, n, k, d.dtype, A.device, plan, _kernel().run_plan)
 
 
 def _launch_cached(a: object, b: object, d: object) -> bool:
@@ -255,24 +266,32 @@ def _launch_cached(a: object, b: object, d: object) -> bool:
     if not (isinstance(A, Tensor) and isinstance(sfa, Tensor) and isinstance(B, Tensor)
             and isinstance(sfb, Tensor) and isinstance(d, Tensor)):
         return False
-    device = A.device
-    call = _cached_calls.get((A.shape, B.shape, d.dtype, device, settings_module._num_sms))
+    call = _cached_calls.get((A.shape, B.shape, d.dtype, A.device, settings_module._num_sms))
     if call is None:
         return False
-    if (A.dtype is not FP8_DTYPE or B.dtype is not FP8_DTYPE or sfa.dtype is not _FP32
-            or sfb.dtype is not _FP32 or sfa.shape != call.sfa_shape or sfb.shape != call.sfb_shape
-            or d.shape != call.d_shape or sfa.device != device or B.device != device
-            or sfb.device != device or d.device != device):
+    # Tuple equality compares each pair by identity first: the dtypes are singletons.
+    if (A.dtype, B.dtype, sfa.dtype, sfb.dtype, sfa.shape, sfb.shape, d.shape, sfa.device, B.device,
+            sfb.device, d.device) != call.expected:
         return False
-    m, n, k = call.m, call.n, call.k
-    a_strides, b_strides, d_strides = A.stride(), B.stride(), d.stride()
-    if not (tma_rows_ok(a_strides, m, k, 16) and tma_rows_ok(b_strides, n, k, 16)
-            and tma_rows_ok(d_strides, m, n, call.d_per_16_bytes)):
+    # `tma_rows_ok` on A, B and d: contiguous rows, a row stride of whole 16 bytes within its bounds.
+    a_lo, a_hi, b_lo, b_hi, d_lo, d_hi, d_per_16, m1, n, n1, k, k_blocks1, d_bytes, sfb_bytes = call.sizes
+    a_stride, a_col = A.stride()
+    b_stride, b_col = B.stride()
+    d_stride, d_col = d.stride()
+    if not (a_col == 1 and b_col == 1 and d_col == 1 and a_lo <= a_stride < a_hi and b_lo <= b_stride < b_hi
+            and d_lo <= d_stride < d_hi and not (a_stride | b_stride) % 16 and not d_stride % d_per_16):
         return False
     a_ptr, b_ptr, d_ptr = A.data_ptr(), B.data_ptr(), d.data_ptr()
     if (a_ptr | b_ptr | d_ptr) % TMA_ALIGNMENT_BYTES or not sfb.is_contiguous():
         return False
-    if not _d_misses_inputs(A, a_ptr, sfa, B, b_ptr, sfb, d, d_ptr, m, n, k, call.sfa_shape[1]):
+    # `_d_misses_inputs`: d's byte range misses A's, B's, sfb's (contiguous) and sfa's (any strides).
+    d_end = d_ptr + (m1 * d_stride + n) * d_bytes
+    sfb_ptr, sfa_ptr = sfb.data_ptr(), sfa.data_ptr()
+    sfa_row, sfa_col = sfa.stride()
+    if not ((d_end <= a_ptr or a_ptr + m1 * a_stride + k <= d_ptr)
+            and (d_end <= b_ptr or b_ptr + n1 * b_stride + k <= d_ptr)
+            and (d_end <= sfb_ptr or sfb_ptr + sfb_bytes <= d_ptr)
+            and (d_end <= sfa_ptr or sfa_ptr + (m1 * sfa_row + k_blocks1 * sfa_col + 1) * 4 <= d_ptr)):
         return False
-    call.run(call.plan, a_ptr, a_strides[0], b_ptr, b_strides[0], sfa, sfb.data_ptr(), d_ptr, d_strides[0])
+    call.run(call.plan, a_ptr, a_stride, b_ptr, b_stride, sfa, sfb_ptr, d_ptr, d_stride)
     return True
