@@ -64,8 +64,9 @@ def selected_cases() -> list[Case]:
     cfg8 = select_wonly_config(16, 4096, 7168, 8, NUM_SMS)
     cfg4 = select_wonly_config(16, 4096, 7168, 4, NUM_SMS)
     big4 = select_wonly_config(4096, 4096, 7168, 4, NUM_SMS)
-    # Groups of one k-block keep the longest queue of scale reads (GroupParams::kAhead = 4): with the
-    # widest decode tile (64 tokens: two accumulator sets) it is the most registers.
+    # Groups of one k-block read scales (and zero points) at every step of the k-loop, into slots that
+    # hold them a pass (GroupParams): with the widest decode tile (64 tokens: two accumulator sets) and
+    # zero points it is the most registers.
     wide4 = select_wonly_config(64, 4096, 7168, 4, NUM_SMS)
     cases += [Case(4096, 7168, wide4, 64, has_zeros=True), Case(4096, 7168, cfg4, 64),
               Case(4096, 7168, select_wonly_config(64, 4096, 7168, 8, NUM_SMS), 64)]
@@ -81,7 +82,8 @@ def selected_cases() -> list[Case]:
 
 def distinct_cases() -> list[Case]:
     """One case per distinct instantiation up to N, K and the K group (loop trip counts), but for how
-    many groups the scale queue reads ahead (GroupParams::kAhead = ceil(4 / group k-blocks): registers)."""
+    often the k-loop reads a group's scales (ceil(4 / group k-blocks): every k-block, every other, ...,
+    or once per K range per channel; the code and registers of GroupParams::step differ)."""
     cases: dict[tuple, Case] = {}
     for case in selected_cases():
         args = case.template_args
