@@ -201,16 +201,18 @@ def test_mainloop_frees_each_stage_once_after_its_wgmmas_retired(num_stages, dep
         assert all(retired >= group for retired, group in zip(frees_by_stage[stage], uses, strict=True))
 
 
-@pytest.mark.parametrize("depth", (4, 2))
+@pytest.mark.parametrize("depth, lead", ((4, 4), (4, 2), (2, 2)))
 @pytest.mark.parametrize("group_k_blocks", (1, 2, 3, 4, 7, 112))
-def test_scale_slots_hand_each_k_block_its_groups_values(group_k_blocks, depth):
-    """impls/wonly/mainloop.cuh's GroupParams (kLead = the k-loop's depth: one slot per step of a pass)
-    and WonlyMma::dequant's use of it, over K ranges that start and end mid-group, across units (the
-    next unit's first group read while the unit before runs) and repeated m-blocks (primed again):
-    every k-block dequantises with its own group's values; a slot is read only by the step it belongs
-    to (s = (k_block - k_begin) mod depth, what the unrolled steps index statically) and only after the
-    read that filled it, which is never overwritten before that use; a read goes out `depth` k-blocks
-    before its use, or when its K range starts; no read targets a k-block past the range."""
+def test_scale_slots_hand_each_k_block_its_groups_values(group_k_blocks, depth, lead):
+    """impls/wonly/mainloop.cuh's GroupParams (kLead slots, kLead dividing the k-loop's depth: a slot per
+    step of a pass, or per two) and WonlyMma::dequant's use of it, over K ranges that start and end
+    mid-group, across units (the next unit's first group read while the unit before runs) and repeated
+    m-blocks (primed again):
+    every k-block dequantises with its own group's values; a slot is read only by the steps it belongs
+    to (slot = ((k_block - k_begin) mod depth) mod lead, what the unrolled steps index statically) and
+    only after the read that filled it, which is never overwritten before that use; a read goes out
+    `lead` k-blocks before its use, or when its K range starts; no read targets a k-block past the
+    range."""
     num_k_blocks = 112
     num_groups = ceil_div(num_k_blocks, group_k_blocks)
     one_group = num_groups == 1
@@ -223,22 +225,22 @@ def test_scale_slots_hand_each_k_block_its_groups_values(group_k_blocks, depth):
             first = preloaded if m_block == 0 and preloaded is not None else k_begin // group_k_blocks
             slots: dict[int, tuple[int, int]] = {}  # slot -> (group, k-block whose step read it)
             if not one_group:
-                for s in range(1, depth):
+                for s in range(1, lead):
                     if (k_begin + s) % group_k_blocks == 0 and k_begin + s < k_end:
                         slots[s] = ((k_begin + s) // group_k_blocks, k_begin)
             if m_block == 0:  # the next unit's first group is read right after priming
                 preloaded = ranges[index + 1][0] // group_k_blocks if index + 1 < len(ranges) else None
             current = None
             for k_block in range(k_begin, k_end):
-                s = (k_block - k_begin) % depth
+                s = ((k_block - k_begin) % depth) % lead
                 if k_block == k_begin:
                     current = first
                 elif not one_group and k_block % group_k_blocks == 0:
                     group, issued = slots.pop(s)  # a KeyError: nothing was read for this step
-                    assert k_block - issued >= depth or issued == k_begin
+                    assert k_block - issued >= lead or issued == k_begin
                     current = group
                 if not one_group:
-                    ahead = k_block + depth
+                    ahead = k_block + lead
                     if ahead % group_k_blocks == 0 and ahead < k_end:
                         assert s not in slots  # the slot's previous read was used
                         slots[s] = (ahead // group_k_blocks, k_block)

@@ -105,7 +105,7 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
     if (thread >= kNumMathThreads) {
         // Producer: one thread issues every k-block's loads (the tile's activation rows, its slabs),
         // and, as it streams a K group's first stage, brings the group's scales (and zero points) of
-        // the tile's rows into L2, where the consumers' reads of them kDepth k-blocks ahead find them.
+        // the tile's rows into L2, where the consumers' reads of them a few k-blocks ahead find them.
         ptx::warpgroup_reg_dealloc<40>();
         if (thread == kNumMathThreads) {
             uint32_t stage = 0, phase = 0;
@@ -163,7 +163,7 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
         for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
             const Unit unit(index, shape_m, masked_m);
             point(params, unit);
-            const uint32_t n_row = params.row[0];
+            const uint32_t n_row = unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4;
             params.prime(unit.k_begin, unit.k_end, ahead_params, ahead);
             ahead = index + gridDim.x < num_units;
             if (ahead) {

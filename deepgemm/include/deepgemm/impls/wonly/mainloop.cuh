@@ -18,12 +18,12 @@ namespace deepgemm {
 // the scale with the zero point, a move along a queue) stalls the warp there until the load returns,
 // and a scale read that misses L2 under full HBM load takes longer than a K group of one or two
 // k-blocks runs at the HBM rate. So the reads sit in slots that the k-loop's unrolled steps index
-// statically: the step that dequantises k-block k (step s = (k - k_begin) mod kLead) takes the
-// values of k's group from slot s when k starts a group (they were read into slot s by the step of
-// k-block k - kLead), then reads the group starting at k + kLead, if one does, into slot s. Each read
-// leads its use by kLead k-blocks (a K range's first kLead k-blocks: by as many as lie before them),
-// and the producer brings every group's lines into L2 as it streams the group's first stage, tens of
-// k-blocks earlier, so these reads hit L2. Scales are [G][groups along K][N] of the activation dtype,
+// statically (kLead divides the steps of a pass): the step that dequantises k-block k (slot
+// i = (k - k_begin) mod kLead) takes the values of k's group from slot i when k starts a group (they
+// were read into slot i by the step of k-block k - kLead), then reads the group starting at k + kLead,
+// if one does, into slot i. Each read leads its use by kLead k-blocks (a K range's first kLead
+// k-blocks: by as many as lie before them), and the producer brings every group's lines into L2 as it
+// streams the group's first stage, tens of k-blocks earlier, so these reads hit L2. Scales are [G][groups along K][N] of the activation dtype,
 // zero points [G][groups along K][N] bytes (both written by deepgemm/quant/wonly.py); rows past N
 // and groups past K read as 0.
 template <typename Layout, bool kHasZeros, uint32_t kLead>
@@ -39,29 +39,31 @@ struct GroupParams {
         uint32_t zero[2];
     };
 
-    const uint8_t* scales;  // this unit's expert's [groups along K][N]
-    const uint8_t* zeros;
-    uint32_t row[2];
+    // Row n_row's scale (and zero point) of K group 0 in this unit's expert's [groups along K][N]; row
+    // n_row + 8's are 8 elements on, group g's g * N on (pointers kept rather than the expert's base
+    // and the rows: two registers fewer, one multiply-add an address).
+    const uint8_t* scale_row;
+    const uint8_t* zero_row;
     bool row_valid[2];
     Raw first;         // the group of a K range's first k-block
-    Raw slot[kLead];   // slot s: the group starting at the next k-block of step s that starts one
+    Raw slot[kLead];   // slot i: the next group read by a step whose k-block is i mod kLead past k_begin
 
     // Points the reads at a unit's expert and rows (n_row and n_row + 8).
     __device__ __forceinline__ void point(const uint8_t* expert_scales, const uint8_t* expert_zeros, uint32_t n_row) {
-        scales = expert_scales;
-        zeros = expert_zeros;
-        row[0] = n_row, row[1] = n_row + 8;
+        scale_row = expert_scales + uint64_t{n_row} * 2;
+        if constexpr (kHasZeros)
+            zero_row = expert_zeros + n_row;
         row_valid[0] = n_row < Layout::SHAPE_N, row_valid[1] = n_row + 8 < Layout::SHAPE_N;
     }
 
     __device__ __forceinline__ void fetch(uint32_t k_group, Raw& raw) const {
+        const uint64_t offset = uint64_t{k_group} * Layout::SHAPE_N;
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
             const bool ok = row_valid[r] && k_group < Layout::kNumGroupsK;
-            const uint64_t index = uint64_t{k_group} * Layout::SHAPE_N + row[r];
-            raw.scale[r] = ok ? ptx::ld_global_nc_u16(scales + index * 2) : 0u;
+            raw.scale[r] = ok ? ptx::ld_global_nc_u16(scale_row + (offset + r * 8) * 2) : 0u;
             if constexpr (kHasZeros)
-                raw.zero[r] = ok ? ptx::ld_global_nc_u8(zeros + index) : 0u;
+                raw.zero[r] = ok ? ptx::ld_global_nc_u8(zero_row + offset + r * 8) : 0u;
         }
     }
 
@@ -81,20 +83,22 @@ struct GroupParams {
         }
     }
 
-    // Step s of the k-loop at k-block k_block (k_end: its range's end): the values of k_block's group
-    // into `rows` where they change, and the group starting kLead k-blocks on read into slot s.
+    // Step s of the k-loop's pass at k-block k_block (k_end: its range's end; the pass's length a
+    // multiple of kLead): the values of k_block's group into `rows` where they change, and the group
+    // starting kLead k-blocks on read into slot s mod kLead.
     template <typename Dequant, uint32_t s>
     __device__ __forceinline__ void step(uint32_t k_block, uint32_t k_end, bool range_start, RowDequant& rows) {
+        constexpr uint32_t i = s % kLead;
         if (range_start) {
             Dequant::template set_rows<kHasZeros, kSymmetricZero>(rows, first.scale, first.zero);
         } else if constexpr (!kOneGroup) {
             if (k_block % kGroupKBlocks == 0)
-                Dequant::template set_rows<kHasZeros, kSymmetricZero>(rows, slot[s].scale, slot[s].zero);
+                Dequant::template set_rows<kHasZeros, kSymmetricZero>(rows, slot[i].scale, slot[i].zero);
         }
         if constexpr (!kOneGroup) {
             const uint32_t ahead = k_block + kLead;
             if (ahead % kGroupKBlocks == 0 && ahead < k_end)
-                fetch(ahead / kGroupKBlocks, slot[s]);
+                fetch(ahead / kGroupKBlocks, slot[i]);
         }
     }
 
@@ -145,8 +149,13 @@ struct WonlyMma {
     static constexpr uint32_t kDepth = Layout::BLOCK_M <= 64 ? 4 : 2;
     static_assert(kNumStages > kDepth, "the consumers hold kDepth stages at once, the producer needs one more");
     static_assert(4 % kNumSets == 0, "each set takes the same k16 steps of every k-block");
-    // The scale reads lead their use by one pass of the k-loop (kDepth k-blocks; slot = step).
-    using Params = GroupParams<Layout, kHasZeros, kDepth>;
+    // The scale reads lead their use by one pass of the k-loop (kDepth k-blocks, a slot per step), but
+    // by half a pass for INT8 tiles of 64 tokens: their conversion and two accumulator sets leave too
+    // few registers for four slots (a read every k-block spilled at the 168-register cap), and half a
+    // pass of INT8 k-blocks is as long as a whole one of INT4 at the HBM rate.
+    static constexpr uint32_t kScaleLead = Layout::kWeightBits == 8 && Layout::BLOCK_M == 64 ? kDepth / 2 : kDepth;
+    static_assert(kDepth % kScaleLead == 0, "a slot is a fixed set of registers in every pass");
+    using Params = GroupParams<Layout, kHasZeros, kScaleLead>;
 
     uint32_t full_barriers;   // shared-space addresses: stage 0's full and empty barriers,
     uint32_t empty_barriers;  // (8 bytes a stage)
