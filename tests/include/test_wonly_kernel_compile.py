@@ -70,6 +70,11 @@ def selected_cases() -> list[Case]:
     wide4 = select_wonly_config(64, 4096, 7168, 4, NUM_SMS)
     cases += [Case(4096, 7168, wide4, 64, has_zeros=True), Case(4096, 7168, cfg4, 64),
               Case(4096, 7168, select_wonly_config(64, 4096, 7168, 8, NUM_SMS), 64)]
+    # Groups of three k-blocks (a modulo that is not a mask) over split ranges that start mid-group, as
+    # tests/ops/test_wonly_gpu.py runs them: INT8 64-token tiles (scales read half a pass ahead), INT4
+    # with zero points.
+    cases += [Case(2112, 7168, select_wonly_config(64, 2112, 7168, 8, NUM_SMS), 192),
+              Case(7168, 16384, select_wonly_config(1, 7168, 16384, 4, NUM_SMS), 192, has_zeros=True)]
     cases += [Case(4096, 7168, cfg4, 128, has_zeros=True), Case(4096, 7168, big4, 128, has_zeros=True),
               Case(4096, 7168, cfg4, 128, is_fp16=True), Case(4096, 7168, cfg8, None, is_fp16=True),
               Case(4096, 7168, cfg8, 128, out_dtype=torch.float32), Case(4096, 7168, cfg4, None)]
