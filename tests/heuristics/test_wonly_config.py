@@ -201,33 +201,48 @@ def test_mainloop_frees_each_stage_once_after_its_wgmmas_retired(num_stages, dep
         assert all(retired >= group for retired, group in zip(frees_by_stage[stage], uses, strict=True))
 
 
+@pytest.mark.parametrize("depth, lead", ((4, 4), (4, 2), (2, 2)))
 @pytest.mark.parametrize("group_k_blocks", (1, 2, 3, 4, 7, 112))
-def test_scale_queue_hands_each_k_block_its_groups_values(group_k_blocks):
-    """impls/wonly/mainloop.cuh's GroupParams queue (kAhead = ceil(4 / group k-blocks) groups ahead) and
-    WonlyMma::dequant's use of it, over K ranges that start and end mid-group, across units (the next
-    unit's first group read while the unit before runs) and repeated m-blocks (primed again): every
-    k-block dequantises with its own group's values, and a group's read goes out kAhead groups before
-    its first use or when its unit (m-block) starts."""
-    ahead = ceil_div(4, group_k_blocks)
-    ranges = [(0, 112), (5, 33), (33, 61), (61, 112), (3, 4), (111, 112), (0, 1)]
+def test_scale_slots_hand_each_k_block_its_groups_values(group_k_blocks, depth, lead):
+    """impls/wonly/mainloop.cuh's GroupParams (kLead slots, kLead dividing the k-loop's depth: a slot per
+    step of a pass, or per two) and WonlyMma::dequant's use of it, over K ranges that start and end
+    mid-group, across units (the next unit's first group read while the unit before runs) and repeated
+    m-blocks (primed again):
+    every k-block dequantises with its own group's values; a slot is read only by the steps it belongs
+    to (slot = ((k_block - k_begin) mod depth) mod lead, what the unrolled steps index statically) and
+    only after the read that filled it, which is never overwritten before that use; a read goes out
+    `lead` k-blocks before its use, or when its K range starts; no read targets a k-block past the
+    range."""
+    num_k_blocks = 112
+    num_groups = ceil_div(num_k_blocks, group_k_blocks)
+    one_group = num_groups == 1
+    ranges = [(0, 112), (5, 33), (33, 61), (61, 112), (3, 4), (111, 112), (0, 1), (6, 9)]
     preloaded = None  # (group) read during the previous unit, as the kernel's ahead_params
     for index, (k_begin, k_end) in enumerate(ranges):
-        first = k_begin // group_k_blocks
         for m_block in range(2):
-            # prime: the front from the preloaded read on the unit's first m-block, else fetched.
-            front = preloaded if m_block == 0 and preloaded is not None else first
-            queue = [front] + [first + a for a in range(1, ahead)]
+            # prime: `first` from the preloaded read on the unit's first m-block, else fetched; the
+            # groups starting at k_begin + 1 .. k_begin + depth - 1 (before k_end) into their slots.
+            first = preloaded if m_block == 0 and preloaded is not None else k_begin // group_k_blocks
+            slots: dict[int, tuple[int, int]] = {}  # slot -> (group, k-block whose step read it)
+            if not one_group:
+                for s in range(1, lead):
+                    if (k_begin + s) % group_k_blocks == 0 and k_begin + s < k_end:
+                        slots[s] = ((k_begin + s) // group_k_blocks, k_begin)
             if m_block == 0:  # the next unit's first group is read right after priming
                 preloaded = ranges[index + 1][0] // group_k_blocks if index + 1 < len(ranges) else None
-            issued_at = {group: k_begin for group in queue}
-            ready = False
+            current = None
             for k_block in range(k_begin, k_end):
-                if k_block % group_k_blocks == 0 or not ready:
-                    current = queue.pop(0)
-                    ready = True
-                    queue.append(k_block // group_k_blocks + ahead)
-                    issued_at.setdefault(queue[-1], k_block)
-                    # Read at the unit's start (the primed groups), or a full lead before its use.
-                    lead = k_block - issued_at[current]
-                    assert issued_at[current] == k_begin or lead >= ahead * group_k_blocks
+                s = ((k_block - k_begin) % depth) % lead
+                if k_block == k_begin:
+                    current = first
+                elif not one_group and k_block % group_k_blocks == 0:
+                    group, issued = slots.pop(s)  # a KeyError: nothing was read for this step
+                    assert k_block - issued >= lead or issued == k_begin
+                    current = group
+                if not one_group:
+                    ahead = k_block + lead
+                    if ahead % group_k_blocks == 0 and ahead < k_end:
+                        assert s not in slots  # the slot's previous read was used
+                        slots[s] = (ahead // group_k_blocks, k_block)
                 assert current == k_block // group_k_blocks
+            assert not slots  # every read was used

@@ -64,11 +64,17 @@ def selected_cases() -> list[Case]:
     cfg8 = select_wonly_config(16, 4096, 7168, 8, NUM_SMS)
     cfg4 = select_wonly_config(16, 4096, 7168, 4, NUM_SMS)
     big4 = select_wonly_config(4096, 4096, 7168, 4, NUM_SMS)
-    # Groups of one k-block keep the longest queue of scale reads (GroupParams::kAhead = 4): with the
-    # widest decode tile (64 tokens: two accumulator sets) it is the most registers.
+    # Groups of one k-block read scales (and zero points) at every step of the k-loop, into slots that
+    # hold them a pass (GroupParams): with the widest decode tile (64 tokens: two accumulator sets) and
+    # zero points it is the most registers.
     wide4 = select_wonly_config(64, 4096, 7168, 4, NUM_SMS)
     cases += [Case(4096, 7168, wide4, 64, has_zeros=True), Case(4096, 7168, cfg4, 64),
               Case(4096, 7168, select_wonly_config(64, 4096, 7168, 8, NUM_SMS), 64)]
+    # Groups of three k-blocks (a modulo that is not a mask) over split ranges that start mid-group, as
+    # tests/ops/test_wonly_gpu.py runs them: INT8 64-token tiles (scales read half a pass ahead), INT4
+    # with zero points.
+    cases += [Case(2112, 7168, select_wonly_config(64, 2112, 7168, 8, NUM_SMS), 192),
+              Case(7168, 16384, select_wonly_config(1, 7168, 16384, 4, NUM_SMS), 192, has_zeros=True)]
     cases += [Case(4096, 7168, cfg4, 128, has_zeros=True), Case(4096, 7168, big4, 128, has_zeros=True),
               Case(4096, 7168, cfg4, 128, is_fp16=True), Case(4096, 7168, cfg8, None, is_fp16=True),
               Case(4096, 7168, cfg8, 128, out_dtype=torch.float32), Case(4096, 7168, cfg4, None)]
@@ -81,7 +87,8 @@ def selected_cases() -> list[Case]:
 
 def distinct_cases() -> list[Case]:
     """One case per distinct instantiation up to N, K and the K group (loop trip counts), but for how
-    many groups the scale queue reads ahead (GroupParams::kAhead = ceil(4 / group k-blocks): registers)."""
+    often the k-loop reads a group's scales (ceil(4 / group k-blocks): every k-block, every other, ...,
+    or once per K range per channel; the code and registers of GroupParams::step differ)."""
     cases: dict[tuple, Case] = {}
     for case in selected_cases():
         args = case.template_args

@@ -153,6 +153,22 @@ def test_split_k_is_deterministic_and_resets_its_counters(bits, m, n, k):
     assert all(torch.equal(outs[0], out) for out in outs[1:])
 
 
+@pytest.mark.parametrize("bits", (8, 4))
+@pytest.mark.parametrize("group_size", (64, 192))
+@pytest.mark.parametrize("m, n, k", [(8, 2112, 7168), (64, 2112, 7168), (1, 7168, 16384)])
+def test_scale_reads_over_split_ranges_that_start_mid_group(bits, group_size, m, n, k):
+    """The k-loop's scale slots (impls/wonly/mainloop.cuh, GroupParams): K groups of one and of three
+    k-blocks over split K ranges that start mid-group (2112 x 7168: ranges from k-blocks 16, 32, ...;
+    7168 x 16384: from 36, 73, ..., several units per CTA), 8- and 64-token tiles (INT8's 64-token tiles
+    read half a pass ahead), zero points with INT4."""
+    assert select_wonly_config(m, n, k, bits, 132).num_splits > 1
+    inputs = make_weight_only_inputs(m, n, k, bits, CUDA, seed=group_size + m, group_size=group_size,
+                                     zero_points=bits == 4)
+    d = torch.empty(m, n, dtype=torch.bfloat16, device=CUDA)
+    _op(bits)(inputs.a, inputs.b, d, group_size=group_size)
+    assert calc_diff(d, inputs.reference()) < 1e-5
+
+
 def test_gpu_matches_the_cpu_path():
     inputs = make_weight_only_inputs(20, 1000, 1000, 4, CUDA, seed=8, zero_points=True)
     d = torch.empty(20, 1000, dtype=torch.float32, device=CUDA)

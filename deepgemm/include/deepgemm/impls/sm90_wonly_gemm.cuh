@@ -76,6 +76,7 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
     using Layout = WonlyLayout<SHAPE_N, SHAPE_K, BLOCK_M, kNumMathWarpgroups, kNumStages, kWeightBits, kGroupKBlocks,
                                kNumSplits>;
     using Mma = WonlyMma<Layout, kIsFP16, kHasZeros>;
+    using Params = typename Mma::Params;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = Mma::kNumAccum;
     static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Masked, "dense or masked grouped");
@@ -102,7 +103,9 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
                                                                        &tmap_a, &tmap_b);
 
     if (thread >= kNumMathThreads) {
-        // Producer: one thread issues every k-block's loads (the tile's activation rows, its slabs).
+        // Producer: one thread issues every k-block's loads (the tile's activation rows, its slabs),
+        // and, as it streams a K group's first stage, brings the group's scales (and zero points) of
+        // the tile's rows into L2, where the consumers' reads of them a few k-blocks ahead find them.
         ptx::warpgroup_reg_dealloc<40>();
         if (thread == kNumMathThreads) {
             uint32_t stage = 0, phase = 0;
@@ -110,8 +113,13 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
                 const Unit unit(index, shape_m, masked_m);
                 const int32_t first_slab =
                     unit.group * Layout::kNumSlabsPerExpert + unit.n_block * Layout::kNumSlabs;
+                const uint8_t* unit_scales = scales + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * 2;
+                const uint8_t* unit_zeros = zeros + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0);
                 for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
                     for (uint32_t k_block = unit.k_begin; k_block < unit.k_end; ++k_block) {
+                        if (m_block == unit.m_first && (k_block == unit.k_begin || k_block % kGroupKBlocks == 0))
+                            Params::prefetch_tile(unit_scales, unit_zeros, unit.n_block * Layout::BLOCK_N,
+                                                  k_block / kGroupKBlocks);
                         ptx::mbarrier_wait(&empty_barriers[stage], phase ^ 1);
                         uint64_t* bar = &full_barriers[stage];
                         ptx::mbarrier_arrive_expect_tx(bar, Layout::kSmemABytes + Layout::kSmemBBytes);
@@ -135,7 +143,7 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
         const uint32_t warp = warp_uniform(thread / 32);
         const uint32_t lane = thread % 32;
 
-        GroupParams<Layout, kHasZeros> params{};
+        Params params{};
         float accum[kNumAccum];
         Mma mainloop{ptx::smem_addr(full_barriers), ptx::smem_addr(empty_barriers),
                      ptx::smem_addr(smem_b + warp * WeightSlab<kWeightBits>::kBytes),
@@ -143,33 +151,31 @@ sm90_wonly_gemm(uint32_t shape_m, uint32_t num_groups, const int32_t* __restrict
                      ptx::dynamic_smem_size() < Layout::kSmemBytes};
         // A unit's expert scales and zero points, and this thread's weight rows: n_row and n_row + 8
         // (the A fragment's rows r and r + 8).
-        const auto point = [&](GroupParams<Layout, kHasZeros>& target, const Unit& unit) {
+        const auto point = [&](Params& target, const Unit& unit) {
             target.point(scales + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * 2,
                          zeros + uint64_t{unit.group} * Layout::kNumGroupsK * SHAPE_N * (kHasZeros ? 1 : 0),
                          unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4);
         };
-        // The next unit's first group of scales is read, and the rest of its primed groups brought into
-        // L2, while this unit runs, so a unit starts without waiting for memory.
-        uint32_t ahead_params[2] = {0, 0};
+        // The next unit's first group of scales is read while this unit runs (nothing reads the
+        // registers before that unit starts), so a unit starts without waiting for memory.
+        typename Params::Raw ahead_params{};
         bool ahead = false;
         for (uint32_t index = blockIdx.x; index < num_units; index += gridDim.x) {
             const Unit unit(index, shape_m, masked_m);
-            const uint32_t first_group = unit.k_begin / kGroupKBlocks;
             point(params, unit);
-            const uint32_t n_row = params.row[0];
-            params.prime(first_group, ahead_params, ahead);
+            const uint32_t n_row = unit.n_block * Layout::BLOCK_N + warp * 16 + lane / 4;
+            params.prime(unit.k_begin, unit.k_end, ahead_params, ahead);
             ahead = index + gridDim.x < num_units;
             if (ahead) {
                 const Unit next(index + gridDim.x, shape_m, masked_m);
-                GroupParams<Layout, kHasZeros> next_params;
+                Params next_params;
                 point(next_params, next);
                 next_params.fetch(next.k_begin / kGroupKBlocks, ahead_params);
-                next_params.prefetch(next.k_begin / kGroupKBlocks + 1);
             }
             uint8_t* d_group = d + uint64_t{unit.group} * d_group_bytes;
             for (uint32_t m_block = unit.m_first; m_block < unit.m_end; ++m_block) {
                 if (m_block != unit.m_first)
-                    params.prime(first_group, ahead_params, false);
+                    params.prime(unit.k_begin, unit.k_end, ahead_params, false);
                 mainloop.k_loop(unit.k_begin, unit.k_end);
                 if constexpr (kNumSplits > 1) {
                     const uint32_t tile_index = m_block * Layout::kNumNBlocks + unit.n_block;

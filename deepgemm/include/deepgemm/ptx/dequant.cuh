@@ -91,16 +91,17 @@ __device__ __forceinline__ void ld_shared_x4(const void* ptr, uint32_t (&words)[
     ld_shared_x4(smem_addr(ptr), words);
 }
 
-// A 16-bit value from global memory (read-only for the kernel's lifetime).
+// A 16-bit (8-bit) value from global memory (read-only for the kernel's lifetime), zero-extended by
+// the load itself into a 32-bit register: no separate widening reads the register before its use.
 __device__ __forceinline__ uint32_t ld_global_nc_u16(const void* ptr) {
-    uint16_t value;
-    asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(value) : "l"(ptr));
+    uint32_t value;
+    asm volatile("ld.global.nc.u16 %0, [%1];" : "=r"(value) : "l"(ptr));
     return value;
 }
 
 __device__ __forceinline__ uint32_t ld_global_nc_u8(const void* ptr) {
-    uint16_t value;
-    asm volatile("ld.global.nc.u8 %0, [%1];" : "=h"(value) : "l"(ptr));
+    uint32_t value;
+    asm volatile("ld.global.nc.u8 %0, [%1];" : "=r"(value) : "l"(ptr));
     return value;
 }
 

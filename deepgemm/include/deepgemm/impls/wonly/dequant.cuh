@@ -49,12 +49,15 @@ struct SlabDequant {
             return kMagicX2 + zero * 0x00010001u;
     }
 
-    // `params[r]`: row r's scale bits in the low half, its zero point in the high half.
-    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&params)[2]) {
+    // Row r's scale bits `scale[r]` (the low half; the high half 0, as loaded) and zero point
+    // `zero[r]` (without zero points kSymmetricZero, a constant: `zero` is not read).
+    template <bool kHasZeros, uint32_t kSymmetricZero>
+    __device__ __forceinline__ static void set_rows(RowDequant& rows, const uint32_t (&scale)[2],
+                                                    const uint32_t (&zero)[2]) {
         #pragma unroll
         for (uint32_t r = 0; r < 2; ++r) {
-            rows.scale_x2[r] = (params[r] & 0xFFFFu) * 0x00010001u;
-            rows.bias_x2[r] = bias_pair(params[r] >> 16);
+            rows.scale_x2[r] = scale[r] * 0x00010001u;
+            rows.bias_x2[r] = bias_pair(kHasZeros ? zero[r] : kSymmetricZero);
         }
     }
 
