@@ -48,7 +48,7 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, num_terms: int, has_c: bool) ->
     whether it adds C."""
     template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                      cfg.multicast_on_a, num_terms, has_c, cfg.swizzle_d_bytes, cfg.num_d_chunks,
-                     cfg.load_batch)
+                     cfg.load_batch, cfg.promote_every, cfg.promote_sets)
     comment = (f"n={n}, k={k}, {'3xtf32' if num_terms == 3 else 'tf32'}, nt, out=torch.float32, c={has_c}\n"
                f"{cfg.kernel_repr()}")
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
