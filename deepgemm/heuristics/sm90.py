@@ -262,7 +262,8 @@ def promotion_variants(cfg: GemmConfig, promotions=None) -> list[GemmConfig]:
     if promotions is None:
         promotions = [(every, sets) for every, sets, _ in cfg.family.promotion_costs]
     return [cfg if (every, sets) == (cfg.promote_every, cfg.promote_sets)
-            else dataclasses.replace(cfg, promote_every=every, promote_sets=sets) for every, sets in promotions]
+            else dataclasses.replace(cfg, promote_every=every, promote_sets=sets)
+            for every, sets in promotions]
 
 
 def _chunked_variants(shape: GemmShape, num_sms: int, whole: GemmConfig) -> list[GemmConfig]:

@@ -105,22 +105,21 @@ struct Tf32Mma {
         #pragma unroll
         for (uint32_t i = 0; i < kLen; ++i) {
             issue(accum[Schedule::set_of(i)], !Schedule::starts_chunk(i));
-            if (Schedule::groups_in_flight(i, kLen) == 0)
-                ptx::wgmma_wait_group<0>();
-            else if (i > 0)
+            if (i > 0) {
                 ptx::wgmma_wait_group<1>();
-            if (i > 0)
                 release_stage<kNumTMAMulticast>(&empty_barriers[previous_stage], lane);
-            if (Schedule::groups_in_flight(i, kLen) == 0)
-                release_stage<kNumTMAMulticast>(&empty_barriers[stage], lane);
-            previous_stage = stage;
-            next_stage();
+            }
             if constexpr (kPromoteSets == 2) {
                 if (Schedule::promoted_before(i) != Schedule::kNoSet)
                     promote(accum[Schedule::promoted_before(i) % kPromoteSets]);
             }
-            if (Schedule::promoted_at_end(i, kLen) != Schedule::kNoSet)
+            if (Schedule::promoted_at_end(i, kLen) != Schedule::kNoSet) {
+                ptx::wgmma_wait_group<0>();
+                release_stage<kNumTMAMulticast>(&empty_barriers[stage], lane);
                 promote(accum[Schedule::promoted_at_end(i, kLen) % kPromoteSets]);
+            }
+            previous_stage = stage;
+            next_stage();
         }
     }
 

@@ -18,8 +18,8 @@ namespace deepgemm {
 // - Two sets: chunk j's first k-block is issued, then the wait leaves it in flight and chunk j - 1's
 //   set (complete by then) is promoted while it runs; only the span's last chunk is promoted after a
 //   full wait. Spans of 4 chunks (and at least 8 k-blocks) promote one chunk in 4 (8) exposed.
-// Every k-block but a span's last waits with one group (its own) in flight: k-block i - 1's stage is
-// free once k-block i's WGMMAs are issued.
+// Every k-block but a span's first waits with one group (its own) in flight, so k-block i - 1's stage is
+// freed once k-block i's WGMMAs are issued; a span's last k-block then waits for its own too.
 template <uint32_t kNumKBlocks, uint32_t kPromoteEvery, uint32_t kPromoteSets>
 struct Tf32PromoteSchedule {
     static_assert(kPromoteEvery == 1 || kPromoteEvery == 2 || kPromoteEvery == 4,
@@ -38,18 +38,15 @@ struct Tf32PromoteSchedule {
     // K-block i of a span overwrites its set rather than adding to it.
     __host__ __device__ static constexpr bool starts_chunk(uint32_t i) { return i % kPromoteEvery == 0; }
 
-    // WGMMA groups left in flight by the wait after k-block i of a span of `len`: 0 after its last.
-    __host__ __device__ static constexpr uint32_t groups_in_flight(uint32_t i, uint32_t len) {
-        return i + 1 == len ? 0 : 1;
-    }
-
-    // After that wait, the set whose chunk completed before k-block i (two sets), or kNoSet.
     static constexpr uint32_t kNoSet = 0xFFFFFFFFu;
+
+    // Once k-block i's WGMMAs are issued and the older ones retired: the set whose chunk completed
+    // before k-block i, promoted while k-block i runs (two sets), or kNoSet.
     __host__ __device__ static constexpr uint32_t promoted_before(uint32_t i) {
         return kPromoteSets == 2 && i > 0 && starts_chunk(i) ? set_of(i - 1) : kNoSet;
     }
 
-    // After that wait, the set promoted because the span ends with k-block i, or kNoSet.
+    // The set promoted after the full wait that ends a span of `len` with k-block i, or kNoSet.
     __host__ __device__ static constexpr uint32_t promoted_at_end(uint32_t i, uint32_t len) {
         return i + 1 == len ? set_of(i) : kNoSet;
     }
