@@ -19,8 +19,9 @@
 //
 // kNumTerms = 3 computes a 3xTF32 product: A and B arrive split into a TF32 high part and the low
 // remainder ([rows, 2, K]), and the kernel sums lo*hi + hi*lo + hi*hi as three runs of k-blocks
-// (Tf32Terms), promoting the sum into FP32 registers every k-block (Tf32Mma), which gives about FP32
-// accuracy from TF32 tensor cores.
+// (Tf32Terms), promoting the tensor cores' sum into FP32 registers every kPromoteEvery k-blocks, from
+// one accumulator set or from two used alternately so that the promotion overlaps the next WGMMAs
+// (kPromoteSets; Tf32Mma, Tf32PromoteSchedule), which gives about FP32 accuracy from TF32 tensor cores.
 //
 // The pipeline is the 16-bit kernel's (sm90_bf16_gemm.cuh), dense only: a producer warpgroup streams
 // A and B through a ring of shared-memory stages with TMA, one or two consumer warpgroups run
@@ -54,7 +55,7 @@ struct Tf32GemmLayout {
 
 template <uint32_t SHAPE_N, uint32_t SHAPE_K, uint32_t BLOCK_M, uint32_t BLOCK_N, uint32_t kNumStages,
           uint32_t kNumTMAMulticast, bool kIsMulticastOnA, uint32_t kNumTerms, bool kHasC, uint32_t kSwizzleDBytes,
-          uint32_t kNumDChunks, uint32_t kLoadBatch>
+          uint32_t kNumDChunks, uint32_t kLoadBatch, uint32_t kPromoteEvery, uint32_t kPromoteSets>
 __global__ void __launch_bounds__(
     (Tf32GemmLayout<SHAPE_K, BLOCK_M, BLOCK_N, kNumStages, kNumTerms, kNumDChunks>::kNumThreads), 1)
 sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t* d, uint64_t d_row_bytes,
@@ -64,9 +65,11 @@ sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t
     constexpr GemmKind kKind = GemmKind::Dense;
     using Scheduler = TileScheduler<kKind, SHAPE_N, BLOCK_M, BLOCK_N, 16, kIsMulticastOnA || kNumTMAMulticast == 1>;
     using StageLoader = Tf32StageLoader<Layout, BLOCK_M, BLOCK_N, kNumTMAMulticast, kIsMulticastOnA, kNumTerms>;
-    // 3xTF32 adds each k-block's WGMMA sum into FP32 registers (see Tf32Mma).
-    constexpr uint32_t kPromoteEvery = kNumTerms == 3 ? 1 : 0;
-    using Mma = Tf32Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kPromoteEvery>;
+    // 3xTF32 adds the WGMMA sum of every kPromoteEvery k-blocks into FP32 registers (see Tf32Mma).
+    static_assert(kNumTerms == 3 || (kPromoteEvery == 1 && kPromoteSets == 1),
+                  "TF32 accumulates in the tensor cores: only 3xTF32 chooses a promotion schedule");
+    constexpr uint32_t kMmaPromoteEvery = kNumTerms == 3 ? kPromoteEvery : 0;
+    using Mma = Tf32Mma<Layout, BLOCK_N, kNumStages, kNumTMAMulticast, kMmaPromoteEvery, kPromoteSets>;
     constexpr uint32_t kNumMathThreads = Layout::kNumMathThreads;
     constexpr uint32_t kNumAccum = Mma::kNumAccum;
     constexpr uint32_t kWarpgroupBarrier = 1;
@@ -101,10 +104,10 @@ sm90_tf32_gemm(uint32_t shape_m, const uint8_t* c, uint64_t c_row_bytes, uint8_t
         const uint32_t lane = thread % 32;
         const uint32_t row_in_wave = warpgroup * 64 + thread_in_warpgroup / 32 * 16 + lane / 4;
 
-        float accum[Layout::kNumWaves][kNumAccum];
+        float accum[kPromoteSets][Layout::kNumWaves][kNumAccum];
         // The promoted sum (3xTF32); unused, hence no registers, otherwise.
         float total[Layout::kNumWaves][kNumAccum];
-        float (&result)[Layout::kNumWaves][kNumAccum] = kPromoteEvery > 0 ? total : accum;
+        float (&result)[Layout::kNumWaves][kNumAccum] = kMmaPromoteEvery > 0 ? total : accum[0];
         // A warpgroup's 64 rows of A start 64 K lines (64 * 128 bytes) into the stage.
         const uint64_t desc_a_base = ptx::make_smem_desc_k_major_sw128(smem_a + warpgroup * 64 * 128);
         const uint64_t desc_b_base = ptx::make_smem_desc_k_major_sw128(smem_b);
