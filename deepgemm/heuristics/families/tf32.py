@@ -7,7 +7,8 @@ the cost model needs no change beyond the record, whose layout, tiles, rates and
 16-bit kernel's (`unpromoted.py`; its mainloop is that kernel's) until a TF32 sweep fits them. A 3xTF32
 problem's config is chosen from `TF32X3`: the same kernel runs the k-blocks of three TF32 products
 (`KernelFamily.k_terms`), and its 3xTF32 mainloop keeps a second FP32 accumulator (the promoted sum), so
-a tile holds twice the accumulator registers.
+a tile holds twice the accumulator registers; its promotion schedules (how often that sum is taken, from
+one WGMMA accumulator set or two) are the record's `promotions`, a second set's registers `set_registers`.
 """
 
 from __future__ import annotations
