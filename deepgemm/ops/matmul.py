@@ -58,6 +58,17 @@ _PAD_FP8_K = 16
 _PAD_FP32 = 4
 
 
+def padded_16bit_sizes(n: int, k: int) -> tuple[int, int]:
+    """``(N, K)`` as the 16-bit GEMM of ``matmul`` runs them: each zero-padded to a multiple of 8."""
+    return align(n, _PAD_16BIT), align(k, _PAD_16BIT)
+
+
+def padded_fp8_sizes(n: int, k: int, kernel_dtype: torch.dtype) -> tuple[int, int]:
+    """``(N, K)`` as the FP8 GEMM of ``matmul`` runs them, writing ``kernel_dtype``: N zero-padded to
+    16-byte rows of D, K to 16-byte rows of FP8."""
+    return align(n, TMA_ALIGNMENT_BYTES // kernel_dtype.itemsize), align(k, _PAD_FP8_K)
+
+
 def matmul(
     a: Array,
     b: Array,
@@ -451,7 +462,7 @@ def _gemm_16bit_padded(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> Non
     made row-major for the NN kernel.
     """
     (m, k), n = a.shape, b.shape[1]
-    k_pad, n_pad = align(k, _PAD_16BIT), align(n, _PAD_16BIT)
+    n_pad, k_pad = padded_16bit_sizes(n, k)
     # Only N needs padding where K is a multiple of 8: a row-major a is then read in place.
     a_pad = a if k_pad == k and _fits_kernel(a) else F.pad(a, (0, k_pad - k)).contiguous()
     b_pad = F.pad(b, (0, n_pad - n, 0, k_pad - k)).contiguous()
@@ -471,8 +482,7 @@ def _fp8_gemm(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> None:
     of 16 (TMA rows) in the quantisation step."""
     k, n = b.shape[-2:]
     kernel_dtype = d.dtype if d.dtype in _FP8_KERNEL_OUT_DTYPES else torch.float32
-    n_pad = align(n, TMA_ALIGNMENT_BYTES // kernel_dtype.itemsize)
-    k_pad = align(k, _PAD_FP8_K)
+    n_pad, k_pad = padded_fp8_sizes(n, k, kernel_dtype)
     # The kernel reads B as [N, K], K-major: b's transposed view goes straight into the cast, whose
     # output is contiguous, so no transposing copy is made. Zero rows for N padding and zero columns
     # for K padding leave every block's amax, hence the scales and the real values, unchanged.

@@ -21,6 +21,7 @@ import torch
 
 from ..heuristics.config import CONTIGUOUS, DENSE, MASKED
 from ..ops.common.launch import KernelRequest
+from ..quant.wonly import DEFAULT_GROUP_SIZES, SLAB_COLS, check_group_size
 from . import DEFAULT_NUM_SMS, build_all, kernel_specs, progress_bar
 from .suites import suite_requests
 
@@ -31,8 +32,6 @@ K_GROUPED = "k_grouped"
 LAYOUTS = (DENSE, CONTIGUOUS, MASKED, K_GROUPED)
 MAJORS = ("nt", "nn", "tn", "tt")
 MAX_M_RANGE = 1 << 16
-# A weight-only group size: a positive multiple of this many K.
-GROUP_SIZE_MULTIPLE = 64
 DEFAULT = "default"
 
 
@@ -40,8 +39,7 @@ DEFAULT = "default"
 class FamilyOptions:
     """The request fields a family takes: its layouts, its out / in dtypes (the first is the default;
     none: the family takes no such dtype), whether it takes a storage layout (``major``), the layouts it
-    takes C in, the INT8 epilogue's bias and zero points, weight-only scale groups (and their default) and
-    zero points."""
+    takes C in, the INT8 epilogue's bias and zero points, weight-only scale groups and zero points."""
 
     layouts: tuple[str, ...] = (DENSE,)
     out_dtypes: tuple[str, ...] = ()
@@ -50,7 +48,6 @@ class FamilyOptions:
     has_c: tuple[str, ...] = ()
     int8_epilogue: bool = False
     weight_only: bool = False
-    default_group_size: int | None = None
     zeros: bool = False
 
 
@@ -64,8 +61,7 @@ FAMILY_OPTIONS = {
     "tf32": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=(DENSE,)),
     "tf32x3": FamilyOptions(out_dtypes=("fp32",), majors=True, has_c=(DENSE,)),
     "w8a16": FamilyOptions((DENSE, MASKED), _16BIT_OUT, ("bf16", "fp16"), weight_only=True),
-    "w4a16": FamilyOptions((DENSE, MASKED), _16BIT_OUT, ("bf16", "fp16"), weight_only=True,
-                           default_group_size=128, zeros=True),
+    "w4a16": FamilyOptions((DENSE, MASKED), _16BIT_OUT, ("bf16", "fp16"), weight_only=True, zeros=True),
     "cast": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32")),
     "fp8_linear": FamilyOptions(in_dtypes=("bf16", "fp16", "fp32"), has_c=(DENSE,)),
     "fp8_grouped_linear": FamilyOptions((CONTIGUOUS,), in_dtypes=("bf16", "fp16", "fp32"),
@@ -170,18 +166,18 @@ def _group_size(group_size: int | str | None, options: FamilyOptions, family: st
     """Weight-only: ``"default"`` (the op's: 128 for w4a16, per-channel for w8a16), ``None`` or
     ``"none"`` (per-channel), or a positive multiple of 64."""
     if group_size == DEFAULT:
-        return options.default_group_size
+        return DEFAULT_GROUP_SIZES.get(family)
     if not options.weight_only:
         raise ValueError(f"group_size does not apply to family {family}")
     if group_size is None or group_size == "none":
         return None
     if isinstance(group_size, str) and group_size.isdigit():
         group_size = int(group_size)
-    if (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0
-            or group_size % GROUP_SIZE_MULTIPLE):
-        raise ValueError(f"group_size must be none or a positive multiple of {GROUP_SIZE_MULTIPLE}, got "
-                         f"{group_size!r}")
-    return group_size
+    try:
+        return check_group_size(group_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"group_size must be none or a positive multiple of {SLAB_COLS}, got "
+                         f"{group_size!r}") from None
 
 
 def json_requests(path: Path) -> list[KernelRequest]:

@@ -19,8 +19,6 @@ from ..quant.layout import align
 Requests = Callable[[object], list[KernelRequest]]
 # Rows of each contiguous-layout group in the suites' inputs are aligned to this many.
 CONTIGUOUS_ALIGNMENT = 128
-# `deepgemm.matmul`'s padding: 16-bit K and N to 8 elements, FP8 K to 16 and the FP8 GEMM's BF16 N to 8.
-MATMUL_16BIT_PAD, MATMUL_FP8_K_PAD, MATMUL_FP8_N_PAD = 8, 16, 8
 _BF16, _FP16, _FP32 = torch.bfloat16, torch.float16, torch.float32
 
 
@@ -53,16 +51,20 @@ def _bf16_layout(p) -> list[KernelRequest]:
 def _matmul_fp8(p) -> list[KernelRequest]:
     """``matmul(a, b, precision="fp8")`` on BF16 operands, and the same by hand: the casts and
     ``fp8_gemm_nt`` on K and N padded as matmul pads them (the casts come with the FP8 family)."""
-    return [KernelRequest("fp8_1d2d", p.m, align(p.n, MATMUL_FP8_N_PAD), align(p.k, MATMUL_FP8_K_PAD))]
+    from ..ops.matmul import padded_fp8_sizes
+
+    return [KernelRequest("fp8_1d2d", p.m, *padded_fp8_sizes(p.n, p.k, _BF16))]
 
 
 def _matmul_fp16(p) -> list[KernelRequest]:
     """``matmul(a, b, dtype="float16")`` on row-major FP16 a [M, K], b [K, N]: ``bf16_gemm_nn`` in FP16,
     K and N padded to 8 where they are not multiples of it (``_gemm_16bit``), for every GEMM of a
     sequence problem."""
+    from ..ops.matmul import padded_16bit_sizes
+
     sizes = p.sizes if hasattr(p, "sizes") else [(p.m, p.n, p.k)]
-    return [KernelRequest("bf16", m, align(n, MATMUL_16BIT_PAD), align(k, MATMUL_16BIT_PAD), out_dtype=_FP16,
-                          major="nn", in_dtype=_FP16) for m, n, k in sizes]
+    return [KernelRequest("bf16", m, *padded_16bit_sizes(n, k), out_dtype=_FP16, major="nn", in_dtype=_FP16)
+            for m, n, k in sizes]
 
 
 def _wgrad(out_dtype: torch.dtype) -> Requests:
