@@ -74,9 +74,8 @@ struct Tf32Wgmma {
         uint32_t previous_stage = 0;
         #pragma unroll
         for (uint32_t i = 0; i < kLen; ++i) {
-            consumer.issue_k_block(false, num_valid_rows, [&](uint32_t w, uint64_t wave_desc_a, uint64_t desc_b) {
-                issue_into(accum[Schedule::set_of(i)][w], wave_desc_a, desc_b, !Schedule::starts_chunk(i));
-            });
+            SpanIssue<Schedule> span_issue{*this};
+            consumer.issue_k_block(span_issue, i, false, num_valid_rows);
             if (i > 0) {
                 ptx::wgmma_wait_group<1>();
                 consumer.release(previous_stage);
@@ -94,6 +93,15 @@ struct Tf32Wgmma {
             consumer.next_stage();
         }
     }
+
+    // What UnpromotedConsumer::issue_k_block issues for k-block i of a span.
+    template <typename Schedule>
+    struct SpanIssue {
+        Tf32Wgmma& wgmma;
+        __device__ __forceinline__ void issue(uint32_t w, uint64_t wave_desc_a, uint64_t desc_b, uint32_t i) {
+            issue_into(wgmma.accum[Schedule::set_of(i)][w], wave_desc_a, desc_b, !Schedule::starts_chunk(i));
+        }
+    };
 
     // total += acc, once acc's WGMMAs have completed.
     __device__ __forceinline__ void promote(float (&acc)[kNumWaves][kNumAccum]) {

@@ -57,12 +57,13 @@ struct UnpromotedConsumer {
     uint8_t* const& smem_d;
     const Scheduler& scheduler;
 
-    // Waits for the current stage and has `issue_wave(w, wave_desc_a, desc_b)` put wave w's WGMMAs of
-    // the k-block into its accumulators, then commits them as one group. With `is_guarded`, waves
-    // without valid rows (rows outside every group: padding, past masked_m) cost no tensor-core work.
-    template <typename IssueWave>
-    __device__ __forceinline__ void issue_k_block(bool is_guarded, const uint32_t (&num_valid_rows)[kNumWaves],
-                                                  IssueWave&& issue_wave) {
+    // Waits for the current stage and has `wgmma.issue(w, wave_desc_a, desc_b, k_block)` put wave w's
+    // WGMMAs of the k-block into its accumulators, then commits them as one group. With `is_guarded`,
+    // waves without valid rows (rows outside every group: padding, past masked_m) cost no tensor-core
+    // work.
+    template <typename Wgmma>
+    __device__ __forceinline__ void issue_k_block(Wgmma& wgmma, uint32_t k_block, bool is_guarded,
+                                                  const uint32_t (&num_valid_rows)[kNumWaves]) {
         ptx::mbarrier_wait(&full_barriers[stage], phase);
         const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
         const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
@@ -73,12 +74,13 @@ struct UnpromotedConsumer {
             ptx::wgmma_fence();
             // A wave's 64-row slice of A starts 64 * 128 bytes further on, in both majors: 64
             // K-major lines, or one 64-row MN-major chunk of BLOCK_K lines.
-            issue_wave(w, desc_a + (w * Layout::kWaveM * 128 >> 4), desc_b);
+            wgmma.issue(w, desc_a + (w * Layout::kWaveM * 128 >> 4), desc_b, k_block);
         }
         ptx::wgmma_commit_group();
     }
 
-    // Hands stage `s` back to the producer; its WGMMAs must have completed.
+    // Hands stage `s` back to the producer; its WGMMAs must have completed. (k_loop calls release_stage
+    // itself: through this wrapper ptxas orders the 16-bit and INT8 kernels' instructions differently.)
     __device__ __forceinline__ void release(uint32_t s) const {
         release_stage<kNumTMAMulticast>(&empty_barriers[s], lane);
     }
@@ -96,17 +98,15 @@ struct UnpromotedConsumer {
         // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
         uint32_t in_flight_stage = 0;
         for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-            issue_k_block(is_guarded, num_valid_rows, [&](uint32_t w, uint64_t wave_desc_a, uint64_t desc_b) {
-                wgmma.issue(w, wave_desc_a, desc_b, k_block);
-            });
+            issue_k_block(wgmma, k_block, is_guarded, num_valid_rows);
             wgmma.wait_issued(k_block);
             if (k_block > 0)
-                release(in_flight_stage);
+                release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
             in_flight_stage = stage;
             next_stage();
         }
         ptx::wgmma_wait_group<0>();
-        release(in_flight_stage);
+        release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
     }
 
     // The MMA over every k-block of the tile; the guarded loop only for tiles whose last wave holds no
