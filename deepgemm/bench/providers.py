@@ -787,6 +787,25 @@ def _prepare_deepgemm_3xtf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
     return run
 
 
+def _prepare_deepgemm_3xtf32_gemm(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
+    """The 3xTF32 GEMM kernel on operands split once, untimed: the pair with `deepgemm_3xtf32` shows
+    what the split costs inside a call."""
+    if inputs.a.device.type != "cuda":
+        raise ProviderUnavailable("the split GEMM kernel alone has no CPU path")
+    from deepgemm.ops.tf32 import kernel
+
+    a, b_nk = inputs.a_mk, inputs.b_kn.t()
+    device = a.device.index if a.device.index is not None else torch.cuda.current_device()
+    A, B = (kernel.staged(x, True, device) for x in (a, b_nk))
+    d = torch.empty(a.shape[0], b_nk.shape[0], dtype=torch.float32, device=a.device)
+
+    def run() -> torch.Tensor:
+        kernel.launch_staged(A, B, a.shape[1], d, None, 3, device)
+        return d
+
+    return run
+
+
 def _prepare_cublas_tf32(inputs: Fp32Inputs) -> Callable[[], torch.Tensor]:
     _require_cuda(inputs)
     return _cublas_fp32(inputs.a_mk, inputs.b_kn, allow_tf32=True)
@@ -873,6 +892,14 @@ DEEPGEMM_3XTF32 = _deepgemm(
     " copy kernel and three TF32 products summed in one FP32 accumulator, every kernel timed; into a"
     " preallocated FP32 d",
     _prepare_deepgemm_3xtf32,
+    reference="fp64",
+    max_diff=1e-8,
+)
+DEEPGEMM_3XTF32_GEMM = Provider(
+    "deepgemm_3xtf32_gemm",
+    "the GEMM kernel of deepgemm.tf32x3_gemm_nt alone (its config, three TF32 products, one FP32"
+    " accumulator) on a and b split into TF32 hi/lo parts once, untimed; into a preallocated FP32 d",
+    _prepare_deepgemm_3xtf32_gemm,
     reference="fp64",
     max_diff=1e-8,
 )

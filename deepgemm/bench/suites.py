@@ -46,6 +46,7 @@ from .providers import (
     CUBLAS_TF32,
     DEEPGEMM,
     DEEPGEMM_3XTF32,
+    DEEPGEMM_3XTF32_GEMM,
     DEEPGEMM_BF16,
     DEEPGEMM_BF16_DENSE,
     DEEPGEMM_BF16_GROUPED,
@@ -588,11 +589,13 @@ FP32 = Suite(
     name="fp32",
     description="DeepSeek-V3 dense shapes at M=4096 as FP32-accurate GEMMs D = A B^T on FP32 operands:"
     " deepgemm's 3xTF32 (split and three TF32 products, every kernel timed) against cuBLAS FP32 SIMT"
-    " (allow_tf32=False) and, for scale, cuBLAS TF32; the bar: geomean >= 2x cuBLAS FP32",
+    " (allow_tf32=False) and, for scale, cuBLAS TF32, and the GEMM kernel alone on operands split once"
+    " (the pair shows the split's share); the bar: geomean >= 2x cuBLAS FP32",
     problems=tuple(Problem(4096, n, k) for n, k in DENSE_NKS),
     make_inputs=_fp32_inputs,
-    providers=(DEEPGEMM_3XTF32, CUBLAS_FP32, CUBLAS_TF32),
+    providers=(DEEPGEMM_3XTF32, CUBLAS_FP32, CUBLAS_TF32, DEEPGEMM_3XTF32_GEMM),
     bytes_moved=fp32_gemm_bytes,
+    pairs=(("deepgemm_3xtf32_gemm", "deepgemm_3xtf32"),),
     splits=(Split("M=4096", lambda p: True),),
     cpu_problems=(Problem(64, 256, 384),),
     family="tf32x3",

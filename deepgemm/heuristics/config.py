@@ -83,6 +83,11 @@ class GemmConfig:
     # Split-K: each tile's K loop runs as this many slices on different CTAs, whose FP32 partial tiles a
     # second kernel sums into D (1: no split).
     split_k: int = 1
+    # 3xTF32 only (`KernelFamily.promotions`): the tensor cores' sum is added to FP32 registers every
+    # `promote_every` k-blocks, from one accumulator set or from two used alternately
+    # (`promote_sets = 2`), whose next WGMMAs then run while the other set is added.
+    promote_every: int = 1
+    promote_sets: int = 1
 
     @property
     def num_math_threads(self) -> int:
@@ -125,6 +130,16 @@ def swizzle_d_bytes(block_n: int, out_bytes: int) -> int:
     return next((s for s in (128, 64, 32) if row_bytes % s == 0), 0)
 
 
+def accumulator_registers(cfg: GemmConfig) -> int:
+    """FP32 accumulator registers per consumer thread: the family's count, plus one WGMMA set per
+    extra promotion set (`promote_sets`)."""
+    family = cfg.family
+    registers = family.accumulator_registers(cfg.block_m, cfg.block_n)
+    if cfg.promote_sets > 1:
+        registers += (cfg.promote_sets - 1) * family.set_registers(cfg.block_m, cfg.block_n)
+    return registers
+
+
 def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     """Every rule `cfg` breaks for `shape` (empty when the kernel can run it)."""
     errors = []
@@ -142,8 +157,13 @@ def config_errors(cfg: GemmConfig, shape: GemmShape) -> list[str]:
     scale_block = cfg.family.scale_block_n
     if scale_block and cfg.block_n - gcd(cfg.block_n, scale_block) > scale_block:
         errors.append(f"block_n={cfg.block_n} lets a tile straddle three {scale_block}-column scale blocks")
-    if cfg.family.accumulator_registers(cfg.block_m, cfg.block_n) > cfg.family.max_accumulator_registers:
-        errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers")
+    promotion = (cfg.promote_every, cfg.promote_sets)
+    if promotion not in cfg.family.promotions:
+        errors.append(f"promote_every={cfg.promote_every}, promote_sets={cfg.promote_sets} is not one of "
+                      f"{cfg.family.name}'s promotion schedules {cfg.family.promotions}")
+    elif accumulator_registers(cfg) > cfg.family.max_accumulator_registers:
+        errors.append(f"block_m={cfg.block_m}, block_n={cfg.block_n} needs too many accumulator registers"
+                      + (f" with {cfg.promote_sets} accumulator sets" if cfg.promote_sets > 1 else ""))
     if shape.layout != DENSE and cfg.block_n > cfg.family.grouped_max_block_n:
         errors.append(f"block_n={cfg.block_n} is wider than the {cfg.family.name} kernel's grouped tiles "
                       f"({cfg.family.grouped_max_block_n})")

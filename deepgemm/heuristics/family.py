@@ -96,6 +96,19 @@ class KernelFamily:
     # `select_config(shape, num_sms)` returns `select(shape, num_sms)`, and the record's other fields
     # describe its kernel for that selection. None: the tile model selects a `GemmConfig`.
     select: Callable[[GemmShape, int], object] | None = None
+    # The promotion schedules (promote_every, promote_sets) the family's kernel takes (3xTF32 chooses how
+    # often its tensor-core sums are added into FP32 registers, and from how many accumulator sets), and
+    # the registers of one extra set (`accumulator_registers` counts the first). `promotion_costs`: the
+    # schedules the heuristic weighs, (promote_every, promote_sets, the factor its k-blocks cost against
+    # (1, 1)); a schedule joins once a sweep (`tools/sweep.py`) measured it.
+    promotions: tuple[tuple[int, int], ...] = ((1, 1),)
+    set_registers: Callable[[int, int], int] | None = None
+    promotion_costs: tuple[tuple[int, int, float], ...] = ((1, 1, 1.0),)
+
+    def promotion_cost(self, promote_every: int, promote_sets: int) -> float:
+        """The cost factor of a promotion schedule's k-blocks (1 where the model has none)."""
+        return next((cost for every, sets, cost in self.promotion_costs
+                     if (every, sets) == (promote_every, promote_sets)), 1.0)
 
     def __repr__(self) -> str:
         return f"KernelFamily({self.name!r})"

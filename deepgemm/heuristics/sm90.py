@@ -15,6 +15,7 @@ and asks the shape's `KernelFamily` for what differs (tiles, stages, shared memo
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 from .config import (
@@ -125,6 +126,7 @@ def _tile_k_block_cycles(shape: GemmShape, cfg: GemmConfig) -> float:
     if cfg.block_m == 64:
         k_block_cycles /= SINGLE_WARPGROUP_EFFICIENCY
     family = cfg.family
+    k_block_cycles *= family.promotion_cost(cfg.promote_every, cfg.promote_sets)
     if _straddles_scale_blocks(cfg) and not _is_wide_short_k_tile(shape, cfg.block_m, cfg.block_n):
         k_block_cycles *= family.straddling_scale_cost
     if _pays_lock_step(shape, cfg):
@@ -195,7 +197,8 @@ def _grid_size(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_t
 
 def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_tma_multicast: int = 1,
                 multicast_on_a: bool = True, num_stages: int | None = None,
-                num_d_chunks: int = 1, load_batch: int | None = None, split_k: int = 1) -> GemmConfig:
+                num_d_chunks: int = 1, load_batch: int | None = None, split_k: int = 1,
+                promote_every: int = 1, promote_sets: int = 1) -> GemmConfig:
     """A config with its derived fields filled in: as many stages as fit, the D swizzle, the grid,
     the producer's load batch."""
     grouped = shape.layout != DENSE
@@ -214,6 +217,8 @@ def make_config(shape: GemmShape, num_sms: int, block_m: int, block_n: int, num_
         num_d_chunks=num_d_chunks,
         load_batch=load_batch or _load_batch(shape, block_m, num_stages, split_k),
         split_k=split_k,
+        promote_every=promote_every,
+        promote_sets=promote_sets,
     )
 
 
@@ -227,8 +232,9 @@ def _load_batch(shape: GemmShape, block_m: int, num_stages: int, split_k: int = 
     return 1
 
 
-def candidate_configs(shape: GemmShape, num_sms: int):
-    """Every valid config the heuristic considers for `shape`."""
+def candidate_configs(shape: GemmShape, num_sms: int, promotions=None):
+    """Every valid config the heuristic considers for `shape`; with `promotions`, each tile with those
+    promotion schedules instead of the ones the cost model weighs (the sweep's use)."""
     family = shape.family
     for block_m in _block_m_candidates(shape):
         for block_n in family.block_n_candidates:
@@ -245,8 +251,19 @@ def candidate_configs(shape: GemmShape, num_sms: int):
                 for cfg in (whole, *_chunked_variants(shape, num_sms, whole)):
                     if cfg.num_stages < family.min_stages:
                         continue
-                    if not config_errors(cfg, shape):
-                        yield cfg
+                    for promoted in promotion_variants(cfg, promotions):
+                        if not config_errors(promoted, shape):
+                            yield promoted
+
+
+def promotion_variants(cfg: GemmConfig, promotions=None) -> list[GemmConfig]:
+    """`cfg` with each promotion schedule (promote_every, promote_sets) of `promotions` (default: those
+    the family's cost model weighs, `KernelFamily.promotion_costs`), valid or not."""
+    if promotions is None:
+        promotions = [(every, sets) for every, sets, _ in cfg.family.promotion_costs]
+    return [cfg if (every, sets) == (cfg.promote_every, cfg.promote_sets)
+            else dataclasses.replace(cfg, promote_every=every, promote_sets=sets)
+            for every, sets in promotions]
 
 
 def _chunked_variants(shape: GemmShape, num_sms: int, whole: GemmConfig) -> list[GemmConfig]:

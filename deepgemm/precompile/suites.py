@@ -147,7 +147,8 @@ SUITE_REQUESTS: dict[str, dict[str, Requests]] = {
     "cast": {"deepgemm": _casts},
     "train_step": {"deepgemm_fp8": _train_step},
     "tf32": {"deepgemm": _tf32("tf32")},
-    "fp32": {"deepgemm_3xtf32": _tf32("tf32x3")},
+    # The GEMM kernel alone loads the kernels of the whole call (the split's staging on the same operands).
+    "fp32": {"deepgemm_3xtf32": _tf32("tf32x3"), "deepgemm_3xtf32_gemm": _tf32("tf32x3")},
     "seed": {"matmul": _matmul_fp16},
     "decode": {"deepgemm": _fp8_dense, "deepgemm_bf16": _bf16_layout},
     "int8": {"deepgemm": _int8},

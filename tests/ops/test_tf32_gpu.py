@@ -1,6 +1,7 @@
 """TF32 and 3xTF32 GEMMs on a Hopper GPU: every storage layout on the DeepSeek-V3 and edge shapes, with
 and without C (a separate tensor, and d itself), strided views, forced tile configs (multicast on A and
-on B, D in chunks, load batches, 256-row tiles); the operand-staging kernel bit for bit; deepgemm.matmul
+on B, D in chunks, load batches, 256-row tiles), every 3xTF32 promotion schedule (with the accuracy
+contract below); the operand-staging kernel bit for bit; deepgemm.matmul
 with dtype "float32", "tf32", "float16" and "fp8" on the edge sizes M, N, K in {1, 7, 17, 65, 129, 1000,
 4097} (padding inside matmul); and the measured error of 3xTF32 against FP64 next to TF32's and cuBLAS
 FP32's.
@@ -19,8 +20,9 @@ import pytest
 import torch
 
 import deepgemm
+from deepgemm.heuristics import TF32X3
 from deepgemm.heuristics.config import config_errors
-from deepgemm.heuristics.sm90 import make_config
+from deepgemm.heuristics.sm90 import candidate_configs, estimated_cycles, make_config
 from deepgemm.ops.tf32.kernel import gemm_shape, launch_tf32_gemm, staged
 from deepgemm.testing import calc_diff, tf32_as_read
 
@@ -279,3 +281,63 @@ def test_3xtf32_error_is_within_a_small_factor_of_cublas_fp32(m: int, n: int, k:
           f" cuBLAS FP32 {errors['cublas_fp32']:.3e}")
     assert errors["float32"] <= 8 * errors["cublas_fp32"], errors
     assert errors["tf32"] >= 30 * errors["float32"], errors
+
+
+# ---- 3xTF32 promotion schedules (GemmConfig.promote_every, promote_sets) ----------------------------
+# Every schedule the kernel takes, with the tile the model ranks best for it (what the sweep times first):
+# promote every 1, 2 or 4 k-blocks, from one accumulator set or two used alternately.
+
+SCHEDULES = TF32X3.promotions
+# (M, N, K, (block_m, block_n, multicast on A) or None for the model's best): k-blocks per tile (3
+# products) 192 (whole spans), 282 and 387 (tails of spans and chunks), 9 (fewer than one two-set span);
+# M and N off the tile; the 128x128 multicast tile the two-set schedules run on the fp32 suite, and
+# 256-row tiles (two waves per set).
+SCHEDULE_SHAPES = [(1024, 2112, 2048, None), (200, 512, 3000, None), (4097, 1000, 4097, None),
+                   (129, 1000, 65, None), (1024, 2112, 2048, (128, 128, False)),
+                   (768, 1024, 4096, (256, 64, True))]
+
+
+def _schedule_config(m: int, n: int, k: int, every: int, sets: int, tile: tuple | None = None):
+    shape = gemm_shape(m, n, k, 3)
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count // 2 * 2
+    if tile is None:
+        config = min(candidate_configs(shape, num_sms, ((every, sets),)),
+                     key=lambda c: estimated_cycles(shape, c))
+    else:
+        block_m, block_n, on_a = tile
+        config = make_config(shape, num_sms, block_m, block_n, 2, on_a, promote_every=every,
+                             promote_sets=sets)
+    assert (config.promote_every, config.promote_sets) == (every, sets) and config_errors(config, shape) == []
+    return config
+
+
+@pytest.mark.parametrize("every, sets", SCHEDULES)
+@pytest.mark.parametrize("m, n, k, tile", SCHEDULE_SHAPES)
+def test_3xtf32_promotion_schedules(m: int, n: int, k: int, tile, every: int, sets: int) -> None:
+    _check("nt", m, n, k, 3, "separate", config=_schedule_config(m, n, k, every, sets, tile))
+
+
+@pytest.mark.parametrize("every, sets", SCHEDULES)
+@pytest.mark.parametrize("m, n, k", [(2048, 2048, 2048), (1024, 1024, 4096)])
+def test_3xtf32_schedule_error_is_within_a_small_factor_of_cublas_fp32(m: int, n: int, k: int, every: int,
+                                                                      sets: int) -> None:
+    """The accuracy contract of `test_3xtf32_error_is_within_a_small_factor_of_cublas_fp32` for every
+    schedule the sweep may pick: the tensor cores sum up to 4 k-blocks (16 WGMMAs) before a promotion."""
+    generator = torch.Generator(device="cuda").manual_seed(11)
+    a = torch.randn(m, k, generator=generator, device="cuda")
+    b = torch.randn(k, n, generator=generator, device="cuda")
+    ref = a.double() @ b.double()
+    d = torch.empty(m, n, device="cuda")
+    config = _schedule_config(m, n, k, every, sets)
+    launch_tf32_gemm(a, b.t(), d, None, 3, torch.cuda.current_device(), config)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        cublas_error = _relative_error(a @ b, ref)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    error = _relative_error(d, ref)
+    print(f"\npromote every {every}, {sets} set(s), {m}x{n}x{k}: 3xTF32 {error:.3e}, "
+          f"cuBLAS FP32 {cublas_error:.3e}")
+    assert error <= 8 * cublas_error, (error, cublas_error)
+    assert calc_diff(d, ref) < FP32_BOUND

@@ -7,7 +7,8 @@ the cost model needs no change beyond the record, whose layout, tiles, rates and
 16-bit kernel's (`unpromoted.py`; its mainloop is that kernel's) until a TF32 sweep fits them. A 3xTF32
 problem's config is chosen from `TF32X3`: the same kernel runs the k-blocks of three TF32 products
 (`KernelFamily.k_terms`), and its 3xTF32 mainloop keeps a second FP32 accumulator (the promoted sum), so
-a tile holds twice the accumulator registers.
+a tile holds twice the accumulator registers; its promotion schedules (how often that sum is taken, from
+one WGMMA accumulator set or two) are the record's `promotions`, a second set's registers `set_registers`.
 """
 
 from __future__ import annotations
@@ -34,5 +35,14 @@ def promoted_accumulator_registers(block_m: int, block_n: int) -> int:
     return 2 * accumulator_registers(block_m, block_n)
 
 
-TF32X3 = dataclasses.replace(TF32, name="tf32x3", accumulator_registers=promoted_accumulator_registers,
-                             k_terms=3)
+# 3xTF32 promotion schedules (`GemmConfig.promote_every`, `promote_sets`): the tensor cores' sum every 1, 2
+# or 4 k-blocks, from one accumulator set (the promotion waits for the WGMMAs) or two (it overlaps the next
+# ones; a third set of registers, hence narrower tiles). The heuristic weighs (1, 1) only until a sweep
+# (`tools/sweep.py --family tf32x3`) measured the others and their costs join `promotion_costs`.
+PROMOTE_EVERY = (1, 2, 4)
+PROMOTE_SETS = (1, 2)
+
+TF32X3 = dataclasses.replace(
+    TF32, name="tf32x3", accumulator_registers=promoted_accumulator_registers, k_terms=3,
+    promotions=tuple((every, sets) for sets in PROMOTE_SETS for every in PROMOTE_EVERY),
+    set_registers=accumulator_registers)

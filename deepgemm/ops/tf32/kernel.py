@@ -58,7 +58,7 @@ def kernel_spec(n: int, k: int, cfg: GemmConfig, num_terms: int, has_c: bool) ->
     whether it adds C."""
     template_args = (n, k, cfg.block_m, cfg.block_n, cfg.num_stages, cfg.num_tma_multicast,
                      cfg.multicast_on_a, num_terms, has_c, cfg.swizzle_d_bytes, cfg.num_d_chunks,
-                     cfg.load_batch)
+                     cfg.load_batch, cfg.promote_every, cfg.promote_sets)
     comment = (f"n={n}, k={k}, {'3xtf32' if num_terms == 3 else 'tf32'}, nt, out=torch.float32, c={has_c}\n"
                f"{cfg.kernel_repr()}")
     return KernelSpec(KERNEL, HEADER, template_args, PARAM_TYPES, cfg, cfg.smem_bytes(k), comment)
@@ -100,7 +100,16 @@ def launch_tf32_gemm(a_mk: torch.Tensor, b_nk: torch.Tensor, d: torch.Tensor, c:
                      num_terms: int, device_index: int, config: GemmConfig | None = None) -> None:
     """Enqueues D = C + A·Bᵀ for FP32 views a_mk [M, K] and b_nk [N, K] (any strides): one TF32 product,
     or with `num_terms=3` the 3xTF32 one. `config` overrides the heuristic (tuning tools only)."""
-    (m, k), n = a_mk.shape, b_nk.shape[0]
+    A, B = (staged(x, num_terms == 3, device_index) for x in (a_mk, b_nk))
+    launch_staged(A, B, a_mk.shape[1], d, c, num_terms, device_index, config)
+
+
+def launch_staged(A: torch.Tensor, B: torch.Tensor, k: int, d: torch.Tensor, c: torch.Tensor | None,
+                  num_terms: int, device_index: int, config: GemmConfig | None = None) -> None:
+    """The GEMM kernel alone on operands as `staged` returns them, A [M, parts, K'] and B [N, parts, K']
+    (parts: 2 with `num_terms=3`), of K `k`: how the benchmark times the 3xTF32 product without its
+    split."""
+    m, n = A.shape[0], B.shape[0]
     num_sms = num_sms_for(device_index)
     key = (num_terms, m, n, k, c is not None, config, num_sms, device_index)
     plan = _plans.get(key)
@@ -108,7 +117,6 @@ def launch_tf32_gemm(a_mk: torch.Tensor, b_nk: torch.Tensor, d: torch.Tensor, c:
         cfg = config or choose_config(gemm_shape(m, n, k, num_terms), num_sms)
         spec = kernel_spec(n, k, cfg, num_terms, c is not None)
         plan = _plans.remember(key, _Plan(spec, device_index, m, n, k))
-    A, B = (staged(x, num_terms == 3, device_index) for x in (a_mk, b_nk))
     c_ptr, c_row_bytes = (c.data_ptr(), c.stride(0) * 4) if c is not None else (0, 0)
     plan.run(A, B, d, c_ptr, c_row_bytes)
 

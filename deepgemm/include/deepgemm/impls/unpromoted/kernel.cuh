@@ -57,34 +57,53 @@ struct UnpromotedConsumer {
     uint8_t* const& smem_d;
     const Scheduler& scheduler;
 
-    // Per k-block: waits for the stage and has `wgmma.issue` put each wave's WGMMAs of the block into
-    // its accumulators, then `wgmma.wait_issued` wait for all but the newest (or, to promote, for all).
-    // With `is_guarded`, waves without valid rows (rows outside every group: padding, past masked_m)
-    // cost no tensor-core work.
+    // Waits for the current stage and has `wgmma.issue(w, wave_desc_a, desc_b, k_block)` put wave w's
+    // WGMMAs of the k-block into its accumulators, then commits them as one group. With `is_guarded`,
+    // waves without valid rows (rows outside every group: padding, past masked_m) cost no tensor-core
+    // work.
+    template <typename Wgmma>
+    __device__ __forceinline__ void issue_k_block(Wgmma& wgmma, uint32_t k_block, bool is_guarded,
+                                                  const uint32_t (&num_valid_rows)[kNumWaves]) {
+        ptx::mbarrier_wait(&full_barriers[stage], phase);
+        const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
+        const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
+        #pragma unroll
+        for (uint32_t w = 0; w < kNumWaves; ++w) {
+            if (is_guarded && num_valid_rows[w] == 0)
+                continue;
+            ptx::wgmma_fence();
+            // A wave's 64-row slice of A starts 64 * 128 bytes further on, in both majors: 64
+            // K-major lines, or one 64-row MN-major chunk of BLOCK_K lines.
+            wgmma.issue(w, desc_a + (w * Layout::kWaveM * 128 >> 4), desc_b, k_block);
+        }
+        ptx::wgmma_commit_group();
+    }
+
+    // Hands stage `s` back to the producer; its WGMMAs must have completed. (k_loop calls release_stage
+    // itself: through this wrapper ptxas orders the 16-bit and INT8 kernels' instructions differently.)
+    __device__ __forceinline__ void release(uint32_t s) const {
+        release_stage<kNumTMAMulticast>(&empty_barriers[s], lane);
+    }
+
+    __device__ __forceinline__ void next_stage() {
+        if (++stage == Layout::kNumStages)
+            stage = 0, phase ^= 1;
+    }
+
+    // Per k-block: issue_k_block with `wgmma.issue`, then `wgmma.wait_issued` waits for all WGMMA
+    // groups but the newest (or, to promote, for all). A kernel with a k-block schedule of its own (the
+    // 3xTF32 promotion's, impls/tf32/mma.cuh) runs it from issue_k_block, release and next_stage instead.
     template <typename Wgmma>
     __device__ __forceinline__ void k_loop(Wgmma& wgmma, bool is_guarded, const uint32_t (&num_valid_rows)[kNumWaves]) {
         // The stage whose WGMMAs may still run; freed once the next k-block's are issued.
         uint32_t in_flight_stage = 0;
         for (uint32_t k_block = 0; k_block < kNumKBlocks; ++k_block) {
-            ptx::mbarrier_wait(&full_barriers[stage], phase);
-            const uint64_t desc_a = desc_a_base + stage * (Layout::kSmemABytes >> 4);
-            const uint64_t desc_b = desc_b_base + stage * (Layout::kSmemBBytes >> 4);
-            #pragma unroll
-            for (uint32_t w = 0; w < kNumWaves; ++w) {
-                if (is_guarded && num_valid_rows[w] == 0)
-                    continue;
-                ptx::wgmma_fence();
-                // A wave's 64-row slice of A starts 64 * 128 bytes further on, in both majors: 64
-                // K-major lines, or one 64-row MN-major chunk of BLOCK_K lines.
-                wgmma.issue(w, desc_a + (w * Layout::kWaveM * 128 >> 4), desc_b, k_block);
-            }
-            ptx::wgmma_commit_group();
+            issue_k_block(wgmma, k_block, is_guarded, num_valid_rows);
             wgmma.wait_issued(k_block);
             if (k_block > 0)
                 release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
             in_flight_stage = stage;
-            if (++stage == Layout::kNumStages)
-                stage = 0, phase ^= 1;
+            next_stage();
         }
         ptx::wgmma_wait_group<0>();
         release_stage<kNumTMAMulticast>(&empty_barriers[in_flight_stage], lane);
