@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from deepgemm import heuristics
+from deepgemm.ops.common.launch import K_GROUPED
 from deepgemm.quant import align, ceil_div
 from deepgemm.testing import (
     GROUPED_LAYOUTS,
@@ -422,7 +423,6 @@ WGRAD_MNS = ((7168, 2112), (1536, 24576), (512, 32768), (16384, 7168), (7168, 40
 WGRAD_KS = (4096, 8192)
 WGRAD_K_GROUPED_GS = (4, 8)
 WGRAD_K_GROUPED_MNS = ((7168, 4096), (2048, 7168))
-K_GROUPED = "k_grouped"
 
 
 def wgrad_gemm_bytes(problem: Problem) -> int:
