@@ -508,7 +508,14 @@ def _weight_only_inputs(bits: int, group_size: int | None) -> Callable[[Problem,
     return make
 
 
-def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) -> Suite:
+# The weight scales' group size of each weight-only suite (None: per channel); precompile reads it too.
+WONLY_GROUP_SIZES: dict[str, int | None] = {"wonly": 128, "wonly_w8": None}
+
+
+def weight_only_suite(name: str, bits: int, label: str) -> Suite:
+    """The `bits`-bit weight-only suite `name`, its weights quantised with the suite's group size
+    (`WONLY_GROUP_SIZES`)."""
+    group_size = WONLY_GROUP_SIZES[name]
     return Suite(
         name=name,
         description=f"{label} weight-only GEMMs D = A W^T, BF16 A and out, W packed by quantize_w{bits}a16;"
@@ -538,10 +545,8 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
     )
 
 
-# The weight scales' group size of each weight-only suite (None: per channel); precompile reads it too.
-WONLY_GROUP_SIZES: dict[str, int | None] = {"wonly": 128, "wonly_w8": None}
-WONLY = weight_only_suite("wonly", 4, WONLY_GROUP_SIZES["wonly"], "W4A16 (INT4, symmetric, group-128 scales)")
-WONLY_W8 = weight_only_suite("wonly_w8", 8, WONLY_GROUP_SIZES["wonly_w8"], "W8A16 (INT8, per-channel scales)")
+WONLY = weight_only_suite("wonly", 4, "W4A16 (INT4, symmetric, group-128 scales)")
+WONLY_W8 = weight_only_suite("wonly_w8", 8, "W8A16 (INT8, per-channel scales)")
 
 
 # ---- TF32, FP32 and the seed's table ----------------------------------------------------------------
