@@ -31,8 +31,6 @@ import itertools
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from deepgemm.jit.codegen import render_stub  # noqa: E402
 from deepgemm.jit.compiler import NvccCompiler, find_nvcc  # noqa: E402
+from deepgemm.testing.wgmma_hazards import disassemble, find_cuobjdump  # noqa: E402
 
 FAMILIES = ("bf16", "int8", "tf32")
 # The precompile families whose kernels each kernel family serves.
@@ -99,21 +98,6 @@ def _name(spec: tuple[str, str, tuple]) -> str:
     return f"{spec[0].rsplit('::', 1)[-1]}-{digest}"
 
 
-def _cuobjdump() -> str:
-    candidates = [shutil.which("cuobjdump"), os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"),
-                                                          "bin", "cuobjdump")]
-    try:
-        import nvidia.cu13  # the nvidia-cuda-cuobjdump wheel's layout
-
-        candidates.append(os.path.join(list(nvidia.cu13.__path__)[0], "bin", "cuobjdump"))
-    except ImportError:
-        pass
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    raise SystemExit("cuobjdump not found (PATH, $CUDA_HOME/bin or the nvidia-cuda-cuobjdump wheel)")
-
-
 def _resources(log: str) -> str:
     """ptxas' registers, stack frame and spills for the kernel, one line."""
     found = _RESOURCES.findall(log)
@@ -127,7 +111,10 @@ def dump(out: Path, include: Path, families: list[str], per_family: int, jobs: i
     if nvcc is None:
         raise SystemExit("nvcc not found (DG_JIT_NVCC, CUDA_HOME or PATH)")
     os.environ["DG_JIT_PTXAS_VERBOSE"] = "1"  # ptxas' report in the log
-    compiler, cuobjdump = NvccCompiler(nvcc), _cuobjdump()
+    cuobjdump = find_cuobjdump()
+    if cuobjdump is None:
+        raise SystemExit("cuobjdump not found (PATH, CUDA_HOME or the nvidia-cuda-cuobjdump wheel)")
+    compiler = NvccCompiler(nvcc)
     specs = [spec for family in families for spec in select(family, per_family)]
     out.mkdir(parents=True, exist_ok=True)
 
@@ -137,10 +124,8 @@ def dump(out: Path, include: Path, families: list[str], per_family: int, jobs: i
             source = Path(directory) / "kernel.cu"
             source.write_text(render_stub(spec[1], spec[0], spec[2]))
             output = compiler.compile(source, [include], compiler.flags())
-            cubin = Path(directory) / "kernel.cubin"
-            sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True,
-                                  check=True)
-        lines = [line for line in sass.stdout.splitlines() if "kernel.cubin" not in line]
+            sass = disassemble((Path(directory) / "kernel.cubin").read_bytes(), cuobjdump)
+        lines = [line for line in sass.splitlines() if "kernel.cubin" not in line]
         (out / f"{name}.sass").write_text("\n".join(lines) + "\n")
         (out / f"{name}.res").write_text(_resources(output.log) + "\n")
         return name

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from deepgemm import heuristics
+from deepgemm.ops.common.launch import K_GROUPED
 from deepgemm.quant import align
 from deepgemm.testing import CONTIGUOUS_M_ALIGNMENT, calc_diff
 from deepgemm.testing.bench import bench_host_overhead
@@ -134,7 +135,7 @@ def _gemm_shape(problem: Problem, family: str, out_bytes: int) -> heuristics.Gem
         if problem.layout == "contiguous":
             rows = problem.num_groups * align(problem.m, CONTIGUOUS_M_ALIGNMENT)
         # The k-grouped GEMM's launcher describes it as the masked layout does: G problems of M rows.
-        layout = "masked" if problem.layout == "k_grouped" else problem.layout
+        layout = "masked" if problem.layout == K_GROUPED else problem.layout
         extra |= {"num_groups": problem.num_groups, "layout": layout}
     if problem.major[1] == "n":
         extra["b_mn_major"] = True

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from deepgemm import heuristics
+from deepgemm.ops.common.launch import K_GROUPED
 from deepgemm.quant import align, ceil_div
 from deepgemm.testing import (
     GROUPED_LAYOUTS,
@@ -423,7 +424,6 @@ WGRAD_MNS = ((7168, 2112), (1536, 24576), (512, 32768), (16384, 7168), (7168, 40
 WGRAD_KS = (4096, 8192)
 WGRAD_K_GROUPED_GS = (4, 8)
 WGRAD_K_GROUPED_MNS = ((7168, 4096), (2048, 7168))
-K_GROUPED = "k_grouped"
 
 
 def wgrad_gemm_bytes(problem: Problem) -> int:
@@ -509,7 +509,14 @@ def _weight_only_inputs(bits: int, group_size: int | None) -> Callable[[Problem,
     return make
 
 
-def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) -> Suite:
+# The weight scales' group size of each weight-only suite (None: per channel); precompile reads it too.
+WONLY_GROUP_SIZES: dict[str, int | None] = {"wonly": 128, "wonly_w8": None}
+
+
+def weight_only_suite(name: str, bits: int, label: str) -> Suite:
+    """The `bits`-bit weight-only suite `name`, its weights quantised with the suite's group size
+    (`WONLY_GROUP_SIZES`)."""
+    group_size = WONLY_GROUP_SIZES[name]
     return Suite(
         name=name,
         description=f"{label} weight-only GEMMs D = A W^T, BF16 A and out, W packed by quantize_w{bits}a16;"
@@ -539,10 +546,8 @@ def weight_only_suite(name: str, bits: int, group_size: int | None, label: str) 
     )
 
 
-# The weight scales' group size of each weight-only suite (None: per channel); precompile reads it too.
-WONLY_GROUP_SIZES: dict[str, int | None] = {"wonly": 128, "wonly_w8": None}
-WONLY = weight_only_suite("wonly", 4, WONLY_GROUP_SIZES["wonly"], "W4A16 (INT4, symmetric, group-128 scales)")
-WONLY_W8 = weight_only_suite("wonly_w8", 8, WONLY_GROUP_SIZES["wonly_w8"], "W8A16 (INT8, per-channel scales)")
+WONLY = weight_only_suite("wonly", 4, "W4A16 (INT4, symmetric, group-128 scales)")
+WONLY_W8 = weight_only_suite("wonly_w8", 8, "W8A16 (INT8, per-channel scales)")
 
 
 # ---- TF32, FP32 and the seed's table ----------------------------------------------------------------

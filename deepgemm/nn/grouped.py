@@ -282,7 +282,7 @@ def kernel_specs(request, num_sms: int) -> list:
     data gradient's cast of dY and grouped GEMM, the weight gradient's transposed casts and k-grouped 1D1D
     GEMM (into FP32)."""
     from ..ops.cast import kernel as cast
-    from ..ops.common.launch import GEMM_KIND_CONTIGUOUS_ENDS, KernelRequest
+    from ..ops.common.launch import GEMM_KIND_CONTIGUOUS_ENDS, K_GROUPED, KernelRequest
     from ..ops.fp8 import kernel as fp8
     from ..ops.fp8_1d1d import kernel as fp8_1d1d
 
@@ -304,6 +304,6 @@ def kernel_specs(request, num_sms: int) -> list:
         *grouped_gemm(k, n),
         *casts("per_token_transposed", n),
         *casts("per_token_transposed", k),
-        *fp8_1d1d.kernel_specs(KernelRequest("fp8_1d1d", n, k, rows, "k_grouped", groups, torch.float32,
+        *fp8_1d1d.kernel_specs(KernelRequest("fp8_1d1d", n, k, rows, K_GROUPED, groups, torch.float32,
                                              has_c=request.has_c), num_sms),
     ]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..heuristics.config import CONTIGUOUS, DENSE, MASKED
-from ..ops.common.launch import KernelRequest
+from ..ops.common.launch import K_GROUPED, KernelRequest
 from ..quant.wonly import DEFAULT_GROUP_SIZES, SLAB_COLS, check_group_size
 from . import DEFAULT_NUM_SMS, build_all, kernel_specs, progress_bar
 from .suites import suite_requests
@@ -28,7 +28,6 @@ from .suites import suite_requests
 # Presets beyond the benchmark's suite names (each of those is a preset of its own).
 PRESET_GROUPS = {"deepseek-v3": ("dense", "grouped_contiguous", "grouped_masked", "grouped_decode")}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "int32": torch.int32}
-K_GROUPED = "k_grouped"
 LAYOUTS = (DENSE, CONTIGUOUS, MASKED, K_GROUPED)
 MAJORS = ("nt", "nn", "tn", "tt")
 MAX_M_RANGE = 1 << 16

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from ..heuristics.config import CONTIGUOUS, MASKED
-from ..ops.common.launch import KernelRequest
+from ..ops.common.launch import K_GROUPED, KernelRequest
 from ..quant.layout import align
 
 Requests = Callable[[object], list[KernelRequest]]
@@ -84,7 +84,7 @@ def _wgrad_loop(p) -> list[KernelRequest]:
 
 
 def _k_grouped(p) -> list[KernelRequest]:
-    return [KernelRequest("fp8_1d1d", p.m, p.n, sum(_k_sizes(p)), "k_grouped", p.num_groups, _FP32,
+    return [KernelRequest("fp8_1d1d", p.m, p.n, sum(_k_sizes(p)), K_GROUPED, p.num_groups, _FP32,
                           has_c=True)]
 
 

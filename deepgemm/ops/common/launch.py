@@ -36,6 +36,8 @@ OUT_TYPES = {
     torch.float16: "deepgemm::OutType::FP16",
     torch.float32: "deepgemm::OutType::FP32",
 }
+# `KernelRequest.layout` (and the benchmark's `Problem.layout`) of the FP8 1D1D k-grouped op: groups along K.
+K_GROUPED = "k_grouped"
 # The GemmShape layout of each grouped kind, for the config choice.
 GROUPED_KIND_LAYOUTS = {GEMM_KIND_CONTIGUOUS_INDICES: CONTIGUOUS, GEMM_KIND_CONTIGUOUS_ENDS: CONTIGUOUS,
                         GEMM_KIND_MASKED: MASKED}
@@ -78,7 +80,7 @@ class KernelRequest:
     family's ``kernel_specs(request, num_sms)`` returns the kernels its launch path would load for it.
 
     ``m``: the M the config is chosen by: M (dense), M_sum, the rows of A (contiguous), or expected_m
-    (masked). ``layout``: ``"dense"``, ``"contiguous"``, ``"masked"`` or ``"k_grouped"`` (FP8 1D1D: then
+    (masked). ``layout``: ``"dense"``, ``"contiguous"``, ``"masked"`` or ``K_GROUPED`` (FP8 1D1D: then
     ``k`` is K_sum, all groups' K). ``major``: the storage layout letters of the 16-bit and TF32 ops
     (``"nt"``, ``"nn"``, ``"tn"``, ``"tt"``). ``in_dtype`` / ``out_dtype``: the operands' (16-bit and
     weight-only activations, the casts' inputs) and d's dtype; ``has_c``: a call with ``c`` (16-bit dense,

@@ -24,7 +24,7 @@ from ...heuristics.config import MASKED, config_errors
 from ...heuristics.families.fp8_1d1d import BLOCK_K
 from ...jit import ParamType
 from ...quant.layout import TMA_ALIGNMENT_BYTES, align, get_mn_major_tma_aligned_tensor
-from ..common.launch import KernelRequest, KernelSpec, Plan, PlanCache, choose_config, d_tensor_map
+from ..common.launch import K_GROUPED, KernelRequest, KernelSpec, Plan, PlanCache, choose_config, d_tensor_map
 from ..common.settings import num_sms_for
 
 KERNEL = "deepgemm::sm90_fp8_gemm_1d1d"
@@ -34,8 +34,6 @@ HEADER = "deepgemm/impls/sm90_fp8_gemm_1d1d.cuh"
 PARAM_TYPES = (ParamType.U32, ParamType.U32, ParamType.PTR, ParamType.U32, ParamType.TMA, ParamType.TMA,
                ParamType.TMA, ParamType.TMA, ParamType.TMA)
 _FP8 = torch.float8_e4m3fn
-# `KernelRequest.layout` of the k-grouped op.
-K_GROUPED = "k_grouped"
 
 
 def kernel_spec(n: int, k: int, cfg: GemmConfig, accumulate: bool, k_grouped: bool) -> KernelSpec:
