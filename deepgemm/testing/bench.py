@@ -172,21 +172,46 @@ def bench(
     return sum(start.elapsed_time(end) for start, end in zip(starts, ends, strict=True)) / num_tests / 1e3
 
 
-def bench_host_overhead(fn: Callable[[], object], num_calls: int = 2000, num_warmups: int = 50) -> float:
+_MAX_SPIN_CYCLES = int(2e9)
+
+
+def bench_host_overhead(fn: Callable[[], object], num_calls: int = 2000, num_warmups: int = 50,
+                        batch: int = 200) -> float:
     """CPU seconds one call of ``fn`` spends enqueuing work: ``num_calls`` back-to-back calls, no sync.
 
-    Meaningful when the host is the bottleneck (the GPU work per call is shorter than the host
-    cost); otherwise the launch queue fills up and the figure tends to the GPU time.
+    The calls are timed in batches of ``batch`` (fewer than the launch queue holds), each enqueued behind
+    a spin kernel that keeps the GPU busy until the whole batch is queued, so the figure is the host's
+    own cost whatever the GPU time of one call: without it, a call whose kernel runs longer than its host
+    cost fills the queue and the figure tends to the GPU time. A batch whose spin ended before the batch
+    was queued is timed again behind a spin twice as long (up to about a second: a ``fn`` that waits
+    for the GPU itself is then timed as it is).
     """
     _require_cuda("bench_host_overhead")
+    if batch <= 0:
+        raise ValueError(f"batch must be positive, got {batch}")
     for _ in range(num_warmups):
         fn()
     torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(num_calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
+    # Spin cycles per second of host time: generous (a GPU clock of about 2 GHz), since only a spin
+    # too short spoils the figure; the first batch's spin covers 50 us per call.
+    spin_cycles = int(batch * 50e-6 * 2e9)
+    elapsed, done = 0.0, 0
+    while done < num_calls:
+        calls = min(batch, num_calls - done)
+        torch.cuda._sleep(spin_cycles)
+        spinning = torch.cuda.Event()
+        spinning.record()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        seconds = time.perf_counter() - start
+        spin_outlasted = not spinning.query()
+        torch.cuda.synchronize()
+        if not spin_outlasted and spin_cycles < _MAX_SPIN_CYCLES:
+            spin_cycles *= 2
+            continue
+        elapsed += seconds
+        done += calls
     return elapsed / num_calls
 
 

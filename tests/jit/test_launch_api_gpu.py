@@ -84,22 +84,28 @@ def test_ctypes_launches_give_the_same_bits(api) -> None:
 
 
 def test_host_cost_per_cached_call(api, record_property) -> None:
-    # A GEMM of a few us on the GPU and fewer calls than the launch queue holds: the figure is the host's
-    # (with 64 x 2112 x 7168, 11 us on an H100, a host faster than that waits for the queue instead).
+    # The GPU is held busy while the calls are queued (bench_host_overhead), so the figure is the host's.
+    # The suite runs beside other test workers: the two APIs are timed in alternating rounds and each
+    # keeps its best round, so a burst of load on the shared CPUs does not land on one API only.
     m, n, k = 64, 256, 512
     inputs = make_dense_inputs(m, n, k, DEVICE, seed=0)
     a = (inputs.a, deepgemm.get_mn_major_tma_aligned_tensor(inputs.sfa))
     d = torch.empty(m, n, device=DEVICE, dtype=torch.bfloat16)
     a16 = torch.randn(m, k, device=DEVICE, dtype=torch.bfloat16)
     b16 = torch.randn(n, k, device=DEVICE, dtype=torch.bfloat16)
-    figures = {}
-    for name in ("cuda-python", "ctypes"):
-        api(name)
-        figures[name, "fp8"] = bench_host_overhead(lambda: deepgemm.fp8_gemm_nt(a, (inputs.b, inputs.sfb), d),
-                                                   num_calls=500)
-        figures[name, "bf16"] = bench_host_overhead(lambda: deepgemm.bf16_gemm_nt(a16, b16, d), num_calls=500)
+    figures: dict[tuple[str, str], float] = {}
+    for _ in range(ROUNDS):
+        for name in ("cuda-python", "ctypes"):
+            api(name)
+            for kind, call in (("fp8", lambda: deepgemm.fp8_gemm_nt(a, (inputs.b, inputs.sfb), d)),
+                               ("bf16", lambda: deepgemm.bf16_gemm_nt(a16, b16, d))):
+                seconds = bench_host_overhead(call, num_calls=400)
+                figures[name, kind] = min(seconds, figures.get((name, kind), seconds))
     for key, seconds in figures.items():
         record_property(f"host_us_{key[0]}_{key[1]}", round(seconds * 1e6, 2))
     print({f"{k[0]} {k[1]}": f"{s * 1e6:.1f} us" for k, s in figures.items()})
     # The ctypes launch does strictly less work on the host than the bindings' (same packing).
     assert figures["ctypes", "fp8"] < figures["cuda-python", "fp8"] * 1.1
+
+
+ROUNDS = 5

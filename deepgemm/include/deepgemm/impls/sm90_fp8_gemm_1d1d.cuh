@@ -37,10 +37,6 @@ struct Fp8WgradLayout {
     // Each consumer warpgroup owns 64 rows of a "wave"; BLOCK_M = 256 runs two waves per k-block.
     static constexpr uint32_t kWaveM = 64 * kNumMathWarpgroups;
     static constexpr uint32_t kNumWaves = BLOCK_M / kWaveM;
-    // Hardware barriers: 0 is __syncthreads; consumer warpgroup g synchronises its epilogue on
-    // 1 + g, and waits for its turn to issue WGMMAs on kTurnBarrier + g (WgradMmaPromote).
-    static constexpr uint32_t kEpilogueBarrier = 1;
-    static constexpr uint32_t kTurnBarrier = 3;
 
     // The D tile is staged in kNumDChunks column chunks (see store_tile).
     static constexpr uint32_t kSmemDBytes =
@@ -89,6 +85,8 @@ sm90_fp8_gemm_1d1d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
     // The epilogue's store kind: the k-grouped D is [G, M, N], a 3-D map addressed by group, as the
     // masked kind's is; every row of a tile is valid (TMA clips the M tail within the group).
     constexpr GemmKind kStoreKind = kIsKGrouped ? GemmKind::Masked : GemmKind::Dense;
+    // Hardware barrier 0 is __syncthreads; consumer warpgroup g synchronises within itself on 1 + g.
+    constexpr uint32_t kWarpgroupBarrier = 1;
 
     // Shared memory: [D tile][A stages][B stages][A-scale stages][B-scale stages][full | empty barriers]
     // [tile per stage]. 128B-swizzled tiles need 1024-byte alignment, which every block size keeps.
@@ -144,8 +142,7 @@ sm90_fp8_gemm_1d1d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             num_valid_rows[w] = 64;
         uint32_t stage = 0, phase = 0;
         MmaPromote mainloop{full_barriers, empty_barriers, stage, phase, desc_a_base, desc_b_base, sfa_base,
-                            sfb_base, lane, warpgroup, accum, final_accum};
-        mainloop.start_turns();
+                            sfb_base, lane, accum, final_accum};
         while (true) {
             // The next tile, from the slot of the stage holding its first k-block.
             ptx::mbarrier_wait_opaque(&full_barriers[stage], phase);
@@ -176,9 +173,8 @@ sm90_fp8_gemm_1d1d(uint32_t shape_m, uint32_t num_groups, const int32_t* __restr
             store_tile<BLOCK_M, BLOCK_N, kNumDChunks, kOutType, kSwizzleDBytes, kStoreKind, Layout::kNumWaves,
                        Layout::kWaveM, kNumAccum, kAccumulate>(&tmap_d, smem_d, store, num_valid_rows, final_accum,
                                                                warpgroup, thread % 128, row_in_wave,
-                                                               Layout::kEpilogueBarrier + warpgroup, nullptr, 0, 0, SHAPE_N);
+                                                               kWarpgroupBarrier + warpgroup, nullptr, 0, 0, SHAPE_N);
         }
-        mainloop.end_turns();
         if (thread % 128 == 0)
             ptx::tma_store_wait<0>();
     }

@@ -51,10 +51,4 @@ __device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t num_thr
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
 }
 
-// Arrives on hardware barrier `id` without waiting: the barrier completes once `num_threads` threads
-// arrived or synced on it, so one role can signal another that waits with named_barrier_sync.
-__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t num_threads) {
-    asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
-}
-
 }  // namespace deepgemm::ptx
