@@ -90,14 +90,15 @@ def test_a_second_set_costs_a_third_of_the_registers(block_m, block_n, sets, reg
     assert bool(too_many) == (registers > TF32X3.max_accumulator_registers)
 
 
-def test_the_heuristic_weighs_the_default_schedule_only_until_measured():
-    # Selections keep (1, 1): the others join `promotion_costs` once a GPU sweep has measured them.
-    assert TF32X3.promotion_costs == ((1, 1, 1.0),)
+def test_the_heuristic_weighs_the_measured_schedules():
+    # The schedules a GPU sweep measured are weighed (one set, every 1, 2 or 4 k-blocks); every 4 cost
+    # least on every tile swept, so the selections promote every 4 from one set.
+    assert {(every, sets) for every, sets, _ in TF32X3.promotion_costs} == {(1, 1), (2, 1), (4, 1)}
     for m, n, k in SHAPES:
         cfg = select_config(gemm_shape(m, n, k, 3), 132)
-        assert (cfg.promote_every, cfg.promote_sets) == (1, 1)
+        assert (cfg.promote_every, cfg.promote_sets) == (4, 1)
     shape = gemm_shape(4096, 2112, 7168, 3)
-    assert all((c.promote_every, c.promote_sets) == (1, 1) for c in candidate_configs(shape, 132))
+    assert {c.promote_sets for c in candidate_configs(shape, 132)} == {1}
 
 
 def test_the_sweep_gets_each_schedule_and_the_model_can_cost_them():

@@ -37,12 +37,15 @@ def promoted_accumulator_registers(block_m: int, block_n: int) -> int:
 
 # 3xTF32 promotion schedules (`GemmConfig.promote_every`, `promote_sets`): the tensor cores' sum every 1, 2
 # or 4 k-blocks, from one accumulator set (the promotion waits for the WGMMAs) or two (it overlaps the next
-# ones; a third set of registers, hence narrower tiles). The heuristic weighs (1, 1) only until a sweep
-# (`tools/sweep.py --family tf32x3`) measured the others and their costs join `promotion_costs`.
+# ones; a third set of registers, hence narrower tiles). The heuristic weighs the schedules a sweep
+# (`tools/sweep.py --family tf32x3 --promotions all`) measured against (1, 1) on the same tile, as the
+# factor on a k-block's cost (docs/heuristic-constants.md); two sets are not weighed: their tiles were
+# never the fastest.
 PROMOTE_EVERY = (1, 2, 4)
 PROMOTE_SETS = (1, 2)
+PROMOTION_COSTS = ((1, 1, 1.0), (2, 1, 0.89), (4, 1, 0.865))
 
 TF32X3 = dataclasses.replace(
     TF32, name="tf32x3", accumulator_registers=promoted_accumulator_registers, k_terms=3,
     promotions=tuple((every, sets) for sets in PROMOTE_SETS for every in PROMOTE_EVERY),
-    set_registers=accumulator_registers)
+    set_registers=accumulator_registers, promotion_costs=PROMOTION_COSTS)
