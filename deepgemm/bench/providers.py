@@ -121,7 +121,9 @@ def _blockwise_scaled_mm(inputs: DenseInputs | WgradInputs, sa: torch.Tensor, b_
     ``b_scale_candidates`` (the layouts of its ``what``) that torch takes and, given ``reference``, that
     reproduces it. Each layout is tried once, untimed: torch raises on a layout it does not take, and one
     it takes with another meaning than ours gives other values (kept out: only a layout that reproduces
-    the reference is timed)."""
+    the reference is timed). Where cuBLAS refuses every layout for an M that is not a multiple of
+    ``BLOCKWISE_ROW_MULTIPLE`` (decode sizes: M = 2 is CUBLAS_STATUS_NOT_SUPPORTED), A runs padded with
+    zero rows to the next multiple, as a caller of cuBLAS must, and the call returns D's first M rows."""
     _require_cuda(inputs)
     try:
         from torch.nn.functional import ScalingType, scaled_mm
@@ -129,13 +131,14 @@ def _blockwise_scaled_mm(inputs: DenseInputs | WgradInputs, sa: torch.Tensor, b_
         raise ProviderUnavailable(
             f"torch {torch.__version__} has no torch.nn.functional.scaled_mm"
         ) from error
-    # 1x128 scales of A must be M-major: shape [M, KB], strides (1, M).
-    scale_a = sa.t().contiguous().t()
+    m = inputs.a.shape[0]
 
-    def call_with(scale_b: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def call_with(a: torch.Tensor, scale_a: torch.Tensor,
+                  scale_b: torch.Tensor) -> Callable[[], torch.Tensor]:
         def run() -> torch.Tensor:
-            return scaled_mm(inputs.a, inputs.b.t(), scale_a, ScalingType.BlockWise1x128, scale_b,
-                             getattr(ScalingType, b_scaling), output_dtype=torch.bfloat16)
+            out = scaled_mm(a, inputs.b.t(), scale_a, ScalingType.BlockWise1x128, scale_b,
+                            getattr(ScalingType, b_scaling), output_dtype=torch.bfloat16)
+            return out if out.shape[0] == m else out[:m]
 
         return run
 
@@ -143,24 +146,50 @@ def _blockwise_scaled_mm(inputs: DenseInputs | WgradInputs, sa: torch.Tensor, b_
     # NotImplementedError is torch saying "not on this GPU/build" (e.g. not SM90); anything else
     # means these arguments are wrong, which must show up as a failure, not as "unavailable".
     not_implemented = True
-    for scale_b in b_scale_candidates:
-        run = call_with(scale_b)
-        try:
-            out = run()
-        except (RuntimeError, ValueError, NotImplementedError) as error:
-            not_implemented &= isinstance(error, NotImplementedError)
-            rejections.append((scale_b, str(error)))
-            continue
-        if reference is None or calc_diff(out, reference) <= 1e-4:
-            return run
-        not_implemented = False
-        rejections.append((scale_b, "accepted, but its values do not match the 1x128 reference"))
+    for a, scale_a in _blockwise_a_operands(inputs.a, sa):
+        for scale_b in b_scale_candidates:
+            run = call_with(a, scale_a, scale_b)
+            try:
+                out = run()
+            except (RuntimeError, ValueError, NotImplementedError) as error:
+                not_implemented &= isinstance(error, NotImplementedError)
+                rejections.append((scale_b, f"M = {a.shape[0]}: {error}"))
+                continue
+            if reference is None or calc_diff(out, reference) <= 1e-4:
+                return run
+            not_implemented = False
+            rejections.append((scale_b, "accepted, but its values do not match the 1x128 reference"))
     message = f"scaled_mm rejected every {what}: " + " | ".join(
         f"shape {tuple(scale_b.shape)} strides {scale_b.stride()}: {why}" for scale_b, why in rejections
     )
     if not_implemented:
         raise ProviderUnavailable(message)
     raise RuntimeError(message)
+
+
+# cuBLAS's blockwise FP8 GEMM takes M-major A scales whose rows it reads in 16-byte units.
+BLOCKWISE_ROW_MULTIPLE = 4
+
+
+def _blockwise_a_operands(a: torch.Tensor, sa: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(A, its 1x128 scales M-major: shape [M, KB], strides (1, M), built explicitly, since for M = 1
+    ``contiguous`` keeps a transposed view's strides), then, for an M that is not a multiple of
+    BLOCKWISE_ROW_MULTIPLE, the same padded with zero rows (scale 1) to the next multiple."""
+    def m_major(scales: torch.Tensor) -> torch.Tensor:
+        rows, cols = scales.shape
+        out = torch.empty_strided((rows, cols), (1, rows), dtype=scales.dtype, device=scales.device)
+        return out.copy_(scales)
+
+    m = a.shape[0]
+    operands = [(a, m_major(sa))]
+    padded_m = ceil_div(m, BLOCKWISE_ROW_MULTIPLE) * BLOCKWISE_ROW_MULTIPLE
+    if padded_m != m:
+        padded_a = torch.zeros(padded_m, a.shape[1], dtype=a.dtype, device=a.device)
+        padded_a[:m] = a
+        padded_sa = torch.ones(padded_m, sa.shape[1], dtype=sa.dtype, device=sa.device)
+        padded_sa[:m] = sa
+        operands.append((padded_a, m_major(padded_sa)))
+    return operands
 
 
 def _prepare_cublas_blockwise(inputs: DenseInputs) -> Callable[[], torch.Tensor]:

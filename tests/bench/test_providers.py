@@ -6,11 +6,13 @@ import torch
 
 from deepgemm.bench import providers
 from deepgemm.bench.providers import (
+    BLOCKWISE_ROW_MULTIPLE,
     CUBLAS_BF16_LAYOUT,
     CUBLAS_BF16_LOOP,
     CUBLAS_BLOCKWISE_LOOP,
     DEEPGEMM_BF16,
     DEEPGEMM_CONTIGUOUS,
+    _blockwise_a_operands,
     _blockwise_b_scale_candidates,
     _per_tensor_cast_to_fp8,
 )
@@ -158,3 +160,23 @@ def test_deepgemm_config_is_the_launchers():
     config = deepgemm_config(problem, 132, SUITES["wonly"].family)
     shape = GemmShape(16, 4096, 7168, num_groups=8, layout="masked", family=W4A16)
     assert config == select_config(shape, 132).as_dict() and config["family"] == "w4a16"
+
+
+@pytest.mark.parametrize("m", [1, 2, 4, 5, 8])
+def test_blockwise_a_operands_are_m_major_and_padded_where_cublas_needs_it(m: int) -> None:
+    kb = 7
+    a = torch.randn(m, 128 * kb).to(torch.float8_e4m3fn)
+    sa = torch.rand(m, kb) + 0.5
+    operands = _blockwise_a_operands(a, sa)
+    first_a, first_sa = operands[0]
+    assert first_a is a and first_sa.shape == (m, kb) and first_sa.stride() == (1, m)
+    assert torch.equal(first_sa, sa)
+    if m % BLOCKWISE_ROW_MULTIPLE == 0:
+        assert len(operands) == 1
+        return
+    (padded_a, padded_sa), = operands[1:]
+    rows = -(-m // BLOCKWISE_ROW_MULTIPLE) * BLOCKWISE_ROW_MULTIPLE
+    assert padded_a.shape == (rows, 128 * kb) and padded_sa.shape == (rows, kb)
+    assert padded_sa.stride() == (1, rows)
+    assert torch.equal(padded_a[:m].float(), a.float()) and not padded_a[m:].float().any()
+    assert torch.equal(padded_sa[:m], sa) and torch.equal(padded_sa[m:], torch.ones(rows - m, kb))
