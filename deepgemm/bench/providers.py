@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from deepgemm.jit import compile_count, knobs
-from deepgemm.quant import ceil_div, get_mn_major_tma_aligned_tensor
+from deepgemm.quant import align, ceil_div, get_mn_major_tma_aligned_tensor
 from deepgemm.testing import (
     Bf16Inputs,
     DenseInputs,
@@ -182,7 +182,7 @@ def _blockwise_a_operands(a: torch.Tensor, sa: torch.Tensor) -> list[tuple[torch
 
     m = a.shape[0]
     operands = [(a, m_major(sa))]
-    padded_m = ceil_div(m, BLOCKWISE_ROW_MULTIPLE) * BLOCKWISE_ROW_MULTIPLE
+    padded_m = align(m, BLOCKWISE_ROW_MULTIPLE)
     if padded_m != m:
         padded_a = torch.zeros(padded_m, a.shape[1], dtype=a.dtype, device=a.device)
         padded_a[:m] = a

@@ -83,6 +83,10 @@ def test_ctypes_launches_give_the_same_bits(api) -> None:
         assert torch.equal(results["cuda-python", kind], results["ctypes", kind]), kind
 
 
+# Alternating rounds per API in the host-cost test (see there).
+ROUNDS = 5
+
+
 def test_host_cost_per_cached_call(api, record_property) -> None:
     # The GPU is held busy while the calls are queued (bench_host_overhead), so the figure is the host's.
     # The suite runs beside other test workers: the two APIs are timed in alternating rounds and each
@@ -107,5 +111,3 @@ def test_host_cost_per_cached_call(api, record_property) -> None:
     # The ctypes launch does strictly less work on the host than the bindings' (same packing).
     assert figures["ctypes", "fp8"] < figures["cuda-python", "fp8"] * 1.1
 
-
-ROUNDS = 5
